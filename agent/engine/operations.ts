@@ -1,0 +1,48 @@
+// The operations interface: the only way the core touches an address space.
+// Modeled on the kernel's struct damon_operations; the core never knows which
+// primitive (page_idle, synthetic, ...) it drives.
+import type { Target } from './region.js';
+import type { Attributes } from './attrs.js';
+
+/** What the core lends to operations: the targets and the monitoring clock. */
+export interface OpsContext {
+  readonly attrs: Attributes;
+  readonly targets: readonly Target[];
+  /** Monitoring time in microseconds (virtual in tests and benchmarks, real otherwise). */
+  nowUs(): number;
+  /** The context's random source, in [0, 1). Seeded in tests. */
+  random(): number;
+}
+
+export interface Operations {
+  /** Short name reported to users: "page_idle", "synthetic", ... */
+  readonly name: string;
+  /** Set up each target's initial regions (e.g. the three regions, split to min_nr_regions). */
+  init(ctx: OpsContext): void;
+  /** Apply mapping changes to the targets' regions; called every regions-update interval. */
+  update(ctx: OpsContext): void;
+  /** Pick a sampling address in every region and arm its access check. */
+  prepareAccessChecks(ctx: OpsContext): void;
+  /** Add the outcome of the armed checks to nrAccesses; return the largest nrAccesses seen. */
+  checkAccesses(ctx: OpsContext): number;
+  /** False once the target is gone (its process exited). */
+  targetValid(target: Target): boolean;
+  /** Release what the operations hold (open files, native handles). */
+  cleanup?(ctx: OpsContext): void;
+}
+
+/** Raised by operations when the host cannot do what they need; says what is missing. */
+export class OperationsUnavailableError extends Error {
+  constructor(readonly ops: string, message: string) {
+    super(`${ops} operations unavailable: ${message}`);
+    this.name = 'OperationsUnavailableError';
+  }
+}
+
+/** Raised when a target cannot be monitored (no such process, unreadable /proc files). */
+export class TargetError extends Error {
+  constructor(readonly targetId: number, message: string) {
+    super(`target ${targetId}: ${message}`);
+    this.name = 'TargetError';
+  }
+}
