@@ -1,0 +1,36 @@
+// NATS names shared by the controller, the agents and consumers: subjects, streams, buckets.
+// Documented for consumers in docs/nats.md.
+
+/** Session ids: one NATS subject token, readable in grpcurl. */
+export const SESSION_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Host names: RFC 1123 (letters, digits, '-', dots between labels). No '_', so '.' -> '_' is reversible. */
+export const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** A host name as one subject token ('.' separates tokens in NATS). */
+export function hostToken(host: string): string {
+  return host.replaceAll('.', '_');
+}
+export function hostFromToken(token: string): string {
+  return token.replaceAll('_', '.');
+}
+
+export const RECORDS_STREAM = 'DAMON_RECORDS';
+export const EVENTS_STREAM = 'DAMON_EVENTS';
+export const SESSIONS_BUCKET = 'damon_sessions';
+
+/** damon.records.<session>.<host>.<pid>: one AggregationRecord (protobuf) per message. */
+export function recordsSubject(sessionId: string, host: string, pid: number): string {
+  return `damon.records.${sessionId}.${hostToken(host)}.${pid}`;
+}
+/** Filter for a session's records, optionally of one host. */
+export function recordsFilter(sessionId?: string, host?: string): string {
+  if (!sessionId) return 'damon.records.>';
+  return host ? `damon.records.${sessionId}.${hostToken(host)}.*` : `damon.records.${sessionId}.>`;
+}
+/** damon.events.<session>: SessionEvent (protobuf). */
+export function eventsSubject(sessionId: string): string {
+  return `damon.events.${sessionId}`;
+}
+export function eventsFilter(sessionId?: string): string {
+  return sessionId ? eventsSubject(sessionId) : 'damon.events.>';
+}
