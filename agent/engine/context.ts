@@ -1,0 +1,523 @@
+// The monitoring context: DAMON's kdamond loop (mm/damon/core.c kdamond_fn) for a set of
+// targets, driven by operations it knows only through the Operations interface.
+//
+// API (other modules rely on these names):
+//   const ctx = new DamonContext({ attrs, targetIds, ops, random?, clock? });
+//   ctx.on('aggregate', (record: AggregationRecord) => ...)   // once per target per aggregation interval
+//   ctx.on('targetExited', (targetId: number) => ...)
+//   ctx.on('stopped', (reason: 'off' | 'no-targets' | 'error', error?: Error) => ...)  // exactly once
+//   ctx.step() / ctx.runFor(us)     // sampling intervals back to back, in virtual time
+//   ctx.start() / await ctx.stop()  // the real-time loop on timers
+//   ctx.drift()                     // real interval lengths measured by the real-time loop
+//
+// One step is one sampling interval: check accesses; at an aggregation boundary merge,
+// report, reset and split; at an update boundary drop exited targets and let the
+// operations update the regions; then prepare the next checks. Boundaries are counted in
+// sampling intervals, as in the kernel, so an aggregation always holds exactly
+// maxNrAccesses(attrs) samples.
+import { EventEmitter } from 'node:events';
+import { maxNrAccesses, validateAttributes, type Attributes } from './attrs.js';
+import { TargetError, type Operations, type OpsContext } from './operations.js';
+import { PAGE_SIZE, type Target } from './region.js';
+import {
+  mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
+} from './adjust.js';
+import type { AggregationRecord } from '../records/record.js';
+
+/** Record timestamps of a virtual-clock context count from here: 2024-01-01T00:00:00Z. */
+export const VIRTUAL_EPOCH_NS = 1_704_067_200_000_000_000n;
+
+/** Number of recent intervals the drift statistics cover. */
+export const DRIFT_WINDOW = 1000;
+
+export type ClockKind = 'real' | 'virtual';
+export type StopReason = 'off' | 'no-targets' | 'error';
+
+export interface DamonContextOptions {
+  /** Checked with validateAttributes; a bad value throws AttributeError. */
+  attrs: Attributes;
+  /** One target per id (a pid for processes); at least one, no duplicates. */
+  targetIds: number[];
+  ops: Operations;
+  /** Random source in [0, 1) for the operations and the splits; Math.random by default. */
+  random?: RandomSource;
+  /**
+   * 'real' (default): nowUs() and record times follow the monotonic clock, anchored to
+   * the wall clock at construction. 'virtual': time advances by samplingUs per step,
+   * from 0, and record times are VIRTUAL_EPOCH_NS + virtual time.
+   */
+  clock?: ClockKind;
+}
+
+export interface DamonContextEvents {
+  aggregate: [record: AggregationRecord];
+  targetExited: [targetId: number];
+  stopped: [reason: StopReason, error?: Error];
+}
+
+/** Statistics of measured lengths, in microseconds, over the last DRIFT_WINDOW values. */
+export interface IntervalStats {
+  /** What the lengths should be; 0 where nothing is configured (step durations). */
+  configuredUs: number;
+  /** Values the statistics below cover (at most DRIFT_WINDOW). */
+  count: number;
+  /** Values measured since start. */
+  total: number;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+}
+
+export interface DriftStats {
+  /** Real time between the starts of consecutive sampling steps. */
+  sampling: IntervalStats;
+  /** Real time between consecutive aggregations (the first from start()); configuredUs is aggregationUs. */
+  aggregation: IntervalStats;
+  /** Wall time one step took. */
+  stepWallUs: IntervalStats;
+  /** Process CPU time (all threads, from process.cpuUsage) during one step. */
+  stepCpuUs: IntervalStats;
+  /** Sampling slots skipped because the loop was more than one interval late. */
+  missedSamples: number;
+}
+
+/** A bounded window of measurements. */
+class Window {
+  private readonly values = new Float64Array(DRIFT_WINDOW);
+  private next = 0;
+  total = 0;
+
+  add(v: number): void {
+    this.values[this.next] = v;
+    this.next = (this.next + 1) % DRIFT_WINDOW;
+    this.total++;
+  }
+
+  stats(configuredUs: number): IntervalStats {
+    const count = Math.min(this.total, DRIFT_WINDOW);
+    if (count === 0) return { configuredUs, count, total: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
+    const sorted = Array.from(this.values.subarray(0, count)).sort((a, b) => a - b);
+    const rank = (q: number) => sorted[Math.max(0, Math.ceil(q * count) - 1)];
+    const sum = sorted.reduce((a, b) => a + b, 0);
+    return {
+      configuredUs,
+      count,
+      total: this.total,
+      meanUs: sum / count,
+      p50Us: rank(0.5),
+      p99Us: rank(0.99),
+      maxUs: sorted[count - 1],
+    };
+  }
+}
+
+/** Monotonic time in microseconds (fractional). */
+function hrUs(): number {
+  return Number(process.hrtime.bigint()) / 1000;
+}
+
+type State = 'new' | 'running' | 'stopped';
+
+/**
+ * A DAMON monitoring context: targets, attributes and the loop that samples accesses
+ * and adjusts regions. See the top of this file for the API. Exceptions from the
+ * operations stop the context with 'stopped' ('error', error) instead of propagating;
+ * an operations call that throws TargetError for a target that targetValid() now
+ * reports gone removes that target ('targetExited') instead.
+ */
+export class DamonContext extends EventEmitter<DamonContextEvents> implements OpsContext {
+  readonly attrs: Attributes;
+  readonly ops: Operations;
+  readonly clock: ClockKind;
+  private readonly randomFn: RandomSource;
+  private _targets: Target[];
+
+  private state: State = 'new';
+  private initialized = false;
+  private inStep = false;
+  private stopRequested = false;
+  private stopWaiters: (() => void)[] = [];
+
+  private readonly samplesPerAggregation: number;
+  private readonly samplesPerUpdate: number;
+  private _passedSamples = 0;
+  private nextAggregationSample: number;
+  private nextUpdateSample: number;
+  private szLimit = PAGE_SIZE;
+  /** Total regions at the last split; per context (the kernel's is one static for all). */
+  private lastSplitNrRegions = 0;
+  private aggregationStartNs = 0n;
+  private aggregatedInStep = false;
+
+  private virtualUs = 0;
+  private readonly hrOriginNs: bigint;
+  private readonly wallOriginNs: bigint;
+
+  // Real-time loop.
+  private looping = false;
+  private timer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | undefined;
+  private loopOriginUs = 0;
+  private lastStepStartUs = -1;
+  private lastAggregationUs = -1;
+  private missedSamples = 0;
+  private readonly samplingWindow = new Window();
+  private readonly aggregationWindow = new Window();
+  private readonly stepWallWindow = new Window();
+  private readonly stepCpuWindow = new Window();
+
+  constructor(o: DamonContextOptions) {
+    super();
+    this.attrs = validateAttributes(o.attrs);
+    if (o.ops === null || typeof o.ops !== 'object') throw new TypeError('ops: an Operations object is required');
+    this.ops = o.ops;
+    if (!Array.isArray(o.targetIds) || o.targetIds.length === 0) {
+      throw new RangeError('targetIds: at least one target id is needed');
+    }
+    const seen = new Set<number>();
+    for (const id of o.targetIds) {
+      if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`targetIds: ${id} is not a non-negative integer`);
+      if (seen.has(id)) throw new RangeError(`targetIds: ${id} appears twice`);
+      seen.add(id);
+    }
+    this._targets = o.targetIds.map((id) => ({ id, regions: [] }));
+    this.randomFn = o.random ?? Math.random;
+    const clock = o.clock ?? 'real';
+    if (clock !== 'real' && clock !== 'virtual') throw new RangeError(`clock: must be 'real' or 'virtual', got ${String(clock)}`);
+    this.clock = clock;
+    this.samplesPerAggregation = maxNrAccesses(this.attrs);
+    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.attrs.samplingUs));
+    this.nextAggregationSample = this.samplesPerAggregation;
+    this.nextUpdateSample = this.samplesPerUpdate;
+    this.hrOriginNs = process.hrtime.bigint();
+    this.wallOriginNs = BigInt(Date.now()) * 1_000_000n;
+  }
+
+  // ---- OpsContext -----------------------------------------------------------------------
+
+  /** The live targets (exited ones are removed). */
+  get targets(): readonly Target[] {
+    return this._targets;
+  }
+
+  /** Monitoring time in microseconds since the context was created (virtual: since 0). */
+  nowUs(): number {
+    if (this.clock === 'virtual') return this.virtualUs;
+    return Number(process.hrtime.bigint() - this.hrOriginNs) / 1000;
+  }
+
+  /** The context's random source. */
+  random(): number {
+    return this.randomFn();
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+
+  /** Sampling intervals done so far. */
+  get passedSamples(): number {
+    return this._passedSamples;
+  }
+
+  /** True until the context stopped. */
+  get running(): boolean {
+    return this.state !== 'stopped';
+  }
+
+  /** Record time (ns since the Unix epoch) of the current moment. */
+  private nowNs(): bigint {
+    if (this.clock === 'virtual') return VIRTUAL_EPOCH_NS + BigInt(Math.round(this.virtualUs * 1000));
+    return this.wallOriginNs + (process.hrtime.bigint() - this.hrOriginNs);
+  }
+
+  // ---- manual stepping (virtual time) ---------------------------------------------------
+
+  /**
+   * Runs one sampling interval at once, without waiting (the first call also runs
+   * ops.init and the first prepareAccessChecks). With the virtual clock, time advances by
+   * samplingUs. Returns whether the context still runs afterwards.
+   */
+  step(): boolean {
+    if (this.state === 'stopped') return false;
+    if (this.looping) throw new Error('step(): the real-time loop is running (start() was called)');
+    if (this.inStep) throw new Error('step(): called from inside a step (from an event listener?)');
+    if (this.state === 'new' && !this.initialize()) return false;
+    this.runStep();
+    return this.running;
+  }
+
+  /**
+   * Steps through `us` microseconds of sampling intervals (floor(us / samplingUs) steps),
+   * stopping early if the context stops. Returns the number of steps run.
+   */
+  runFor(us: number): number {
+    if (!Number.isFinite(us) || us < 0) throw new RangeError(`runFor: duration must be a non-negative number of microseconds, got ${us}`);
+    const steps = Math.floor(us / this.attrs.samplingUs);
+    let done = 0;
+    while (done < steps && this.step()) done++;
+    return done;
+  }
+
+  // ---- the real-time loop ---------------------------------------------------------------
+
+  /**
+   * Starts the real-time loop: every sampling step runs from a timer, so the event loop
+   * keeps serving other work between steps. Deadlines follow the ideal schedule
+   * start + k * samplingUs, so timer lateness does not accumulate; when a step is more
+   * than one interval late, the missed slots are skipped (counted in drift()) rather than
+   * run back to back. Throws if the context already stopped or runs its loop.
+   */
+  start(): void {
+    if (this.state === 'stopped') throw new Error('start(): the context has stopped');
+    if (this.looping) throw new Error('start(): already started');
+    if (this.inStep) throw new Error('start(): called from inside a step');
+    this.looping = true;
+    if (this.state === 'new' && !this.initialize()) return;
+    // The schedule starts after init and the first prepareAccessChecks, however long they took.
+    this.loopOriginUs = hrUs();
+    this.lastAggregationUs = this.loopOriginUs;
+    this.schedule(1);
+  }
+
+  /**
+   * Stops the context: ends the loop, calls ops.cleanup and emits 'stopped' ('off').
+   * From inside a step (an event listener), the stop takes effect when the step ends.
+   * Resolves once stopped; a no-op when already stopped.
+   */
+  stop(): Promise<void> {
+    if (this.state === 'stopped') return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.stopWaiters.push(resolve));
+    if (this.inStep) this.stopRequested = true;
+    else this.finish('off');
+    return done;
+  }
+
+  /** Real-time loop measurements; see DriftStats. */
+  drift(): DriftStats {
+    return {
+      sampling: this.samplingWindow.stats(this.attrs.samplingUs),
+      // The configured value, although aggregations come every floor(aggregationUs /
+      // samplingUs) samples, as in the kernel: a remainder shows up as drift.
+      aggregation: this.aggregationWindow.stats(this.attrs.aggregationUs),
+      stepWallUs: this.stepWallWindow.stats(0),
+      stepCpuUs: this.stepCpuWindow.stats(0),
+      missedSamples: this.missedSamples,
+    };
+  }
+
+  private schedule(slot: number): void {
+    const deadline = this.loopOriginUs + slot * this.attrs.samplingUs;
+    const wait = deadline - hrUs();
+    // Timers have millisecond granularity: sleep while more than half a millisecond is
+    // left, run the step once less is, so a step is at most ~0.5 ms early.
+    if (wait > 500) {
+      this.timer = { kind: 'timeout', handle: setTimeout(() => this.schedule(slot), Math.max(1, Math.round(wait / 1000))) };
+    } else {
+      this.timer = { kind: 'immediate', handle: setImmediate(() => this.tick(slot)) };
+    }
+  }
+
+  private tick(slot: number): void {
+    this.timer = undefined;
+    if (!this.looping || this.state === 'stopped') return;
+    const startUs = hrUs();
+    if (this.lastStepStartUs >= 0) this.samplingWindow.add(startUs - this.lastStepStartUs);
+    this.lastStepStartUs = startUs;
+    const cpu0 = process.cpuUsage();
+    this.runStep();
+    const cpu = process.cpuUsage(cpu0);
+    const endUs = hrUs();
+    this.stepWallWindow.add(endUs - startUs);
+    this.stepCpuWindow.add(cpu.user + cpu.system);
+    if (this.aggregatedInStep) {
+      this.aggregationWindow.add(startUs - this.lastAggregationUs);
+      this.lastAggregationUs = startUs;
+    }
+    if (!this.running) return;
+    const latest = Math.floor((endUs - this.loopOriginUs) / this.attrs.samplingUs);
+    const next = Math.max(slot + 1, latest);
+    this.missedSamples += next - slot - 1;
+    this.schedule(next);
+  }
+
+  // ---- the loop body --------------------------------------------------------------------
+
+  /** ops.init, the region size limit and the first prepareAccessChecks. False if it failed. */
+  private initialize(): boolean {
+    this.state = 'running';
+    this.inStep = true;
+    try {
+      this.initialized = true;
+      this.ops.init(this);
+      this.checkRegions('init');
+      this.szLimit = regionSizeLimit(this._targets.map((t) => t.regions), this.attrs.minNrRegions);
+      this.aggregationStartNs = this.nowNs();
+      this.withExits(() => this.ops.prepareAccessChecks(this));
+    } catch (e) {
+      this.inStep = false;
+      this.finish('error', e);
+      return false;
+    }
+    this.inStep = false;
+    if (this._targets.length === 0) this.finish('no-targets');
+    else if (this.stopRequested) this.finish('off');
+    return this.running;
+  }
+
+  private runStep(): void {
+    this.inStep = true;
+    this.aggregatedInStep = false;
+    try {
+      this._passedSamples++;
+      this.virtualUs = this._passedSamples * this.attrs.samplingUs;
+      const maxSeen = this.checkAccesses();
+      if (this._passedSamples >= this.nextAggregationSample) {
+        this.nextAggregationSample += this.samplesPerAggregation;
+        this.aggregatedInStep = true;
+        this.aggregate(maxSeen);
+      }
+      if (!this.stopRequested && this._passedSamples >= this.nextUpdateSample) {
+        this.nextUpdateSample += this.samplesPerUpdate;
+        this.update();
+      }
+      if (!this.stopRequested && this._targets.length > 0) {
+        this.withExits(() => this.ops.prepareAccessChecks(this));
+      }
+    } catch (e) {
+      this.inStep = false;
+      this.finish('error', e);
+      return;
+    }
+    this.inStep = false;
+    if (this._targets.length === 0) this.finish('no-targets');
+    else if (this.stopRequested) this.finish('off');
+  }
+
+  private checkAccesses(): number {
+    let maxSeen: number | undefined;
+    const done = this.withExits(() => {
+      maxSeen = this.ops.checkAccesses(this);
+    }, false);
+    if (!done) {
+      // A target exited mid-check: take the largest count from the regions themselves.
+      maxSeen = 0;
+      for (const t of this._targets) for (const r of t.regions) maxSeen = Math.max(maxSeen, r.nrAccesses);
+    }
+    if (typeof maxSeen !== 'number' || !Number.isFinite(maxSeen) || maxSeen < 0) {
+      throw new Error(`${this.ops.name}.checkAccesses returned ${String(maxSeen)}; expected the largest nrAccesses (a non-negative number)`);
+    }
+    return maxSeen;
+  }
+
+  private aggregate(maxSeen: number): void {
+    const maxNr = this.samplesPerAggregation;
+    const merged = mergeAllTargets(this._targets.map((t) => t.regions), {
+      maxNrAccessesSeen: maxSeen,
+      szLimit: this.szLimit,
+      maxNrRegions: this.attrs.maxNrRegions,
+      maxNrAccesses: maxNr,
+    });
+    const endNs = this.nowNs();
+    const records: AggregationRecord[] = this._targets.map((t, i) => {
+      t.regions = merged[i];
+      return {
+        targetId: t.id,
+        startNs: this.aggregationStartNs,
+        endNs,
+        maxNrAccesses: maxNr,
+        regions: t.regions.map((r) => ({ start: r.start, end: r.end, nrAccesses: r.nrAccesses, age: r.age })),
+      };
+    });
+    this.aggregationStartNs = endNs;
+    let total = 0;
+    for (const t of this._targets) {
+      t.regions = resetAggregated(t.regions);
+      total += t.regions.length;
+    }
+    const pieces = splitPieces(total, this.lastSplitNrRegions, this.attrs.maxNrRegions);
+    if (pieces > 0) {
+      for (const t of this._targets) t.regions = splitRegions(t.regions, pieces, this.randomFn);
+      this.lastSplitNrRegions = total;
+    }
+    // Listeners run last, on a consistent context (they may read targets or call stop()).
+    for (const rec of records) this.emit('aggregate', rec);
+  }
+
+  private update(): void {
+    this.removeExited();
+    if (this._targets.length === 0) return;
+    this.withExits(() => this.ops.update(this));
+    this.checkRegions('update');
+    this.szLimit = regionSizeLimit(this._targets.map((t) => t.regions), this.attrs.minNrRegions);
+  }
+
+  /** Removes targets the operations report gone, emitting 'targetExited' for each. */
+  private removeExited(): boolean {
+    const gone = this._targets.filter((t) => !this.ops.targetValid(t));
+    if (gone.length === 0) return false;
+    this._targets = this._targets.filter((t) => !gone.includes(t));
+    for (const t of gone) this.emit('targetExited', t.id);
+    return true;
+  }
+
+  /**
+   * Runs an operations call; when it throws TargetError for a target that has exited,
+   * removes the exited targets and, if `retry`, calls again for the others. Returns
+   * whether the call completed; rethrows every other error.
+   */
+  private withExits(call: () => void, retry = true): boolean {
+    for (;;) {
+      try {
+        call();
+        return true;
+      } catch (e) {
+        if (!(e instanceof TargetError)) throw e;
+        const t = this._targets.find((x) => x.id === e.targetId);
+        if (t === undefined || this.ops.targetValid(t)) throw e;
+        this.removeExited();
+        if (!retry || this._targets.length === 0) return false;
+      }
+    }
+  }
+
+  /** Catches operations that leave regions unsorted, overlapping, empty or unaligned. */
+  private checkRegions(phase: string): void {
+    for (const t of this._targets) {
+      let prevEnd = -Infinity;
+      t.regions.forEach((r, i) => {
+        const bad =
+          !(r.start < r.end) ? 'is empty' :
+          r.start % PAGE_SIZE !== 0 || r.end % PAGE_SIZE !== 0 ? 'is not page aligned' :
+          r.start < prevEnd ? 'overlaps or precedes the region before it' : '';
+        if (bad !== '') {
+          throw new Error(`${this.ops.name}.${phase} left target ${t.id} with region ${i} [0x${r.start.toString(16)}, 0x${r.end.toString(16)}) that ${bad}`);
+        }
+        prevEnd = r.end;
+      });
+    }
+  }
+
+  private finish(reason: StopReason, error?: unknown): void {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.looping = false;
+    if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
+    else if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
+    this.timer = undefined;
+    let err = error === undefined ? undefined : error instanceof Error ? error : new Error(String(error));
+    if (this.initialized && this.ops.cleanup !== undefined) {
+      try {
+        this.ops.cleanup(this);
+      } catch (e) {
+        // A failing cleanup is worth reporting, but not over the error that stopped us.
+        if (err === undefined) {
+          reason = 'error';
+          err = e instanceof Error ? e : new Error(String(e));
+        }
+      }
+    }
+    const waiters = this.stopWaiters;
+    this.stopWaiters = [];
+    for (const w of waiters) w();
+    this.emit('stopped', reason, err);
+  }
+}
