@@ -1,0 +1,240 @@
+// Typed access to native/build/libdamon_access.so (native/src/damon_access.c) through koffi.
+// The library is loaded lazily, on the first loadNativeAccess() call, so that importing this
+// module costs nothing on hosts that only run the synthetic operations; a missing or stale
+// library becomes an OperationsUnavailableError that says how to build it.
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap } from 'node:util';
+import koffi from 'koffi';
+import { OperationsUnavailableError } from '../engine/operations.js';
+
+/** Where `npm run build:native` puts the library (this file runs from dist/agent/ops/). */
+export const DEFAULT_LIBRARY_PATH = fileURLToPath(new URL('../../../native/build/libdamon_access.so', import.meta.url));
+
+/** Must match DA_ABI_VERSION in native/src/damon_access.h. */
+export const NATIVE_ABI_VERSION = 1;
+
+const BUILD_HINT = 'run `npm run build:native` (needs a C compiler: cc, gcc or clang)';
+
+/** Files the native calls read and write; errors name them by this key and path. */
+export type NativeFile = 'pagemap' | 'kpageflags' | 'bitmap';
+const FILE_KEYS: readonly (NativeFile | null)[] = [null, 'pagemap', 'kpageflags', 'bitmap'];
+const OPS = ['unknown', 'read', 'write', 'alloc', 'argument'] as const;
+export type NativeOp = (typeof OPS)[number];
+
+/** An open file handed to the library: its descriptor, and its path for messages. */
+export interface OpenFile {
+  fd: number;
+  path: string;
+}
+
+export interface AccessFiles {
+  /** /proc/PID/pagemap of the target. */
+  pagemap: OpenFile;
+  /** /proc/kpageflags. */
+  kpageflags: OpenFile;
+  /** /sys/kernel/mm/page_idle/bitmap, opened read-write. */
+  bitmap: OpenFile;
+}
+
+/** What one call saw; page counts are over the distinct virtual pages it resolved. */
+export interface AccessStats {
+  /** Distinct (head) pages whose idle bit was read. */
+  checked: number;
+  /** Distinct (head) pages marked idle. */
+  armed: number;
+  /** Unmapped, swapped-out or never-touched pages (they count as not accessed). */
+  notPresent: number;
+  /** Present pages whose PFN read as 0: the reader lacks CAP_SYS_ADMIN. */
+  pfnZero: number;
+  /** Present pages that idle page tracking ignores (off the LRU, hugetlb). */
+  untracked: number;
+  /** THP tail pages checked through their head page. */
+  hugeTail: number;
+  /** 8-byte words a file did not have because it ended early. */
+  short: number;
+}
+
+/** A failed native call: errno, the file and operation, and a message with all of them. */
+export class NativeAccessError extends Error {
+  constructor(
+    readonly errno: number,
+    readonly code: string,
+    readonly file: NativeFile | null,
+    readonly op: NativeOp,
+    readonly offset: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NativeAccessError';
+  }
+}
+
+/** "EACCES (permission denied)" for 13. */
+export function describeErrno(errno: number): { code: string; text: string } {
+  const e = getSystemErrorMap().get(-errno);
+  return e ? { code: e[0], text: `${e[0]} (${e[1]})` } : { code: `E${errno}`, text: `errno ${errno}` };
+}
+
+/** Addresses passed to a call and how many of them count. */
+type AddressList = [Float64Array, number];
+
+// struct da_stats: 7 x uint32, 3 x int32, then uint64 err_offset at byte 40; 48 bytes.
+const STATS_BYTES = 48;
+
+export class NativeAccess {
+  /** The page size the library resolves addresses with (the host's). */
+  readonly pageSize: number;
+  private readonly statsBuf = new ArrayBuffer(STATS_BYTES);
+  private readonly statsU32 = new Uint32Array(this.statsBuf);
+  private readonly statsI32 = new Int32Array(this.statsBuf);
+  private readonly statsU64 = new BigUint64Array(this.statsBuf);
+  private readonly statsBytes = new Uint8Array(this.statsBuf);
+  private readonly fnCheckAndPrepare: koffi.KoffiFunction;
+  private readonly fnPrepare: koffi.KoffiFunction;
+  private readonly fnPfnVisible: koffi.KoffiFunction;
+
+  constructor(readonly libraryPath: string, lib: koffi.IKoffiLib) {
+    // Buffers go as void *: koffi then hands C a pointer to their memory without copying.
+    this.pageSize = lib.func('uint32_t da_page_size(void)')() as number;
+    this.fnCheckAndPrepare = lib.func(
+      'int da_check_and_prepare(int, int, int, void *cur, uint32_t, void *accessed, void *next, uint32_t, void *st)',
+    );
+    this.fnPrepare = lib.func('int da_prepare(int, int, int, void *addrs, uint32_t, void *st)');
+    this.fnPfnVisible = lib.func('int da_pfn_visible(int, void *st)');
+  }
+
+  /**
+   * Checks the pages of cur[0..nCur) (armed by the previous call): accessed[i] = 1 if
+   * accessed since, else 0. Then marks the pages of next[0..nNext) idle. One native call.
+   */
+  checkAndPrepare(
+    files: AccessFiles,
+    cur: Float64Array,
+    nCur: number,
+    accessed: Uint8Array,
+    next: Float64Array,
+    nNext: number,
+  ): AccessStats {
+    checkCount('current addresses', nCur, cur.length);
+    checkCount('accessed flags', nCur, accessed.length);
+    checkCount('next addresses', nNext, next.length);
+    const r = this.fnCheckAndPrepare(
+      files.pagemap.fd,
+      files.kpageflags.fd,
+      files.bitmap.fd,
+      cur,
+      nCur,
+      accessed,
+      next,
+      nNext,
+      this.statsBytes,
+    ) as number;
+    return this.result(r, files, [
+      [cur, nCur],
+      [next, nNext],
+    ]);
+  }
+
+  /** Marks the pages of addrs[0..n) idle. */
+  prepare(files: AccessFiles, addrs: Float64Array, n: number): AccessStats {
+    checkCount('addresses', n, addrs.length);
+    const r = this.fnPrepare(files.pagemap.fd, files.kpageflags.fd, files.bitmap.fd, addrs, n, this.statsBytes) as number;
+    return this.result(r, files, [[addrs, n]]);
+  }
+
+  /**
+   * Whether PFNs show through `selfPagemap` (/proc/self/pagemap, opened by this process),
+   * judged by the entry of a page of the native call's own stack: 'visible', 'zero' (the
+   * reader lacks CAP_SYS_ADMIN), or 'not-present' (the file does not describe this process).
+   */
+  pfnVisible(selfPagemap: OpenFile): 'visible' | 'zero' | 'not-present' {
+    const r = this.fnPfnVisible(selfPagemap.fd, this.statsBytes) as number;
+    if (r < 0) throw this.error(r, { pagemap: selfPagemap }, []);
+    if (r === 1) return 'visible';
+    return this.statsU32[2] > 0 ? 'not-present' : 'zero';
+  }
+
+  private result(r: number, files: AccessFiles, addrs: AddressList[]): AccessStats {
+    if (r < 0) throw this.error(r, files, addrs);
+    const s = this.statsU32;
+    return {
+      checked: s[0],
+      armed: s[1],
+      notPresent: s[2],
+      pfnZero: s[3],
+      untracked: s[4],
+      hugeTail: s[5],
+      short: s[6],
+    };
+  }
+
+  private error(r: number, files: Partial<AccessFiles>, addrs: AddressList[]): NativeAccessError {
+    const errno = this.statsI32[7] || -r;
+    const file = FILE_KEYS[this.statsI32[8]] ?? null;
+    const op = OPS[this.statsI32[9]] ?? 'unknown';
+    const offset = Number(this.statsU64[5]);
+    const { code, text } = describeErrno(errno);
+    let message: string;
+    if (op === 'argument') {
+      // err_offset indexes the lists one after the other (next after current).
+      const all = addrs.flatMap(([a, n]) => Array.from(a.subarray(0, n)));
+      message = `bad sampling address #${offset}: ${all[offset]} (must be a number in [0, 2^64))`;
+    } else if (op === 'alloc') {
+      message = `native access check: out of memory (${text})`;
+    } else {
+      const path = file ? files[file]?.path ?? file : 'unknown file';
+      const verb = op === 'write' ? 'writing' : 'reading';
+      message = `${verb} ${path} at byte ${offset}: ${text}`;
+    }
+    return new NativeAccessError(errno, code, file, op, offset, message);
+  }
+}
+
+function checkCount(what: string, n: number, length: number): void {
+  // The C side reads n elements: a count past the array's end would read foreign memory.
+  if (!Number.isInteger(n) || n < 0 || n > length || n > 0xffffffff) {
+    throw new RangeError(`${what}: count ${n} does not fit an array of ${length}`);
+  }
+}
+
+const loaded = new Map<string, NativeAccess>();
+
+/**
+ * The library at `libraryPath` (default: the one `npm run build:native` builds), loaded once.
+ * Throws OperationsUnavailableError saying what is wrong and how to fix it.
+ */
+export function loadNativeAccess(libraryPath: string = DEFAULT_LIBRARY_PATH): NativeAccess {
+  const cached = loaded.get(libraryPath);
+  if (cached) return cached;
+  if (!fs.existsSync(libraryPath)) {
+    throw new OperationsUnavailableError('page_idle', `native library not built: ${libraryPath} does not exist; ${BUILD_HINT}`);
+  }
+  let lib: koffi.IKoffiLib;
+  try {
+    lib = koffi.load(libraryPath);
+  } catch (e) {
+    throw new OperationsUnavailableError(
+      'page_idle',
+      `cannot load native library ${libraryPath}: ${(e as Error).message}; rebuild it: ${BUILD_HINT}`,
+    );
+  }
+  let abi: number;
+  try {
+    abi = lib.func('uint32_t da_abi_version(void)')() as number;
+  } catch (e) {
+    throw new OperationsUnavailableError(
+      'page_idle',
+      `${libraryPath} is not the damon access library (${(e as Error).message}); ${BUILD_HINT}`,
+    );
+  }
+  if (abi !== NATIVE_ABI_VERSION) {
+    throw new OperationsUnavailableError(
+      'page_idle',
+      `native library ${libraryPath} is out of date (ABI ${abi}, this agent needs ${NATIVE_ABI_VERSION}); ${BUILD_HINT}`,
+    );
+  }
+  const access = new NativeAccess(libraryPath, lib);
+  loaded.set(libraryPath, access);
+  return access;
+}

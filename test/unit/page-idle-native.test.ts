@@ -1,0 +1,343 @@
+// The native access checks (native/src/damon_access.c through agent/ops/native.ts) against
+// fake pagemap, kpageflags and bitmap files: which PFN and bit are read and written, huge
+// page heads, shared checks, pages that cannot be checked, files that end early, I/O
+// retries, and the errors.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  loadNativeAccess,
+  NativeAccessError,
+  type AccessFiles,
+  type AccessStats,
+  type NativeAccess,
+} from '../../agent/ops/native.js';
+import {
+  buildNative, FakeHost, KPF_HEAD, KPF_HUGE, KPF_LRU, KPF_TAIL, KPF_THP, PAGE, PM_PRESENT, PM_SWAPPED, REPO_ROOT,
+} from './page-idle-fakes.js';
+
+let native: NativeAccess;
+const hosts: FakeHost[] = [];
+const fds: number[] = [];
+const PID = 100;
+
+before(() => {
+  buildNative();
+  native = loadNativeAccess();
+});
+
+after(() => {
+  for (const fd of fds.splice(0)) fs.closeSync(fd);
+  for (const h of hosts.splice(0)) h.remove();
+});
+
+function open(p: string, flags: string): number {
+  const fd = fs.openSync(p, flags);
+  fds.push(fd);
+  return fd;
+}
+
+function host(): FakeHost {
+  const h = new FakeHost();
+  hosts.push(h);
+  h.addProcess(PID, '');
+  return h;
+}
+
+function files(h: FakeHost, bitmapFlags = 'r+'): AccessFiles {
+  return {
+    pagemap: { fd: open(h.pagemapPath(PID), 'r'), path: h.pagemapPath(PID) },
+    kpageflags: { fd: open(h.kpageflags, 'r'), path: h.kpageflags },
+    bitmap: { fd: open(h.bitmap, bitmapFlags), path: h.bitmap },
+  };
+}
+
+const f64 = (...a: number[]) => Float64Array.from(a);
+
+function prepare(f: AccessFiles, ...addrs: number[]): AccessStats {
+  return native.prepare(f, f64(...addrs), addrs.length);
+}
+
+/** Checks `cur` and arms `next`; returns the accessed flags and the stats. */
+function check(f: AccessFiles, cur: number[], next: number[] = []): { accessed: number[]; stats: AccessStats } {
+  const accessed = new Uint8Array(cur.length).fill(7);
+  const stats = native.checkAndPrepare(f, f64(...cur), cur.length, accessed, f64(...next), next.length);
+  return { accessed: Array.from(accessed), stats };
+}
+
+const V = 0x400000; // a virtual page: pagemap entry at byte (V / 4096) * 8
+
+test('the library resolves addresses with this host page size', () => {
+  assert.equal(native.pageSize, PAGE);
+});
+
+test('arming sets bit pfn % 64 of word pfn / 64 and nothing else; accessed = bit cleared', () => {
+  const h = host();
+  const pfn = 0x1234; // word 0x48, bit 0x34
+  h.map(PID, V, pfn);
+  h.flags(pfn, KPF_LRU);
+  const f = files(h);
+  const s = prepare(f, V + 123);
+  assert.equal(s.armed, 1);
+  assert.deepEqual(h.nonZeroBitmapWords(), [[0x48, 1n << 0x34n]]);
+  assert.equal(fs.statSync(h.bitmap).size, 0x49 * 8, 'one 8-byte word written at byte 0x240');
+
+  let r = check(f, [V + 4000]);
+  assert.deepEqual(r.accessed, [0], 'still idle: not accessed');
+  assert.equal(r.stats.checked, 1);
+  assert.equal(r.stats.armed, 0);
+  assert.deepEqual(h.nonZeroBitmapWords(), [[0x48, 1n << 0x34n]], 'checking alone writes nothing');
+
+  h.access(pfn);
+  r = check(f, [V]);
+  assert.deepEqual(r.accessed, [1]);
+});
+
+test('one call checks the current samples, then arms the next ones', () => {
+  const h = host();
+  const a = 0x1000, b = 0x2040; // words 0x40 and 0x81
+  h.map(PID, V, a);
+  h.map(PID, V + PAGE, b);
+  h.flags(a, KPF_LRU);
+  h.flags(b, KPF_LRU);
+  const f = files(h);
+  prepare(f, V);
+  h.access(a);
+  // The next sample is the page just checked: it must be read before it is re-armed.
+  let r = check(f, [V], [V, V + PAGE]);
+  assert.deepEqual(r.accessed, [1]);
+  assert.equal(r.stats.armed, 2);
+  assert.ok(h.isIdle(a) && h.isIdle(b), 'both next pages marked idle');
+  r = check(f, [V, V + PAGE], []);
+  assert.deepEqual(r.accessed, [0, 0]);
+});
+
+test('samples in one page or one huge page share one check; pages of one word share one write', () => {
+  const h = host();
+  h.map(PID, V, 0x40);
+  h.map(PID, V + PAGE, 0x41);
+  h.flags(0x40, KPF_LRU);
+  h.flags(0x41, KPF_LRU);
+  h.thp(0x4000, 512);
+  h.map(PID, V + 2 * PAGE, 0x4001);
+  h.map(PID, V + 3 * PAGE, 0x4100);
+  const f = files(h);
+
+  const s = prepare(f, V, V + 8, V + PAGE, V + 2 * PAGE, V + 3 * PAGE + 5);
+  assert.equal(s.armed, 3, 'pages 0x40, 0x41 and the THP head 0x4000');
+  assert.equal(s.hugeTail, 2);
+  assert.deepEqual(h.nonZeroBitmapWords(), [
+    [1, 0b11n],
+    [0x100, 1n],
+  ]);
+
+  h.access(0x41);
+  const r = check(f, [V + 100, V + PAGE, V + 200, V + 3 * PAGE, V + 2 * PAGE + 9]);
+  assert.deepEqual(r.accessed, [0, 1, 0, 0, 0]);
+  assert.equal(r.stats.checked, 3, 'two samples in page 0x40, two in the THP: 3 checks for 5 samples');
+  h.access(0x4000);
+  assert.deepEqual(check(f, [V + 2 * PAGE, V + 3 * PAGE]).accessed, [1, 1]);
+});
+
+test('THP tails are checked and armed through their head page', () => {
+  const h = host();
+  h.thp(0x2000, 512);
+  h.map(PID, V, 0x2005);
+  const f = files(h);
+  prepare(f, V);
+  // The tail's own bit stays 0: the kernel reads it as "accessed" whatever happened.
+  assert.deepEqual(h.nonZeroBitmapWords(), [[0x80, 1n]], 'only the head 0x2000 is marked');
+  let r = check(f, [V]);
+  assert.deepEqual(r.accessed, [0], 'head still idle: not accessed, though the tail bit reads 0');
+  assert.equal(r.stats.hugeTail, 1);
+  h.access(0x2000);
+  r = check(f, [V]);
+  assert.deepEqual(r.accessed, [1]);
+
+  // A head more than one 512-word kpageflags chunk below the tail.
+  h.thp(0x10000, 1024);
+  h.map(PID, V + PAGE, 0x10000 + 700);
+  prepare(f, V + PAGE);
+  assert.ok(h.isIdle(0x10000));
+  assert.ok(!h.isIdle(0x10000 + 700));
+});
+
+test('pages idle tracking ignores count as not accessed and are not armed', () => {
+  const h = host();
+  h.flags(0x3000, KPF_HEAD | KPF_HUGE); // hugetlb: compound, but not a THP and not on the LRU
+  h.flags(0x3001, KPF_TAIL | KPF_HUGE);
+  h.flags(0x3100, 0n); // not on the LRU (kernel page, isolated)
+  h.flags(0x3200, KPF_LRU | KPF_THP);
+  h.flags(0x3201, KPF_LRU); // a THP "tail" after a plain page: split meanwhile
+  h.flags(0x3202, KPF_TAIL | KPF_THP | KPF_LRU);
+  h.map(PID, V, 0x3001);
+  h.map(PID, V + PAGE, 0x3100);
+  h.map(PID, V + 2 * PAGE, 0x3202);
+  const f = files(h);
+  const s = prepare(f, V, V + PAGE, V + 2 * PAGE);
+  assert.equal(s.untracked, 3);
+  assert.equal(s.armed, 0);
+  assert.deepEqual(h.nonZeroBitmapWords(), []);
+  // Their bits read 0, which would otherwise mean "accessed".
+  const r = check(f, [V, V + PAGE, V + 2 * PAGE]);
+  assert.deepEqual(r.accessed, [0, 0, 0]);
+  assert.equal(r.stats.checked, 0);
+});
+
+test('unmapped, swapped-out and not-present pages count as not accessed and are not armed', () => {
+  const h = host();
+  h.map(PID, V, 0x500, PM_SWAPPED); // swapped out: not present
+  h.map(PID, V + PAGE, 0x600, 0n); // not present
+  h.map(PID, V + 3 * PAGE, 0x700); // present, so the pagemap file extends past V + 2 pages
+  h.flags(0x700, KPF_LRU);
+  const f = files(h);
+  const far = V + 1000 * PAGE; // past the end of the pagemap file
+  const s = prepare(f, V, V + PAGE, V + 2 * PAGE, far);
+  assert.equal(s.notPresent, 4);
+  assert.equal(s.short, 1, 'the entry past the end of the file');
+  assert.equal(s.armed, 0);
+  assert.deepEqual(h.nonZeroBitmapWords(), []);
+  const r = check(f, [V, V + PAGE, V + 2 * PAGE, far]);
+  assert.deepEqual(r.accessed, [0, 0, 0, 0]);
+});
+
+test('present pages whose PFN reads as 0 are counted (no CAP_SYS_ADMIN) and not armed', () => {
+  const h = host();
+  h.map(PID, V, 0); // what pagemap shows without CAP_SYS_ADMIN: present, PFN 0
+  h.map(PID, V + PAGE, 0);
+  h.flags(0, KPF_LRU);
+  const f = files(h);
+  const s = prepare(f, V, V + PAGE);
+  assert.equal(s.pfnZero, 2);
+  assert.equal(s.armed, 0);
+  assert.deepEqual(h.nonZeroBitmapWords(), []);
+  const r = check(f, [V]);
+  assert.deepEqual(r.accessed, [0]);
+  assert.equal(r.stats.pfnZero, 1);
+});
+
+test('files that end early: the missing words tell nothing, and say so', () => {
+  const h = host();
+  h.flags(0x9000, KPF_LRU);
+  h.flags(0x20, KPF_LRU);
+  h.map(PID, V, 0x20);
+  // A pagemap entry cut after 4 bytes.
+  fs.appendFileSync(h.pagemapPath(PID), Buffer.alloc(4, 0xff));
+  const cut = (fs.statSync(h.pagemapPath(PID)).size - 4) / 8;
+  const f = files(h);
+  let s = prepare(f, cut * PAGE);
+  assert.equal(s.notPresent, 1);
+  assert.equal(s.short, 1);
+
+  // PFN past the end of kpageflags: flags unknown, so untracked.
+  h.map(PID, V + PAGE, 0x100000);
+  s = prepare(f, V + PAGE);
+  assert.equal(s.untracked, 1);
+  assert.equal(s.short, 1);
+
+  // Bitmap shorter than the word of a sampled PFN (0x9000 is word 0x240): not accessed.
+  h.map(PID, V + 2 * PAGE, 0x9000);
+  prepare(f, V);
+  assert.equal(fs.statSync(h.bitmap).size, 8);
+  const r = check(f, [V + 2 * PAGE, V]);
+  assert.deepEqual(r.accessed, [0, 0]);
+  assert.equal(r.stats.short, 1);
+});
+
+test('short transfers and EINTR are retried; bitmap I/O stays 8-byte aligned', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-io-'));
+  try {
+    const shim = path.join(dir, 'short-io-shim.so');
+    const cc = spawnSync(
+      'cc',
+      ['-shared', '-fPIC', '-O2', '-o', shim, path.join(REPO_ROOT, 'test/unit/fixtures/short-io-shim.c'), '-ldl'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(cc.status, 0, `building the shim: ${cc.stderr}`);
+    const child = path.join(REPO_ROOT, 'dist/test/unit/page-idle-shortio-child.js');
+    const run = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(process.execPath, [child], { encoding: 'utf8', env: { ...process.env, ...env } });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    const plain = run({});
+    const shimmed = run({ LD_PRELOAD: shim, SHIM_PATH: shim });
+    const [calls, eintrs, misaligned, shortened, bitmapBytesRead] = shimmed.shim as number[];
+    assert.ok(eintrs > 10 && shortened > 10, `the shim interfered: ${shimmed.shim}`);
+    assert.ok(calls > eintrs);
+    assert.equal(misaligned, 0, 'no bitmap read or write at an unaligned offset or size');
+    assert.equal(bitmapBytesRead, 44 * 8, 'exactly the 44 bitmap words checked were read, none between them');
+    assert.deepEqual(plain.shim, [0, 0, 0, 0, 0]);
+    // Same outcome either way, and the right one.
+    for (const k of ['armed', 'armedWords', 'checked', 'accessed', 'rearmedWords']) {
+      assert.deepEqual(shimmed[k], plain[k], k);
+    }
+    const expected = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? 1 : 0)).concat([0, 0, 0, 1, 1]);
+    assert.deepEqual(plain.accessed, expected);
+    assert.equal(plain.armed.armed, 44);
+    assert.equal(plain.checked.checked, 44);
+    assert.equal(plain.armedWords.length, 44);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('errors name the file, the operation and the errno', () => {
+  const h = host();
+  h.map(PID, V, 0x48);
+  h.flags(0x48, KPF_LRU);
+  const good = files(h);
+
+  const readOnlyBitmap = files(h, 'r');
+  assert.throws(
+    () => prepare(readOnlyBitmap, V),
+    (e: unknown) => {
+      assert.ok(e instanceof NativeAccessError);
+      assert.equal(e.file, 'bitmap');
+      assert.equal(e.op, 'write');
+      assert.equal(e.code, 'EBADF');
+      assert.equal(e.message, `writing ${h.bitmap} at byte 8: EBADF (bad file descriptor)`);
+      return true;
+    },
+  );
+
+  const dirAsFlags = { ...good, kpageflags: { fd: open(h.dir, 'r'), path: '/proc/kpageflags' } };
+  assert.throws(() => prepare(dirAsFlags, V), /^NativeAccessError: reading \/proc\/kpageflags at byte 576: EISDIR \(illegal operation on a directory\)$/);
+
+  const closed = fs.openSync(h.pagemapPath(PID), 'r');
+  fs.closeSync(closed);
+  const badPagemap = { ...good, pagemap: { fd: closed, path: '/proc/100/pagemap' } };
+  assert.throws(() => check(badPagemap, [V]), (e: unknown) => e instanceof NativeAccessError && e.file === 'pagemap' && /reading \/proc\/100\/pagemap at byte 8192: EBADF/.test(e.message));
+
+  assert.throws(() => check(good, [V], [NaN]), /bad sampling address #1: NaN/);
+  assert.throws(() => prepare(good, V, -PAGE), /bad sampling address #1: -4096/);
+  assert.throws(() => native.prepare(good, f64(V), 2), RangeError);
+  assert.throws(() => native.checkAndPrepare(good, f64(V), 1, new Uint8Array(0), f64(), 0), /accessed flags: count 1/);
+});
+
+test('PFN visibility through /proc/self/pagemap matches CAP_SYS_ADMIN; a foreign pagemap is not-present', () => {
+  const fd = open('/proc/self/pagemap', 'r');
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  assert.ok(capEff);
+  const admin = ((BigInt(`0x${capEff[1]}`) >> 21n) & 1n) === 1n;
+  assert.equal(native.pfnVisible({ fd, path: '/proc/self/pagemap' }), admin ? 'visible' : 'zero');
+  const h = host();
+  assert.equal(native.pfnVisible({ fd: open(h.pagemapPath(PID), 'r'), path: 'fake' }), 'not-present');
+});
+
+test('entries with every flag bit set still give the PFN from bits 0..54', () => {
+  const h = host();
+  const pfn = 0x7abcd;
+  h.map(PID, V, BigInt(pfn) | (0xffn << 55n)); // soft-dirty, exclusive, file, present...
+  h.map(PID, V + PAGE, BigInt(pfn + 64) | PM_PRESENT);
+  h.flags(pfn, KPF_LRU);
+  h.flags(pfn + 64, KPF_LRU);
+  const f = files(h);
+  prepare(f, V, V + PAGE);
+  assert.ok(h.isIdle(pfn));
+  assert.ok(h.isIdle(pfn + 64));
+  assert.equal(h.nonZeroBitmapWords().length, 2);
+});
