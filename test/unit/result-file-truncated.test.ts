@@ -1,0 +1,107 @@
+// Reading files that end early or hold bytes that are not records.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openResultWriter } from '../../agent/records/result-writer.js';
+import { decodeResultBytes, readResultFile } from '../../agent/records/result-reader.js';
+import { ResultFileError } from '../../agent/records/result-format.js';
+import { INTERVALS, asReadBinary, snapshots, tempDir } from './result-file-fixtures.js';
+
+async function written(path: string, n: number, opts: { version?: 0 | 2 } = {}): Promise<Buffer> {
+  const w = await openResultWriter(path, { intervals: INTERVALS, ...opts });
+  for (const s of snapshots(n)) await w.writeSnapshot(s);
+  await w.close();
+  return readFileSync(path);
+}
+
+test('every cut of a binary file: fewer than 16 stray bytes are ignored, a cut snapshot is an error at its offset', async (t) => {
+  const dir = tempDir(t);
+  for (const version of [2, 0] as const) {
+    const full = await written(join(dir, `cut${version}.data`), 3, { version });
+    const head = version === 2 ? 20 : 0;
+    const size = (full.length - head) / 3;
+    const want = asReadBinary(snapshots(3));
+    for (let len = head; len <= full.length; len++) {
+      const cut = full.subarray(0, len);
+      const k = Math.floor((len - head) / size);
+      const rest = len - head - k * size;
+      if (rest < 16) {
+        const got = decodeResultBytes(cut, 'cut');
+        assert.equal(got.snapshots.length, k, `length ${len}`);
+        assert.equal(got.trailingBytes, rest);
+        // start times of a shortened file are re-derived: compare what the file stores
+        assert.deepEqual(got.snapshots.map((s) => s.records.map((r) => r.regions)), want.slice(0, k).map((s) => s.records.map((r) => r.regions)));
+        continue;
+      }
+      const offset = head + k * size;
+      assert.throws(() => decodeResultBytes(cut, 'cut'), (e: unknown) =>
+        e instanceof ResultFileError && e.kind === 'truncated' && e.offset === offset &&
+        e.message.includes(`snapshot at byte ${offset} ends early`) && e.message.includes(`the file ends at byte ${len}`) &&
+        e.message.includes(`${k} complete snapshot(s) before it`), `length ${len}`);
+      const partial = decodeResultBytes(cut, 'cut', { partial: true });
+      assert.equal(partial.snapshots.length, k);
+      assert.deepEqual(partial.problem && [partial.problem.kind, partial.problem.offset], ['truncated', offset]);
+    }
+  }
+});
+
+test('a file shorter than 16 bytes holds no snapshot; a header cut before its version is an error', () => {
+  const empty = decodeResultBytes(Buffer.alloc(0), 'e');
+  assert.deepEqual([empty.format, empty.version, empty.snapshots.length, empty.trailingBytes], ['binary', 0, 0, 0]);
+  assert.equal(decodeResultBytes(Buffer.from('damon_recfmt_ve'), 'p').snapshots.length, 0);
+  assert.throws(() => decodeResultBytes(Buffer.from('damon_recfmt_ver\x02\x00'), 'h'), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'truncated' && e.offset === 0 && /header ends at byte 18/.test(e.message));
+});
+
+test('partial reads of a file written to disk return the records before the cut', async (t) => {
+  const dir = tempDir(t);
+  const full = await written(join(dir, 'src.data'), 3);
+  const path = join(dir, 'cut.data');
+  writeFileSync(path, full.subarray(0, full.length - 30));
+  await assert.rejects(readResultFile(path), (e: unknown) => e instanceof ResultFileError && e.path === path && e.message.startsWith(`${path}: snapshot at byte`));
+  const got = await readResultFile(path, { partial: true });
+  assert.deepEqual(got.snapshots, asReadBinary(snapshots(2)));
+  assert.equal(got.problem?.kind, 'truncated');
+});
+
+test('a value a JS number cannot hold exactly is reported as corrupt at its snapshot', () => {
+  const b = Buffer.alloc(20 + 20 + 12);
+  Buffer.from('damon_recfmt_ver').copy(b);
+  b.writeInt32LE(2, 16);
+  b.writeBigInt64LE(1n, 20);
+  b.writeUInt32LE(1, 36);
+  b.writeBigUInt64LE(2n ** 64n - 1n, 40); // target id
+  assert.throws(() => decodeResultBytes(b, 'big'), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'corrupt' && e.offset === 20 &&
+    /snapshot at byte 20: target id at byte 40: 18446744073709551615 cannot be represented exactly/.test(e.message));
+});
+
+test('JSON and zlib documents that end early are errors that say so, partial or not', async (t) => {
+  const dir = tempDir(t);
+  for (const name of ['t.json', 't.json.zlib']) {
+    const full = await written(join(dir, name), 3);
+    const cut = full.subarray(0, Math.floor(full.length * 0.6));
+    for (const partial of [false, true]) {
+      assert.throws(() => decodeResultBytes(cut, name, { partial }), (e: unknown) =>
+        e instanceof ResultFileError && e.kind === 'truncated' &&
+        (name.endsWith('zlib')
+          ? e.message.includes(`the zlib stream ends early, at byte ${cut.length}`)
+          : e.message.includes('the document ends early')));
+    }
+  }
+});
+
+test('JSON with a bad value names the record, snapshot and region', () => {
+  const doc = '[{"target_id": 5, "intervals": {"sample_us": 5000, "aggr_us": 100000, "ops_update_us": 1000000}, ' +
+    '"snapshots": [{"start_time": 1, "end_time": 2, "regions": [{"start": 0, "end": 4096, "nr_accesses": {"samples": "many"}, "age": null}]}]}]';
+  assert.throws(() => decodeResultBytes(Buffer.from(doc), 'bad.json'), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'corrupt' &&
+    e.message === 'bad.json: record 0 (target 5): snapshot 0: region 0: nr_accesses.samples: expected a number, found "many"');
+});
+
+test('a missing file is an open error naming it', async (t) => {
+  const path = join(tempDir(t), 'absent.data');
+  await assert.rejects(readResultFile(path), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'open' && e.message === `cannot read result file ${path}: no such file`);
+});
