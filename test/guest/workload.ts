@@ -1,0 +1,89 @@
+// Builds test/guest/workload.c with the machine's C compiler and gives tests a typed view
+// of the JSON lines it prints. The binary is cached by the source's content.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { rigPaths } from './paths.js';
+
+export class WorkloadBuildError extends Error {
+  override name = 'WorkloadBuildError';
+}
+
+/**
+ * Returns the path of the compiled workload, compiling it when the source changed.
+ * The guest sees the host's root except /tmp, so the binary lives in the rig's cache
+ * (by default inside the project folder).
+ */
+export function buildWorkload(cacheDir = rigPaths().cacheDir): string {
+  const source = join(rigPaths().guestDir, 'workload.c');
+  const cc = process.env.CC ?? 'cc';
+  const flags = ['-O2', '-std=c11', '-Wall', '-Wextra', '-Werror'];
+  const key = createHash('sha256').update(readFileSync(source)).update(cc + flags.join(' ')).digest('hex').slice(0, 16);
+  const out = join(cacheDir, 'bin', `workload-${key}`);
+  if (existsSync(out)) return out;
+  mkdirSync(join(cacheDir, 'bin'), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  const r = spawnSync(cc, [...flags, '-o', tmp, source], { encoding: 'utf8' });
+  if (r.error) {
+    throw new WorkloadBuildError(`cannot run the C compiler '${cc}' (set CC to another one): ${r.error.message}`);
+  }
+  if (r.status !== 0) {
+    throw new WorkloadBuildError(`compiling ${source} with '${cc}' failed (exit ${r.status}):\n${r.stderr}`);
+  }
+  renameSync(tmp, out);
+  // Builds of older sources are never used again.
+  for (const name of readdirSync(join(cacheDir, 'bin'))) {
+    const path = join(cacheDir, 'bin', name);
+    if (/^workload-[0-9a-f]{16}$/.test(name) && path !== out) rmSync(path, { force: true });
+  }
+  return out;
+}
+
+export interface AddressRange {
+  start: number;
+  end: number;
+}
+
+interface Times {
+  monoMs: number;
+  realMs: number;
+}
+
+/** The events the workload prints, one JSON object a line. */
+export type WorkloadEvent =
+  | ({
+      event: 'mapped';
+      pid: number;
+      start: number;
+      end: number;
+      size: number;
+      pageSize: number;
+      thp: 'hugepage' | 'nohugepage' | 'default';
+      tlbFlushMs: number;
+      /** The small mapping whose protection changes force TLB flushes (null with --tlb-flush-ms 0). */
+      scratch: AddressRange | null;
+    } & Times)
+  | ({ event: 'ready'; touchMs: number; anonHugeBytes: number } & Times)
+  | ({ event: 'phase'; index: number; durationMs: number; access: 'read' | 'write'; hot: AddressRange[] } & Times)
+  | ({ event: 'exit'; reason: 'phases-done' | 'duration' | 'signal'; passes: number } & Times);
+
+/** Parses the workload's stdout; throws naming the line that is not one of its events. */
+export function parseWorkloadOutput(text: string): WorkloadEvent[] {
+  const events: WorkloadEvent[] = [];
+  for (const [i, line] of text.split('\n').entries()) {
+    if (line.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new Error(`workload output line ${i + 1} is not JSON: ${line}`);
+    }
+    const event = (value as { event?: unknown }).event;
+    if (event !== 'mapped' && event !== 'ready' && event !== 'phase' && event !== 'exit') {
+      throw new Error(`workload output line ${i + 1} is not a workload event: ${line}`);
+    }
+    events.push(value as WorkloadEvent);
+  }
+  return events;
+}
