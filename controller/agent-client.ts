@@ -1,0 +1,70 @@
+// Calls to one agent's Agent service with the cluster credentials (token in metadata,
+// mutual-TLS client certificates, or both), each with a deadline.
+import * as grpc from '@grpc/grpc-js';
+import { channelCredentials, clientOptions, type ClusterCredentials } from '../common/auth.js';
+import {
+  AgentClient,
+  type ApplySessionResponse,
+  type GetStateResponse,
+  type SessionSpec,
+} from '../gen/damon/v1/damon.js';
+
+/** Options of AgentConnection. */
+export interface AgentConnectionOptions {
+  credentials: ClusterCredentials;
+  /** Deadline of each call (default 5000 ms). */
+  callTimeoutMs?: number;
+  /** Name to verify the agent's certificate against when it differs from the address' host. */
+  tlsServerName?: string;
+}
+
+/** A client of one agent address. */
+export class AgentConnection {
+  private readonly client: AgentClient;
+  private readonly timeoutMs: number;
+
+  constructor(readonly address: string, options: AgentConnectionOptions) {
+    const extra: Partial<grpc.ClientOptions> = options.tlsServerName
+      ? { 'grpc.ssl_target_name_override': options.tlsServerName, 'grpc.default_authority': options.tlsServerName }
+      : {};
+    this.client = new AgentClient(address, channelCredentials(options.credentials), clientOptions(options.credentials, extra));
+    this.timeoutMs = options.callTimeoutMs ?? 5000;
+  }
+
+  private call<Req, Res>(
+    method: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
+    req: Req,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  /** Agent.ApplySession: runs (or keeps running) the spec on the agent's host. */
+  apply(spec: SessionSpec): Promise<ApplySessionResponse> {
+    return this.call(this.client.applySession, { spec });
+  }
+
+  /** Agent.StopSession. */
+  async stop(sessionId: string): Promise<void> {
+    await this.call(this.client.stopSession, { sessionId });
+  }
+
+  /** Agent.GetState: what the agent runs now. */
+  state(): Promise<GetStateResponse> {
+    return this.call(this.client.getState, {});
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** "UNAVAILABLE: connection refused"-style text of a failed call, for logs and statuses. */
+export function callErrorText(err: unknown): string {
+  const e = err as Partial<grpc.ServiceError>;
+  if (typeof e?.code === 'number') return `${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,191 @@
+// The damon.v1.Controller service: sessions with DAMON's interface rules (attributes and
+// targets change only while off; on needs targets; delete only while off), their on/off
+// life cycle, record and event streams, and the agent list.
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { RpcError, type AsyncHandlers, type Logger } from '../common/grpc-server.js';
+import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventsFilter, recordsFilter } from '../common/subjects.js';
+import { AggregationRecord, SessionEvent, type ControllerService } from '../gen/damon/v1/damon.js';
+import type { SessionLifecycle } from './lifecycle.js';
+import type { KeyedMutex } from './keyed-mutex.js';
+import type { AgentRegistry } from './registry.js';
+import {
+  attrsFromRequest,
+  attrsText,
+  checkSessionId,
+  idleStatus,
+  operationsFromRequest,
+  targetsFromRequest,
+  toProtoAttrs,
+  toProtoSession,
+  type StoredSession,
+} from './session-model.js';
+import type { SessionStore, Versioned } from './session-store.js';
+import { streamFromJetStream } from './watch.js';
+
+export interface ControllerDeps {
+  store: SessionStore;
+  registry: AgentRegistry;
+  lifecycle: SessionLifecycle;
+  locks: KeyedMutex;
+  js: JetStreamClient;
+  log: Logger;
+  /** Called after a change the reconcile loop should act on soon. */
+  nudge: () => void;
+  now?: () => number;
+}
+
+function failedWhileOn(id: string, what: string): RpcError {
+  return new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" is on: turn it off before changing its ${what}`);
+}
+
+const out = (v: Versioned) => toProtoSession(v.session, v.revision);
+
+// proto3 uint64: 0 = not given.
+function revisionArg(r: bigint): number {
+  if (r > BigInt(Number.MAX_SAFE_INTEGER)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `expected_revision: too large: ${r}`);
+  return Number(r);
+}
+
+export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof ControllerService> {
+  const now = d.now ?? Date.now;
+  return {
+    async createSession(req) {
+      const id = req.id === '' ? randomUUID() : checkSessionId(req.id);
+      const attrs = attrsFromRequest(req.attrs, req.attrsText, 'binary', false);
+      const targets = targetsFromRequest(req.targets);
+      const ops = operationsFromRequest(req.operations, req.syntheticWorkload);
+      const t = now();
+      const s: StoredSession = {
+        id,
+        attrs,
+        targets,
+        state: 'off',
+        ...ops,
+        generation: 0,
+        targetStatus: idleStatus(targets),
+        offReason: '',
+        createdAtMs: t,
+        updatedAtMs: t,
+      };
+      const v = await d.store.create(s);
+      d.log.info(`session ${id} created (${targets.length} targets, attrs "${attrsText(attrs)}", operations "${ops.operations || 'best available'}")`);
+      return out(v);
+    },
+
+    async getSession(req) {
+      return out(await d.store.mustGet(checkSessionId(req.id)));
+    },
+
+    async listSessions() {
+      return { sessions: (await d.store.list()).map(out) };
+    },
+
+    async deleteSession(req) {
+      const id = checkSessionId(req.id);
+      await d.locks.run(id, () =>
+        d.store.delete(id, (s) => {
+          if (s.state === 'on') throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" is on: turn it off before deleting it`);
+        }),
+      );
+      d.log.info(`session ${id} deleted`);
+      return {};
+    },
+
+    async setAttributes(req) {
+      const id = checkSessionId(req.id);
+      const expected = revisionArg(req.expectedRevision);
+      const r = await d.store.update(
+        id,
+        (cur) => {
+          // Bad values are refused before the state is looked at, as DAMON parses before it checks.
+          cur.attrs = attrsFromRequest(req.attrs, req.attrsText, cur.attrs.resultFormat, true);
+          if (cur.state === 'on') throw failedWhileOn(id, 'attributes');
+          return cur;
+        },
+        expected,
+      );
+      d.log.info(`session ${id}: attributes set to "${attrsText(r.after.session.attrs)}" (${r.after.session.attrs.resultFormat})`);
+      return out(r.after);
+    },
+
+    async getAttributes(req) {
+      const v = await d.store.mustGet(checkSessionId(req.id));
+      return { attrs: toProtoAttrs(v.session.attrs), attrsText: attrsText(v.session.attrs) };
+    },
+
+    async setTargets(req) {
+      const id = checkSessionId(req.id);
+      const expected = revisionArg(req.expectedRevision);
+      const targets = targetsFromRequest(req.targets);
+      const ops = operationsFromRequest(req.operations, req.syntheticWorkload);
+      const r = await d.store.update(
+        id,
+        (cur) => {
+          if (cur.state === 'on') throw failedWhileOn(id, 'targets');
+          cur.targets = targets;
+          cur.operations = ops.operations;
+          cur.syntheticWorkload = ops.syntheticWorkload;
+          cur.targetStatus = idleStatus(targets);
+          return cur;
+        },
+        expected,
+      );
+      const list = targets.map((t) => `${t.host}:${t.pid}`).join(', ') || 'none';
+      d.log.info(`session ${id}: targets set to ${list} (operations "${ops.operations || 'best available'}")`);
+      return out(r.after);
+    },
+
+    async turnOn(req) {
+      const v = await d.lifecycle.turnOn(checkSessionId(req.id));
+      d.nudge();
+      return out(v);
+    },
+
+    async turnOff(req) {
+      const v = await d.lifecycle.turnOff(checkSessionId(req.id));
+      d.nudge();
+      return out(v);
+    },
+
+    async watchRecords(call) {
+      const { sessionId, host, replay } = call.request;
+      checkSessionId(sessionId, 'session_id');
+      if (host !== '' && !HOST_RE.test(host)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `host: not a valid host name: "${host}"`);
+      await streamFromJetStream(
+        call,
+        d.js,
+        {
+          stream: RECORDS_STREAM,
+          filter: recordsFilter(sessionId, host || undefined),
+          replay,
+          decode: (b) => AggregationRecord.decode(b),
+          what: `records of session ${sessionId}${host ? ` on ${host}` : ''}`,
+        },
+        d.log,
+      );
+    },
+
+    async watchEvents(call) {
+      const { sessionId, replay } = call.request;
+      if (sessionId !== '') checkSessionId(sessionId, 'session_id');
+      await streamFromJetStream(
+        call,
+        d.js,
+        {
+          stream: EVENTS_STREAM,
+          filter: eventsFilter(sessionId || undefined),
+          replay,
+          decode: (b) => SessionEvent.decode(b),
+          what: sessionId ? `events of session ${sessionId}` : 'events of every session',
+        },
+        d.log,
+      );
+    },
+
+    async listAgents() {
+      return { agents: d.registry.list() };
+    },
+  };
+}

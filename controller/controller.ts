@@ -1,0 +1,166 @@
+// Wires the controller together: NATS (streams, session bucket), the agent registry, the
+// reconcile loop and the gRPC server (Controller, Registry, health, reflection).
+import type { NatsConnection } from '@nats-io/transport-node';
+import { serverCredentials, tokenAuthorizer, type ClusterCredentials } from '../common/auth.js';
+import * as grpc from '@grpc/grpc-js';
+import {
+  RpcError,
+  SERVICE_NAMES,
+  bindServer,
+  createServer,
+  implement,
+  shutdownServer,
+  silentLogger,
+  type Logger,
+} from '../common/grpc-server.js';
+import { connectNats, ensureStreams, isNatsUnavailable, jetStream, type StreamsOptions } from '../common/nats.js';
+import { ControllerService, RegistryService } from '../gen/damon/v1/damon.js';
+import { AgentConnection } from './agent-client.js';
+import { controllerHandlers } from './controller-service.js';
+import { EventPublisher } from './events.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import { SessionLifecycle } from './lifecycle.js';
+import { Reconciler } from './reconciler.js';
+import { AgentRegistry } from './registry.js';
+import { registryHandlers } from './registry-service.js';
+import { SessionStore } from './session-store.js';
+
+export interface ControllerOptions {
+  /** gRPC listen address, "host:port" (port 0 picks a free one). */
+  listen: string;
+  /** NATS server URL(s). */
+  nats: string | string[];
+  /**
+   * Cluster credentials: agents present the token to the Registry, the controller presents
+   * it (and its TLS client certificate) to agents; with TLS the server demands client
+   * certificates signed by the CA.
+   */
+  credentials?: ClusterCredentials;
+  /** Token Controller-service clients present; defaults to the cluster token. */
+  clientToken?: string;
+  /** Agent lease (default 5000 ms) and the heartbeat interval agents are told (default 1000 ms). */
+  leaseTtlMs?: number;
+  heartbeatIntervalMs?: number;
+  /** Reconcile pass interval (default: the heartbeat interval). */
+  reconcileIntervalMs?: number;
+  /** Deadline of each call to an agent (default 5000 ms). */
+  agentCallTimeoutMs?: number;
+  /** Name to verify agents' certificates against when it differs from their address' host. */
+  agentTlsServerName?: string;
+  streams?: StreamsOptions;
+  /** Bound of each JetStream / KV call (default 5000 ms); beyond it calls fail UNAVAILABLE. */
+  natsTimeoutMs?: number;
+  log?: Logger;
+}
+
+// NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
+function natsUnavailable(err: unknown): RpcError | undefined {
+  return isNatsUnavailable(err) ? new RpcError(grpc.status.UNAVAILABLE, `NATS unavailable: ${(err as Error).message}`) : undefined;
+}
+
+export interface RunningController {
+  /** "host:port" actually bound. */
+  address: string;
+  port: number;
+  store: SessionStore;
+  registry: AgentRegistry;
+  reconciler: Reconciler;
+  nats: NatsConnection;
+  /** Graceful stop: the loop, then the server (streams cancelled after a grace), then NATS. */
+  stop(): Promise<void>;
+}
+
+/** Starts a controller; resolves once it serves. */
+export async function startController(o: ControllerOptions): Promise<RunningController> {
+  const log = o.log ?? silentLogger;
+  const creds = o.credentials ?? {};
+  const leaseTtlMs = o.leaseTtlMs ?? 5000;
+  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 1000;
+  if (!(heartbeatIntervalMs > 0 && leaseTtlMs > heartbeatIntervalMs)) {
+    throw new Error(`lease TTL (${leaseTtlMs} ms) must exceed the heartbeat interval (${heartbeatIntervalMs} ms), both positive`);
+  }
+
+  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', log });
+  try {
+    const js = jetStream(nc, o.natsTimeoutMs);
+    await ensureStreams(js, o.streams, log);
+    const store = await SessionStore.open(js);
+    const locks = new KeyedMutex();
+    const events = new EventPublisher(js, log);
+    let reconciler: Reconciler | undefined;
+    const registry = new AgentRegistry({
+      leaseTtlMs,
+      heartbeatIntervalMs,
+      log,
+      connect: (address) =>
+        new AgentConnection(address, { credentials: creds, callTimeoutMs: o.agentCallTimeoutMs, tlsServerName: o.agentTlsServerName }),
+      onChange: () => reconciler?.nudge(),
+    });
+    const lifecycle = new SessionLifecycle(store, registry, events, locks, log);
+    reconciler = new Reconciler(store, registry, lifecycle, events, locks, {
+      intervalMs: o.reconcileIntervalMs ?? heartbeatIntervalMs,
+      startupGraceMs: leaseTtlMs,
+      log,
+    });
+    const rec = reconciler;
+
+    const clientToken = o.clientToken ?? creds.token;
+    const { server, health } = createServer({
+      services: [
+        {
+          name: SERVICE_NAMES.controller,
+          definition: ControllerService,
+          implementation: implement(
+            ControllerService,
+            controllerHandlers({ store, registry, lifecycle, locks, js, log, nudge: () => rec.nudge() }),
+            { authorize: clientToken ? tokenAuthorizer(clientToken) : undefined, log, mapError: natsUnavailable },
+          ),
+        },
+        {
+          name: SERVICE_NAMES.registry,
+          definition: RegistryService,
+          implementation: implement(RegistryService, registryHandlers(registry), {
+            authorize: creds.token ? tokenAuthorizer(creds.token) : undefined,
+            log,
+            mapError: natsUnavailable,
+          }),
+        },
+      ],
+    });
+    const port = await bindServer(server, o.listen, serverCredentials(creds));
+    const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
+    const address = `${host}:${port}`;
+    reconciler.start();
+    const sessions = await store.list();
+    const on = sessions.filter((v) => v.session.state === 'on').length;
+    log.info(
+      `controller listening on ${address} (${creds.tls ? 'mutual TLS' : 'plain text'}, ` +
+        `${clientToken ? 'token auth' : 'no token auth'}); ${sessions.length} sessions in store, ${on} on; ` +
+        `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
+    );
+
+    let stopping: Promise<void> | undefined;
+    return {
+      address,
+      port,
+      store,
+      registry,
+      reconciler,
+      nats: nc,
+      stop() {
+        stopping ??= (async () => {
+          health.setStatus('', 'NOT_SERVING');
+          await rec.stop();
+          await shutdownServer(server, 1000);
+          registry.close();
+          await nc.close();
+          log.info('controller stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}

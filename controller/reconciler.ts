@@ -1,0 +1,275 @@
+// The reconcile loop (the Kubernetes controller pattern). Desired state: the sessions that
+// are ON in the bucket. Observed state: what live agents report. Each pass makes them agree:
+// dispatches ON sessions to their hosts' agents (again after an agent restarted or lost one),
+// stops sessions agents run that are not desired, records observed target status in the
+// session, and turns a session off once none of its targets is left to monitor.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../common/grpc-server.js';
+import { isNatsUnavailable } from '../common/nats.js';
+import { SessionEventKind } from '../gen/damon/v1/damon.js';
+import { callErrorText } from './agent-client.js';
+import type { EventPublisher } from './events.js';
+import type { KeyedMutex } from './keyed-mutex.js';
+import { inTargetOrder, specFor, statusFrom, type SessionLifecycle } from './lifecycle.js';
+import type { AgentEntry, AgentRegistry } from './registry.js';
+import { targetHosts, type StoredSession, type StoredTargetStatus } from './session-model.js';
+import type { SessionStore } from './session-store.js';
+
+export interface ReconcilerOptions {
+  /** Time between passes when nothing nudges the loop. */
+  intervalMs: number;
+  /**
+   * After the controller starts, hosts whose agents have not registered yet keep their last
+   * recorded status for this long (agents re-register within a lease).
+   */
+  startupGraceMs: number;
+  log: Logger;
+  now?: () => number;
+}
+
+// Errors worth retrying on the next pass (the agent may come back); others mean the agent
+// refused the spec, which stays refused until the agent or the spec changes.
+const TRANSIENT = new Set<number>([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.CANCELLED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.ABORTED,
+  grpc.status.UNKNOWN,
+]);
+
+function isDone(t: StoredTargetStatus): boolean {
+  return t.state === 'exited' || t.state === 'failed';
+}
+
+function sameStatus(a: StoredTargetStatus[], b: StoredTargetStatus[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class Reconciler {
+  /** Completed passes (tests wait on it). */
+  passes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  private natsDown = false;
+  private readonly startedAt: number;
+  private readonly now: () => number;
+  /** host -> session -> "instance/generation" the agent refused; not re-sent until either changes. */
+  private readonly refused = new Map<string, Map<string, { key: string; message: string }>>();
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly registry: AgentRegistry,
+    private readonly lifecycle: SessionLifecycle,
+    private readonly events: EventPublisher,
+    private readonly locks: KeyedMutex,
+    private readonly opts: ReconcilerOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Stops the loop; resolves when a running pass has finished. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Asks for a pass soon (coalesced with one in progress). */
+  nudge(): void {
+    if (this.stopped) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.pass().finally(() => {
+        this.running = undefined;
+        if (this.stopped) return;
+        const again = this.again;
+        this.again = false;
+        this.schedule(again ? 0 : this.opts.intervalMs);
+      });
+    }, delayMs);
+  }
+
+  /** One pass over every session and every live agent; errors are logged, the loop goes on. */
+  async pass(): Promise<void> {
+    try {
+      this.registry.expire();
+      await this.syncAgents();
+      const sessions = await this.store.list();
+      for (const v of sessions) {
+        if (v.session.state === 'on') await this.locks.run(v.session.id, () => this.reconcileSession(v.session.id));
+      }
+      const on = new Set(sessions.filter((v) => v.session.state === 'on').map((v) => v.session.id));
+      for (const perHost of this.refused.values()) for (const id of perHost.keys()) if (!on.has(id)) perHost.delete(id);
+      await this.stopUndesired(new Map(sessions.map((v) => [v.session.id, v.session])));
+      if (this.natsDown) this.opts.log.info('reconcile: NATS reachable again');
+      this.natsDown = false;
+    } catch (err) {
+      if (isNatsUnavailable(err)) {
+        // Logged once per outage, not once per pass.
+        if (!this.natsDown) this.opts.log.warn(`reconcile: NATS unavailable (${(err as Error).message}); retrying every pass`);
+        this.natsDown = true;
+      } else {
+        this.opts.log.error(`reconcile: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+    } finally {
+      this.passes++;
+    }
+  }
+
+  /** Asks agents this controller has not heard from yet what they run (GetState), before dispatching to them. */
+  private async syncAgents(): Promise<void> {
+    await Promise.all(
+      this.registry
+        .liveAgents()
+        .filter((a) => !a.synced)
+        .map(async (a) => {
+          try {
+            const state = await a.connection.state();
+            if (a.synced || state.instanceId !== a.instanceId) return; // a heartbeat was quicker, or it restarted again
+            a.observed = new Map(state.sessions.map((s) => [s.sessionId, s]));
+            a.synced = true;
+          } catch (err) {
+            // Dispatching re-sends what it may already run, which is harmless (ApplySession is idempotent).
+            this.opts.log.warn(`agent ${a.host}: GetState failed: ${callErrorText(err)}`);
+            a.synced = true;
+          }
+        }),
+    );
+  }
+
+  private inGrace(): boolean {
+    return this.now() - this.startedAt < this.opts.startupGraceMs;
+  }
+
+  /** Dispatches one ON session where needed and records what its agents observe. */
+  private async reconcileSession(id: string): Promise<void> {
+    const v = await this.store.get(id);
+    if (!v || v.session.state !== 'on') return;
+    const s = v.session;
+    const statuses: StoredTargetStatus[] = [];
+    for (const host of targetHosts(s)) {
+      const agent = this.registry.live(host);
+      if (!agent) {
+        if (this.inGrace()) statuses.push(...s.targetStatus.filter((t) => t.host === host));
+        else statuses.push(...statusFrom(s, host, undefined, `no live agent on ${host}`));
+        continue;
+      }
+      statuses.push(...(await this.ensureRunning(s, agent)));
+    }
+    const next = inTargetOrder(s, statuses);
+    // Unchanged status needs no write, unless nothing is left to monitor (e.g. every pid was
+    // already gone when it was turned on): then it turns off.
+    if (sameStatus(next, s.targetStatus) && !next.every(isDone)) return;
+    await this.recordStatus(id, s.generation, next);
+  }
+
+  /** Makes sure `agent` runs its share of `s` at s.generation; returns that share's target status. */
+  private async ensureRunning(s: StoredSession, agent: AgentEntry): Promise<StoredTargetStatus[]> {
+    const observed = agent.observed.get(s.id);
+    if (observed && observed.generation === BigInt(s.generation)) return statusFrom(s, agent.host, observed, 'not reported by the agent');
+    const key = `${agent.instanceId}/${s.generation}`;
+    const refused = this.refused.get(agent.host)?.get(s.id);
+    if (refused?.key === key) {
+      return statusFrom(s, agent.host, undefined, '').map((t) => ({ ...t, state: 'failed', message: refused.message }));
+    }
+    const why = observed ? `it runs generation ${observed.generation}` : 'it does not run it';
+    this.opts.log.info(`session ${s.id}: dispatching to ${agent.host} (generation ${s.generation}; ${why})`);
+    try {
+      const res = await agent.connection.apply(specFor(s, agent.host, s.generation));
+      if (res.observed) agent.observed.set(s.id, res.observed);
+      this.refused.get(agent.host)?.delete(s.id);
+      return statusFrom(s, agent.host, res.observed, 'dispatched');
+    } catch (err) {
+      const text = callErrorText(err);
+      const code = (err as Partial<grpc.ServiceError>).code;
+      if (typeof code === 'number' && !TRANSIENT.has(code)) {
+        this.opts.log.warn(`session ${s.id}: ${agent.host} refused it: ${text}`);
+        if (!this.refused.has(agent.host)) this.refused.set(agent.host, new Map());
+        this.refused.get(agent.host)!.set(s.id, { key, message: `refused by agent: ${text}` });
+        return statusFrom(s, agent.host, undefined, '').map((t) => ({ ...t, state: 'failed', message: `refused by agent: ${text}` }));
+      }
+      this.opts.log.warn(`session ${s.id}: dispatch to ${agent.host} failed: ${text}; retrying`);
+      return statusFrom(s, agent.host, undefined, `dispatch to ${agent.host} failed: ${text}`);
+    }
+  }
+
+  /**
+   * Commits observed target status (compare-and-set, only onto the same ON generation),
+   * publishes target events, and turns the session off when no target is left.
+   */
+  private async recordStatus(id: string, generation: number, statuses: StoredTargetStatus[]): Promise<void> {
+    let turnedOff = false;
+    const exited: StoredTargetStatus[] = [];
+    const failed: StoredTargetStatus[] = [];
+    const r = await this.store.update(id, (cur) => {
+      if (cur.state !== 'on' || cur.generation !== generation) return undefined;
+      exited.length = 0;
+      failed.length = 0;
+      for (const t of statuses) {
+        const before = cur.targetStatus.find((x) => x.host === t.host && x.pid === t.pid);
+        if (before?.state === t.state) continue;
+        if (t.state === 'exited') exited.push(t);
+        if (t.state === 'failed') failed.push(t);
+      }
+      cur.targetStatus = statuses;
+      turnedOff = statuses.every(isDone);
+      if (turnedOff) {
+        cur.state = 'off';
+        const nFailed = statuses.filter((t) => t.state === 'failed').length;
+        cur.offReason = nFailed === 0 ? 'all targets exited' : `no target left to monitor (${statuses.length - nFailed} exited, ${nFailed} failed)`;
+      }
+      return cur;
+    });
+    if (!r.changed) return;
+    const rev = r.after.revision;
+    for (const t of exited) {
+      this.opts.log.info(`session ${id}: target ${t.host} pid ${t.pid} exited`);
+      await this.events.publish(id, rev, SessionEventKind.SESSION_EVENT_KIND_TARGET_EXITED, t.message || 'exited', { host: t.host, pid: t.pid });
+    }
+    for (const t of failed) {
+      this.opts.log.warn(`session ${id}: target ${t.host} pid ${t.pid} failed: ${t.message}`);
+      await this.events.publish(id, rev, SessionEventKind.SESSION_EVENT_KIND_TARGET_FAILED, t.message || 'failed', { host: t.host, pid: t.pid });
+    }
+    if (turnedOff) {
+      const reason = r.after.session.offReason;
+      this.opts.log.info(`session ${id} off (${reason})`);
+      await this.lifecycle.stopHosts(r.after.session, id);
+      await this.events.publish(id, rev, SessionEventKind.SESSION_EVENT_KIND_OFF, reason);
+    }
+  }
+
+  /** Stops sessions live agents run that are not desired there (off, deleted, or not this host's). */
+  private async stopUndesired(listed: Map<string, StoredSession>): Promise<void> {
+    const desiredOn = (s: StoredSession | undefined, host: string) => s?.state === 'on' && targetHosts(s).includes(host);
+    for (const agent of this.registry.liveAgents()) {
+      for (const id of [...agent.observed.keys()]) {
+        // The pass's listing settles the common case; a session that looks undesired is re-read
+        // under its lock, as it may have been turned on since.
+        if (desiredOn(listed.get(id), agent.host)) continue;
+        await this.locks.run(id, async () => {
+          if (!agent.observed.has(id)) return; // stopped meanwhile
+          const v = await this.store.get(id);
+          if (desiredOn(v?.session, agent.host)) return;
+          const why = !v ? 'deleted' : v.session.state !== 'on' ? 'off' : 'no target on this host';
+          this.opts.log.info(`session ${id}: stopping on ${agent.host} (${why})`);
+          await this.lifecycle.stopOn([agent], id);
+        });
+      }
+    }
+  }
+}

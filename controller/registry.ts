@@ -1,0 +1,164 @@
+// Agents known to the controller: registered by host, alive while they heartbeat within
+// the lease, carrying what they observed (the sessions they run). Held in memory: after a
+// controller restart, agents learn from their next heartbeat (known = false) to register again.
+import * as grpc from '@grpc/grpc-js';
+import { RpcError, type Logger } from '../common/grpc-server.js';
+import { HOST_RE } from '../common/subjects.js';
+import type {
+  AgentInfo,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  ObservedSession,
+  RegisterRequest,
+  RegisterResponse,
+} from '../gen/damon/v1/damon.js';
+import type { AgentConnection } from './agent-client.js';
+
+/** One registered agent. */
+export interface AgentEntry {
+  host: string;
+  address: string;
+  operations: string[];
+  unavailable: string[];
+  instanceId: string;
+  lastHeartbeatMs: number;
+  live: boolean;
+  /** Sessions the agent reported (heartbeat, ApplySession, GetState), by id. */
+  observed: Map<string, ObservedSession>;
+  /**
+   * False until this controller has heard what the instance runs (a heartbeat or GetState):
+   * an agent registering with a restarted controller may already run sessions.
+   */
+  synced: boolean;
+  connection: AgentConnection;
+}
+
+export interface RegistryOptions {
+  leaseTtlMs: number;
+  heartbeatIntervalMs: number;
+  connect: (address: string) => AgentConnection;
+  log: Logger;
+  now?: () => number;
+  /** Called when something a reconcile acts on changed (an agent came, went, or reported). */
+  onChange?: () => void;
+}
+
+const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+function invalid(message: string): RpcError {
+  return new RpcError(grpc.status.INVALID_ARGUMENT, message);
+}
+
+// What the reconcile compares: the set of sessions and their per-target states.
+function observedDigest(sessions: Iterable<ObservedSession>): string {
+  return JSON.stringify(
+    [...sessions]
+      .map((s) => [s.sessionId, String(s.generation), s.running, s.targets.map((t) => [t.pid, t.state, t.message])])
+      .sort(),
+  );
+}
+
+export class AgentRegistry {
+  private readonly agents = new Map<string, AgentEntry>();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: RegistryOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Registry.Register: (re)places the host's agent; a new instance id means the agent restarted. */
+  register(req: RegisterRequest): RegisterResponse {
+    if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: "${req.host}"`);
+    if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got "${req.address}"`);
+    if (req.instanceId === '') throw invalid('instance_id: required (new on every agent start)');
+    const { log } = this.opts;
+    const old = this.agents.get(req.host);
+    let connection: AgentConnection;
+    if (old && old.address === req.address) {
+      connection = old.connection;
+    } else {
+      old?.connection.close();
+      connection = this.opts.connect(req.address);
+    }
+    const sameInstance = old?.instanceId === req.instanceId;
+    const entry: AgentEntry = {
+      host: req.host,
+      address: req.address,
+      operations: [...req.operations],
+      unavailable: [...req.unavailable],
+      instanceId: req.instanceId,
+      lastHeartbeatMs: this.now(),
+      live: true,
+      // The same instance keeps what it runs; a new one starts empty.
+      observed: sameInstance ? old!.observed : new Map(),
+      synced: sameInstance ? old!.synced : false,
+      connection,
+    };
+    this.agents.set(req.host, entry);
+    if (!old) {
+      log.info(`agent ${req.host} registered (${req.address}, instance ${req.instanceId}, operations: ${req.operations.join(', ') || 'none'})`);
+    } else if (!sameInstance) {
+      log.info(`agent ${req.host} restarted (instance ${old.instanceId} -> ${req.instanceId}, ${req.address})`);
+    } else {
+      log.info(`agent ${req.host} registered again (${req.address}, instance ${req.instanceId})`);
+    }
+    this.opts.onChange?.();
+    return { leaseTtlMs: BigInt(this.opts.leaseTtlMs), heartbeatIntervalMs: BigInt(this.opts.heartbeatIntervalMs) };
+  }
+
+  /** Registry.Heartbeat: renews the lease of a known, live instance and records what it observed. */
+  heartbeat(req: HeartbeatRequest): HeartbeatResponse {
+    const a = this.agents.get(req.host);
+    if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false };
+    a.lastHeartbeatMs = this.now();
+    a.synced = true;
+    const before = observedDigest(a.observed.values());
+    a.observed = new Map(req.sessions.map((s) => [s.sessionId, s]));
+    if (observedDigest(a.observed.values()) !== before) this.opts.onChange?.();
+    return { known: true };
+  }
+
+  /** Marks agents whose lease ran out as not live (logged once). */
+  expire(): void {
+    const now = this.now();
+    for (const a of this.agents.values()) {
+      if (a.live && now - a.lastHeartbeatMs > this.opts.leaseTtlMs) {
+        a.live = false;
+        this.opts.log.warn(`agent ${a.host} expired (no heartbeat for ${now - a.lastHeartbeatMs} ms, instance ${a.instanceId})`);
+        this.opts.onChange?.();
+      }
+    }
+  }
+
+  /** The host's agent if it holds a lease. */
+  live(host: string): AgentEntry | undefined {
+    const a = this.agents.get(host);
+    return a?.live ? a : undefined;
+  }
+
+  /** Every live agent. */
+  liveAgents(): AgentEntry[] {
+    return [...this.agents.values()].filter((a) => a.live);
+  }
+
+  /** Controller.ListAgents: every agent ever registered since the controller started, by host. */
+  list(): AgentInfo[] {
+    return [...this.agents.values()]
+      .sort((a, b) => a.host.localeCompare(b.host))
+      .map((a) => ({
+        host: a.host,
+        address: a.address,
+        operations: [...a.operations],
+        unavailable: [...a.unavailable],
+        live: a.live,
+        lastHeartbeatMs: BigInt(a.lastHeartbeatMs),
+        instanceId: a.instanceId,
+      }));
+  }
+
+  /** Closes every agent connection. */
+  close(): void {
+    for (const a of this.agents.values()) a.connection.close();
+    this.agents.clear();
+  }
+}

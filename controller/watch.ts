@@ -1,0 +1,62 @@
+// WatchRecords / WatchEvents: server streams fed by a JetStream ordered consumer
+// (replay = from the oldest message the stream holds, else new messages only), ending
+// when the client cancels.
+import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import type { Logger } from '../common/grpc-server.js';
+
+/** What to stream from where. */
+export interface WatchSource<T> {
+  stream: string;
+  /** Subject filter, e.g. damon.records.<session>.> */
+  filter: string;
+  replay: boolean;
+  decode: (data: Uint8Array) => T;
+  /** For logs: "records of session s1". */
+  what: string;
+}
+
+/** Streams messages from JetStream to `call` until the client cancels (or the server shuts down). */
+export async function streamFromJetStream<T>(
+  call: grpc.ServerWritableStream<unknown, T>,
+  js: JetStreamClient,
+  source: WatchSource<T>,
+  log: Logger,
+): Promise<void> {
+  if (call.cancelled) return;
+  const consumer = await js.consumers.get(source.stream, {
+    filter_subjects: source.filter,
+    deliver_policy: source.replay ? DeliverPolicy.All : DeliverPolicy.New,
+  });
+  const messages = await consumer.consume();
+  const cancelled = new Promise<void>((resolve) => {
+    const stop = () => {
+      messages.stop();
+      resolve();
+    };
+    if (call.cancelled) stop();
+    call.once('cancelled', stop);
+    call.once('close', stop);
+  });
+  log.info(`watch: streaming ${source.what}${source.replay ? ' (replay)' : ''}`);
+  let sent = 0;
+  try {
+    for await (const m of messages) {
+      if (call.cancelled) break;
+      let item: T;
+      try {
+        item = source.decode(m.data);
+      } catch (err) {
+        log.warn(`watch: skipping undecodable message on ${m.subject} (seq ${m.seq}): ${(err as Error).message}`);
+        continue;
+      }
+      sent++;
+      // Backpressure: a slow client pauses the consumer rather than growing our buffers.
+      if (!call.write(item)) await Promise.race([once(call, 'drain'), cancelled]);
+    }
+  } finally {
+    messages.stop();
+    log.info(`watch: ${source.what} ended after ${sent} messages`);
+  }
+}
