@@ -1,0 +1,259 @@
+// The agent daemon, assembled: one per host. It serves damon.v1.Agent to its controller
+// (plus health and reflection), runs the sessions the controller applies, publishes
+// their records to NATS, and registers and heartbeats with the controller's Registry.
+// Neither NATS nor the controller has to be up for it to start: it retries both in the
+// background, and monitoring goes on while either is away.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type * as grpc from '@grpc/grpc-js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { serverAuthorizer, serverCredentials, type ClusterCredentials } from '../../common/auth.js';
+import {
+  SERVICE_NAMES,
+  bindServer,
+  createServer,
+  implement,
+  shutdownServer,
+} from '../../common/grpc-server.js';
+import { connectNats, jetStream } from '../../common/nats.js';
+import { HOST_RE } from '../../common/subjects.js';
+import { AgentService, type GetStateResponse } from '../../gen/damon/v1/damon.js';
+import { agentHandlers, peerIdentityCheck } from './agent-service.js';
+import { createLogger, errorMessage, type Logger } from './log.js';
+import { probeHostOperations, type HostOperations } from './ops-select.js';
+import { RecordPublisher, type PublisherStats } from './publisher.js';
+import { Registration } from './registration.js';
+import { SessionManager } from './sessions.js';
+import { checkTrust, isWildcardHost, splitHostPort } from './trust.js';
+
+export const DEFAULT_LISTEN = '127.0.0.1:7101';
+export const DEFAULT_DATA_DIR = '/var/lib/damon-fleet';
+
+export interface AgentOptions {
+  /** This host's name, as sessions' targets name it (RFC 1123). Default: os.hostname(). */
+  host?: string;
+  /** Where the Agent service listens ("HOST:PORT"; port 0 picks one). Default 127.0.0.1:7101. */
+  listen?: string;
+  /** The address the controller dials; default the listen address (the host name for a wildcard). */
+  advertise?: string;
+  /** The controller's gRPC address. Without it the agent does not register (tests, manual use). */
+  controller?: string;
+  /** NATS server URL(s). */
+  nats: string | string[];
+  natsToken?: string;
+  /** Result files are confined here. Created (0750) when missing. */
+  dataDir?: string;
+  /** Token and/or mutual-TLS material, both for serving and for calling the controller. */
+  credentials: ClusterCredentials;
+  /** With mutual TLS: the controller's certificate name (CN or DNS SAN) callers must present. */
+  controllerIdentity?: string;
+  /** With mutual TLS: the name to verify the controller's certificate against, if not its address. */
+  controllerTlsName?: string;
+  /** No authentication, on a loopback address only. */
+  insecure?: boolean;
+  /** Records held while NATS does not accept them (default 10000). */
+  queueCapacity?: number;
+  /** How often target processes are checked for exit (default 200 ms). */
+  processPollMs?: number;
+  /** Heartbeat interval until the controller names one (default 2000 ms). */
+  defaultHeartbeatMs?: number;
+  /** Overrides the host probe (tests). */
+  hostOperations?: HostOperations;
+  log?: Logger;
+}
+
+export interface AgentHandle {
+  readonly host: string;
+  readonly instanceId: string;
+  /** The bound listen address ("127.0.0.1:PORT"). */
+  readonly address: string;
+  readonly advertise: string;
+  readonly port: number;
+  readonly dataDir: string;
+  state(): GetStateResponse;
+  publisherStats(): PublisherStats;
+  /** True once the controller accepted this instance. */
+  registered(): boolean;
+  /** True while the agent is connected to NATS. */
+  natsConnected(): boolean;
+  stop(): Promise<void>;
+}
+
+function checkHost(host: string): string {
+  if (!HOST_RE.test(host)) {
+    throw new Error(`--host "${host}": not a valid host name (letters, digits, '-', dots between labels)`);
+  }
+  return host;
+}
+
+export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
+  const log = opts.log ?? createLogger('agent');
+  const host = checkHost(opts.host ?? hostname());
+  const listen = opts.listen ?? DEFAULT_LISTEN;
+  checkTrust(listen, opts.credentials, opts.insecure ?? false);
+  if (opts.controllerIdentity && !opts.credentials.tls) {
+    throw new Error('--controller-identity needs mutual TLS (--tls-cert, --tls-key, --tls-ca)');
+  }
+  const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o750 });
+  } catch (err) {
+    throw new Error(`--data-dir ${dataDir}: ${errorMessage(err)}`);
+  }
+
+  const instanceId = randomUUID();
+  const hostOps = opts.hostOperations ?? probeHostOperations();
+  log.info(
+    `agent ${host} (instance ${instanceId}) starting: operations ${hostOps.operations.join(', ')}` +
+      (hostOps.unavailable.length ? `; unavailable: ${hostOps.unavailable.join('; ')}` : ''),
+  );
+
+  const publisher = new RecordPublisher(undefined, { log: log.child('records'), capacity: opts.queueCapacity });
+  let registration: Registration | undefined;
+  const sessions = new SessionManager({
+    host,
+    dataDir,
+    hostOps,
+    publisher,
+    onChange: () => registration?.heartbeatSoon(),
+    log,
+    processPollMs: opts.processPollMs,
+  });
+  const identity = { host, instanceId, operations: hostOps.operations, unavailable: hostOps.unavailable };
+
+  // NATS in the background: records queue (bounded) until it is there.
+  let nc: NatsConnection | undefined;
+  let natsUp = false;
+  let stopping = false;
+  const natsReady = (async () => {
+    let warned = false;
+    while (!stopping) {
+      try {
+        const conn = await connectNats({
+          servers: opts.nats,
+          name: `damon-fleet agent ${host}`,
+          token: opts.natsToken,
+          log,
+        });
+        if (stopping) {
+          await conn.close();
+          return;
+        }
+        nc = conn;
+        natsUp = true;
+        void (async () => {
+          for await (const st of conn.status()) {
+            if (st.type === 'disconnect') natsUp = false;
+            else if (st.type === 'reconnect') natsUp = true;
+          }
+        })();
+        void conn.closed().then(() => {
+          natsUp = false;
+        });
+        publisher.setSink(jetStream(conn));
+        return;
+      } catch (err) {
+        if (!warned) log.warn(`nats: cannot connect to ${String(opts.nats)}: ${errorMessage(err)}; retrying`);
+        warned = true;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  })();
+
+  const natsSlow = setTimeout(() => {
+    if (!nc && !stopping) {
+      log.warn(
+        `nats: no connection to ${[opts.nats].flat().join(', ')} yet; still trying ` +
+          `(records are held, up to ${opts.queueCapacity ?? 10_000}, then the oldest dropped)`,
+      );
+    }
+  }, 5000);
+  natsSlow.unref();
+
+  // connectNats cannot be cancelled while it waits for a first connection: when NATS never
+  // came up, stop without it (the loop above closes a connection that comes too late).
+  const settleNats = async () => {
+    await Promise.race([natsReady.catch(() => undefined), new Promise((r) => setTimeout(r, 200).unref())]);
+    if (nc) await nc.close().catch(() => undefined);
+  };
+
+  const { server } = createServer({
+    services: [
+      {
+        name: SERVICE_NAMES.agent,
+        definition: AgentService,
+        implementation: implement(
+          AgentService,
+          agentHandlers(sessions, identity, opts.controllerIdentity ? peerIdentityCheck(opts.controllerIdentity) : undefined),
+          { authorize: serverAuthorizer(opts.credentials), log },
+        ),
+      },
+    ],
+  });
+  let port: number;
+  try {
+    port = await bindServer(server, listen, serverCredentials(opts.credentials));
+  } catch (err) {
+    stopping = true;
+    server.forceShutdown();
+    await publisher.close(0);
+    await settleNats();
+    throw err;
+  }
+  const bound = splitHostPort(listen);
+  const address = `${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${port}`;
+  const advertise = opts.advertise ?? (isWildcardHost(bound.host) ? `${host}:${port}` : address);
+  const auth = opts.credentials.tls
+    ? `mutual TLS${opts.credentials.token ? ' + token' : ''}${opts.controllerIdentity ? `, controller ${opts.controllerIdentity}` : ''}`
+    : opts.credentials.token
+      ? 'token'
+      : 'NO AUTHENTICATION (--insecure, loopback only)';
+  log.info(`serving damon.v1.Agent on ${address}, auth: ${auth}; data directory ${dataDir}`);
+
+  if (opts.controller) {
+    const extra: Partial<grpc.ClientOptions> = opts.controllerTlsName
+      ? { 'grpc.ssl_target_name_override': opts.controllerTlsName, 'grpc.default_authority': opts.controllerTlsName }
+      : {};
+    registration = new Registration({
+      controller: opts.controller,
+      credentials: opts.credentials,
+      clientOptions: extra,
+      registration: { host, address: advertise, operations: hostOps.operations, unavailable: hostOps.unavailable, instanceId },
+      observed: () => sessions.observed(),
+      log: log.child('registry'),
+      defaultHeartbeatMs: opts.defaultHeartbeatMs,
+    });
+    registration.start();
+  } else {
+    log.warn('no --controller: not registering (sessions only through direct ApplySession calls)');
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    host,
+    instanceId,
+    address,
+    advertise,
+    port,
+    dataDir,
+    state: () => ({ ...identity, sessions: sessions.observed() }),
+    publisherStats: () => publisher.stats(),
+    registered: () => registration?.isRegistered ?? false,
+    natsConnected: () => natsUp,
+    stop() {
+      stopped ??= (async () => {
+        log.info('stopping');
+        stopping = true;
+        await registration?.stop();
+        await sessions.stopAll();
+        await shutdownServer(server, 1000);
+        await publisher.close(2000);
+        await settleNats();
+        const s = publisher.stats();
+        log.info(`stopped (${s.published} records published, ${s.dropped} dropped)`);
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// The agent's log: one line per event on stderr, "<ISO time> agent[<component>] <message>".
+// Operators read it to learn what happened (a session started, NATS went away, ...), so
+// repeated failures are logged once per change of state, not once per attempt.
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+  child(component: string): Logger;
+}
+
+export type LogSink = (line: string) => void;
+
+const stderrSink: LogSink = (line) => process.stderr.write(line + '\n');
+
+export function createLogger(component = 'agent', sink: LogSink = stderrSink): Logger {
+  const emit = (level: string, msg: string) =>
+    sink(`${new Date().toISOString()} ${level} ${component}: ${msg}`);
+  return {
+    info: (msg) => emit('INFO', msg),
+    warn: (msg) => emit('WARN', msg),
+    error: (msg) => emit('ERROR', msg),
+    child: (sub) => createLogger(`${component}/${sub}`, sink),
+  };
+}
+
+/** A logger that drops everything (tests that do not look at logs). */
+export const silentLogger: Logger = {
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+  child: () => silentLogger,
+};
+
+/**
+ * Logs a condition only when it changes: `set('down', 'NATS unreachable: ...')` logs once
+ * however often it is called while the state stays 'down'.
+ */
+export class StateLog<S extends string> {
+  private state: S | undefined;
+  constructor(private readonly log: Logger) {}
+
+  get current(): S | undefined {
+    return this.state;
+  }
+
+  /** Records the new state; logs `msg` (at `level`) only if the state changed. Returns whether it did. */
+  set(state: S, msg: string, level: 'info' | 'warn' | 'error' = 'info'): boolean {
+    if (this.state === state) return false;
+    this.state = state;
+    this.log[level](msg);
+    return true;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

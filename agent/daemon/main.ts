@@ -1,0 +1,150 @@
+// `damon-fleet agent`: runs one host's agent until SIGINT/SIGTERM.
+import { parseArgs } from 'node:util';
+import { hostname } from 'node:os';
+import { readTls, readTokenFile, type ClusterCredentials } from '../../common/auth.js';
+import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
+import { createLogger } from './log.js';
+import { TrustError, splitHostPort } from './trust.js';
+
+export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
+
+export const USAGE = `usage: damon-fleet agent --controller HOST:PORT [options]
+
+  --host NAME                 this host's name, as sessions' targets name it
+                              (default: the system host name)
+  --listen HOST:PORT          where the Agent service listens (default ${DEFAULT_LISTEN})
+  --advertise HOST:PORT       the address the controller dials (default: the listen
+                              address; NAME:PORT when listening on 0.0.0.0 or ::)
+  --controller HOST:PORT      the controller's gRPC address (required)
+  --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
+  --nats-token-file FILE      NATS token, if the NATS server requires one
+  --data-dir DIR              result files are written inside it, nowhere else
+                              (default ${DEFAULT_DATA_DIR})
+  --token-file FILE           the cluster token: presented to the controller, demanded
+                              from it ("authorization: Bearer <token>"); or DAMON_FLEET_TOKEN
+  --tls-cert FILE --tls-key FILE --tls-ca FILE
+                              mutual TLS: this agent's certificate and key, and the CA
+                              that signs the controller's certificate
+  --controller-identity NAME  with TLS: accept calls only from a certificate named NAME
+                              (CN or DNS SAN); without it, any certificate of the CA
+  --controller-tls-name NAME  with TLS: verify the controller's certificate against NAME
+                              instead of the --controller host
+  --insecure                  no authentication at all; only with a loopback --listen
+  --queue-capacity N          records held while NATS is unreachable (default 10000)
+
+The agent reveals any process's memory layout, so it takes orders only from its
+controller: it refuses to start without a token or TLS unless --insecure is given, and
+--insecure works on a loopback address only.`;
+
+export class UsageError extends Error {}
+
+function positiveInt(option: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) <= 0) throw new UsageError(`${option} ${text}: expected a positive integer`);
+  return Number(text);
+}
+
+/** Parses the command line into agent options; throws UsageError naming the bad option. */
+export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        host: { type: 'string' },
+        listen: { type: 'string', default: DEFAULT_LISTEN },
+        advertise: { type: 'string' },
+        controller: { type: 'string' },
+        nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
+        'nats-token-file': { type: 'string' },
+        'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
+        'token-file': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
+        'controller-identity': { type: 'string' },
+        'controller-tls-name': { type: 'string' },
+        insecure: { type: 'boolean', default: false },
+        'queue-capacity': { type: 'string' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
+  if (!values.controller) throw new UsageError('--controller HOST:PORT is required');
+  try {
+    splitHostPort(values.listen!, '--listen');
+    splitHostPort(values.controller, '--controller');
+    if (values.advertise) splitHostPort(values.advertise, '--advertise');
+  } catch (err) {
+    throw new UsageError((err as TrustError).message);
+  }
+  const credentials: ClusterCredentials = {};
+  if (values['token-file']) credentials.token = readTokenFile(values['token-file']);
+  else if (env.DAMON_FLEET_TOKEN?.trim()) credentials.token = env.DAMON_FLEET_TOKEN.trim();
+  const tls = [values['tls-cert'], values['tls-key'], values['tls-ca']];
+  const tlsGiven = tls.filter(Boolean).length;
+  if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
+  if (tlsGiven === 3) credentials.tls = readTls({ cert: tls[0]!, key: tls[1]!, ca: tls[2]! });
+  if ((values['controller-identity'] || values['controller-tls-name']) && !credentials.tls) {
+    throw new UsageError('--controller-identity and --controller-tls-name need --tls-cert, --tls-key and --tls-ca');
+  }
+  const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
+  if (nats.length === 0) throw new UsageError('--nats: at least one URL');
+  return {
+    host: values.host ?? hostname(),
+    listen: values.listen,
+    advertise: values.advertise,
+    controller: values.controller,
+    nats,
+    natsToken: values['nats-token-file'] ? readTokenFile(values['nats-token-file']) : undefined,
+    dataDir: values['data-dir'],
+    credentials,
+    controllerIdentity: values['controller-identity'],
+    controllerTlsName: values['controller-tls-name'],
+    insecure: values.insecure,
+    queueCapacity: positiveInt('--queue-capacity', values['queue-capacity']),
+  };
+}
+
+/** Runs the agent until a signal; resolves the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  let options: AgentOptions;
+  try {
+    options = parseAgentArgs(argv);
+  } catch (err) {
+    process.stderr.write(`damon-fleet agent: ${(err as Error).message}\n${err instanceof UsageError ? USAGE + '\n' : ''}`);
+    return 2;
+  }
+  const log = createLogger('agent');
+  let agent;
+  try {
+    agent = await startAgent({ ...options, log });
+  } catch (err) {
+    log.error(`cannot start: ${(err as Error).message}`);
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info(`${sig}: stopping`);
+      resolve();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  await agent.stop();
+  // A first connection to NATS that never succeeded cannot be cancelled (connectNats waits
+  // for it): do not let its retries hold the process once everything else has stopped.
+  setTimeout(() => {
+    log.warn('exiting with a NATS connection attempt still pending');
+    process.exit(0);
+  }, 1000).unref();
+  return 0;
+}

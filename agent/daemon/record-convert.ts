@@ -1,0 +1,35 @@
+// Engine records (one target, one aggregation interval) to the published protobuf form.
+import type { AggregationRecord as EngineRecord } from '../records/record.js';
+import { AggregationRecord } from '../../gen/damon/v1/damon.js';
+
+export interface RecordOrigin {
+  sessionId: string;
+  host: string;
+  /** Operations that produced the record ("page_idle", "synthetic", ...). */
+  operations: string;
+  /** Per session, host and target, from 1. */
+  sequence: bigint;
+}
+
+export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): AggregationRecord {
+  return {
+    sessionId: origin.sessionId,
+    host: origin.host,
+    pid: rec.targetId,
+    startTimeNs: rec.startNs,
+    endTimeNs: rec.endNs,
+    maxNrAccesses: rec.maxNrAccesses,
+    regions: rec.regions.map((r) => ({
+      start: BigInt(r.start),
+      end: BigInt(r.end),
+      nrAccesses: r.nrAccesses,
+      age: r.age,
+    })),
+    operations: origin.operations,
+    sequence: origin.sequence,
+  };
+}
+
+export function encodeRecord(rec: AggregationRecord): Uint8Array {
+  return AggregationRecord.encode(rec).finish();
+}

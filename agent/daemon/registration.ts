@@ -1,0 +1,193 @@
+// The agent's side of the controller's Registry: register (a new instance id per agent
+// start), then heartbeat with the observed sessions every interval the controller asked
+// for. A heartbeat answered "unknown" (the controller restarted or let the lease lapse)
+// leads to registering again. While the controller is unreachable the agent keeps
+// monitoring and keeps retrying; the log says so once per change, not per attempt.
+import * as grpc from '@grpc/grpc-js';
+import { channelCredentials, clientOptions, type ClusterCredentials } from '../../common/auth.js';
+import {
+  RegistryClient,
+  type HeartbeatResponse,
+  type ObservedSession,
+  type RegisterRequest,
+  type RegisterResponse,
+} from '../../gen/damon/v1/damon.js';
+import { StateLog, type Logger } from './log.js';
+
+export interface RegistrationOptions {
+  /** The controller's gRPC address ("host:port"). */
+  controller: string;
+  credentials: ClusterCredentials;
+  /** Extra client options, e.g. 'grpc.ssl_target_name_override'. */
+  clientOptions?: Partial<grpc.ClientOptions>;
+  /** What this agent registers as (host, address, operations, instance id). */
+  registration: RegisterRequest;
+  /** The sessions as the agent observes them now. */
+  observed: () => ObservedSession[];
+  log: Logger;
+  /** Heartbeat interval until the controller names one. */
+  defaultHeartbeatMs?: number;
+  /** Delay between attempts while the controller is unreachable: doubles from min to max. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+type Reach = 'reachable' | 'unreachable';
+
+function callDeadline(ms: number): Date {
+  return new Date(Date.now() + ms);
+}
+
+export class Registration {
+  private readonly client: RegistryClient;
+  private readonly reach: StateLog<Reach>;
+  private readonly log: Logger;
+  private registered = false;
+  private heartbeatMs: number;
+  private leaseMs = 0;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private wakeRequested = false;
+  private heartbeats = 0;
+
+  constructor(private readonly opts: RegistrationOptions) {
+    this.log = opts.log;
+    this.reach = new StateLog(opts.log);
+    this.heartbeatMs = opts.defaultHeartbeatMs ?? 2_000;
+    this.client = new RegistryClient(
+      opts.controller,
+      channelCredentials(opts.credentials),
+      clientOptions(opts.credentials, opts.clientOptions),
+    );
+  }
+
+  /** True once the controller accepted this instance (and has not disowned it since). */
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  /** Heartbeats the controller answered, since start. */
+  get heartbeatCount(): number {
+    return this.heartbeats;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Sends a heartbeat now (e.g. a target exited), without waiting for the interval. */
+  heartbeatSoon(): void {
+    this.wakeRequested = true;
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+    this.client.close();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.wakeRequested || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private unary<Req, Res>(
+    method: (req: Req, md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
+    req: Req,
+  ): Promise<Res> {
+    const timeout = Math.max(1_000, Math.min(this.heartbeatMs, 5_000));
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, new grpc.Metadata(), { deadline: callDeadline(timeout) }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  private unreachable(err: unknown): void {
+    const e = err as grpc.ServiceError;
+    const why = typeof e?.code === 'number' ? `${grpc.status[e.code]}: ${e.details || e.message}` : String(err);
+    // Refused credentials are not an outage: say so plainly, they will not fix themselves.
+    const hint =
+      e?.code === grpc.status.UNAUTHENTICATED || e?.code === grpc.status.PERMISSION_DENIED
+        ? ' (check the cluster token / certificates)'
+        : '';
+    this.reach.set(
+      'unreachable',
+      `controller ${this.opts.controller} unreachable (${why})${hint}; monitoring continues, retrying`,
+      'warn',
+    );
+  }
+
+  private async run(): Promise<void> {
+    const retryMin = this.opts.retryMinMs ?? 250;
+    const retryMax = this.opts.retryMaxMs ?? 5_000;
+    let retry = retryMin;
+    while (!this.stopped) {
+      if (!this.registered) {
+        try {
+          const res = await this.unary<RegisterRequest, RegisterResponse>(
+            this.client.register,
+            this.opts.registration,
+          );
+          this.registered = true;
+          const hb = Number(res.heartbeatIntervalMs);
+          if (hb > 0) this.heartbeatMs = hb;
+          this.leaseMs = Number(res.leaseTtlMs);
+          this.reach.set('reachable', `controller ${this.opts.controller} reachable`);
+          this.log.info(
+            `registered with controller ${this.opts.controller} as ${this.opts.registration.host} ` +
+              `(instance ${this.opts.registration.instanceId}, heartbeat every ${this.heartbeatMs} ms, lease ${this.leaseMs} ms)`,
+          );
+          retry = retryMin;
+          // Falls through to a heartbeat right away: the controller reconciles against it.
+        } catch (err) {
+          if (this.stopped) break;
+          this.unreachable(err);
+          this.wakeRequested = false; // an early heartbeat cannot go out before registering
+          await this.sleep(retry);
+          retry = Math.min(retry * 2, retryMax);
+          continue;
+        }
+      }
+      this.wakeRequested = false;
+      try {
+        const res = await this.unary<{ host: string; instanceId: string; sessions: ObservedSession[] }, HeartbeatResponse>(
+          this.client.heartbeat,
+          {
+            host: this.opts.registration.host,
+            instanceId: this.opts.registration.instanceId,
+            sessions: this.opts.observed(),
+          },
+        );
+        this.heartbeats++;
+        this.reach.set('reachable', `controller ${this.opts.controller} reachable`);
+        retry = retryMin;
+        if (!res.known) {
+          this.log.warn(
+            `controller ${this.opts.controller} does not know this agent (it restarted or the lease expired); registering again`,
+          );
+          this.registered = false;
+          continue;
+        }
+        await this.sleep(this.heartbeatMs);
+      } catch (err) {
+        if (this.stopped) break;
+        this.unreachable(err);
+        await this.sleep(Math.min(retry, this.heartbeatMs));
+        retry = Math.min(retry * 2, retryMax);
+      }
+    }
+  }
+}

@@ -1,0 +1,346 @@
+// One session on this host: one engine context over the session's pids on this host,
+// with the operations chosen for it; each aggregation record goes to NATS (and to the
+// result file when one is asked for); each target's observed state (RUNNING, EXITED,
+// FAILED with why) is kept for heartbeats and GetState.
+//
+// Target lifetimes: a pid that does not exist is EXITED from the start; a process that
+// exits is seen by the process watch within a poll and reported at once (the engine
+// drops it at its next update); a target the operations cannot monitor (TargetError)
+// is FAILED and the others go on in a new context; anything else that stops the engine
+// fails every target still running, with the error's message.
+import { closeSync, fstatSync, lstatSync } from 'node:fs';
+import { DamonContext, type StopReason } from '../engine/context.js';
+import { OperationsUnavailableError, TargetError, type Operations } from '../engine/operations.js';
+import type { Target } from '../engine/region.js';
+import type { AggregationRecord as EngineRecord } from '../records/record.js';
+import { openResultWriter } from '../records/result-writer.js';
+import type { ResultWriter } from '../records/result-format.js';
+import { TargetState, type ObservedSession, type ObservedTarget } from '../../gen/damon/v1/damon.js';
+import { recordsSubject } from '../../common/subjects.js';
+import { recordMsgId } from '../../common/nats.js';
+import { errorMessage, type Logger } from './log.js';
+import { chooseOperations, type HostOperations } from './ops-select.js';
+import { ProcessWatch, probeProcess } from './process-watch.js';
+import type { RecordPublisher } from './publisher.js';
+import { encodeRecord, toProtoRecord } from './record-convert.js';
+import { openConfinedResultFile } from './result-path.js';
+import type { RunSpec } from './spec.js';
+
+export interface RunnerDeps {
+  host: string;
+  dataDir: string;
+  hostOps: HostOperations;
+  publisher: RecordPublisher;
+  /** The next record sequence of (session, pid): 1, 2, ... per agent instance. */
+  nextSequence(sessionId: string, pid: number): bigint;
+  /** Called when a target's observed state changed (the agent heartbeats early). */
+  onChange(): void;
+  log: Logger;
+  /** How often target processes are checked for exit. */
+  processPollMs?: number;
+}
+
+interface TargetView {
+  state: TargetState;
+  operations: string;
+  message: string;
+}
+
+/** Operations whose targets also end when the watched process exits. */
+function withProcessLiveness(inner: Operations, alive: (pid: number) => boolean): Operations {
+  return {
+    name: inner.name,
+    init: (ctx) => inner.init(ctx),
+    update: (ctx) => inner.update(ctx),
+    prepareAccessChecks: (ctx) => inner.prepareAccessChecks(ctx),
+    checkAccesses: (ctx) => inner.checkAccesses(ctx),
+    targetValid: (t: Target) => alive(t.id) && inner.targetValid(t),
+    cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
+  };
+}
+
+const RESULT_FORMAT_OPTIONS = {
+  binary: { format: 'binary', version: 2 },
+  binary_v0: { format: 'binary', version: 0 },
+  json: { format: 'json' },
+  json_compressed: { format: 'json_compressed' },
+} as const;
+
+export class SessionRunner {
+  private readonly targets = new Map<number, TargetView>();
+  private readonly log: Logger;
+  private readonly watch: ProcessWatch;
+  private ctx: DamonContext | undefined;
+  private opsName = '';
+  private create: ((pids: readonly number[]) => Operations) | undefined;
+  private writer: ResultWriter | undefined;
+  private writeFailed = false;
+  private snapshot: EngineRecord[] = [];
+  private writes: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+  private published = 0n;
+  private stopping = false;
+  private drift = { samplingMeanUs: 0, aggregationMeanUs: 0 };
+
+  constructor(
+    readonly spec: RunSpec,
+    private readonly deps: RunnerDeps,
+  ) {
+    this.log = deps.log.child(`session ${spec.sessionId}`);
+    this.watch = new ProcessWatch((pid, reason) => this.exited(pid, reason), deps.processPollMs ?? 200);
+    for (const pid of spec.pids) this.targets.set(pid, { state: TargetState.TARGET_STATE_PENDING, operations: '', message: '' });
+  }
+
+  /** Starts monitoring; resolves once every target is RUNNING, EXITED or FAILED. */
+  async start(): Promise<void> {
+    const { spec, deps } = this;
+    const choice = chooseOperations(spec, deps.hostOps);
+    if (!choice.ok) {
+      this.failActive(choice.message);
+      return;
+    }
+    this.opsName = choice.name;
+    this.create = choice.create;
+    const live: number[] = [];
+    for (const pid of spec.pids) {
+      const p = probeProcess(pid);
+      if (!p.alive) {
+        const why = p.reason === 'no such process' ? `no process with pid ${pid} on host ${deps.host}` : p.reason;
+        this.set(pid, TargetState.TARGET_STATE_EXITED, why);
+        continue;
+      }
+      this.watch.add(pid, p.startTicks);
+      live.push(pid);
+    }
+    if (live.length === 0) {
+      this.log.warn(`not started: none of its processes exists (${spec.pids.join(', ')})`);
+      return;
+    }
+    if (spec.attrs.resultFile !== '') {
+      try {
+        this.writer = await this.openWriter();
+      } catch (err) {
+        this.watch.stop();
+        this.failActive(errorMessage(err));
+        return;
+      }
+    }
+    // A process may have exited while the file was being opened.
+    const running = live.filter((pid) => this.watch.isWatched(pid));
+    if (running.length === 0) {
+      await this.closeWriter();
+      return;
+    }
+    this.run(running);
+    this.log.info(
+      `started generation ${spec.generation}: pids ${running.join(', ')} with ${this.opsName} operations` +
+        (this.writer ? `, result file ${this.writer.path} (${spec.resultFormat})` : ''),
+    );
+  }
+
+  /** Stops monitoring; resolves once the engine stopped, the file is closed and the records sent (or 2 s passed). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.watch.stop();
+    await this.ctx?.stop();
+    this.flushSnapshot();
+    await this.closeWriter();
+    const flushed = await this.deps.publisher.flush(this.deps.publisher.lastMark(), 2_000);
+    if (!flushed) this.log.warn('stopped with records still waiting for NATS (they stay queued)');
+    this.log.info(`stopped (${this.published} records published)`);
+  }
+
+  observed(): ObservedSession {
+    if (this.ctx) {
+      const d = this.ctx.drift();
+      if (d.sampling.count > 0) this.drift.samplingMeanUs = d.sampling.meanUs;
+      if (d.aggregation.count > 0) this.drift.aggregationMeanUs = d.aggregation.meanUs;
+    }
+    const targets: ObservedTarget[] = [...this.targets].map(([pid, t]) => ({ pid, ...t }));
+    return {
+      sessionId: this.spec.sessionId,
+      generation: this.spec.generation,
+      running: targets.some((t) => t.state === TargetState.TARGET_STATE_RUNNING),
+      targets,
+      samplingIntervalMeanUs: this.drift.samplingMeanUs,
+      aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
+      recordsPublished: this.published,
+    };
+  }
+
+  // ---- engine ---------------------------------------------------------------------------
+
+  private run(pids: number[]): void {
+    let ops: Operations;
+    try {
+      ops = withProcessLiveness(this.create!(pids), (pid) => this.watch.isWatched(pid));
+    } catch (err) {
+      this.failActive(errorMessage(err));
+      return;
+    }
+    const ctx = new DamonContext({ attrs: this.spec.attrs, targetIds: pids, ops });
+    this.ctx = ctx;
+    ctx.on('aggregate', (rec) => this.record(rec));
+    ctx.on('targetExited', (pid) => this.engineExit(pid));
+    ctx.on('stopped', (reason, err) => this.engineStopped(ctx, reason, err));
+    for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_RUNNING, '');
+    ctx.start();
+  }
+
+  private record(rec: EngineRecord): void {
+    // The engine keeps an exited process until its next update; its records end now.
+    if (this.targets.get(rec.targetId)?.state !== TargetState.TARGET_STATE_RUNNING) return;
+    const { sessionId } = this.spec;
+    const proto = toProtoRecord(rec, {
+      sessionId,
+      host: this.deps.host,
+      operations: this.opsName,
+      sequence: this.deps.nextSequence(sessionId, rec.targetId),
+    });
+    this.deps.publisher.enqueue(
+      recordsSubject(sessionId, this.deps.host, rec.targetId),
+      encodeRecord(proto),
+      recordMsgId(proto),
+      () => this.published++,
+    );
+    if (this.writer && !this.writeFailed) {
+      // The engine emits every target's record of one aggregation in one go: one snapshot.
+      if (this.snapshot.length === 0) queueMicrotask(() => this.flushSnapshot());
+      this.snapshot.push(rec);
+    }
+  }
+
+  private engineExit(pid: number): void {
+    // The process watch normally sees it first; if the engine did, the operations said
+    // the target is gone (e.g. a synthetic workload's simulated process ended).
+    const alive = this.watch.isWatched(pid);
+    this.watch.remove(pid);
+    this.exited(pid, alive && this.opsName === 'synthetic' ? 'the simulated process of the synthetic workload exited' : 'process exited');
+  }
+
+  private engineStopped(ctx: DamonContext, reason: StopReason, err?: Error): void {
+    if (ctx !== this.ctx) return;
+    this.flushSnapshot();
+    if (reason === 'error' && err && !this.stopping) {
+      if (err instanceof TargetError && this.targets.get(err.targetId)?.state === TargetState.TARGET_STATE_RUNNING) {
+        // One target the operations cannot monitor; the others go on in a new context.
+        this.watch.remove(err.targetId);
+        this.set(err.targetId, TargetState.TARGET_STATE_FAILED, err.message);
+        this.log.warn(`target ${err.targetId} failed: ${err.message}`);
+        const rest = this.activePids();
+        if (rest.length > 0) {
+          this.run(rest);
+          this.deps.onChange();
+          return;
+        }
+      } else {
+        const what = err instanceof OperationsUnavailableError ? err.message : `monitoring failed: ${err.message}`;
+        this.log.error(what);
+        this.failActive(what);
+      }
+    } else if (reason === 'no-targets') {
+      this.log.info('every target exited; monitoring ended');
+    }
+    this.watch.stop();
+    void this.closeWriter();
+    this.deps.onChange();
+  }
+
+  // ---- target states --------------------------------------------------------------------
+
+  private set(pid: number, state: TargetState, message: string): void {
+    this.targets.set(pid, { state, operations: this.opsName, message });
+  }
+
+  private activePids(): number[] {
+    return [...this.targets]
+      .filter(([, t]) => t.state === TargetState.TARGET_STATE_RUNNING || t.state === TargetState.TARGET_STATE_PENDING)
+      .map(([pid]) => pid);
+  }
+
+  private exited(pid: number, reason: string): void {
+    const t = this.targets.get(pid);
+    if (!t || (t.state !== TargetState.TARGET_STATE_RUNNING && t.state !== TargetState.TARGET_STATE_PENDING)) return;
+    this.set(pid, TargetState.TARGET_STATE_EXITED, reason);
+    this.log.info(`target ${pid}: ${reason}`);
+    this.deps.onChange();
+  }
+
+  /** Every target not yet ended fails with `message`. */
+  private failActive(message: string): void {
+    const pids = this.activePids();
+    for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_FAILED, message);
+    if (pids.length > 0) this.log.warn(`failed: ${message}`);
+    this.deps.onChange();
+  }
+
+  // ---- result file ----------------------------------------------------------------------
+
+  /**
+   * Opens the result file inside the data directory. The path is confined first and the
+   * file created with O_NOFOLLOW; the writer then opens the checked path, and (binary:
+   * it appends to that very file) the file it got must still be the one checked, so a
+   * link swapped in between is caught. The JSON writers replace the file by rename,
+   * which never follows a link.
+   */
+  private async openWriter(): Promise<ResultWriter> {
+    const { attrs, resultFormat } = this.spec;
+    const checked = openConfinedResultFile(this.deps.dataDir, attrs.resultFile, true);
+    try {
+      const writer = await openResultWriter(checked.path, {
+        ...RESULT_FORMAT_OPTIONS[resultFormat],
+        intervals: { sampleUs: attrs.samplingUs, aggrUs: attrs.aggregationUs, opsUpdateUs: attrs.updateUs },
+      });
+      if (writer.format === 'binary') {
+        const a = fstatSync(checked.fd);
+        const b = lstatSync(checked.path);
+        if (b.isSymbolicLink() || a.ino !== b.ino || a.dev !== b.dev) {
+          await writer.close().catch(() => undefined);
+          throw new Error(`result_file "${attrs.resultFile}": changed while being opened; refused`);
+        }
+      }
+      return writer;
+    } catch (err) {
+      const msg = errorMessage(err);
+      throw new Error(msg.includes(attrs.resultFile) ? msg : `result_file "${attrs.resultFile}": ${msg}`);
+    } finally {
+      closeSync(checked.fd);
+    }
+  }
+
+  private flushSnapshot(): void {
+    if (this.snapshot.length === 0 || !this.writer) return;
+    const recs = this.snapshot;
+    this.snapshot = [];
+    const writer = this.writer;
+    this.writes = this.writes.then(() =>
+      writer.writeSnapshot(recs).catch((err) => {
+        if (this.writeFailed) return;
+        this.writeFailed = true;
+        // Monitoring and publishing go on; the file stops, and the targets say why.
+        const msg = `result file ${writer.path}: ${errorMessage(err)}; no longer written (records are still published)`;
+        this.log.error(msg);
+        for (const [pid, t] of this.targets) {
+          if (t.state === TargetState.TARGET_STATE_RUNNING) this.targets.set(pid, { ...t, message: msg });
+        }
+        this.deps.onChange();
+      }),
+    );
+  }
+
+  /** Closes the result file once; every caller waits for that one close. */
+  private closeWriter(): Promise<void> {
+    this.closing ??= (async () => {
+      const writer = this.writer;
+      if (!writer) return;
+      await this.writes;
+      this.writer = undefined;
+      try {
+        await writer.close();
+      } catch (err) {
+        this.log.error(`result file ${writer.path}: closing failed: ${errorMessage(err)}`);
+      }
+    })();
+    return this.closing;
+  }
+}

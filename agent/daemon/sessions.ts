@@ -1,0 +1,81 @@
+// The sessions this agent runs, by id. ApplySession is idempotent: the same spec (id,
+// generation and content) leaves a running session alone; a changed one restarts it.
+// Calls for one session are serialized; different sessions proceed independently.
+import * as grpc from '@grpc/grpc-js';
+import { RpcError } from '../../common/grpc-server.js';
+import type { ObservedSession } from '../../gen/damon/v1/damon.js';
+import type { Logger } from './log.js';
+import { SessionRunner, type RunnerDeps } from './session-runner.js';
+import type { RunSpec } from './spec.js';
+
+export type SessionDeps = Omit<RunnerDeps, 'nextSequence' | 'log'> & { log: Logger };
+
+export class SessionManager {
+  private readonly runners = new Map<string, SessionRunner>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /**
+   * Record sequences per session and pid: they continue across restarts of a session
+   * (new generation) and restart only with the agent, as the API says.
+   */
+  private readonly sequences = new Map<string, bigint>();
+  private closed = false;
+
+  constructor(private readonly deps: SessionDeps) {}
+
+  private serialized<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    this.locks.set(id, settled);
+    void settled.then(() => {
+      if (this.locks.get(id) === settled) this.locks.delete(id);
+    });
+    return next;
+  }
+
+  private nextSequence = (sessionId: string, pid: number): bigint => {
+    const key = `${sessionId}/${pid}`;
+    const n = (this.sequences.get(key) ?? 0n) + 1n;
+    this.sequences.set(key, n);
+    return n;
+  };
+
+  apply(spec: RunSpec): Promise<ObservedSession> {
+    return this.serialized(spec.sessionId, async () => {
+      if (this.closed) throw new RpcError(grpc.status.UNAVAILABLE, 'the agent is shutting down');
+      const current = this.runners.get(spec.sessionId);
+      if (current && current.spec.key === spec.key) return current.observed();
+      if (current) {
+        this.deps.log.info(
+          `session ${spec.sessionId}: spec changed (generation ${current.spec.generation} -> ${spec.generation}); restarting`,
+        );
+        this.runners.delete(spec.sessionId);
+        await current.stop();
+      }
+      const runner = new SessionRunner(spec, { ...this.deps, nextSequence: this.nextSequence });
+      this.runners.set(spec.sessionId, runner);
+      await runner.start();
+      return runner.observed();
+    });
+  }
+
+  /** Stops and forgets the session; a no-op for a session this agent does not run. */
+  stop(sessionId: string): Promise<void> {
+    return this.serialized(sessionId, async () => {
+      const runner = this.runners.get(sessionId);
+      if (!runner) return;
+      this.runners.delete(sessionId);
+      await runner.stop();
+    });
+  }
+
+  observed(): ObservedSession[] {
+    return [...this.runners.values()].map((r) => r.observed());
+  }
+
+  /** Stops every session (agent shutdown); later applies are refused. */
+  async stopAll(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.runners.keys()].map((id) => this.stop(id)));
+  }
+}

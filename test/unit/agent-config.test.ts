@@ -1,0 +1,107 @@
+// The agent's command line, its trust rules and the checks of a SessionSpec.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UsageError, parseAgentArgs } from '../../agent/daemon/main.js';
+import { SpecError, parseSpec } from '../../agent/daemon/spec.js';
+import { TrustError, checkTrust, isLoopbackHost, splitHostPort } from '../../agent/daemon/trust.js';
+import type { SessionSpec } from '../../gen/damon/v1/damon.js';
+
+test('command line: the documented flags, a token file or DAMON_FLEET_TOKEN', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'damon-cli-'));
+  try {
+    writeFileSync(join(dir, 'token'), 's3cret\n');
+    const o = parseAgentArgs(
+      ['--host', 'agent-1', '--listen', '0.0.0.0:7101', '--advertise', 'agent:7101', '--controller', 'controller:7100',
+        '--nats', 'nats://a:4222,nats://b:4222', '--token-file', join(dir, 'token'), '--data-dir', dir, '--queue-capacity', '500'],
+      {},
+    );
+    assert.equal(o.host, 'agent-1');
+    assert.equal(o.listen, '0.0.0.0:7101');
+    assert.equal(o.advertise, 'agent:7101');
+    assert.equal(o.controller, 'controller:7100');
+    assert.deepEqual(o.nats, ['nats://a:4222', 'nats://b:4222']);
+    assert.deepEqual(o.credentials, { token: 's3cret' });
+    assert.equal(o.dataDir, dir);
+    assert.equal(o.queueCapacity, 500);
+    assert.equal(o.insecure, false);
+    const env = parseAgentArgs(['--controller', 'c:1'], { DAMON_FLEET_TOKEN: 'from-env' });
+    assert.deepEqual(env.credentials, { token: 'from-env' });
+    assert.equal(env.listen, '127.0.0.1:7101');
+    assert.equal(env.dataDir, '/var/lib/damon-fleet');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('command line: mistakes are named', () => {
+  const bad = (argv: string[], re: RegExp) => assert.throws(() => parseAgentArgs(argv, {}), (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
+  bad([], /--controller HOST:PORT is required/);
+  bad(['--controller', 'nope'], /--controller nope: expected HOST:PORT/);
+  bad(['--controller', 'c:1', '--listen', '1.2.3.4'], /--listen 1\.2\.3\.4: expected HOST:PORT/);
+  bad(['--controller', 'c:1', '--tls-cert', 'x'], /--tls-cert, --tls-key and --tls-ca go together/);
+  bad(['--controller', 'c:1', '--controller-identity', 'x'], /need --tls-cert/);
+  bad(['--controller', 'c:1', '--queue-capacity', '0'], /--queue-capacity 0: expected a positive integer/);
+  bad(['--controller', 'c:1', '--bogus'], /Unknown option '--bogus'/);
+  assert.throws(() => parseAgentArgs(['--controller', 'c:1', '--token-file', '/nonexistent/token'], {}), /token file \/nonexistent\/token/);
+});
+
+test('trust: credentials required, --insecure on loopback only', () => {
+  assert.deepEqual(splitHostPort('[::1]:7101'), { host: '::1', port: 7101 });
+  assert.deepEqual(splitHostPort('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
+  assert.throws(() => splitHostPort('h:70000'), /port out of range/);
+  assert.ok(isLoopbackHost('127.0.0.1') && isLoopbackHost('127.1.2.3') && isLoopbackHost('::1') && isLoopbackHost('localhost'));
+  assert.ok(!isLoopbackHost('0.0.0.0') && !isLoopbackHost('10.0.0.1') && !isLoopbackHost('::'));
+  checkTrust('0.0.0.0:7101', { token: 't' }, false);
+  checkTrust('127.0.0.1:7101', {}, true);
+  checkTrust('[::1]:7101', {}, true);
+  assert.throws(() => checkTrust('127.0.0.1:7101', {}, false), TrustError);
+  assert.throws(() => checkTrust('[::]:7101', {}, true), /loopback address only/);
+  assert.throws(() => checkTrust('127.0.0.1:7101', { token: 't' }, true), /--insecure contradicts/);
+});
+
+function spec(o: Partial<SessionSpec> = {}): SessionSpec {
+  return {
+    sessionId: 's1',
+    attrs: {
+      samplingIntervalUs: 0n,
+      aggregationIntervalUs: 0n,
+      updateIntervalUs: 0n,
+      minNrRegions: 0,
+      maxNrRegions: 0,
+      resultFile: '',
+      resultFormat: '',
+    },
+    pids: [10, 11],
+    operations: '',
+    syntheticWorkload: '',
+    generation: 3n,
+    ...o,
+  };
+}
+
+test('spec: unset attributes take the defaults; the key tells specs apart', () => {
+  const s = parseSpec(spec());
+  assert.deepEqual(s.attrs, { samplingUs: 5000, aggregationUs: 100_000, updateUs: 1_000_000, minNrRegions: 10, maxNrRegions: 1000, resultFile: '' });
+  assert.equal(s.resultFormat, 'binary');
+  assert.equal(parseSpec(spec()).key, s.key);
+  assert.notEqual(parseSpec(spec({ generation: 4n })).key, s.key);
+  assert.notEqual(parseSpec(spec({ pids: [10] })).key, s.key);
+  assert.notEqual(parseSpec(spec({ operations: 'synthetic', syntheticWorkload: 'islands' })).key, s.key);
+  assert.equal(parseSpec(spec({ attrs: { ...spec().attrs!, resultFormat: 'binary_v0' } })).resultFormat, 'binary_v0');
+});
+
+test('spec: malformed ones are refused naming the field', () => {
+  const bad = (o: Partial<SessionSpec> | undefined, re: RegExp) =>
+    assert.throws(() => parseSpec(o === undefined ? undefined : spec(o)), (e: unknown) => e instanceof SpecError && re.test((e as Error).message));
+  bad(undefined, /^spec: required$/);
+  bad({ sessionId: '' }, /^spec\.session_id: must match/);
+  bad({ pids: [0] }, /^spec\.pids: not a process id: 0$/);
+  bad({ pids: [-5] }, /^spec\.pids: not a process id: -5$/);
+  bad({ attrs: { ...spec().attrs!, samplingIntervalUs: 200_000n, aggregationIntervalUs: 100_000n } }, /^spec\.attrs\.sampling_interval_us: must not exceed/);
+  bad({ attrs: { ...spec().attrs!, samplingIntervalUs: 1n << 60n } }, /^spec\.attrs\.sampling_interval_us: too large/);
+  bad({ syntheticWorkload: 'hot5' }, /^spec\.synthetic_workload: only meaningful with operations "synthetic"$/);
+  bad({ operations: 'perf' }, /unknown operations "perf" \(known: kdamond, page_idle, synthetic/);
+});

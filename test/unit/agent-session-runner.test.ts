@@ -1,0 +1,125 @@
+// The session runner's handling of operations failures, with stand-in page_idle
+// operations: a target the operations cannot monitor fails alone (the others go on in a
+// new context); operations that become unavailable fail every running target.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../../agent/engine/operations.js';
+import { newRegion } from '../../agent/engine/region.js';
+import { SessionRunner } from '../../agent/daemon/session-runner.js';
+import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
+import { silentLogger } from '../../agent/daemon/log.js';
+import { parseSpec } from '../../agent/daemon/spec.js';
+import type { HostOperations } from '../../agent/daemon/ops-select.js';
+import { TargetState } from '../../gen/damon/v1/damon.js';
+
+const MiB = 2 ** 20;
+
+/** Ten 4 MiB regions per target; every sampled page accessed. */
+class StandInOps implements Operations {
+  readonly name = 'page_idle';
+  checks = 0;
+  constructor(private readonly o: { failInit?: number; unavailableAfter?: number }) {}
+  init(ctx: OpsContext): void {
+    for (const t of ctx.targets) {
+      if (t.id === this.o.failInit) throw new TargetError(t.id, 'cannot read /proc/N/maps: permission denied');
+      t.regions = Array.from({ length: 10 }, (_, i) => newRegion(0x1000_0000 + i * 4 * MiB, 0x1000_0000 + (i + 1) * 4 * MiB));
+    }
+  }
+  update(): void {}
+  prepareAccessChecks(): void {}
+  checkAccesses(ctx: OpsContext): number {
+    if (this.o.unavailableAfter !== undefined && ++this.checks > this.o.unavailableAfter) {
+      throw new OperationsUnavailableError('page_idle', 'PFNs in /proc/PID/pagemap read as zero');
+    }
+    let max = 0;
+    for (const t of ctx.targets) for (const r of t.regions) max = Math.max(max, ++r.nrAccesses);
+    return max;
+  }
+  targetValid(): boolean {
+    return true;
+  }
+}
+
+function host(make: () => Operations): HostOperations {
+  return {
+    operations: ['page_idle', 'synthetic'],
+    unavailable: [],
+    pageIdle: { usable: true, missing: [], message: 'page_idle operations available' },
+    createPageIdle: make,
+  };
+}
+
+function setup(make: () => Operations) {
+  const subjects: string[] = [];
+  const sink: RecordSink = {
+    async publish(subject) {
+      subjects.push(subject);
+      return {};
+    },
+  };
+  let changes = 0;
+  const spec = parseSpec({
+    sessionId: 'u1',
+    attrs: {
+      samplingIntervalUs: 5_000n,
+      aggregationIntervalUs: 50_000n,
+      updateIntervalUs: 500_000n,
+      minNrRegions: 10,
+      maxNrRegions: 100,
+      resultFile: '',
+      resultFormat: '',
+    },
+    // Two live processes: this one and its parent.
+    pids: [process.pid, process.ppid],
+    operations: '',
+    syntheticWorkload: '',
+    generation: 1n,
+  });
+  let seq = 0n;
+  const runner = new SessionRunner(spec, {
+    host: 'unit-host',
+    dataDir: '/nonexistent',
+    hostOps: host(make),
+    publisher: new RecordPublisher(sink, { log: silentLogger }),
+    nextSequence: () => ++seq,
+    onChange: () => changes++,
+    log: silentLogger,
+  });
+  return { runner, subjects, changes: () => changes };
+}
+
+const state = (runner: SessionRunner, pid: number) => runner.observed().targets.find((t) => t.pid === pid)!;
+
+test('a target the operations cannot monitor fails alone; the other runs on in a new context', async () => {
+  const made: StandInOps[] = [];
+  const { runner, subjects, changes } = setup(() => {
+    const ops = new StandInOps({ failInit: process.ppid });
+    made.push(ops);
+    return ops;
+  });
+  await runner.start();
+  const bad = state(runner, process.ppid);
+  assert.equal(bad.state, TargetState.TARGET_STATE_FAILED);
+  assert.equal(bad.message, `target ${process.ppid}: cannot read /proc/N/maps: permission denied`);
+  assert.equal(bad.operations, 'page_idle');
+  assert.equal(state(runner, process.pid).state, TargetState.TARGET_STATE_RUNNING);
+  assert.equal(made.length, 2, 'a second context without the failed target');
+  assert.ok(changes() >= 1, 'the failure is reported early');
+  await new Promise((r) => setTimeout(r, 200));
+  await runner.stop();
+  assert.ok(subjects.length >= 2, `${subjects.length} records`);
+  assert.ok(subjects.every((s) => s === `damon.records.u1.unit-host.${process.pid}`));
+});
+
+test('operations that become unavailable fail every running target with their message', async () => {
+  const { runner } = setup(() => new StandInOps({ unavailableAfter: 3 }));
+  await runner.start();
+  await new Promise((r) => setTimeout(r, 100));
+  const o = runner.observed();
+  assert.equal(o.running, false);
+  for (const t of o.targets) {
+    assert.equal(t.state, TargetState.TARGET_STATE_FAILED);
+    assert.equal(t.message, 'page_idle operations unavailable: PFNs in /proc/PID/pagemap read as zero');
+  }
+  await runner.stop();
+});
