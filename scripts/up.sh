@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what this machine lacks, then starts a NATS server with JetStream, the
+# controller and one agent on this machine, in the background, with logs and pids in
+# .run/. Stop them with `npm run down`.
+#   DAMON_NATS_PORT (4222), DAMON_CONTROLLER_PORT (7100), DAMON_AGENT_PORT (7101),
+#   DAMON_HOST (this host's name) change the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN="$PWD/.run"
+NATS_PORT="${DAMON_NATS_PORT:-4222}"
+CONTROLLER_PORT="${DAMON_CONTROLLER_PORT:-7100}"
+AGENT_PORT="${DAMON_AGENT_PORT:-7101}"
+HOST_NAME="${DAMON_HOST:-$(hostname | tr -c 'A-Za-z0-9.\n-' '-')}"
+
+say() { printf 'up: %s\n' "$*"; }
+die() { printf 'up: error: %s\n' "$*" >&2; exit 1; }
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  [ "$(id -u)" -eq 0 ] || die "nats-server is not installed; run as root or: sudo apt-get install nats-server"
+  say "installing nats-server (Debian package)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server >/dev/null
+fi
+NATS_SERVER="$(command -v nats-server || echo /usr/sbin/nats-server)"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci; builds native/ and the TypeScript)"
+  npm ci --no-audit --no-fund >/dev/null
+else
+  npm run --silent build:native && npm run --silent build >/dev/null
+fi
+
+mkdir -p "$RUN/nats" "$RUN/agent-data"
+[ -s "$RUN/token" ] || { head -c 32 /dev/urandom | base64 | tr -d '\n=' > "$RUN/token"; chmod 600 "$RUN/token"; }
+
+running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+wait_port() { # name port pid-name
+  for _ in $(seq 1 100); do
+    (echo > "/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    running "$3" || die "$1 exited at start; see $RUN/$3.log:
+$(tail -n 15 "$RUN/$3.log")"
+    sleep 0.1
+  done
+  die "$1 did not open port $2 within 10 s; see $RUN/$3.log"
+}
+start() { # name command...
+  local name="$1"; shift
+  if running "$name"; then say "$name already running (pid $(cat "$RUN/$name.pid"))"; return 1; fi
+  nohup "$@" >>"$RUN/$name.log" 2>&1 &
+  echo $! > "$RUN/$name.pid"
+}
+
+start nats "$NATS_SERVER" -js -sd "$RUN/nats" -a 127.0.0.1 -p "$NATS_PORT" && \
+  { wait_port nats-server "$NATS_PORT" nats; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT"; }
+start controller node bin/damon-fleet.js controller --listen "127.0.0.1:$CONTROLLER_PORT" \
+    --nats "nats://127.0.0.1:$NATS_PORT" --token-file "$RUN/token" && \
+  { wait_port controller "$CONTROLLER_PORT" controller; say "controller on 127.0.0.1:$CONTROLLER_PORT"; }
+start agent node bin/damon-fleet.js agent --host "$HOST_NAME" --listen "127.0.0.1:$AGENT_PORT" \
+    --controller "127.0.0.1:$CONTROLLER_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
+    --token-file "$RUN/token" --data-dir "$RUN/agent-data" && \
+  { wait_port agent "$AGENT_PORT" agent; say "agent for host \"$HOST_NAME\" on 127.0.0.1:$AGENT_PORT"; }
+
+for _ in $(seq 1 50); do
+  grep -q "registered" "$RUN/agent.log" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "registered" "$RUN/agent.log" || die "the agent did not register with the controller; see $RUN/agent.log"
+
+cat <<MSG
+up: running. Logs: $RUN/{nats,controller,agent}.log   Stop: npm run down
+up: the cluster token is in $RUN/token; clients present it:
+      TOKEN=\$(cat .run/token)
+      grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:$CONTROLLER_PORT damon.v1.Controller/ListAgents
+MSG
