@@ -9,7 +9,8 @@
 #                                                current fragment; exit 2 if not built, 3 if
 #                                                the last build for this key failed
 #        test/guest/build-kernel.sh --force      rebuild even if cached
-# Environment: DAMON_RIG_CACHE         cache directory (default test/guest/.cache)
+# Environment: DAMON_RIG_CACHE         cache directory (default ~/.cache/damon-fleet/guest,
+#                                     shared by every clone on the machine)
 #              DAMON_RIG_KERNEL_SOURCE kernel source tarball (default /usr/src/linux-source-6.12.tar.xz)
 #              DAMON_RIG_JOBS          make -j value (default 3)
 set -euo pipefail
@@ -18,7 +19,7 @@ set -euo pipefail
 # the file during a (long) build then cannot derail the running build.
 main() {
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  cache=${DAMON_RIG_CACHE:-$here/.cache}
+  cache=${DAMON_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/damon-fleet/guest}
   source_tar=${DAMON_RIG_KERNEL_SOURCE:-/usr/src/linux-source-6.12.tar.xz}
   fragment=$here/kernel.config
   jobs=${DAMON_RIG_JOBS:-3}
