@@ -17,7 +17,7 @@ import { buildWorkload, parseWorkloadOutput, type WorkloadEvent } from './worklo
 const MiB = 1 << 20;
 
 test('the guest runs the host Node.js as root, with DAMON, page_idle and tracefs, and reports output and status', async () => {
-  const marker = join(rigPaths().cacheDir, `guest-write-${process.pid}`);
+  const marker = join(rigPaths().projectRoot, 'dist', `guest-write-${process.pid}`);
   const command = [
     `node -e 'console.log(JSON.stringify({ node: process.version, uid: process.getuid(), kernel: require("os").release() }))'`,
     'echo to-stderr >&2',
