@@ -169,6 +169,12 @@ export class Reconciler {
         else statuses.push(...statusFrom(s, host, undefined, `no live agent on ${host}`));
         continue;
       }
+      if (!agent.synced) {
+        // Registered after this pass synced agents: ask it what it runs (next pass) before
+        // dispatching, so a running session is not sent again.
+        statuses.push(...s.targetStatus.filter((t) => t.host === host));
+        continue;
+      }
       statuses.push(...(await this.ensureRunning(s, agent)));
     }
     const next = inTargetOrder(s, statuses);

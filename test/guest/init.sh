@@ -24,7 +24,6 @@ project=$(cat /rigio/project) || fail "reading /rigio/project"
 command=$(cat /rigio/command) || fail "reading /rigio/command"
 # The host's root does not change during a run, so its pages may be cached.
 mount -t 9p -o "$p9,ro,cache=loose" hostroot /host || fail "mounting the host's root (9p tag hostroot)"
-mount -t 9p -o "$p9" project "/host$project" || fail "mounting the project folder at $project (9p tag project)"
 mount -t proc proc /host/proc || fail "mounting /host/proc"
 mount -t sysfs sysfs /host/sys || fail "mounting /host/sys"
 mount -t devtmpfs devtmpfs /host/dev || fail "mounting /host/dev"
@@ -34,6 +33,9 @@ mount -t tmpfs tmpfs /host/dev/shm || fail "mounting /host/dev/shm"
 # The host's /tmp and /run are hidden: the guest's programs write there.
 mount -t tmpfs tmpfs /host/tmp || fail "mounting /host/tmp"
 mount -t tmpfs tmpfs /host/run || fail "mounting /host/run"
+# After those tmpfs mounts, so a project folder under /tmp (a CI clone, say) stays visible.
+mkdir -p "/host$project" || fail "creating the mount point $project"
+mount -t 9p -o "$p9" project "/host$project" || fail "mounting the project folder at $project (9p tag project)"
 mount -t tracefs tracefs /host/sys/kernel/tracing || fail "mounting tracefs"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mounting debugfs"
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup || fail "mounting cgroup2"
