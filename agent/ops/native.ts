@@ -12,14 +12,14 @@ import { OperationsUnavailableError } from '../engine/operations.js';
 export const DEFAULT_LIBRARY_PATH = fileURLToPath(new URL('../../../native/build/libdamon_access.so', import.meta.url));
 
 /** Must match DA_ABI_VERSION in native/src/damon_access.h. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 const BUILD_HINT = 'run `npm run build:native` (needs a C compiler: cc, gcc or clang)';
 
 /** Files the native calls read and write; errors name them by this key and path. */
 export type NativeFile = 'pagemap' | 'kpageflags' | 'bitmap';
 const FILE_KEYS: readonly (NativeFile | null)[] = [null, 'pagemap', 'kpageflags', 'bitmap'];
-const OPS = ['unknown', 'read', 'write', 'alloc', 'argument'] as const;
+const OPS = ['unknown', 'read', 'write', 'alloc', 'argument', 'armed'] as const;
 export type NativeOp = (typeof OPS)[number];
 
 /** An open file handed to the library: its descriptor, and its path for messages. */
@@ -53,6 +53,61 @@ export interface AccessStats {
   hugeTail: number;
   /** 8-byte words a file did not have because it ended early. */
   short: number;
+  /** Current pages still on the frame armed for them: checked without reading kpageflags. */
+  reused: number;
+  /** Reused pages that read as accessed, then confirmed through kpageflags. */
+  reverified: number;
+  /** System calls (pread/pwrite, retries included) on each file. */
+  pagemapReads: number;
+  kpageflagsReads: number;
+  bitmapReads: number;
+  bitmapWrites: number;
+}
+
+// struct da_armed: vpn, pfn, head (3 x uint64).
+const ARMED_BYTES = 24;
+
+/**
+ * The pages one target has armed (struct da_armed[], sorted by virtual page), as the
+ * native calls leave them: the next check of a page that still maps the same frame
+ * reuses its head page instead of reading kpageflags. Each call reads the list and
+ * writes the new one into a second buffer; the two then swap.
+ */
+export class ArmedPages {
+  /** Number of entries. */
+  count = 0;
+  private buf = new Uint8Array(0);
+  private spare = new Uint8Array(0);
+  /** Holds `count` (uint32_t *n_armed_out). */
+  readonly outCount = new Uint32Array(1);
+
+  /** The current list, for the native call to read. */
+  get current(): Uint8Array {
+    return this.buf;
+  }
+
+  /** A buffer with room for n entries for the native call to write; swap() adopts it. */
+  output(n: number): Uint8Array {
+    if (this.spare.length < n * ARMED_BYTES) this.spare = new Uint8Array(Math.max(16, n) * ARMED_BYTES * 2);
+    return this.spare;
+  }
+
+  /** Adopts what the last call wrote to output(). */
+  swap(): void {
+    [this.buf, this.spare] = [this.spare, this.buf];
+    this.count = this.outCount[0];
+  }
+
+  /** Forgets everything: the next check resolves every page afresh. */
+  clear(): void {
+    this.count = 0;
+  }
+
+  /** The entries, for tests and diagnostics. */
+  entries(): { vpn: bigint; pfn: bigint; head: bigint }[] {
+    const v = new BigUint64Array(this.buf.buffer, this.buf.byteOffset, this.count * 3);
+    return Array.from({ length: this.count }, (_, i) => ({ vpn: v[3 * i], pfn: v[3 * i + 1], head: v[3 * i + 2] }));
+  }
 }
 
 /** A failed native call: errno, the file and operation, and a message with all of them. */
@@ -79,8 +134,8 @@ export function describeErrno(errno: number): { code: string; text: string } {
 /** Addresses passed to a call and how many of them count. */
 type AddressList = [Float64Array, number];
 
-// struct da_stats: 7 x uint32, 3 x int32, then uint64 err_offset at byte 40; 48 bytes.
-const STATS_BYTES = 48;
+// struct da_stats: 13 x uint32, 3 x int32, then uint64 err_offset at byte 64; 72 bytes.
+const STATS_BYTES = 72;
 
 export class NativeAccess {
   /** The page size the library resolves addresses with (the host's). */
@@ -98,15 +153,20 @@ export class NativeAccess {
     // Buffers go as void *: koffi then hands C a pointer to their memory without copying.
     this.pageSize = lib.func('uint32_t da_page_size(void)')() as number;
     this.fnCheckAndPrepare = lib.func(
-      'int da_check_and_prepare(int, int, int, void *cur, uint32_t, void *accessed, void *next, uint32_t, void *st)',
+      'int da_check_and_prepare(int, int, int, void *cur, uint32_t, void *accessed, void *next, uint32_t, ' +
+        'void *armed, uint32_t, void *armedOut, void *nArmedOut, void *st)',
     );
-    this.fnPrepare = lib.func('int da_prepare(int, int, int, void *addrs, uint32_t, void *st)');
+    this.fnPrepare = lib.func(
+      'int da_prepare(int, int, int, void *addrs, uint32_t, void *armed, uint32_t, void *armedOut, void *nArmedOut, void *st)',
+    );
     this.fnPfnVisible = lib.func('int da_pfn_visible(int, void *st)');
   }
 
   /**
-   * Checks the pages of cur[0..nCur) (armed by the previous call): accessed[i] = 1 if
+   * Checks the pages of cur[0..nCur) (armed by earlier calls): accessed[i] = 1 if
    * accessed since, else 0. Then marks the pages of next[0..nNext) idle. One native call.
+   * `armed` holds what the earlier calls armed for this target and afterwards what this
+   * one did (the next samples' pages).
    */
   checkAndPrepare(
     files: AccessFiles,
@@ -115,10 +175,12 @@ export class NativeAccess {
     accessed: Uint8Array,
     next: Float64Array,
     nNext: number,
+    armed: ArmedPages,
   ): AccessStats {
     checkCount('current addresses', nCur, cur.length);
     checkCount('accessed flags', nCur, accessed.length);
     checkCount('next addresses', nNext, next.length);
+    const out = armed.output(nNext);
     const r = this.fnCheckAndPrepare(
       files.pagemap.fd,
       files.kpageflags.fd,
@@ -128,19 +190,39 @@ export class NativeAccess {
       accessed,
       next,
       nNext,
+      armed.current,
+      armed.count,
+      out,
+      armed.outCount,
       this.statsBytes,
     ) as number;
-    return this.result(r, files, [
+    const s = this.result(r, files, [
       [cur, nCur],
       [next, nNext],
     ]);
+    armed.swap();
+    return s;
   }
 
-  /** Marks the pages of addrs[0..n) idle. */
-  prepare(files: AccessFiles, addrs: Float64Array, n: number): AccessStats {
+  /** Marks the pages of addrs[0..n) idle and adds them to `armed`. */
+  prepare(files: AccessFiles, addrs: Float64Array, n: number, armed: ArmedPages): AccessStats {
     checkCount('addresses', n, addrs.length);
-    const r = this.fnPrepare(files.pagemap.fd, files.kpageflags.fd, files.bitmap.fd, addrs, n, this.statsBytes) as number;
-    return this.result(r, files, [[addrs, n]]);
+    const out = armed.output(armed.count + n);
+    const r = this.fnPrepare(
+      files.pagemap.fd,
+      files.kpageflags.fd,
+      files.bitmap.fd,
+      addrs,
+      n,
+      armed.current,
+      armed.count,
+      out,
+      armed.outCount,
+      this.statsBytes,
+    ) as number;
+    const s = this.result(r, files, [[addrs, n]]);
+    armed.swap();
+    return s;
   }
 
   /**
@@ -166,20 +248,29 @@ export class NativeAccess {
       untracked: s[4],
       hugeTail: s[5],
       short: s[6],
+      reused: s[7],
+      reverified: s[8],
+      pagemapReads: s[9],
+      kpageflagsReads: s[10],
+      bitmapReads: s[11],
+      bitmapWrites: s[12],
     };
   }
 
   private error(r: number, files: Partial<AccessFiles>, addrs: AddressList[]): NativeAccessError {
-    const errno = this.statsI32[7] || -r;
-    const file = FILE_KEYS[this.statsI32[8]] ?? null;
-    const op = OPS[this.statsI32[9]] ?? 'unknown';
-    const offset = Number(this.statsU64[5]);
+    const errno = this.statsI32[13] || -r;
+    const file = FILE_KEYS[this.statsI32[14]] ?? null;
+    const op = OPS[this.statsI32[15]] ?? 'unknown';
+    const offset = Number(this.statsU64[8]);
     const { code, text } = describeErrno(errno);
     let message: string;
     if (op === 'argument') {
       // err_offset indexes the lists one after the other (next after current).
       const all = addrs.flatMap(([a, n]) => Array.from(a.subarray(0, n)));
       message = `bad sampling address #${offset}: ${all[offset]} (must be a number in [0, 2^64))`;
+    } else if (op === 'armed') {
+      // Only a list a native call wrote is ever passed back; anything else is a bug here.
+      message = `armed-page list corrupted: entry #${offset} is not above the one before it`;
     } else if (op === 'alloc') {
       message = `native access check: out of memory (${text})`;
     } else {

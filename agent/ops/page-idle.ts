@@ -7,12 +7,15 @@
 // One native call per target per sampling interval: checkAccesses checks the samples
 // armed in the previous interval and arms the next ones in the same call, so
 // prepareAccessChecks only arms regions whose sample the core invalidated (new regions,
-// split children, regions trimmed by an update).
+// split children, regions trimmed by an update). Each target keeps the list of pages it
+// armed (ArmedPages) so that the next check of a page still on the same frame skips
+// kpageflags.
 import fs from 'node:fs';
 import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../engine/operations.js';
 import { PAGE_SIZE, type Region, type Target } from '../engine/region.js';
 import { initRegions, MappingError, setRegions, threeRegionsOfMaps } from '../engine/three-regions.js';
 import {
+  ArmedPages,
   describeErrno,
   loadNativeAccess,
   NativeAccessError,
@@ -67,6 +70,8 @@ interface TargetState {
   accessed: Uint8Array;
   /** owner[i]: index of the region whose sample is cur[i]. */
   owner: Uint32Array;
+  /** The pages armed for the target's samples, as the native calls left them. */
+  armed: ArmedPages;
 }
 
 function errnoText(e: unknown): string {
@@ -235,7 +240,7 @@ export class PageIdleOperations implements Operations {
         st.owner[n++] = i;
       }
       if (n === 0) continue;
-      this.account(st, () => native.prepare(this.files(st), st.next, n));
+      this.account(st, () => native.prepare(this.files(st), st.next, n, st.armed));
       // Only samples that were armed count as prepared.
       for (let i = 0; i < n; i++) regions[st.owner[i]].samplingAddr = st.next[i];
     }
@@ -258,7 +263,9 @@ export class PageIdleOperations implements Operations {
         }
         st.next[i] = pickAddress(r, ctx);
       }
-      this.account(st, () => native.checkAndPrepare(this.files(st), st.cur, nCur, st.accessed, st.next, regions.length));
+      this.account(st, () =>
+        native.checkAndPrepare(this.files(st), st.cur, nCur, st.accessed, st.next, regions.length, st.armed),
+      );
       for (let i = 0; i < nCur; i++) regions[st.owner[i]].nrAccesses += st.accessed[i];
       for (let i = 0; i < regions.length; i++) {
         const r = regions[i];
@@ -343,6 +350,7 @@ export class PageIdleOperations implements Operations {
       next: new Float64Array(0),
       accessed: new Uint8Array(0),
       owner: new Uint32Array(0),
+      armed: new ArmedPages(),
     };
     ensureCapacity(st, Math.max(t.regions.length, ctx.attrs.minNrRegions));
     this.states.set(pid, st);
@@ -413,7 +421,21 @@ function ensureCapacity(st: TargetState, n: number): void {
 }
 
 function zeroCounters(): PageIdleCounters {
-  return { checked: 0, armed: 0, notPresent: 0, pfnZero: 0, untracked: 0, hugeTail: 0, short: 0 };
+  return {
+    checked: 0,
+    armed: 0,
+    notPresent: 0,
+    pfnZero: 0,
+    untracked: 0,
+    hugeTail: 0,
+    short: 0,
+    reused: 0,
+    reverified: 0,
+    pagemapReads: 0,
+    kpageflagsReads: 0,
+    bitmapReads: 0,
+    bitmapWrites: 0,
+  };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

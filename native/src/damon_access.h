@@ -14,8 +14,8 @@
 
 #include <stdint.h>
 
-/* Bumped whenever a signature or struct da_stats changes; the loader checks it. */
-#define DA_ABI_VERSION 1
+/* Bumped whenever a signature or a struct changes; the loader checks it. */
+#define DA_ABI_VERSION 2
 
 /* Which file an error came from (da_stats.err_file). */
 enum da_file {
@@ -32,6 +32,16 @@ enum da_op {
 	DA_OP_WRITE = 2,
 	DA_OP_ALLOC = 3,	/* out of memory */
 	DA_OP_ARG = 4,		/* bad address: err_offset is its index, next[] counted after cur[] */
+	DA_OP_ARMED = 5,	/* armed list not in ascending page order: err_offset is the entry */
+};
+
+/* System calls of one call, by file (da_stats.nr_io). */
+enum da_io {
+	DA_IO_PAGEMAP_READ = 0,
+	DA_IO_KPAGEFLAGS_READ = 1,
+	DA_IO_BITMAP_READ = 2,
+	DA_IO_BITMAP_WRITE = 3,
+	DA_NR_IO = 4,
 };
 
 /*
@@ -46,10 +56,24 @@ struct da_stats {
 	uint32_t nr_untracked;	/* present but page_idle cannot track it (not on the LRU, hugetlb) */
 	uint32_t nr_huge_tail;	/* THP tail pages resolved to their head page */
 	uint32_t nr_short;	/* 8-byte words a file did not have (it ended early) */
+	uint32_t nr_reused;	/* current pages still on the frame armed for them: no kpageflags read */
+	uint32_t nr_reverified;	/* reused pages that read as accessed, confirmed through kpageflags */
+	uint32_t nr_io[DA_NR_IO]; /* pread/pwrite calls per enum da_io, retries included */
 	int32_t err_errno;	/* on failure: the errno */
 	int32_t err_file;	/* on failure: enum da_file */
 	int32_t err_op;		/* on failure: enum da_op */
 	uint64_t err_offset;	/* on failure: byte offset in err_file (or argument index) */
+};
+
+/*
+ * What arming learned about one sampled page, so that its check can trust it
+ * while the page still maps the same frame: no kpageflags read, no head page
+ * search.  Calls write these sorted by vpn, one per page armed.
+ */
+struct da_armed {
+	uint64_t vpn;		/* virtual page number */
+	uint64_t pfn;		/* the frame it mapped when armed */
+	uint64_t head;		/* the frame whose idle bit was set for it (pfn, or its THP head) */
 };
 
 uint32_t da_abi_version(void);
@@ -57,19 +81,34 @@ uint32_t da_page_size(void);
 
 /*
  * One sampling interval of one target.  For each of the n_cur current
- * addresses (armed by the previous call), sets accessed[i] to 1 if its page
+ * addresses (armed by an earlier call), sets accessed[i] to 1 if its page
  * was accessed since it was marked idle, else 0 (not present, PFN 0, or not
  * tracked count as not accessed).  Then marks the pages of the n_next next
- * addresses idle.  Returns 0, or -errno with st->err_* saying where.
+ * addresses idle.
+ *
+ * armed[0..n_armed) is what the earlier calls wrote to their armed_out (may
+ * be empty: every current page is then resolved afresh).  This call writes
+ * the pages it armed to armed_out (room for n_next entries; must not overlap
+ * armed) and their number to *n_armed_out.
+ * Returns 0, or -errno with st->err_* saying where.
  */
 int da_check_and_prepare(int pagemap_fd, int kpageflags_fd, int bitmap_fd,
 			 const double *cur, uint32_t n_cur, uint8_t *accessed,
 			 const double *next, uint32_t n_next,
+			 const struct da_armed *armed, uint32_t n_armed,
+			 struct da_armed *armed_out, uint32_t *n_armed_out,
 			 struct da_stats *st);
 
-/* Marks the pages of n addresses idle (the first interval, re-armed regions). */
+/*
+ * Marks the pages of n addresses idle (the first interval, re-armed regions).
+ * armed_out (room for n_armed + n entries; must not overlap armed) receives
+ * armed[] with the pages of addrs[] replaced by what this call armed.
+ */
 int da_prepare(int pagemap_fd, int kpageflags_fd, int bitmap_fd,
-	       const double *addrs, uint32_t n, struct da_stats *st);
+	       const double *addrs, uint32_t n,
+	       const struct da_armed *armed, uint32_t n_armed,
+	       struct da_armed *armed_out, uint32_t *n_armed_out,
+	       struct da_stats *st);
 
 /*
  * Whether PFNs are visible through the given pagemap of the calling process

@@ -103,9 +103,15 @@ test('a real process: armed pages are LRU pages and THP heads, accesses come fro
 
     // Nothing cleared the (fake) idle bits: no access. Then all cleared: every tracked sample accessed.
     assert.equal(o.checkAccesses(ctx), 0);
+    const afterIdle = o.counters();
+    assert.ok(afterIdle.reused >= 1, 'pages still on their armed frame were checked through it');
+    assert.equal(afterIdle.reverified, 0, 'idle bits need no confirming');
     fs.writeFileSync(bitmap, Buffer.alloc(fs.statSync(bitmap).size));
     assert.equal(o.checkAccesses(ctx), 1);
     assert.ok(target.regions.filter((r) => r.nrAccesses === 1).length >= 1);
+    // The reused pages that read as accessed were confirmed through the real kpageflags.
+    const afterBusy = o.counters();
+    assert.ok(afterBusy.reverified >= 1 && afterBusy.reverified <= afterBusy.reused - afterIdle.reused);
 
     assert.equal(o.targetValid(target), true);
     child.stdin!.end();

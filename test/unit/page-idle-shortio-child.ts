@@ -4,7 +4,7 @@
 // on the fake files' descriptors) and once without, and compares.
 import fs from 'node:fs';
 import koffi from 'koffi';
-import { loadNativeAccess, type AccessFiles } from '../../agent/ops/native.js';
+import { ArmedPages, loadNativeAccess, type AccessFiles } from '../../agent/ops/native.js';
 import { FakeHost, KPF_LRU, PAGE } from './page-idle-fakes.js';
 
 const shimPath = process.env.SHIM_PATH;
@@ -52,19 +52,28 @@ try {
   watch(files.bitmap.fd, 3);
 
   const a = Float64Array.from(addrs);
-  const armed = native.prepare(files, a, a.length);
+  const pages = new ArmedPages();
+  const armed = native.prepare(files, a, a.length, pages);
   const armedWords = h.nonZeroBitmapWords().map(([w, v]) => [w, v.toString(16)]);
   // Every third page accessed, and the THP.
   for (let i = 0; i < 40; i += 3) h.access(pfns[i]);
   h.access(0x8000);
   const accessed = new Uint8Array(a.length);
-  const checked = native.checkAndPrepare(files, a, a.length, accessed, a, a.length);
+  const checked = native.checkAndPrepare(files, a, a.length, accessed, a, a.length, pages);
+  // The same pages again, now through what the last call armed: every second page and the
+  // THP accessed, confirmed through kpageflags; nothing armed.
+  for (let i = 1; i < 40; i += 2) h.access(pfns[i]);
+  h.access(0x8000);
+  const accessedAgain = new Uint8Array(a.length);
+  const reused = native.checkAndPrepare(files, a, a.length, accessedAgain, new Float64Array(0), 0, pages);
   process.stdout.write(
     JSON.stringify({
       armed,
       armedWords,
       checked,
       accessed: Array.from(accessed),
+      reused,
+      accessedAgain: Array.from(accessedAgain),
       rearmedWords: h.nonZeroBitmapWords().map(([w, v]) => [w, v.toString(16)]),
       shim: [0, 1, 2, 3, 4].map((i) => Number(shimStat(i))),
     }),

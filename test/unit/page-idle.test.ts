@@ -113,11 +113,21 @@ test('sampled pages are armed, simulated accesses counted, next samples armed in
 
     const hot = new Set([0, 4, 9]);
     let max = -1;
+    // Samples whose next page is the one just checked: those are resolved afresh for arming.
+    let same = 0;
+    let sameHot = 0;
     for (let i = 0; i < 20; i++) {
       regions().forEach((r, k) => {
         if (hot.has(k)) h.access(pfnOf(r.samplingAddr));
       });
+      const before = regions().map((r) => r.samplingAddr);
       max = o.checkAccesses(ctx);
+      regions().forEach((r, k) => {
+        if (r.samplingAddr === before[k]) {
+          same++;
+          if (hot.has(k)) sameHot++;
+        }
+      });
       for (const r of regions()) assert.ok(h.isIdle(pfnOf(r.samplingAddr)), 'next sample armed by checkAccesses');
       o.prepareAccessChecks(ctx);
     }
@@ -129,6 +139,12 @@ test('sampled pages are armed, simulated accesses counted, next samples armed in
     const c = o.counters();
     assert.equal(c.checked, 200);
     assert.equal(c.armed, 10 + 200, 'prepareAccessChecks armed nothing after the first interval');
+    // Every other check went through the page armed for it; only the accessed ones were
+    // confirmed through kpageflags, besides one read per page armed (PFNs 64 apart: no sharing).
+    assert.ok(same < 20, `${same} samples repeated their page`);
+    assert.equal(c.reused, 200 - same);
+    assert.equal(c.reverified, 3 * 20 - sameHot);
+    assert.equal(c.kpageflagsReads, 10 + 200 + c.reverified);
 
     // A sample the core invalidated (split child, merged or trimmed region) is re-armed, alone.
     regions()[3].samplingAddr = -1;
