@@ -2,7 +2,7 @@
 // targets, driven by operations it knows only through the Operations interface.
 //
 // API (other modules rely on these names):
-//   const ctx = new DamonContext({ attrs, targetIds, ops, random?, clock? });
+//   const ctx = new DamonContext({ attrs, targetIds, ops, random?, clock?, adjust? });
 //   ctx.on('aggregate', (record: AggregationRecord) => ...)   // once per target per aggregation interval
 //   ctx.on('targetExited', (targetId: number) => ...)
 //   ctx.on('stopped', (reason: 'off' | 'no-targets' | 'error', error?: Error) => ...)  // exactly once
@@ -14,7 +14,8 @@
 // report, reset and split; at an update boundary drop exited targets and let the
 // operations update the regions; then prepare the next checks. Boundaries are counted in
 // sampling intervals, as in the kernel, so an aggregation always holds exactly
-// maxNrAccesses(attrs) samples.
+// maxNrAccesses(attrs) samples. The split is the kernel's rule or, by default, the refined
+// one (adjust-refined.ts says why); everything else is the kernel's.
 import { EventEmitter } from 'node:events';
 import { maxNrAccesses, validateAttributes, type Attributes } from './attrs.js';
 import { TargetError, type Operations, type OpsContext } from './operations.js';
@@ -22,6 +23,7 @@ import { PAGE_SIZE, type Target } from './region.js';
 import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
 } from './adjust.js';
+import { refinedSplit } from './adjust-refined.js';
 import type { AggregationRecord } from '../records/record.js';
 
 /** Record timestamps of a virtual-clock context count from here: 2024-01-01T00:00:00Z. */
@@ -47,7 +49,19 @@ export interface DamonContextOptions {
    * from 0, and record times are VIRTUAL_EPOCH_NS + virtual time.
    */
   clock?: ClockKind;
+  /**
+   * How regions are split after each aggregation (merge, aging and reporting are the
+   * kernel's either way). 'refined' (default): exploration, boundary and extremum cuts
+   * that spend the unused region budget where the pattern is uncertain
+   * (adjust-refined.ts; damon-fleet's deliberate deviation). 'kernel': the kernel's rule,
+   * 2 or 3 pieces at random tenths while at most max_nr_regions / 2 regions (adjust.ts),
+   * to compare with the kernel's own DAMON. Either keeps <= max_nr_regions regions.
+   */
+  adjust?: AdjustMode;
 }
+
+export type AdjustMode = 'kernel' | 'refined';
+export const ADJUST_MODES: readonly AdjustMode[] = ['kernel', 'refined'];
 
 export interface DamonContextEvents {
   aggregate: [record: AggregationRecord];
@@ -130,6 +144,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   readonly attrs: Attributes;
   readonly ops: Operations;
   readonly clock: ClockKind;
+  readonly adjust: AdjustMode;
   private readonly randomFn: RandomSource;
   private _targets: Target[];
 
@@ -185,6 +200,9 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     const clock = o.clock ?? 'real';
     if (clock !== 'real' && clock !== 'virtual') throw new RangeError(`clock: must be 'real' or 'virtual', got ${String(clock)}`);
     this.clock = clock;
+    const adjust = o.adjust ?? 'refined';
+    if (!ADJUST_MODES.includes(adjust)) throw new RangeError(`adjust: must be 'kernel' or 'refined', got ${String(adjust)}`);
+    this.adjust = adjust;
     this.samplesPerAggregation = maxNrAccesses(this.attrs);
     this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.attrs.samplingUs));
     this.nextAggregationSample = this.samplesPerAggregation;
@@ -433,10 +451,21 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
       t.regions = resetAggregated(t.regions);
       total += t.regions.length;
     }
-    const pieces = splitPieces(total, this.lastSplitNrRegions, this.attrs.maxNrRegions);
-    if (pieces > 0) {
-      for (const t of this._targets) t.regions = splitRegions(t.regions, pieces, this.randomFn);
-      this.lastSplitNrRegions = total;
+    if (this.adjust === 'refined') {
+      const split = refinedSplit(
+        this._targets.map((t) => t.regions),
+        { maxNrRegions: this.attrs.maxNrRegions, minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
+        this.randomFn,
+      );
+      this._targets.forEach((t, i) => {
+        t.regions = split[i];
+      });
+    } else {
+      const pieces = splitPieces(total, this.lastSplitNrRegions, this.attrs.maxNrRegions);
+      if (pieces > 0) {
+        for (const t of this._targets) t.regions = splitRegions(t.regions, pieces, this.randomFn);
+        this.lastSplitNrRegions = total;
+      }
     }
     // Listeners run last, on a consistent context (they may read targets or call stop()).
     for (const rec of records) this.emit('aggregate', rec);

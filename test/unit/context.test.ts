@@ -245,8 +245,39 @@ test('bad construction arguments are errors that say what is wrong', () => {
     () => new DamonContext({ attrs: attrs(), targetIds: [1], ops, clock: 'wall' as 'real' }),
     /clock: must be 'real' or 'virtual'/,
   );
+  assert.throws(
+    () => new DamonContext({ attrs: attrs(), targetIds: [1], ops, adjust: 'linux' as 'kernel' }),
+    /adjust: must be 'kernel' or 'refined', got linux/,
+  );
   const ctx = new DamonContext({ attrs: attrs(), targetIds: [1], ops, clock: 'virtual' });
   assert.throws(() => ctx.runFor(-1), /runFor: duration/);
+});
+
+test('adjust selects the split: the kernel halves at tenths, refined (the default) cuts a finer grid', () => {
+  // Ten regions of 25 to 34 pages, all accessed at every check: nothing merges (the size
+  // limit is 300 / 10 = 30 pages) and no two counts differ. random() is always 0.5.
+  const afterFirstAggregation = (adjust?: 'kernel' | 'refined') => {
+    const ops = new ScriptedOps();
+    ops.hot.add(1);
+    const ctx = new DamonContext({ attrs: attrs(), targetIds: [1], ops, random: () => 0.5, clock: 'virtual', adjust });
+    const seen = watch(ctx);
+    ctx.runFor(100_000);
+    const merged = seen.records[0].regions.map((r) => [r.start / P, r.end / P]);
+    assert.equal(merged.length, 10);
+    return { adjust: ctx.adjust, merged, starts: ctx.targets[0].regions.map((r) => r.start / P) };
+  };
+  // Kernel: two pieces, cut at 1 + floor(0.5 * 9) = 5 tenths.
+  const kernel = afterFirstAggregation('kernel');
+  assert.deepEqual(kernel.starts, kernel.merged.flatMap(([s, e]) => [s, s + Math.floor((5 * (e - s)) / 10)]));
+  // Refined: exploration pieces of 300 / 50 = 6 pages, so round(size / 6) strata per
+  // region, cut in the middle of each stratum boundary's window with random() = 0.5.
+  const refined = afterFirstAggregation('refined');
+  assert.deepEqual(refined.starts, refined.merged.flatMap(([s, e]) => {
+    const k = Math.round((e - s) / 6);
+    return Array.from({ length: k }, (_, j) => s + Math.floor((j * (e - s)) / k));
+  }));
+  assert.equal(refined.starts.length, 52);
+  assert.equal(afterFirstAggregation().adjust, 'refined');
 });
 
 test('real-time loop: ~0.5 s at 5 ms sampling keeps the ideal schedule and leaves the event loop free', async () => {

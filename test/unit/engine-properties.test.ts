@@ -2,13 +2,15 @@
 // a fake Operations (below) maps random layouts through parseMaps/threeRegions/initRegions
 // and updates them through setRegions, and counts random accesses.
 //
-// What the kernel's rules guarantee about the number of regions, and what is checked:
+// What the rules guarantee about the number of regions, and what is checked, for both
+// split rules (the context's `adjust` option; merge and age are the kernel's in both):
 //
 // Upper bound (max_nr_regions, counted over all targets of the context):
-//   - split never exceeds it (it splits only at <= max/2 regions into 2, or at < max/3
-//     into 3) and merge never adds regions, so only an ops update can exceed it
-//     (damon_set_regions adds a region per filled hole and per range without regions;
-//     init adds min_nr_regions per target).
+//   - split never exceeds it and merge never adds regions, so only an ops update can
+//     exceed it (damon_set_regions adds a region per filled hole and per range without
+//     regions; init adds min_nr_regions per target). The kernel's split cuts only at
+//     <= max/2 regions, into 2, or at < max/3 into 3; the refined split adds at most
+//     max - (regions before it), and nothing when there are already max or more.
 //   - the merge of the next aggregation brings the total back to <= max: it doubles the
 //     threshold until every pair may merge by frequency; then only the size limit L stops
 //     merges, and after a greedy pass any two neighbours of one contiguous run add up to
@@ -210,6 +212,7 @@ test('regions stay sorted, aligned, covering, and within the guaranteed bounds u
         maxSlack: fc.integer({ min: 0, max: 30 }),
         samplesPerAggregation: fc.integer({ min: 1, max: 20 }),
         samplesPerUpdate: fc.integer({ min: 1, max: 60 }),
+        adjust: fc.constantFrom('kernel' as const, 'refined' as const),
       }),
       (p) => {
         const rng = mulberry32(p.seed);
@@ -224,7 +227,7 @@ test('regions stay sorted, aligned, covering, and within the guaranteed bounds u
         };
         const ops = new RandomOps(rng);
         const ctx = new DamonContext({
-          attrs, targetIds: Array.from({ length: p.nTargets }, (_, i) => 100 + i), ops, random: rng, clock: 'virtual',
+          attrs, targetIds: Array.from({ length: p.nTargets }, (_, i) => 100 + i), ops, random: rng, clock: 'virtual', adjust: p.adjust,
         });
         let stopped: unknown;
         ctx.on('stopped', (reason, error) => { stopped = error ?? reason; });
@@ -275,6 +278,6 @@ test('regions stay sorted, aligned, covering, and within the guaranteed bounds u
         }
       },
     ),
-    { numRuns: 50 },
+    { numRuns: 100 },
   );
 });
