@@ -1,7 +1,7 @@
 // `damon-fleet record`: monitor local processes with the engine, write a result file and
 // show a live summary. Works without any controller, agent or NATS.
 import { parseArgs } from 'node:util';
-import { DamonContext, type StopReason } from '../engine/context.js';
+import { ADJUST_MODES, DamonContext, type AdjustMode, type StopReason } from '../engine/context.js';
 import { AttributeError, parseAttrsText, validateAttributes, type Attributes } from '../engine/attrs.js';
 import type { Operations } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
@@ -28,6 +28,8 @@ Monitors processes with DAMON's engine and writes one snapshot per aggregation i
   --ops NAME             page_idle (default; needs CONFIG_IDLE_PAGE_TRACKING and root) or
                          synthetic (a SIMULATED address space; for demos and tests)
   --workload W           with --ops synthetic: a preset (${PRESET_NAMES.join(', ')}) or a JSON file
+  --adjust MODE          how regions are split: refined (default) or kernel (the kernel's
+                         own rule, e.g. to compare with the kernel's DAMON)
   --duration D           stop after D (default: until Ctrl-C or every target exited)
   --quiet                no live summary
 `;
@@ -42,6 +44,7 @@ interface RecordOptions {
   version: 0 | 2 | undefined;
   durationUs: number | undefined;
   quiet: boolean;
+  adjust: AdjustMode;
 }
 
 class UsageError extends Error {}
@@ -72,6 +75,7 @@ function parseOptions(argv: string[]): RecordOptions {
       ops: { type: 'string' },
       workload: { type: 'string' },
       duration: { type: 'string' },
+      adjust: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -116,6 +120,8 @@ function parseOptions(argv: string[]): RecordOptions {
     throw new UsageError(`--ops: unknown operations "${opsName}" (page_idle, synthetic)`);
   }
 
+  const adjust = (values.adjust ?? 'refined') as AdjustMode;
+  if (!ADJUST_MODES.includes(adjust)) throw new UsageError(`--adjust: unknown mode "${values.adjust}" (${ADJUST_MODES.join(', ')})`);
   const { format, version } = parseFormat(values.format);
   const out = values.out ?? 'damon.data';
   return {
@@ -127,6 +133,7 @@ function parseOptions(argv: string[]): RecordOptions {
     version,
     durationUs: values.duration !== undefined ? parseDuration(values.duration, '--duration') : undefined,
     quiet: values.quiet ?? false,
+    adjust,
   };
 }
 
@@ -139,7 +146,7 @@ export async function record(o: RecordOptions, stdout: NodeJS.WriteStream = proc
         intervals: { sampleUs: o.attrs.samplingUs, aggrUs: o.attrs.aggregationUs, opsUpdateUs: o.attrs.updateUs },
       })
     : null;
-  const ctx = new DamonContext({ attrs: o.attrs, targetIds: o.pids, ops: o.ops });
+  const ctx = new DamonContext({ attrs: o.attrs, targetIds: o.pids, ops: o.ops, adjust: o.adjust });
   const view = o.quiet
     ? null
     : new LiveView(stdout, {

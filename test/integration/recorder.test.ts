@@ -54,7 +54,7 @@ test('record --ops synthetic writes one snapshot per aggregation and a live summ
 
 test('record writes damo json_compressed with the attributes given in DAMON text form', async () => {
   const out = join(dir, 'islands.json.zlib');
-  const r = await run(['record', '--ops', 'synthetic', '--workload', 'islands', '--attrs', '10000 200000 1000000 10 500',
+  const r = await run(['record', '--ops', 'synthetic', '--workload', 'islands', '--attrs', '10000 200000 1000000 10 500', '--adjust', 'kernel',
     '--duration', '1500ms', '--out', out, '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   const file = await readResultFile(out);
@@ -105,6 +105,10 @@ test('bad input: each a clear error and a non-zero exit', async () => {
     '--out', join(dir, 'no-such-dir', 'x.data')]);
   assert.equal(unwritable.code, 1);
   assert.match(unwritable.stderr, /no-such-dir/);
+
+  const badAdjust = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--adjust', 'fast']);
+  assert.equal(badAdjust.code, 2);
+  assert.match(badAdjust.stderr, /--adjust: unknown mode "fast" \(kernel, refined\)/);
 
   const badPid = await run(['record', '--pid', 'abc']);
   assert.equal(badPid.code, 2);
