@@ -1,0 +1,95 @@
+// The whole system with an agent killed (-9) mid-session: its records stop while the other
+// host's go on, its lease runs out and its target shows pending; started again (a new
+// instance), it registers, gets the session back from the controller, and records flow
+// from the new instance (sequences from 1 again).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SessionState, type AggregationRecord } from '../../gen/damon/v1/damon.js';
+import { unary, waitFor } from './support/grpc-client.js';
+import { endMs, watchRecords, type Arrived } from './support/nats-watch.js';
+import {
+  AGGREGATION_MS,
+  PENDING,
+  RUNNING,
+  sessionOn,
+  startFleet,
+  statusOf,
+  waitSession,
+  type Fleet,
+} from './support/system-env.js';
+
+const A = 'agt-a';
+const B = 'agt-b';
+const ID = 'comeback';
+
+function of(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
+  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
+}
+
+describe('whole system: agent killed (-9)', () => {
+  let fleet: Fleet;
+  before(async () => {
+    fleet = await startFleet([A, B]);
+  }, { timeout: 90_000 });
+  after(async () => {
+    await fleet?.close();
+  });
+
+  test('restarted, it gets its session back and records flow again from the new instance', { timeout: 60_000 }, async () => {
+    const ta = fleet.target();
+    const tb = fleet.target();
+    const recs = watchRecords(fleet.nc, ID);
+    await fleet.nc.flush();
+    try {
+      await sessionOn(fleet, ID, [{ host: A, pid: ta.pid }, { host: B, pid: tb.pid }]);
+      await waitFor('records of both targets', () => of(recs.items, A, ta.pid).length > 0 && of(recs.items, B, tb.pid).length > 0, 5000);
+      const old = fleet.agents.get(A)!;
+
+      await old.kill9();
+      const killedAt = Date.now();
+      await waitFor('three records of agt-b since the kill', () => of(recs.items, B, tb.pid).filter((r) => r.at > killedAt).length >= 3, 5000);
+      assert.deepEqual(
+        of(recs.items, A, ta.pid).filter((r) => r.at > killedAt + AGGREGATION_MS).map((r) => r.msg.sequence),
+        [],
+        'records of the killed agent',
+      );
+
+      // Its lease runs out: the target is pending, the session stays on.
+      const pending = await waitSession(fleet, ID, 'agt-a target pending', (s) => statusOf(s, A, ta.pid)?.state === PENDING);
+      assert.equal(pending.state, SessionState.SESSION_STATE_ON);
+      assert.match(statusOf(pending, A, ta.pid)!.message, /no live agent on agt-a/);
+      assert.equal(statusOf(pending, B, tb.pid)!.state, RUNNING);
+
+      const restartAt = Date.now();
+      const fresh = await fleet.startAgent(A);
+      assert.notEqual(fresh.instanceId, old.instanceId);
+      const first = await waitFor('the first record of the new instance', () =>
+        of(recs.items, A, ta.pid).find((r) => r.at > restartAt && r.msg.sequence === 1n),
+      );
+      assert.ok(endMs(first.msg) > restartAt, 'a record monitored by the new instance');
+      const running = await waitSession(fleet, ID, 'agt-a target running again', (s) => statusOf(s, A, ta.pid)?.state === RUNNING);
+      assert.equal(running.state, SessionState.SESSION_STATE_ON);
+      const { agents } = await unary(fleet.client, 'listAgents', {});
+      assert.equal(agents.find((a) => a.host === A)!.instanceId, fresh.instanceId);
+      assert.equal(agents.find((a) => a.host === A)!.address, fresh.address);
+      assert.ok(fleet.controller.log.some((l) => l.includes(`agent ${A} restarted (instance ${old.instanceId} -> ${fresh.instanceId}`)));
+      assert.ok(fleet.controller.log.some((l) => l.includes(`session ${ID}: dispatching to ${A}`)));
+
+      await waitFor('three records of the new instance', () => of(recs.items, A, ta.pid).filter((r) => r.at > restartAt).length >= 3, 5000);
+      const again = of(recs.items, A, ta.pid).filter((r) => r.at > restartAt).map((r) => r.msg.sequence);
+      assert.deepEqual(again, again.map((_, i) => BigInt(i + 1)), 'sequences of the new instance');
+      // agt-b never stopped: its sequence went on without a gap.
+      const seqB = of(recs.items, B, tb.pid).map((r) => r.msg.sequence);
+      assert.deepEqual(seqB, seqB.map((_, i) => BigInt(i + 1)));
+
+      const off = await unary(fleet.client, 'turnOff', { id: ID });
+      const offAt = Date.now();
+      assert.equal(off.state, SessionState.SESSION_STATE_OFF);
+      await sleep(5 * AGGREGATION_MS);
+      assert.deepEqual(recs.items.filter((r) => endMs(r.msg) > offAt + AGGREGATION_MS || r.at > offAt + AGGREGATION_MS).map((r) => r.msg.host), []);
+    } finally {
+      recs.stop();
+    }
+  });
+});
