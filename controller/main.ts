@@ -4,6 +4,7 @@ import { readTls, readTokenFile, type ClusterCredentials } from '../common/auth.
 import { makeLogger } from '../common/grpc-server.js';
 import type { StreamLimits } from '../common/nats.js';
 import { startController, type ControllerOptions } from './controller.js';
+import { runServiceMain } from '../common/service-main.js';
 
 export const USAGE = `usage: damon-fleet controller [options]
 
@@ -129,33 +130,14 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
 
 /** Runs the controller until a signal; resolves the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
   const log = makeLogger('controller');
-  let options: ControllerOptions;
-  try {
-    options = parseControllerArgs(argv);
-  } catch (err) {
-    process.stderr.write(`damon-fleet controller: ${(err as Error).message}\n${err instanceof UsageError ? USAGE + '\n' : ''}`);
-    return 2;
-  }
-  let controller;
-  try {
-    controller = await startController({ ...options, log });
-  } catch (err) {
-    log.error(`cannot start: ${(err as Error).message}`);
-    return 1;
-  }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info(`${sig}: stopping`);
-      resolve();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+  const { code } = await runServiceMain(argv, {
+    name: 'controller',
+    usage: USAGE,
+    parse: (args) => parseControllerArgs(args),
+    isUsageError: (err) => err instanceof UsageError,
+    log,
+    start: (options) => startController({ ...options, log }),
   });
-  await controller.stop();
-  return 0;
+  return code;
 }

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { readTls, readTokenFile, type ClusterCredentials } from '../../common/auth.js';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
 import { createLogger } from './log.js';
+import { runServiceMain } from '../../common/service-main.js';
 import { TrustError, splitHostPort } from './trust.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
@@ -112,34 +113,16 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
 
 /** Runs the agent until a signal; resolves the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  let options: AgentOptions;
-  try {
-    options = parseAgentArgs(argv);
-  } catch (err) {
-    process.stderr.write(`damon-fleet agent: ${(err as Error).message}\n${err instanceof UsageError ? USAGE + '\n' : ''}`);
-    return 2;
-  }
   const log = createLogger('agent');
-  let agent;
-  try {
-    agent = await startAgent({ ...options, log });
-  } catch (err) {
-    log.error(`cannot start: ${(err as Error).message}`);
-    return 1;
-  }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info(`${sig}: stopping`);
-      resolve();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+  const { code, handle } = await runServiceMain(argv, {
+    name: 'agent',
+    usage: USAGE,
+    parse: (args) => parseAgentArgs(args),
+    isUsageError: (err) => err instanceof UsageError,
+    log,
+    start: (options) => startAgent({ ...options, log }),
   });
-  await agent.stop();
+  if (!handle) return code;
   // A first connection to NATS that never succeeded cannot be cancelled (connectNats waits
   // for it): do not let its retries hold the process once everything else has stopped.
   setTimeout(() => {
