@@ -1,8 +1,16 @@
 // Which operations this host can monitor with, and which one a session gets: the best
-// real one the host supports when the spec leaves it empty (kdamond, once the agent has
-// it, then page_idle), what the spec names otherwise, and "synthetic" only when asked
-// for. When nothing fits, the reason is the session's message: what the host lacks.
+// real one the host supports when the spec leaves it empty (kdamond, then page_idle), what
+// the spec names otherwise, and "synthetic" only when asked for. When nothing fits, the
+// reason is the session's message: what the host lacks.
+//
+// kdamond is the kernel's own DAMON driven through its sysfs interface (agent/kdamond/):
+// a whole monitoring context of its own rather than Operations for the engine, so a choice
+// says which engine runs the session. The probe is read-only: it writes nothing under
+// /sys/kernel/mm/damon, which on most hosts belongs to the machine.
+import type { Attributes } from '../engine/attrs.js';
 import type { Operations } from '../engine/operations.js';
+import { KdamondContext } from '../kdamond/kdamond-context.js';
+import type { KdamondProbe } from '../kdamond/probe.js';
 import { PageIdleOperations, type PageIdleProbe } from '../ops/page-idle.js';
 import { SyntheticOperations } from '../ops/synthetic.js';
 import { PRESET_NAMES, presetWorkload } from '../ops/synthetic-presets.js';
@@ -12,7 +20,8 @@ import type { RunSpec } from './spec.js';
 /** The workload a synthetic session without synthetic_workload simulates. */
 export const DEFAULT_SYNTHETIC_WORKLOAD = 'hot5';
 
-const KDAMOND_UNAVAILABLE = 'not supported by this agent version';
+/** Where the kernel's DAMON sysfs interface and tracefs are on a real system. */
+export const KDAMOND_PATHS = Object.freeze({ sysfsRoot: '/sys/kernel/mm/damon', tracefsRoot: '/sys/kernel/tracing' });
 
 export interface HostOperations {
   /** Operations this host supports, best first (as registered with the controller). */
@@ -22,21 +31,68 @@ export interface HostOperations {
   pageIdle: PageIdleProbe;
   /** Makes the page_idle operations of one session (tests substitute their own). */
   createPageIdle: () => Operations;
+  kdamond: KdamondProbe;
+  /** Makes the kdamond context of one session (tests substitute one on a fake kernel). */
+  createKdamond: (pids: number[], attrs: Attributes) => KdamondContext;
 }
 
-export function probeHostOperations(probePageIdle: () => PageIdleProbe = () => PageIdleOperations.probe()): HostOperations {
-  const pageIdle = probePageIdle();
+export interface ProbeHostOptions {
+  probePageIdle?: () => PageIdleProbe;
+  /** DAMON's sysfs directory and tracefs; default KDAMOND_PATHS. */
+  kdamondPaths?: { sysfsRoot: string; tracefsRoot: string };
+}
+
+export function probeHostOperations(o: ProbeHostOptions = {}): HostOperations {
+  const pageIdle = (o.probePageIdle ?? (() => PageIdleOperations.probe()))();
+  const paths = o.kdamondPaths ?? KDAMOND_PATHS;
+  const kdamond = KdamondContext.probe(paths.sysfsRoot, { tracefsRoot: paths.tracefsRoot });
   const operations: string[] = [];
-  const unavailable: string[] = [`kdamond: ${KDAMOND_UNAVAILABLE}`];
+  const unavailable: string[] = [];
+  if (kdamond.usable) operations.push('kdamond');
+  else unavailable.push(`kdamond: ${kdamond.message}`);
   if (pageIdle.usable) operations.push('page_idle');
   else unavailable.push(`page_idle: ${pageIdle.missing.join('; ')}`);
   operations.push('synthetic');
-  return { operations, unavailable, pageIdle, createPageIdle: () => new PageIdleOperations() };
+  return {
+    operations,
+    unavailable,
+    pageIdle,
+    createPageIdle: () => new PageIdleOperations(),
+    kdamond,
+    createKdamond: (pids, attrs) =>
+      new KdamondContext({
+        attrs,
+        targetIds: pids,
+        sysfsRoot: paths.sysfsRoot,
+        tracefsRoot: paths.tracefsRoot,
+        recordSource: kdamond.recommendedSource,
+      }),
+  };
 }
 
-export type OpsChoice =
-  | { ok: true; name: string; create(pids: readonly number[]): Operations }
-  | { ok: false; message: string };
+/** Operations for the project's engine (agent/engine/context.ts). */
+export interface EngineChoice {
+  ok: true;
+  engine: 'damon';
+  name: string;
+  create(pids: readonly number[]): Operations;
+}
+
+/** The kernel's DAMON as the engine. */
+export interface KdamondChoice {
+  ok: true;
+  engine: 'kdamond';
+  name: 'kdamond';
+  createContext(pids: number[], attrs: Attributes): KdamondContext;
+  /**
+   * For a session that left the operations to the agent: what to run instead when the
+   * kernel's DAMON turns out to be taken at start (another session of this agent, or
+   * another tool, has claimed it since the probe).
+   */
+  fallback?: EngineChoice;
+}
+
+export type OpsChoice = EngineChoice | KdamondChoice | { ok: false; message: string };
 
 /**
  * A synthetic_workload: a preset name or a JSON description (never a file path: the
@@ -67,12 +123,23 @@ export function chooseOperations(spec: RunSpec, host: HostOperations): OpsChoice
     } catch (err) {
       return { ok: false, message: (err as Error).message };
     }
-    return { ok: true, name: 'synthetic', create: (pids) => new SyntheticOperations(workloadForPids(workload, pids)) };
+    return { ok: true, engine: 'damon', name: 'synthetic', create: (pids) => new SyntheticOperations(workloadForPids(workload, pids)) };
   }
-  if (wanted === 'kdamond') return { ok: false, message: `kdamond unavailable: ${KDAMOND_UNAVAILABLE}` };
-  // '' or 'page_idle': the only real operations this agent has.
-  if (!host.pageIdle.usable) {
-    return { ok: false, message: `page_idle unavailable: ${host.pageIdle.missing.join('; ')}` };
-  }
-  return { ok: true, name: 'page_idle', create: () => host.createPageIdle() };
+  const pageIdle: EngineChoice | undefined = host.pageIdle.usable
+    ? { ok: true, engine: 'damon', name: 'page_idle', create: () => host.createPageIdle() }
+    : undefined;
+  const kdamond = (fallback?: EngineChoice): KdamondChoice => ({
+    ok: true,
+    engine: 'kdamond',
+    name: 'kdamond',
+    createContext: (pids, attrs) => host.createKdamond(pids, attrs),
+    ...(fallback ? { fallback } : {}),
+  });
+  const pageIdleMissing = `page_idle unavailable: ${host.pageIdle.missing.join('; ')}`;
+  const kdamondMissing = `kdamond unavailable: ${host.kdamond.message}`;
+  if (wanted === 'kdamond') return host.kdamond.usable ? kdamond() : { ok: false, message: kdamondMissing };
+  if (wanted === 'page_idle') return pageIdle ?? { ok: false, message: pageIdleMissing };
+  // '': the best real operations this host has.
+  if (host.kdamond.usable) return kdamond(pageIdle);
+  return pageIdle ?? { ok: false, message: `${pageIdleMissing}; ${kdamondMissing}` };
 }

@@ -8,8 +8,13 @@
 // drops it at its next update); a target the operations cannot monitor (TargetError)
 // is FAILED and the others go on in a new context; anything else that stops the engine
 // fails every target still running, with the error's message.
+//
+// The engine is the project's (DamonContext with the chosen operations) or the kernel's
+// own DAMON (KdamondContext): both emit the same events. A session that left the choice
+// to the agent and finds the kernel's DAMON taken at start runs on page_idle instead.
 import { closeSync, fstatSync, lstatSync } from 'node:fs';
 import { DamonContext, type StopReason } from '../engine/context.js';
+import type { KdamondContext } from '../kdamond/kdamond-context.js';
 import { OperationsUnavailableError, TargetError, type Operations } from '../engine/operations.js';
 import type { Target } from '../engine/region.js';
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
@@ -19,7 +24,7 @@ import { TargetState, type ObservedSession, type ObservedTarget } from '../../ge
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
 import { errorMessage, type Logger } from './log.js';
-import { chooseOperations, type HostOperations } from './ops-select.js';
+import { chooseOperations, type EngineChoice, type HostOperations, type KdamondChoice } from './ops-select.js';
 import { ProcessWatch, probeProcess } from './process-watch.js';
 import type { RecordPublisher } from './publisher.js';
 import { encodeRecord, toProtoRecord } from './record-convert.js';
@@ -66,13 +71,15 @@ const RESULT_FORMAT_OPTIONS = {
   json_compressed: { format: 'json_compressed' },
 } as const;
 
+type Monitor = DamonContext | KdamondContext;
+
 export class SessionRunner {
   private readonly targets = new Map<number, TargetView>();
   private readonly log: Logger;
   private readonly watch: ProcessWatch;
-  private ctx: DamonContext | undefined;
+  private ctx: Monitor | undefined;
   private opsName = '';
-  private create: ((pids: readonly number[]) => Operations) | undefined;
+  private choice: EngineChoice | KdamondChoice | undefined;
   private writer: ResultWriter | undefined;
   private writeFailed = false;
   private snapshot: EngineRecord[] = [];
@@ -100,7 +107,7 @@ export class SessionRunner {
       return;
     }
     this.opsName = choice.name;
-    this.create = choice.create;
+    this.choice = choice;
     const live: number[] = [];
     for (const pid of spec.pids) {
       const p = probeProcess(pid);
@@ -171,20 +178,44 @@ export class SessionRunner {
   // ---- engine ---------------------------------------------------------------------------
 
   private run(pids: number[]): void {
-    let ops: Operations;
+    const choice = this.choice!;
+    let ctx: Monitor;
     try {
-      ops = withProcessLiveness(this.create!(pids), (pid) => this.watch.isWatched(pid));
+      if (choice.engine === 'kdamond') ctx = choice.createContext(pids, this.spec.attrs);
+      else {
+        const ops = withProcessLiveness(choice.create(pids), (pid) => this.watch.isWatched(pid));
+        ctx = new DamonContext({ attrs: this.spec.attrs, targetIds: pids, ops });
+      }
     } catch (err) {
       this.failActive(errorMessage(err));
       return;
     }
-    const ctx = new DamonContext({ attrs: this.spec.attrs, targetIds: pids, ops });
     this.ctx = ctx;
     ctx.on('aggregate', (rec) => this.record(rec));
     ctx.on('targetExited', (pid) => this.engineExit(pid));
     ctx.on('stopped', (reason, err) => this.engineStopped(ctx, reason, err));
     for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_RUNNING, '');
-    ctx.start();
+    // A kdamond context reports a failed start through 'stopped' as well.
+    if (ctx instanceof DamonContext) ctx.start();
+    else void ctx.start();
+  }
+
+  /**
+   * The kernel's DAMON could not be had at start (no kdamond thread was ever ours): a
+   * session that left the choice to the agent goes on with the fallback operations.
+   */
+  private tryFallback(ctx: Monitor, err: Error): boolean {
+    const choice = this.choice;
+    if (choice?.engine !== 'kdamond' || !choice.fallback || this.stopping) return false;
+    if (!(err instanceof OperationsUnavailableError) || (ctx as KdamondContext).kdamondPid !== undefined) return false;
+    const pids = this.activePids();
+    if (pids.length === 0) return false;
+    this.log.warn(`${err.message}; running on ${choice.fallback.name} instead`);
+    this.choice = choice.fallback;
+    this.opsName = choice.fallback.name;
+    this.run(pids);
+    this.deps.onChange();
+    return true;
   }
 
   private record(rec: EngineRecord): void {
@@ -218,10 +249,11 @@ export class SessionRunner {
     this.exited(pid, alive && this.opsName === 'synthetic' ? 'the simulated process of the synthetic workload exited' : 'process exited');
   }
 
-  private engineStopped(ctx: DamonContext, reason: StopReason, err?: Error): void {
+  private engineStopped(ctx: Monitor, reason: StopReason, err?: Error): void {
     if (ctx !== this.ctx) return;
     this.flushSnapshot();
     if (reason === 'error' && err && !this.stopping) {
+      if (this.tryFallback(ctx, err)) return;
       if (err instanceof TargetError && this.targets.get(err.targetId)?.state === TargetState.TARGET_STATE_RUNNING) {
         // One target the operations cannot monitor; the others go on in a new context.
         this.watch.remove(err.targetId);

@@ -456,15 +456,16 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
       while (j < recs.length && recs[j].aggregation === n) j++;
       const group = recs.slice(i, j);
       i = j;
-      this.noteAggregation(group[0].endNs, n);
+      this.noteAggregation(group[0].endNs, n, group.some((r) => r.afterGap));
       for (const r of group) {
         if (this.finishRequested) return;
         const pid = this.indexToPid[r.targetIndex];
         if (pid === undefined || !this.live.has(pid)) continue;
         const prev = this.lastEndNs.get(pid);
         // Back to back with the previous record when the kernel timed both and nothing was
-        // missed in between; otherwise the record covers one interval before its end.
-        const contiguous = this.source.kernelTimes && prev !== undefined && r.endNs > prev && r.endNs - prev < (aggr * 3n) / 2n;
+        // lost in between, however long the kernel's interval really was (an overloaded or
+        // emulated machine stretches them); otherwise it covers one interval before its end.
+        const contiguous = this.source.kernelTimes && prev !== undefined && r.endNs > prev && !r.afterGap;
         const startNs = contiguous ? prev : r.endNs - aggr;
         this.lastEndNs.set(pid, r.endNs);
         const rec: AggregationRecord = { targetId: pid, startNs, endNs: r.endNs, maxNrAccesses: this.maxNr, regions: r.regions };
@@ -476,7 +477,7 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
     }
   }
 
-  private noteAggregation(endNs: bigint, n: number): void {
+  private noteAggregation(endNs: bigint, n: number, afterGap: boolean): void {
     if (n === this.lastAggregationNumber) return;
     this.lastAggregationNumber = n;
     this.aggregations++;
@@ -485,7 +486,11 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
     if (prev === undefined || endNs <= prev) return;
     const gapUs = Number(endNs - prev) / 1000;
     this.aggregationWindow.add(gapUs);
-    this.missedAggregations += Math.max(0, Math.round(gapUs / this.attrs.aggregationUs) - 1);
+    // With kernel times and no loss, the kernel's aggregations arrived back to back, however
+    // long they took. Otherwise the time between two tells how many never reached us.
+    if (this.source.kernelTimes && !afterGap) return;
+    const missed = Math.round(gapUs / this.attrs.aggregationUs) - 1;
+    this.missedAggregations += this.source.kernelTimes ? Math.max(1, missed) : Math.max(0, missed);
   }
 
   private sampleKdamondCpu(): void {

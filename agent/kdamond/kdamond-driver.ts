@@ -11,8 +11,12 @@
 //   kdamonds/0; any other kdamond directory means "busy", and the driver refuses.
 // - "Ours" is checked before every write. While our kdamond runs, its pid file must show
 //   the kdamond thread we started (nobody can rewrite nr_kdamonds while it runs, so the
-//   directory cannot be swapped). While it does not run, every value we wrote must still
+//   directory cannot be swapped). While it does not run, the values we wrote must still
 //   read back (the ledger): a directory recreated by someone else reads back defaults.
+//   Before each setting only nr_kdamonds, the first setting (nr_contexts) and the last one
+//   are read back, so configuring stays linear in the number of settings (a full check per
+//   write made starting a kdamond take seconds in the emulated guest); the whole ledger is
+//   checked before "on" and before cleanup, the writes that matter most.
 // - Cleanup turns our kdamond off if it still runs as ours and writes nr_kdamonds 0 only
 //   if the ledger still matches; otherwise it leaves everything alone and says why.
 // A window remains that the interface cannot close: another tool that writes nr_kdamonds
@@ -76,7 +80,11 @@ export function parseSysfsInt(text: string, path: string): number {
   return Number(t);
 }
 
-/** Retries of a write the kernel answered EBUSY to (DAMON's sysfs lock is held by a concurrent command). */
+/**
+ * Retries of a read or write the kernel answered EBUSY to: DAMON's sysfs lock is held by a
+ * concurrent command (Linux 6.12 answers even reads of a kdamond's pid and state with
+ * EBUSY while, say, an "update_schemes_tried_regions" of any kdamond is in progress).
+ */
 const BUSY_RETRIES = 20;
 const BUSY_DELAY_MS = 25;
 
@@ -90,6 +98,28 @@ function asKernelError(e: unknown, path: string): KernelFileError {
 
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+async function readRetrying(files: KernelFiles, path: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await files.read(path);
+    } catch (e) {
+      if (!(e instanceof KernelFileError) || e.code !== 'EBUSY' || attempt >= BUSY_RETRIES) throw e;
+      await new Promise((r) => setTimeout(r, BUSY_DELAY_MS));
+    }
+  }
+}
+
+function readRetryingSync(files: KernelFiles, path: string): string {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return files.readSync(path);
+    } catch (e) {
+      if (!(e instanceof KernelFileError) || e.code !== 'EBUSY' || attempt >= BUSY_RETRIES) throw e;
+      sleepSync(BUSY_DELAY_MS);
+    }
+  }
 }
 
 async function writeRetrying(files: KernelFiles, path: string, value: string): Promise<void> {
@@ -123,7 +153,7 @@ async function runSteps<R>(files: KernelFiles, steps: Steps<R>): Promise<R> {
     const op = next.value;
     let result: IoResult;
     try {
-      if (op.kind === 'read') result = { ok: true, value: await files.read(op.path) };
+      if (op.kind === 'read') result = { ok: true, value: await readRetrying(files, op.path) };
       else {
         await writeRetrying(files, op.path, op.value);
         result = { ok: true, value: '' };
@@ -143,7 +173,7 @@ function runStepsSync<R>(files: KernelFiles, steps: Steps<R>): R {
     const op = next.value;
     let result: IoResult;
     try {
-      if (op.kind === 'read') result = { ok: true, value: files.readSync(op.path) };
+      if (op.kind === 'read') result = { ok: true, value: readRetryingSync(files, op.path) };
       else {
         writeRetryingSync(files, op.path, op.value);
         result = { ok: true, value: '' };
@@ -162,8 +192,8 @@ async function describeKdamonds(files: KernelFiles, sysfsRoot: string, nr: numbe
   for (let i = 0; i < nr; i++) {
     const dir = `${kdamondsDir(sysfsRoot)}/${i}`;
     try {
-      const state = (await files.read(`${dir}/state`)).trim();
-      const pid = (await files.read(`${dir}/pid`)).trim();
+      const state = (await readRetrying(files, `${dir}/state`)).trim();
+      const pid = (await readRetrying(files, `${dir}/pid`)).trim();
       parts.push(state === 'on' ? `kdamond ${i}: on (pid ${pid})` : `kdamond ${i}: ${state}`);
     } catch (e) {
       parts.push(`kdamond ${i}: unreadable (${e instanceof KernelFileError ? e.code : String(e)})`);
@@ -205,7 +235,7 @@ export class KdamondDriver {
    */
   static async claim(files: KernelFiles, sysfsRoot: string): Promise<KdamondDriver> {
     const nrPath = nrKdamondsPath(sysfsRoot);
-    const readNr = async () => parseSysfsInt(await files.read(nrPath), nrPath);
+    const readNr = async () => parseSysfsInt(await readRetrying(files, nrPath), nrPath);
     const refuse = async (nr: number) =>
       new KdamondBusyError(
         `DAMON sysfs interface at ${sysfsRoot} is in use: nr_kdamonds is ${nr} (${await describeKdamonds(files, sysfsRoot, nr)}); ${BUSY_EXPLANATION}`,
@@ -233,7 +263,7 @@ export class KdamondDriver {
       ['contexts/nr_contexts', '0'],
     ];
     for (const [rel, want] of fresh) {
-      const got = (await files.read(`${d.dir}/${rel}`)).trim();
+      const got = (await readRetrying(files, `${d.dir}/${rel}`)).trim();
       if (got !== want) {
         // Not the directory we just created: someone raced us. It is not ours to clean up.
         d.released = true;
@@ -264,7 +294,7 @@ export class KdamondDriver {
 
   /** Reads a file of our kdamond (relative to its directory). */
   async read(rel: string): Promise<string> {
-    return (await this.files.read(this.resolve(rel))).trim();
+    return (await readRetrying(this.files, this.resolve(rel))).trim();
   }
 
   /** Names in a directory of our kdamond. */
@@ -272,13 +302,25 @@ export class KdamondDriver {
     return this.files.list(this.resolve(rel));
   }
 
-  /** Writes one setting of our kdamond, after checking it is still ours. */
+  /** Writes one setting of our kdamond, after checking it is still ours (see the top of this file). */
   async set(rel: string, value: string | number): Promise<void> {
     const path = this.resolve(rel);
     const v = String(value);
-    await this.verify();
+    if (this.released || this.kpid !== undefined) await this.verify();
+    else {
+      const mismatch = await runSteps(this.files, this.ledgerCheck(this.sentinels()));
+      if (mismatch !== undefined) throw new KdamondOwnershipError(`kdamond ${this.index} is no longer the one we created: ${mismatch}`);
+    }
     await writeRetrying(this.files, path, v);
+    // A setting written again moves to the end: the last entry is the latest write.
+    this.ledger.delete(path);
     this.ledger.set(path, v);
+  }
+
+  /** nr_kdamonds, the first setting of our directory and the latest one: the cheap check before a write. */
+  private sentinels(): string[] {
+    const paths = [...this.ledger.keys()];
+    return [...new Set([paths[0], paths[1], paths[paths.length - 1]].filter((p): p is string => p !== undefined))];
   }
 
   /**
@@ -289,7 +331,7 @@ export class KdamondDriver {
     await this.set('contexts/nr_contexts', 1);
     const availPath = this.resolve('contexts/0/avail_operations');
     if (await this.files.exists(availPath)) {
-      const avail = (await this.files.read(availPath)).split(/\s+/).filter((w) => w !== '');
+      const avail = (await readRetrying(this.files, availPath)).split(/\s+/).filter((w) => w !== '');
       if (!avail.includes('vaddr')) {
         throw new OperationsUnavailableError(
           'kdamond',
@@ -319,7 +361,7 @@ export class KdamondDriver {
       throw new Error(`kdamond ${this.index} did not start: ${(e as Error).message}${why}`);
     }
     const pidPath = this.resolve('pid');
-    const pid = parseSysfsInt(await this.files.read(pidPath), pidPath);
+    const pid = parseSysfsInt(await readRetrying(this.files, pidPath), pidPath);
     if (pid <= 0) throw new Error(`kdamond ${this.index} did not start: ${pidPath} reads ${pid} after writing "on"`);
     this.kpid = pid;
     return pid;
@@ -327,8 +369,8 @@ export class KdamondDriver {
 
   async status(): Promise<KdamondStatus> {
     const pidPath = this.resolve('pid');
-    const state = (await this.files.read(this.resolve('state'))).trim();
-    return { state, pid: parseSysfsInt(await this.files.read(pidPath), pidPath) };
+    const state = (await readRetrying(this.files, this.resolve('state'))).trim();
+    return { state, pid: parseSysfsInt(await readRetrying(this.files, pidPath), pidPath) };
   }
 
   /** Writes a command ("update_schemes_tried_regions", ...) to our running kdamond's state file. */
@@ -346,7 +388,7 @@ export class KdamondDriver {
     if (this.released) throw new KdamondOwnershipError(`kdamond ${this.index} was already released`);
     if (this.kpid !== undefined) {
       const pidPath = this.resolve('pid');
-      const pid = parseSysfsInt(await this.files.read(pidPath), pidPath);
+      const pid = parseSysfsInt(await readRetrying(this.files, pidPath), pidPath);
       if (pid === this.kpid) return;
       if (pid !== -1) {
         throw new KdamondOwnershipError(`kdamond ${this.index} now runs as pid ${pid}, not as the pid ${this.kpid} we started: someone else restarted it`);
@@ -377,8 +419,10 @@ export class KdamondDriver {
     return this.released;
   }
 
-  private *ledgerCheck(): Steps<string | undefined> {
-    for (const [path, value] of this.ledger) {
+  /** Reads back what we wrote to `paths` (default: every setting); the first mismatch, if any. */
+  private *ledgerCheck(paths: Iterable<string> = this.ledger.keys()): Steps<string | undefined> {
+    for (const path of paths) {
+      const value = this.ledger.get(path)!;
       const r = yield { kind: 'read', path };
       if (!r.ok) return `${path} cannot be read (${r.error.code})`;
       const got = r.value.trim();
@@ -396,8 +440,13 @@ export class KdamondDriver {
       const pid = Number(r.value.trim());
       if (pid === this.kpid) {
         const w = yield { kind: 'write', path: `${this.dir}/state`, value: 'off' };
-        if (!w.ok) throw w.error;
-        report.turnedOff = true;
+        if (w.ok) report.turnedOff = true;
+        else {
+          // The kdamond may have stopped by itself (its targets exited) between our read and
+          // our write: Linux 6.12 then answers "off" with EPERM. Go on if it no longer runs.
+          const again = yield { kind: 'read', path: pidPath };
+          if (!again.ok || Number(again.value.trim()) !== -1) throw w.error;
+        }
       } else if (pid !== -1) {
         return { ...report, leftAlone: `kdamond ${this.index} runs as pid ${r.value.trim()}, not as the pid ${this.kpid} we started: someone else restarted it, so it is theirs; left it alone` };
       }

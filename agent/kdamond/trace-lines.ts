@@ -84,6 +84,11 @@ export interface AssembledAggregation {
   tsNs: bigint;
   /** Counts aggregations: records with the same number came from one aggregation. */
   aggregation: number;
+  /**
+   * Events were lost or a group dropped since this target's previous aggregation: some of
+   * its aggregations in between never arrived. False means this one directly follows it.
+   */
+  afterGap: boolean;
   regions: RegionRecord[];
 }
 
@@ -109,6 +114,9 @@ export class AggregationAssembler {
   private cur: { targetId: number; nrRegions: number; tsNs: bigint; regions: RegionRecord[] } | undefined;
   private lastTarget = -1;
   private aggregation = 0;
+  /** Losses so far (dropped groups, lost-events markers), and their number at each target's last group. */
+  private losses = 0;
+  private readonly lossesAtLast = new Map<number, number>();
 
   /**
    * `maxGroupSpanNs`: the kernel writes one target's events in one loop, microseconds
@@ -129,6 +137,7 @@ export class AggregationAssembler {
     if (line.kind === 'lost') {
       this.dropCurrent();
       this.counts.lostEvents += line.count;
+      this.losses++;
       return undefined;
     }
     if (line.pid !== this.kdamondPid) {
@@ -154,7 +163,9 @@ export class AggregationAssembler {
     // Targets come in index order within an aggregation; a lower or equal index starts the next.
     if (g.targetId <= this.lastTarget || this.aggregation === 0) this.aggregation++;
     this.lastTarget = g.targetId;
-    return { targetIndex: g.targetId, tsNs: g.tsNs, aggregation: this.aggregation, regions: g.regions };
+    const afterGap = (this.lossesAtLast.get(g.targetId) ?? 0) !== this.losses;
+    this.lossesAtLast.set(g.targetId, this.losses);
+    return { targetIndex: g.targetId, tsNs: g.tsNs, aggregation: this.aggregation, afterGap, regions: g.regions };
   }
 
   /** Whether events of an unfinished group are waiting for more. */
@@ -166,6 +177,7 @@ export class AggregationAssembler {
     if (this.cur === undefined) return;
     this.cur = undefined;
     this.counts.incomplete++;
+    this.losses++;
   }
 }
 

@@ -99,6 +99,7 @@ export class TracepointSource implements RecordSource {
           targetIndex: done.targetIndex,
           endNs: this.clock.monoToWallNs(done.tsNs),
           aggregation: done.aggregation,
+          afterGap: done.afterGap,
           regions: done.regions,
         });
       }

@@ -66,7 +66,7 @@ export class TriedRegionsSource implements RecordSource {
     this.aggregation++;
     const out: SourceRecord[] = [];
     for (let i = 0; i < this.nrTargets; i++) {
-      out.push({ targetIndex: i, endNs, aggregation: this.aggregation, regions: await this.readRegions(driver, i) });
+      out.push({ targetIndex: i, endNs, aggregation: this.aggregation, afterGap: true, regions: await this.readRegions(driver, i) });
     }
     return out;
   }

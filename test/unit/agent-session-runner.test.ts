@@ -41,11 +41,21 @@ class StandInOps implements Operations {
 }
 
 function host(make: () => Operations): HostOperations {
+  const missing = ['no /sys/kernel/mm/damon: the kernel has no DAMON'];
   return {
     operations: ['page_idle', 'synthetic'],
-    unavailable: [],
+    unavailable: [`kdamond: ${missing[0]}`],
     pageIdle: { usable: true, missing: [], message: 'page_idle operations available' },
     createPageIdle: make,
+    kdamond: {
+      usable: false,
+      missing,
+      notes: [],
+      message: missing[0],
+      sources: { tracepoint: { usable: false, missing }, tried_regions: { usable: false, missing } },
+      recommendedSource: undefined,
+    },
+    createKdamond: () => assert.fail('kdamond is unavailable on this stand-in host'),
   };
 }
 

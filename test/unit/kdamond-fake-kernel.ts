@@ -6,6 +6,12 @@
 // (a pid in the state/pid files and a /proc entry), "update_schemes_tried_regions" dumps
 // the regions a test set, a tracefs instance gets its files on mkdir and refuses rmdir
 // while its trace_pipe is open. The test makes the kdamond "report" with emitAggregation().
+// Files, defaults and error codes are those seen on the rig's real 6.12 kernel
+// (test/guest/kdamond.test.ts checks the same behaviour there): e.g. update_us defaults
+// to 60 s, and "off" answers EINVAL for a kdamond never turned on but EPERM for one that
+// ran and stopped by itself. The real kernel also answers reads of pid and state with
+// EBUSY while a command holds DAMON's sysfs lock; commands here finish at once, so tests
+// inject that with failOn(..., 'read').
 //
 // Nothing here ever touches a path outside the temp dir: every call checks that first.
 import fs from 'node:fs';
@@ -53,6 +59,8 @@ export class FakeKernel implements KernelFiles {
   private readonly failures = new Map<string, { code: string; times: number }>();
   private readonly availOperations: string;
   private autoTimer: NodeJS.Timeout | undefined;
+  /** kdamond directories turned on at least once since they were created (the kernel keeps their context). */
+  private readonly ran = new Set<string>();
 
   constructor(o: FakeKernelOptions = {}) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'kdamond-fake-'));
@@ -300,7 +308,13 @@ export class FakeKernel implements KernelFiles {
       if (base === 'nr_filters') return this.writeNrFilters(dir, Number(v));
       if (base === 'pid' || base === 'avail_operations') fail('EACCES');
     }
-    if (base === 'trace_clock' && !['local', 'global', 'counter', 'uptime', 'perf', 'mono', 'mono_raw', 'boot'].includes(v)) fail('EINVAL');
+    if (base === 'trace_clock') {
+      // Reads back as the list of clocks with the chosen one in brackets.
+      const clocks = ['local', 'global', 'counter', 'uptime', 'perf', 'mono', 'mono_raw', 'boot', 'tai', 'x86-tsc'];
+      if (!clocks.includes(v)) fail('EINVAL');
+      fs.writeFileSync(abs, `${clocks.map((c) => (c === v ? `[${c}]` : c)).join(' ')}\n`);
+      return;
+    }
     fs.writeFileSync(abs, `${v}\n`);
   }
 
@@ -313,7 +327,7 @@ export class FakeKernel implements KernelFiles {
       fs.mkdirSync(ev, { recursive: true });
       fs.writeFileSync(path.join(ev, 'enable'), '0\n');
       fs.writeFileSync(path.join(ev, 'filter'), 'none\n');
-      fs.writeFileSync(path.join(abs, 'trace_clock'), '[local] global counter uptime perf mono mono_raw boot\n');
+      fs.writeFileSync(path.join(abs, 'trace_clock'), '[local] global counter uptime perf mono mono_raw boot tai x86-tsc\n');
       fs.writeFileSync(path.join(abs, 'trace_pipe'), '');
       fs.writeFileSync(path.join(abs, 'buffer_size_kb'), '7\n');
     }
@@ -374,6 +388,7 @@ export class FakeKernel implements KernelFiles {
 
   private recreateKdamonds(n: number): void {
     const dir = path.join(this.sysfsRoot, 'admin/kdamonds');
+    this.ran.clear();
     for (const name of fs.readdirSync(dir)) if (/^\d+$/.test(name)) fs.rmSync(path.join(dir, name), { recursive: true });
     for (let k = 0; k < n; k++) this.makeKdamond(k);
     fs.writeFileSync(path.join(dir, 'nr_kdamonds'), `${n}\n`);
@@ -410,7 +425,7 @@ export class FakeKernel implements KernelFiles {
         w('operations', 'vaddr');
         w('monitoring_attrs/intervals/sample_us', '5000');
         w('monitoring_attrs/intervals/aggr_us', '100000');
-        w('monitoring_attrs/intervals/update_us', '1000000');
+        w('monitoring_attrs/intervals/update_us', '60000000');
         w('monitoring_attrs/nr_regions/min', '10');
         w('monitoring_attrs/nr_regions/max', '1000');
         w('targets/nr_targets', '0');
@@ -444,16 +459,19 @@ export class FakeKernel implements KernelFiles {
         };
         w('action', 'stat');
         w('apply_interval_us', '0');
+        w('target_nid', '-1');
         for (const r of ['sz', 'nr_accesses', 'age']) {
           w(`access_pattern/${r}/min`, '0');
           w(`access_pattern/${r}/max`, '0');
         }
-        w('quotas/ms', '0');
-        w('quotas/bytes', '0');
-        w('quotas/reset_interval_ms', '0');
+        for (const q of ['ms', 'bytes', 'reset_interval_ms', 'effective_bytes', 'weights/sz_permil', 'weights/nr_accesses_permil', 'weights/age_permil']) {
+          w(`quotas/${q}`, '0');
+        }
+        w('quotas/goals/nr_goals', '0');
         w('watermarks/metric', 'none');
+        for (const m of ['interval_us', 'high', 'mid', 'low']) w(`watermarks/${m}`, '0');
         w('filters/nr_filters', '0');
-        w('stats/nr_tried', '0');
+        for (const st of ['nr_tried', 'sz_tried', 'nr_applied', 'sz_applied', 'qt_exceeds']) w(`stats/${st}`, '0');
         w('tried_regions/total_bytes', '0');
       },
       'nr_schemes',
@@ -494,13 +512,15 @@ export class FakeKernel implements KernelFiles {
         if (!fs.existsSync(path.join(this.procRoot, pid))) fail('EINVAL');
       }
       const kpid = this.nextKdamondPid++;
+      this.ran.add(kdamondDir);
       fs.writeFileSync(path.join(kdamondDir, 'state'), 'on\n');
       fs.writeFileSync(path.join(kdamondDir, 'pid'), `${kpid}\n`);
       this.setKdamondCpuTicks(kpid, 0, 0);
       return;
     }
     if (cmd === 'off') {
-      if (state !== 'on') fail('EINVAL');
+      // No context yet: EINVAL; a context whose thread already ended: EPERM (damon_stop).
+      if (state !== 'on') fail(this.ran.has(kdamondDir) ? 'EPERM' : 'EINVAL');
       fs.writeFileSync(path.join(kdamondDir, 'state'), 'off\n');
       fs.writeFileSync(path.join(kdamondDir, 'pid'), '-1\n');
       return;

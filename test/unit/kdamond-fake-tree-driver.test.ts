@@ -145,6 +145,56 @@ test('fake tree: a kdamond that stopped on its own is removed without writing "o
   assert.equal(k.get(`${KD}/nr_kdamonds`), '0');
 });
 
+test('fake tree: a kdamond that stops by itself between our pid read and "off" (EPERM) is still removed', async () => {
+  const k = fake();
+  k.addProcess(100);
+  const d = await KdamondDriver.claim(k, k.sysfsRoot);
+  await d.configureMonitoring(ATTRS, [100]);
+  await d.turnOn();
+  const orig = k.write.bind(k);
+  k.write = async (p, v) => {
+    // Its last target exits just before our "off" arrives: Linux 6.12 answers EPERM.
+    if (p.endsWith('/state') && v === 'off') k.kdamondStops();
+    return orig(p, v);
+  };
+  assert.deepEqual(await d.release(), { turnedOff: false, removed: true });
+  assert.equal(k.get(`${KD}/nr_kdamonds`), '0');
+});
+
+test('fake tree: "off" of a kdamond never turned on is EINVAL, of one that ran and stopped EPERM (as in Linux 6.12)', async () => {
+  const k = fake();
+  k.addProcess(100);
+  await KdamondDriver.claim(k, k.sysfsRoot);
+  await assert.rejects(k.write(`${k.sysfsRoot}/admin/kdamonds/0/state`, 'off'), { code: 'EINVAL' });
+  await k.write(`${k.sysfsRoot}/admin/kdamonds/0/contexts/nr_contexts`, '1');
+  await k.write(`${k.sysfsRoot}/admin/kdamonds/0/contexts/0/targets/nr_targets`, '1');
+  await k.write(`${k.sysfsRoot}/admin/kdamonds/0/contexts/0/targets/0/pid_target`, '100');
+  await k.write(`${k.sysfsRoot}/admin/kdamonds/0/state`, 'on');
+  k.kdamondStops();
+  await assert.rejects(k.write(`${k.sysfsRoot}/admin/kdamonds/0/state`, 'off'), { code: 'EPERM' });
+});
+
+test('fake tree: configuring reads back only a few settings before each write, and all of them before "on"', async () => {
+  const k = fake();
+  k.addProcess(100);
+  const reads: string[] = [];
+  const orig = k.read.bind(k);
+  k.read = async (p) => {
+    reads.push(p);
+    return orig(p);
+  };
+  const d = await KdamondDriver.claim(k, k.sysfsRoot);
+  const before = reads.length;
+  await d.configureMonitoring(ATTRS, [100]);
+  const settings = d.writtenSettings.size - 1;
+  // At most three read-backs per write, plus avail_operations: linear in the settings.
+  assert.ok(reads.length - before <= 3 * settings + 1, `${reads.length - before} reads for ${settings} settings`);
+  reads.length = 0;
+  await d.turnOn();
+  for (const p of d.writtenSettings.keys()) assert.ok(reads.includes(p), `${p} is read back before "on"`);
+  await d.release();
+});
+
 test('fake tree: EBUSY from DAMON\'s sysfs lock is retried; other errors name the file and value', async () => {
   const k = fake();
   k.addProcess(100);
@@ -165,6 +215,20 @@ test('fake tree: EBUSY from DAMON\'s sysfs lock is retried; other errors name th
     return true;
   });
   assert.deepEqual(await d2.release(), { turnedOff: false, removed: true }, 'a half-configured kdamond of ours is removed');
+});
+
+test('fake tree: reads of pid and state answered EBUSY (DAMON\'s sysfs lock held by a command, as Linux 6.12 does) are retried', async () => {
+  const k = fake();
+  k.addProcess(100);
+  const d = await KdamondDriver.claim(k, k.sysfsRoot);
+  await d.configureMonitoring(ATTRS, [100]);
+  const kpid = await d.turnOn();
+  k.failOn(`${KD}/0/pid`, 'EBUSY', 3, 'read');
+  k.failOn(`${KD}/0/state`, 'EBUSY', 2, 'read');
+  assert.deepEqual(await d.status(), { state: 'on', pid: kpid });
+  k.failOn(`${KD}/0/pid`, 'EBUSY', 2, 'read');
+  assert.deepEqual(await d.release(), { turnedOff: true, removed: true }, 'a busy moment does not leave our kdamond behind');
+  assert.equal(k.get(`${KD}/nr_kdamonds`), '0');
 });
 
 test('fake tree: a kernel without vaddr operations is refused right after creating the context', async () => {

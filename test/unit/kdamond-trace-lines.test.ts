@@ -62,6 +62,7 @@ test('the assembler emits a target once all nr_regions events came, numbering ag
     targetIndex: 0,
     tsNs: 1_000_000_000n,
     aggregation: 1,
+    afterGap: false,
     regions: [
       { start: 0, end: 4096, nrAccesses: 1, age: 0 },
       { start: 4096, end: 8192, nrAccesses: 1, age: 0 },
@@ -89,15 +90,22 @@ test('an interrupted group is dropped, never emitted half: lost marker, new aggr
   a.push(ev(0, 3, 0, 4096));
   a.push({ kind: 'lost', cpu: 0, count: 5 });
   assert.equal(a.push(ev(0, 3, 4096, 8192)), undefined, 'a group that starts mid-way is not complete either');
-  // A new aggregation of target 0 starts at a lower address.
+  // A new aggregation of target 0 starts at a lower address; it follows a gap.
   a.push(ev(0, 3, 0, 4096));
   a.push(ev(0, 3, 4096, 8192));
-  assert.equal(a.push(ev(0, 3, 8192, 12288))?.regions.length, 3);
-  // Target 1's group interrupted by target 0.
+  const after = a.push(ev(0, 3, 8192, 12288));
+  assert.equal(after?.regions.length, 3);
+  assert.equal(after?.afterGap, true, 'aggregations of target 0 were lost before this one');
+  // Target 1's group interrupted by target 0 (whose one-region group is complete at once).
   a.push(ev(1, 2, 0, 4096));
-  a.push(ev(0, 1, 0, 4096));
+  const one = a.push(ev(0, 1, 0, 4096));
   assert.equal(a.counts.incomplete, 3);
   assert.equal(a.counts.lostEvents, 5);
+  assert.equal(one?.afterGap, true, 'a group was dropped since target 0 was last emitted');
+  // Nothing lost since: target 0's next group follows directly.
+  a.push(ev(0, 3, 0, 4096));
+  a.push(ev(0, 3, 4096, 8192));
+  assert.equal(a.push(ev(0, 3, 8192, 12288))?.afterGap, false);
 });
 
 test('events much later than their group started begin a new group (the next aggregation)', () => {

@@ -1,0 +1,231 @@
+// Runs INSIDE the guest, for bench/guest-cpu.ts: the CPU time of the agent's engine with
+// the page_idle operations against the CPU time of the kernel's kdamond thread, both
+// monitoring the same workload at the same time, at several max_nr_regions; then the cost
+// of the kdamond's two record sources (agent/kdamond/source-benchmark.ts).
+//
+// The engine runs in a process of its own (this file with --engine), as in the agent, so
+// that its CPU time (process.cpuUsage: every thread, GC included) is the engine's alone.
+// The parent drives the kdamond (KdamondContext, default record source) and reads the
+// kdamond thread's utime + stime from /proc/<pid>/stat at the start and the end of the
+// engine's measuring window; it also counts its own polling of the kdamond's records.
+//
+// Usage: node dist/bench/guest-cpu-run.js --workload BIN [--max 10,100,1000] [--seconds 4]
+//          [--warmup 2] [--repeats 1] [--source-seconds 4]
+// Prints one JSON object (GuestCpuReport).
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { DEFAULT_ATTRS, validateAttributes } from '../agent/engine/attrs.js';
+import { DamonContext } from '../agent/engine/context.js';
+import { KdamondContext } from '../agent/kdamond/kdamond-context.js';
+import { cheaperSource, compareRecordSources, type SourceBenchmarkResult } from '../agent/kdamond/source-benchmark.js';
+import { DEFAULT_RECORD_SOURCE } from '../agent/kdamond/record-source.js';
+import { PageIdleOperations } from '../agent/ops/page-idle.js';
+import { WorkloadProcess } from '../test/guest/workload-process.js';
+
+const SYSFS = '/sys/kernel/mm/damon';
+const TRACEFS = '/sys/kernel/tracing';
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat. */
+const USER_HZ = 100;
+const MiB = 2 ** 20;
+
+/** 64 hot stripes of 1 MiB, 4 MiB apart: 128 edges, room for many regions. */
+export const WORKLOAD_ARGS = [
+  '--size', '256M', '--thp', 'nohugepage', '--tlb-flush-ms', '1', '--pause-us', '1000',
+  '--hot', Array.from({ length: 64 }, (_, k) => `${4 * k}M+1M`).join(','),
+];
+
+export interface EngineWindow {
+  seconds: number;
+  cpuUs: number;
+  meanRegions: number;
+  aggregations: number;
+  samplingMeanUs: number;
+  missedSamples: number;
+}
+
+export interface CpuMeasurement {
+  maxNrRegions: number;
+  repeat: number;
+  engine: EngineWindow;
+  /** The kdamond thread's utime + stime over the engine's window (10 ms resolution). */
+  kdamondCpuUs: number;
+  kdamondMeanRegions: number;
+  /** The kdamond's aggregations delivered during the window. */
+  kdamondAggregations: number;
+  /** This process's CPU reading the kdamond's records (the agent's side of the kdamond engine). */
+  collectorCpuUs: number;
+}
+
+export interface GuestCpuReport {
+  defaultRecordSource: string;
+  measurements: CpuMeasurement[];
+  sources: SourceBenchmarkResult[];
+  cheaperSource: string | undefined;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`guest-cpu-run: ${msg}\n`);
+}
+
+function taskCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1_000_000) / USER_HZ;
+}
+
+/** --engine: the page_idle engine on --pid; "start" when the window opens, then the window as JSON. */
+async function engineMain(pid: number, maxNrRegions: number, warmupS: number, seconds: number): Promise<void> {
+  const ops = new PageIdleOperations();
+  const ctx = new DamonContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], ops });
+  let regions = 0;
+  let aggregations = 0;
+  let counting = false;
+  ctx.on('aggregate', (r) => {
+    if (!counting) return;
+    regions += r.regions.length;
+    aggregations++;
+  });
+  ctx.start();
+  await new Promise((r) => setTimeout(r, warmupS * 1000));
+  counting = true;
+  const d0 = ctx.drift();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  process.stdout.write('start\n');
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const cpu = process.cpuUsage(cpu0);
+  const elapsed = (performance.now() - t0) / 1000;
+  const d1 = ctx.drift();
+  await ctx.stop();
+  const w: EngineWindow = {
+    seconds: elapsed,
+    cpuUs: cpu.user + cpu.system,
+    meanRegions: aggregations === 0 ? 0 : regions / aggregations,
+    aggregations,
+    samplingMeanUs: d1.sampling.meanUs,
+    missedSamples: d1.missedSamples - d0.missedSamples,
+  };
+  process.stdout.write(`${JSON.stringify(w)}\n`);
+}
+
+/** One window: the kdamond (this process) and the engine (a child) on the same workload. */
+async function measure(pid: number, maxNrRegions: number, repeat: number, warmupS: number, seconds: number): Promise<CpuMeasurement> {
+  const kd = new KdamondContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], sysfsRoot: SYSFS, tracefsRoot: TRACEFS });
+  let kdRegions = 0;
+  let kdAggregations = 0;
+  let counting = false;
+  kd.on('aggregate', (r) => {
+    if (!counting) return;
+    kdRegions += r.regions.length;
+    kdAggregations++;
+  });
+  let stopError: string | undefined;
+  kd.on('stopped', (reason, err) => {
+    if (reason !== 'off') stopError = `${reason}: ${err?.message ?? ''}`;
+  });
+  if (!(await kd.start())) throw new Error(`the kdamond did not start: ${stopError}`);
+  const kpid = kd.kdamondPid!;
+  const self = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [self, '--engine', '--pid', String(pid), '--max', String(maxNrRegions), '--warmup', String(warmupS), '--seconds', String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const first = await lines.next();
+    if (first.done || first.value !== 'start') throw new Error(`the engine process said "${first.value ?? 'nothing'}" instead of "start"`);
+    const k0 = taskCpuUs(kpid);
+    const c0 = kd.costs().collectorCpuUs;
+    counting = true;
+    const second = await lines.next();
+    const k1 = taskCpuUs(kpid);
+    const c1 = kd.costs().collectorCpuUs;
+    counting = false;
+    if (second.done) throw new Error('the engine process ended without its measurement');
+    const engine = JSON.parse(second.value) as EngineWindow;
+    if (stopError !== undefined) throw new Error(`the kdamond stopped during the window: ${stopError}`);
+    return {
+      maxNrRegions,
+      repeat,
+      engine,
+      kdamondCpuUs: k1 - k0,
+      kdamondMeanRegions: kdAggregations === 0 ? 0 : kdRegions / kdAggregations,
+      kdamondAggregations: kdAggregations,
+      collectorCpuUs: c1 - c0,
+    };
+  } finally {
+    child.kill();
+    await kd.stop();
+  }
+}
+
+interface Options {
+  workload: string;
+  maxes: number[];
+  seconds: number;
+  warmup: number;
+  repeats: number;
+  sourceSeconds: number;
+}
+
+function parse(argv: string[]): Options {
+  const o: Partial<Options> = { maxes: [10, 100, 1000], seconds: 4, warmup: 2, repeats: 1, sourceSeconds: 4 };
+  const num = (opt: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`${opt} must be a number >= ${min}, got "${v}"`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [opt, v] = [argv[i]!, argv[i + 1]];
+    if (v === undefined) throw new Error(`option ${opt} needs a value`);
+    if (opt === '--workload') o.workload = v;
+    else if (opt === '--max') o.maxes = v.split(',').map((x) => num('--max', x, 10));
+    else if (opt === '--seconds') o.seconds = num(opt, v, 0.5);
+    else if (opt === '--warmup') o.warmup = num(opt, v, 0);
+    else if (opt === '--repeats') o.repeats = num(opt, v, 1);
+    else if (opt === '--source-seconds') o.sourceSeconds = num(opt, v, 0.5);
+    else throw new Error(`unknown option "${opt}"`);
+  }
+  if (o.workload === undefined) throw new Error('--workload BIN is required');
+  return o as Options;
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === '--engine') {
+    const get = (name: string) => Number(argv[argv.indexOf(name) + 1]);
+    await engineMain(get('--pid'), get('--max'), get('--warmup'), get('--seconds'));
+    return;
+  }
+  const o = parse(argv);
+  const w = WorkloadProcess.start(o.workload, WORKLOAD_ARGS);
+  try {
+    const ready = await w.waitFor('ready', 60_000);
+    await w.waitFor('phase', 10_000, 0);
+    log(`workload pid ${w.pid} ready (${ready.anonHugeBytes / MiB} MiB huge pages)`);
+    const measurements: CpuMeasurement[] = [];
+    // Maxima interleaved within each repeat, so a slow spell of the machine hits all of them.
+    for (let r = 0; r < o.repeats; r++) {
+      for (const max of o.maxes) {
+        const m = await measure(w.pid, max, r, o.warmup, o.seconds);
+        log(`max ${max}: engine ${(m.engine.cpuUs / 1000).toFixed(0)} ms CPU (${m.engine.meanRegions.toFixed(0)} regions), kdamond ${(m.kdamondCpuUs / 1000).toFixed(0)} ms (${m.kdamondMeanRegions.toFixed(0)} regions)`);
+        measurements.push(m);
+      }
+    }
+    const sources = await compareRecordSources({ sysfsRoot: SYSFS, tracefsRoot: TRACEFS, pids: [w.pid], durationMs: o.sourceSeconds * 1000 });
+    const report: GuestCpuReport = { defaultRecordSource: DEFAULT_RECORD_SOURCE, measurements, sources, cheaperSource: cheaperSource(sources) };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+  } finally {
+    w.kill();
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`guest-cpu-run: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
