@@ -351,8 +351,12 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
       this.lastAggregationUs = startUs;
     }
     if (!this.running) return;
-    const latest = Math.floor((endUs - this.loopOriginUs) / this.attrs.samplingUs);
-    const next = Math.max(slot + 1, latest);
+    // The next check must come at least half an interval after this step armed its samples:
+    // a late step that ran the next one at once would check an almost empty window and
+    // under-count accesses (the kernel always sleeps a whole interval). Slots it skips for
+    // that are counted as missed; the schedule stays on the ideal grid.
+    const earliest = Math.ceil((endUs - this.loopOriginUs + this.attrs.samplingUs / 2) / this.attrs.samplingUs);
+    const next = Math.max(slot + 1, earliest);
     this.missedSamples += next - slot - 1;
     this.schedule(next);
   }
