@@ -1,30 +1,7 @@
-// Whether a target process still lives. A pid alone is not an identity (pids are
-// reused), so a process is known by its pid and its start time (field 22 of
-// /proc/PID/stat); a zombie counts as exited. Watching is by polling /proc: Node has no
-// pidfd, and a poll every few hundred milliseconds costs nothing next to monitoring.
-import { readFileSync } from 'node:fs';
-
-export type ProcessProbe =
-  | { alive: true; startTicks: string }
-  | { alive: false; reason: string };
-
-export function probeProcess(pid: number, procRoot = '/proc'): ProcessProbe {
-  let stat: string;
-  try {
-    stat = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ESRCH') return { alive: false, reason: 'no such process' };
-    return { alive: false, reason: `cannot read ${procRoot}/${pid}/stat: ${(err as Error).message}` };
-  }
-  // The command name may hold spaces and parentheses: fields start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  if (state === 'Z' || state === 'X') return { alive: false, reason: 'process exited (zombie)' };
-  const startTicks = fields[19];
-  if (startTicks === undefined) return { alive: false, reason: `unreadable ${procRoot}/${pid}/stat` };
-  return { alive: true, startTicks };
-}
+// Watches target processes for their exit (see ../ops/process-stat.ts for what identifies
+// one). Watching is by polling /proc: Node has no pidfd, and a poll every few hundred
+// milliseconds costs nothing next to monitoring.
+import { probeProcess } from '../ops/process-stat.js';
 
 /** Polls a set of processes and reports each exit once. */
 export class ProcessWatch {

@@ -25,12 +25,13 @@ import {
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
 import type { AggregationRecord } from '../records/record.js';
+import { StatsWindow, type IntervalStats } from './stats-window.js';
+
+export { DRIFT_WINDOW, type IntervalStats } from './stats-window.js';
 
 /** Record timestamps of a virtual-clock context count from here: 2024-01-01T00:00:00Z. */
 export const VIRTUAL_EPOCH_NS = 1_704_067_200_000_000_000n;
 
-/** Number of recent intervals the drift statistics cover. */
-export const DRIFT_WINDOW = 1000;
 
 export type ClockKind = 'real' | 'virtual';
 export type StopReason = 'off' | 'no-targets' | 'error';
@@ -69,20 +70,6 @@ export interface DamonContextEvents {
   stopped: [reason: StopReason, error?: Error];
 }
 
-/** Statistics of measured lengths, in microseconds, over the last DRIFT_WINDOW values. */
-export interface IntervalStats {
-  /** What the lengths should be; 0 where nothing is configured (step durations). */
-  configuredUs: number;
-  /** Values the statistics below cover (at most DRIFT_WINDOW). */
-  count: number;
-  /** Values measured since start. */
-  total: number;
-  meanUs: number;
-  p50Us: number;
-  p99Us: number;
-  maxUs: number;
-}
-
 export interface DriftStats {
   /** Real time between the starts of consecutive sampling steps. */
   sampling: IntervalStats;
@@ -94,36 +81,6 @@ export interface DriftStats {
   stepCpuUs: IntervalStats;
   /** Sampling slots skipped because the loop was more than one interval late. */
   missedSamples: number;
-}
-
-/** A bounded window of measurements. */
-class Window {
-  private readonly values = new Float64Array(DRIFT_WINDOW);
-  private next = 0;
-  total = 0;
-
-  add(v: number): void {
-    this.values[this.next] = v;
-    this.next = (this.next + 1) % DRIFT_WINDOW;
-    this.total++;
-  }
-
-  stats(configuredUs: number): IntervalStats {
-    const count = Math.min(this.total, DRIFT_WINDOW);
-    if (count === 0) return { configuredUs, count, total: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
-    const sorted = Array.from(this.values.subarray(0, count)).sort((a, b) => a - b);
-    const rank = (q: number) => sorted[Math.max(0, Math.ceil(q * count) - 1)];
-    const sum = sorted.reduce((a, b) => a + b, 0);
-    return {
-      configuredUs,
-      count,
-      total: this.total,
-      meanUs: sum / count,
-      p50Us: rank(0.5),
-      p99Us: rank(0.99),
-      maxUs: sorted[count - 1],
-    };
-  }
 }
 
 /** Monotonic time in microseconds (fractional). */
@@ -176,10 +133,10 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   private lastStepStartUs = -1;
   private lastAggregationUs = -1;
   private missedSamples = 0;
-  private readonly samplingWindow = new Window();
-  private readonly aggregationWindow = new Window();
-  private readonly stepWallWindow = new Window();
-  private readonly stepCpuWindow = new Window();
+  private readonly samplingWindow = new StatsWindow();
+  private readonly aggregationWindow = new StatsWindow();
+  private readonly stepWallWindow = new StatsWindow();
+  private readonly stepCpuWindow = new StatsWindow();
 
   constructor(o: DamonContextOptions) {
     super();

@@ -25,13 +25,13 @@ import { validateAttributes, maxNrAccesses, type Attributes } from '../engine/at
 import type { DamonContextEvents, DriftStats, StopReason } from '../engine/context.js';
 import { OperationsUnavailableError } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
-import { probeProcess } from '../daemon/process-watch.js';
+import { probeProcess } from '../ops/process-stat.js';
 import { registerExitCleanup } from './exit-cleanup.js';
 import { KernelFileError, NodeKernelFiles, type KernelFiles } from './kernel-files.js';
 import { KdamondDriver, KdamondNotRunningError, KdamondOwnershipError, type ReleaseReport } from './kdamond-driver.js';
 import { probeKdamond, type KdamondProbe } from './probe.js';
 import { DEFAULT_RECORD_SOURCE, parseRecordSource, type RecordClock, type RecordSource, type RecordSourceName, type SourceRecord } from './record-source.js';
-import { StatsWindow } from './stats-window.js';
+import { StatsWindow } from '../engine/stats-window.js';
 import { TracepointSource } from './tracepoint-source.js';
 import { TriedRegionsSource } from './tried-regions-source.js';
 

@@ -12,6 +12,7 @@
 // kpageflags.
 import fs from 'node:fs';
 import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../engine/operations.js';
+import { isExitedState, parseProcStat } from './process-stat.js';
 import { PAGE_SIZE, type Region, type Target } from '../engine/region.js';
 import { initRegions, MappingError, setRegions, threeRegionsOfMaps } from '../engine/three-regions.js';
 import {
@@ -133,15 +134,6 @@ const PFN_ZERO =
 function reason(e: unknown): string {
   if (e instanceof OperationsUnavailableError) return e.message.replace(/^page_idle operations unavailable: /, '');
   throw e;
-}
-
-/** The state and start time of a process from /proc/PID/stat text (comm may hold spaces and parens). */
-function parseStat(text: string, path: string): { state: string; startTime: string } {
-  const close = text.lastIndexOf(')');
-  const fields = close < 0 ? [] : text.slice(close + 1).trim().split(/\s+/);
-  // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
-  if (fields.length < 20) throw new Error(`${path}: not a /proc/PID/stat line: "${text.trim().slice(0, 80)}"`);
-  return { state: fields[0], startTime: fields[19] };
 }
 
 export class PageIdleOperations implements Operations {
@@ -286,10 +278,10 @@ export class PageIdleOperations implements Operations {
       // It exists but cannot be read (EACCES...): the process is there.
       return true;
     }
-    const { state, startTime } = parseStat(text, path);
-    if (state === 'Z' || state === 'X' || state === 'x') return false;
+    const { state, startTicks } = parseProcStat(text, path);
+    if (isExitedState(state)) return false;
     const st = this.states.get(target.id);
-    return st === undefined || st.startTime === startTime;
+    return st === undefined || st.startTime === startTicks;
   }
 
   cleanup(): void {
@@ -321,13 +313,13 @@ export class PageIdleOperations implements Operations {
       if (isMissing(e)) throw new TargetError(pid, `no process with pid ${pid} (${statPath}: ${errnoText(e)})`);
       throw new TargetError(pid, `cannot read ${statPath}: ${errnoText(e)}`);
     }
-    let stat: { state: string; startTime: string };
+    let stat: { state: string; startTicks: string };
     try {
-      stat = parseStat(statText, statPath);
+      stat = parseProcStat(statText, statPath);
     } catch (e) {
       throw new TargetError(pid, (e as Error).message);
     }
-    if (stat.state === 'Z' || stat.state === 'X') throw new TargetError(pid, `process ${pid} has exited (zombie)`);
+    if (isExitedState(stat.state)) throw new TargetError(pid, `process ${pid} has exited (zombie)`);
     if (t.regions.length === 0) {
       // The kernel's vaddr keeps regions the user set; only an empty target gets the three regions.
       const text = this.readMaps(pid, false) as string;
@@ -345,7 +337,7 @@ export class PageIdleOperations implements Operations {
     const st: TargetState = {
       pid,
       pagemap: { fd, path: pagemapPath },
-      startTime: stat.startTime,
+      startTime: stat.startTicks,
       cur: new Float64Array(0),
       next: new Float64Array(0),
       accessed: new Uint8Array(0),

@@ -1,7 +1,24 @@
-// A bounded window of measurements and its statistics, in the shape of the engine's
-// IntervalStats (agent/engine/context.ts keeps its own copy private; the core stays as is).
-import { DRIFT_WINDOW, type IntervalStats } from '../engine/context.js';
+// A bounded window of measured interval lengths and their statistics: how far real
+// intervals drift from the configured ones (both engines report them).
 
+/** Number of recent intervals the drift statistics cover. */
+export const DRIFT_WINDOW = 1000;
+
+/** Statistics of measured lengths, in microseconds, over the last DRIFT_WINDOW values. */
+export interface IntervalStats {
+  /** What the lengths should be; 0 where nothing is configured (step durations). */
+  configuredUs: number;
+  /** Values the statistics below cover (at most DRIFT_WINDOW). */
+  count: number;
+  /** Values measured since start. */
+  total: number;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+}
+
+/** The last DRIFT_WINDOW values, and the sum of all. */
 export class StatsWindow {
   private readonly values = new Float64Array(DRIFT_WINDOW);
   private next = 0;
