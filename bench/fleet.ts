@@ -23,7 +23,7 @@ import { SyntheticOperations } from '../agent/ops/synthetic.js';
 import { seededRandom } from '../agent/ops/seeded-random.js';
 import { RecordPublisher } from '../agent/daemon/publisher.js';
 import { encodeRecord, toProtoRecord } from '../agent/daemon/record-convert.js';
-import { silentLogger } from '../agent/daemon/log.js';
+import { silentLogger } from '../common/log.js';
 import { connectNats, ensureStreams, jetStream, recordMsgId } from '../common/nats.js';
 import { RECORDS_STREAM, recordsFilter, recordsSubject } from '../common/subjects.js';
 import { AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { silentLogger, type BasicLogger } from './log.js';
 
 /**
  * An error a handler throws to answer with a specific gRPC status, e.g.
@@ -26,27 +27,6 @@ export function statusName(code: grpc.status): string {
   return grpc.status[code] ?? `status ${code}`;
 }
 
-/** Minimal logger interface; `console` fits. */
-export interface Logger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
-
-/** A logger that prefixes every line with an ISO time and a component name, writing to stderr. */
-export function makeLogger(component: string): Logger {
-  const line = (level: string, msg: string) =>
-    process.stderr.write(`${new Date().toISOString()} ${component} ${level} ${msg}\n`);
-  return {
-    info: (m) => line('info', m),
-    warn: (m) => line('warn', m),
-    error: (m) => line('error', m),
-  };
-}
-
-/** A logger that drops everything (tests). */
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
-
 /**
  * Checks a call's credentials before its handler runs; throws RpcError
  * (UNAUTHENTICATED / PERMISSION_DENIED) to refuse it. See tokenAuthorizer in auth.ts.
@@ -62,7 +42,7 @@ export type Authorizer = (metadata: grpc.Metadata) => void;
 export function toStatus(
   err: unknown,
   method: string,
-  log: Logger,
+  log: BasicLogger,
   mapError?: (err: unknown) => RpcError | undefined,
 ): grpc.ServerErrorResponse {
   const mapped = mapError?.(err);
@@ -96,7 +76,7 @@ export type AsyncHandlers<S extends grpc.ServiceDefinition> = {
 export interface ImplementOptions {
   /** Runs before every handler; omitted = no authorization. */
   authorize?: Authorizer;
-  log?: Logger;
+  log?: BasicLogger;
   /**
    * Translates errors of the server's dependencies into statuses (e.g. its store being
    * unreachable -> UNAVAILABLE); undefined leaves the error to the default mapping.

@@ -13,7 +13,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { EVENTS_STREAM, RECORDS_STREAM } from './subjects.js';
-import { silentLogger, type Logger } from './grpc-server.js';
+import { silentLogger, type BasicLogger as Logger } from './log.js';
 
 /** Options of connectNats. */
 export interface NatsOptions {

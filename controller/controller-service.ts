@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { RpcError, type AsyncHandlers, type Logger } from '../common/grpc-server.js';
+import { RpcError, type AsyncHandlers } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventsFilter, recordsFilter } from '../common/subjects.js';
 import { AggregationRecord, SessionEvent, type ControllerService } from '../gen/damon/v1/damon.js';
 import type { SessionLifecycle } from './lifecycle.js';

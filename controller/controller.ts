@@ -10,9 +10,8 @@ import {
   createServer,
   implement,
   shutdownServer,
-  silentLogger,
-  type Logger,
 } from '../common/grpc-server.js';
+import { silentLogger, type BasicLogger as Logger } from '../common/log.js';
 import { connectNats, ensureStreams, isNatsUnavailable, jetStream, type StreamsOptions } from '../common/nats.js';
 import { ControllerService, RegistryService } from '../gen/damon/v1/damon.js';
 import { AgentConnection } from './agent-client.js';

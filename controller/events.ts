@@ -2,7 +2,7 @@
 // change they report is committed to the bucket. The Nats-Msg-Id names that change
 // (session, revision, kind, target), so a repeated publish is dropped by the stream.
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { Logger } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 import { eventsSubject } from '../common/subjects.js';
 import { SessionEvent, SessionEventKind, type Target } from '../gen/damon/v1/damon.js';
 

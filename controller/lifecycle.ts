@@ -2,7 +2,8 @@
 // must have a live agent and accept the session, or none keeps it and the session stays
 // off. TurnOff commits OFF first, then stops the agents (the reconcile loop retries stops).
 import * as grpc from '@grpc/grpc-js';
-import { RpcError, type Logger } from '../common/grpc-server.js';
+import { RpcError } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 import { SessionEventKind, type ObservedSession, type SessionSpec } from '../gen/damon/v1/damon.js';
 import { callErrorText } from './agent-client.js';
 import type { EventPublisher } from './events.js';

@@ -1,7 +1,7 @@
 // `damon-fleet controller`: runs the controller until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { readTls, readTokenFile, type ClusterCredentials } from '../common/auth.js';
-import { makeLogger } from '../common/grpc-server.js';
+import { createLogger } from '../common/log.js';
 import type { StreamLimits } from '../common/nats.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
@@ -130,7 +130,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
 
 /** Runs the controller until a signal; resolves the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const log = makeLogger('controller');
+  const log = createLogger('controller');
   const { code } = await runServiceMain(argv, {
     name: 'controller',
     usage: USAGE,

@@ -4,7 +4,7 @@
 // stops sessions agents run that are not desired, records observed target status in the
 // session, and turns a session off once none of its targets is left to monitor.
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 import { isNatsUnavailable } from '../common/nats.js';
 import { SessionEventKind } from '../gen/damon/v1/damon.js';
 import { callErrorText } from './agent-client.js';

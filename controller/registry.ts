@@ -2,7 +2,8 @@
 // the lease, carrying what they observed (the sessions they run). Held in memory: after a
 // controller restart, agents learn from their next heartbeat (known = false) to register again.
 import * as grpc from '@grpc/grpc-js';
-import { RpcError, type Logger } from '../common/grpc-server.js';
+import { RpcError } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 import { HOST_RE } from '../common/subjects.js';
 import type {
   AgentInfo,

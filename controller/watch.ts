@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
-import type { Logger } from '../common/grpc-server.js';
+import type { BasicLogger as Logger } from '../common/log.js';
 
 /** What to stream from where. */
 export interface WatchSource<T> {

@@ -20,7 +20,7 @@ import { connectNats, jetStream } from '../../common/nats.js';
 import { HOST_RE } from '../../common/subjects.js';
 import { AgentService, type GetStateResponse } from '../../gen/damon/v1/damon.js';
 import { agentHandlers, peerIdentityCheck } from './agent-service.js';
-import { createLogger, errorMessage, type Logger } from './log.js';
+import { createLogger, errorMessage, type Logger } from '../../common/log.js';
 import { probeHostOperations, type HostOperations } from './ops-select.js';
 import { RecordPublisher, type PublisherStats } from './publisher.js';
 import { Registration } from './registration.js';

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
 import { readTls, readTokenFile, type ClusterCredentials } from '../../common/auth.js';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
-import { createLogger } from './log.js';
+import { createLogger } from '../../common/log.js';
 import { runServiceMain } from '../../common/service-main.js';
 import { TrustError, splitHostPort } from './trust.js';
 

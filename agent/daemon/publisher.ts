@@ -4,7 +4,7 @@
 // the stream. While NATS does not accept records (down, restarting, no stream), they
 // wait in a bounded queue; when it is full the oldest are dropped and counted, because
 // a downstream consumer wants the freshest access pattern more than a complete history.
-import { StateLog, errorMessage, type Logger } from './log.js';
+import { StateLog, errorMessage, type Logger } from '../../common/log.js';
 
 /** What the publisher needs of a JetStream client (its publish). */
 export interface RecordSink {

@@ -12,7 +12,7 @@ import {
   type RegisterRequest,
   type RegisterResponse,
 } from '../../gen/damon/v1/damon.js';
-import { StateLog, type Logger } from './log.js';
+import { StateLog, type Logger } from '../../common/log.js';
 
 export interface RegistrationOptions {
   /** The controller's gRPC address ("host:port"). */

@@ -23,7 +23,7 @@ import type { ResultWriter } from '../records/result-format.js';
 import { TargetState, type ObservedSession, type ObservedTarget } from '../../gen/damon/v1/damon.js';
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
-import { errorMessage, type Logger } from './log.js';
+import { errorMessage, type Logger } from '../../common/log.js';
 import { chooseOperations, type EngineChoice, type HostOperations, type KdamondChoice } from './ops-select.js';
 import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';

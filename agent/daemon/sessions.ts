@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../../common/grpc-server.js';
 import type { ObservedSession } from '../../gen/damon/v1/damon.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../../common/log.js';
 import { SessionRunner, type RunnerDeps } from './session-runner.js';
 import type { RunSpec } from './spec.js';
 

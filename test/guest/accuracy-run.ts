@@ -30,7 +30,7 @@ import { PageIdleOperations } from '../../agent/ops/page-idle.js';
 import { probeHostOperations, KDAMOND_PATHS } from '../../agent/daemon/ops-select.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
 import { RecordPublisher } from '../../agent/daemon/publisher.js';
-import { createLogger } from '../../agent/daemon/log.js';
+import { createLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 import { AggregationRecord as ProtoRecord, TargetState } from '../../gen/damon/v1/damon.js';

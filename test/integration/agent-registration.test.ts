@@ -16,7 +16,7 @@ import {
   type RegisterRequest,
 } from '../../gen/damon/v1/damon.js';
 import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
-import { createLogger } from '../../agent/daemon/log.js';
+import { createLogger } from '../../common/log.js';
 import { freePort, startNatsServer, type NatsServer } from './support/nats-server.js';
 import { unary, waitFor } from './support/grpc-client.js';
 import { agentClient, killTarget, spawnTarget, syntheticSpec, tempDir } from './support/agent-env.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { chooseOperations, probeHostOperations, type HostOperations } from '../../agent/daemon/ops-select.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
 import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
-import { silentLogger } from '../../agent/daemon/log.js';
+import { silentLogger } from '../../common/log.js';
 import { parseSpec, type RunSpec } from '../../agent/daemon/spec.js';
 import type { Operations, OpsContext } from '../../agent/engine/operations.js';
 import { newRegion } from '../../agent/engine/region.js';

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
-import { createLogger, silentLogger } from '../../agent/daemon/log.js';
+import { createLogger, silentLogger } from '../../common/log.js';
 
 class FakeSink implements RecordSink {
   up = true;

@@ -7,7 +7,7 @@ import { OperationsUnavailableError, TargetError, type Operations, type OpsConte
 import { newRegion } from '../../agent/engine/region.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
 import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
-import { silentLogger } from '../../agent/daemon/log.js';
+import { silentLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
 import type { HostOperations } from '../../agent/daemon/ops-select.js';
 import { TargetState } from '../../gen/damon/v1/damon.js';

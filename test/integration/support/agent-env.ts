@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type ClusterCredentials } from '../../../common/auth.js';
 import { AgentClient, type SessionSpec } from '../../../gen/damon/v1/damon.js';
-import { createLogger, silentLogger, type Logger } from '../../../agent/daemon/log.js';
+import { createLogger, silentLogger, type Logger } from '../../../common/log.js';
 import { NATS_SERVER_BIN, freePort } from './nats-server.js';
 
 export interface KillableNats {

@@ -1,6 +1,6 @@
 // One NATS server and one in-process controller for a test file, with fast leases.
 import type { ClusterCredentials } from '../../../common/auth.js';
-import { makeLogger, silentLogger, type Logger } from '../../../common/grpc-server.js';
+import { createLogger, silentLogger, type BasicLogger as Logger } from '../../../common/log.js';
 import { startController, type ControllerOptions, type RunningController } from '../../../controller/controller.js';
 import type { ControllerClient } from '../../../gen/damon/v1/damon.js';
 import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
@@ -13,7 +13,7 @@ export const TEST_HEARTBEAT_MS = 200;
 
 /** Logs to stderr when DAMON_TEST_LOG=1 (to see what the controller did), else nothing. */
 export function testLogger(component: string): Logger {
-  return process.env.DAMON_TEST_LOG === '1' ? makeLogger(component) : silentLogger;
+  return process.env.DAMON_TEST_LOG === '1' ? createLogger(component) : silentLogger;
 }
 
 /** A logger keeping every line in `lines` (and passing it on to testLogger). */

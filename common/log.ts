@@ -1,6 +1,7 @@
-// The agent's log: one line per event on stderr, "<ISO time> agent[<component>] <message>".
-// Operators read it to learn what happened (a session started, NATS went away, ...), so
-// repeated failures are logged once per change of state, not once per attempt.
+// The controller's and agents' log: one line per event on stderr,
+// "<ISO time> <LEVEL> <component>: <message>". Operators read it to learn what happened (a
+// session turned on, NATS went away, ...), so repeated failures are logged once per change
+// of state, not once per attempt.
 
 export interface Logger {
   info(msg: string): void;
@@ -8,6 +9,9 @@ export interface Logger {
   error(msg: string): void;
   child(component: string): Logger;
 }
+
+/** What code that only logs needs; `console` fits. */
+export type BasicLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 export type LogSink = (line: string) => void;
 
