@@ -5,6 +5,7 @@
 // wait in a bounded queue; when it is full the oldest are dropped and counted, because
 // a downstream consumer wants the freshest access pattern more than a complete history.
 import { StateLog, errorMessage, type Logger } from '../../common/log.js';
+import { Sleeper } from './sleeper.js';
 
 /** What the publisher needs of a JetStream client (its publish). */
 export interface RecordSink {
@@ -55,7 +56,7 @@ export class RecordPublisher {
   private pumping = false;
   private pumpDone: Promise<void> = Promise.resolve();
   private closed = false;
-  private wake: (() => void) | undefined;
+  private readonly sleeper = new Sleeper();
   private waiters: { mark: number; resolve: () => void }[] = [];
 
   constructor(
@@ -140,7 +141,7 @@ export class RecordPublisher {
     const droppedBefore = this.dropped;
     this.dropped += this.queue.length;
     this.queue = [];
-    this.wake?.();
+    this.sleeper.wake();
     await this.pumpDone;
     const lost = this.dropped - droppedBefore;
     if (lost > 0) this.log.warn(`closing with ${lost} records not published (NATS did not accept them in time); dropped`);
@@ -169,21 +170,8 @@ export class RecordPublisher {
   }
 
   private kick(): void {
-    if (this.wake) return; // sleeping between retries: the retry comes soon enough
+    if (this.sleeper.sleeping) return; // sleeping between retries: the retry comes soon enough
     if (!this.pumping) this.pumpDone = this.pump();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wake = undefined;
-        resolve();
-      }
-      this.wake = done;
-    });
   }
 
   private async pump(): Promise<void> {
@@ -226,7 +214,7 @@ export class RecordPublisher {
             'warn',
           );
           this.settle();
-          await this.sleep(backoff);
+          await this.sleeper.sleep(backoff);
           backoff = Math.min(backoff * 2, this.retryMaxMs);
           continue;
         }

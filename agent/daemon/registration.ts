@@ -13,6 +13,7 @@ import {
   type RegisterResponse,
 } from '../../gen/damon/v1/damon.js';
 import { StateLog, type Logger } from '../../common/log.js';
+import { Sleeper } from './sleeper.js';
 
 export interface RegistrationOptions {
   /** The controller's gRPC address ("host:port"). */
@@ -47,7 +48,7 @@ export class Registration {
   private leaseMs = 0;
   private stopped = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly sleeper = new Sleeper();
   private wakeRequested = false;
   private heartbeats = 0;
 
@@ -79,28 +80,19 @@ export class Registration {
   /** Sends a heartbeat now (e.g. a target exited), without waiting for the interval. */
   heartbeatSoon(): void {
     this.wakeRequested = true;
-    this.wake?.();
+    this.sleeper.wake();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.sleeper.wake();
     await this.loop;
     this.client.close();
   }
 
   private sleep(ms: number): Promise<void> {
     if (this.wakeRequested || this.stopped) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wake = undefined;
-        resolve();
-      }
-      this.wake = done;
-    });
+    return this.sleeper.sleep(ms);
   }
 
   private unary<Req, Res>(

@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostToken } from '../../common/subjects.js';
-import { SessionEventKind, SessionState, TargetState, type AggregationRecord } from '../../gen/damon/v1/damon.js';
+import { SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { FAST_ATTRS } from './support/agent-env.js';
 import { unary, waitFor } from './support/grpc-client.js';
-import { endMs, watchEvents, watchRecords, type Arrived } from './support/nats-watch.js';
+import { endMs, watchEvents, watchRecords, recordsOf } from './support/nats-watch.js';
 import {
   AGGREGATION_MS,
   EXITED,
@@ -32,9 +32,6 @@ const MAX_NR_ACCESSES = Number(FAST_ATTRS.aggregationIntervalUs / FAST_ATTRS.sam
 
 const { SESSION_EVENT_KIND_ON: ON, SESSION_EVENT_KIND_OFF: OFF, SESSION_EVENT_KIND_TARGET_EXITED: TARGET_EXITED } = SessionEventKind;
 
-function of(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
-  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
-}
 
 describe('whole system: three agents', () => {
   let fleet: Fleet;
@@ -62,8 +59,8 @@ describe('whole system: three agents', () => {
         [B, RUNNING, 'synthetic'],
       ]);
 
-      await waitFor('a record of every target', () => targets.every((x) => of(recs.items, x.host, x.pid).length > 0), 5000);
-      const firstAfterOn = targets.map((x) => of(recs.items, x.host, x.pid)[0].at - onAt);
+      await waitFor('a record of every target', () => targets.every((x) => recordsOf(recs.items, x.host, x.pid).length > 0), 5000);
+      const firstAfterOn = targets.map((x) => recordsOf(recs.items, x.host, x.pid)[0].at - onAt);
       t.diagnostic(`first record of each target, ms after the TurnOn reply: ${firstAfterOn.join(', ')}`);
       targets.forEach((x, i) =>
         assert.ok(
@@ -72,9 +69,9 @@ describe('whole system: three agents', () => {
         ),
       );
 
-      await waitFor('three records of every target', () => targets.every((x) => of(recs.items, x.host, x.pid).length >= 3), 5000);
+      await waitFor('three records of every target', () => targets.every((x) => recordsOf(recs.items, x.host, x.pid).length >= 3), 5000);
       for (const x of targets) {
-        const mine = of(recs.items, x.host, x.pid).map((r) => r.msg);
+        const mine = recordsOf(recs.items, x.host, x.pid).map((r) => r.msg);
         assert.deepEqual(mine.map((r) => r.sequence), mine.map((_, i) => BigInt(i + 1)), `${x.host} pid ${x.pid}: sequences`);
         for (const r of mine) {
           assert.equal(r.operations, 'synthetic');
@@ -88,7 +85,7 @@ describe('whole system: three agents', () => {
       assert.deepEqual((await unary(fleet.agentClient(C), 'getState', {})).sessions, []);
       // A dotted host name rides on its subject as one token and comes back whole in the record.
       for (const x of targets) {
-        for (const r of of(recs.items, x.host, x.pid)) assert.equal(r.subject, `damon.records.two-hosts.${hostToken(x.host)}.${x.pid}`);
+        for (const r of recordsOf(recs.items, x.host, x.pid)) assert.equal(r.subject, `damon.records.two-hosts.${hostToken(x.host)}.${x.pid}`);
       }
       assert.equal(hostToken(B), 'node-2_rack-7');
 
@@ -118,7 +115,7 @@ describe('whole system: three agents', () => {
     await fleet.nc.flush();
     try {
       await sessionOn(fleet, 'exits', [{ host: A, pid: x.pid }, { host: C, pid: y.pid }]);
-      await waitFor('records of both targets', () => of(recs.items, A, x.pid).length > 0 && of(recs.items, C, y.pid).length > 0, 5000);
+      await waitFor('records of both targets', () => recordsOf(recs.items, A, x.pid).length > 0 && recordsOf(recs.items, C, y.pid).length > 0, 5000);
 
       await killTarget(x);
       const exitedX = await waitFor('TARGET_EXITED of the first target', () =>
@@ -132,9 +129,9 @@ describe('whole system: three agents', () => {
       assert.equal(statusOf(mid, C, y.pid)!.state, RUNNING);
 
       // The other target's records go on; the exited one's ended before its event.
-      const yBefore = of(recs.items, C, y.pid).length;
-      await waitFor('more records of the remaining target', () => of(recs.items, C, y.pid).length >= yBefore + 3, 5000);
-      const xLate = of(recs.items, A, x.pid).filter((r) => endMs(r.msg) > exitedX.at || r.at > exitedX.at + AGGREGATION_MS);
+      const yBefore = recordsOf(recs.items, C, y.pid).length;
+      await waitFor('more records of the remaining target', () => recordsOf(recs.items, C, y.pid).length >= yBefore + 3, 5000);
+      const xLate = recordsOf(recs.items, A, x.pid).filter((r) => endMs(r.msg) > exitedX.at || r.at > exitedX.at + AGGREGATION_MS);
       assert.deepEqual(xLate.map((r) => `#${r.msg.sequence} ends ${endMs(r.msg) - exitedX.at} ms after the event`), []);
 
       await killTarget(y);

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SessionState, type AggregationRecord } from '../../gen/damon/v1/damon.js';
+import { SessionState } from '../../gen/damon/v1/damon.js';
 import { unary, waitFor } from './support/grpc-client.js';
-import { endMs, watchRecords, type Arrived } from './support/nats-watch.js';
+import { endMs, watchRecords, recordsOf } from './support/nats-watch.js';
 import {
   AGGREGATION_MS,
   PENDING,
@@ -23,9 +23,6 @@ const A = 'agt-a';
 const B = 'agt-b';
 const ID = 'comeback';
 
-function of(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
-  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
-}
 
 describe('whole system: agent killed (-9)', () => {
   let fleet: Fleet;
@@ -43,14 +40,14 @@ describe('whole system: agent killed (-9)', () => {
     await fleet.nc.flush();
     try {
       await sessionOn(fleet, ID, [{ host: A, pid: ta.pid }, { host: B, pid: tb.pid }]);
-      await waitFor('records of both targets', () => of(recs.items, A, ta.pid).length > 0 && of(recs.items, B, tb.pid).length > 0, 5000);
+      await waitFor('records of both targets', () => recordsOf(recs.items, A, ta.pid).length > 0 && recordsOf(recs.items, B, tb.pid).length > 0, 5000);
       const old = fleet.agents.get(A)!;
 
       await old.kill9();
       const killedAt = Date.now();
-      await waitFor('three records of agt-b since the kill', () => of(recs.items, B, tb.pid).filter((r) => r.at > killedAt).length >= 3, 5000);
+      await waitFor('three records of agt-b since the kill', () => recordsOf(recs.items, B, tb.pid).filter((r) => r.at > killedAt).length >= 3, 5000);
       assert.deepEqual(
-        of(recs.items, A, ta.pid).filter((r) => r.at > killedAt + AGGREGATION_MS).map((r) => r.msg.sequence),
+        recordsOf(recs.items, A, ta.pid).filter((r) => r.at > killedAt + AGGREGATION_MS).map((r) => r.msg.sequence),
         [],
         'records of the killed agent',
       );
@@ -65,7 +62,7 @@ describe('whole system: agent killed (-9)', () => {
       const fresh = await fleet.startAgent(A);
       assert.notEqual(fresh.instanceId, old.instanceId);
       const first = await waitFor('the first record of the new instance', () =>
-        of(recs.items, A, ta.pid).find((r) => r.at > restartAt && r.msg.sequence === 1n),
+        recordsOf(recs.items, A, ta.pid).find((r) => r.at > restartAt && r.msg.sequence === 1n),
       );
       assert.ok(endMs(first.msg) > restartAt, 'a record monitored by the new instance');
       const running = await waitSession(fleet, ID, 'agt-a target running again', (s) => statusOf(s, A, ta.pid)?.state === RUNNING);
@@ -76,11 +73,11 @@ describe('whole system: agent killed (-9)', () => {
       assert.ok(fleet.controller.log.some((l) => l.includes(`agent ${A} restarted (instance ${old.instanceId} -> ${fresh.instanceId}`)));
       assert.ok(fleet.controller.log.some((l) => l.includes(`session ${ID}: dispatching to ${A}`)));
 
-      await waitFor('three records of the new instance', () => of(recs.items, A, ta.pid).filter((r) => r.at > restartAt).length >= 3, 5000);
-      const again = of(recs.items, A, ta.pid).filter((r) => r.at > restartAt).map((r) => r.msg.sequence);
+      await waitFor('three records of the new instance', () => recordsOf(recs.items, A, ta.pid).filter((r) => r.at > restartAt).length >= 3, 5000);
+      const again = recordsOf(recs.items, A, ta.pid).filter((r) => r.at > restartAt).map((r) => r.msg.sequence);
       assert.deepEqual(again, again.map((_, i) => BigInt(i + 1)), 'sequences of the new instance');
       // agt-b never stopped: its sequence went on without a gap.
-      const seqB = of(recs.items, B, tb.pid).map((r) => r.msg.sequence);
+      const seqB = recordsOf(recs.items, B, tb.pid).map((r) => r.msg.sequence);
       assert.deepEqual(seqB, seqB.map((_, i) => BigInt(i + 1)));
 
       const off = await unary(fleet.client, 'turnOff', { id: ID });

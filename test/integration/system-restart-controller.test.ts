@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SessionEventKind, SessionState, type AggregationRecord } from '../../gen/damon/v1/damon.js';
+import { SessionEventKind, SessionState } from '../../gen/damon/v1/damon.js';
 import { unary, waitFor } from './support/grpc-client.js';
-import { endMs, watchEvents, watchRecords, type Arrived } from './support/nats-watch.js';
+import { endMs, watchEvents, watchRecords, recordsOf } from './support/nats-watch.js';
 import {
   AGGREGATION_MS,
   EXITED,
@@ -24,9 +24,6 @@ const A = 'ctl-a';
 const B = 'ctl-b';
 const ID = 'survives';
 
-function of(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
-  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
-}
 
 describe('whole system: controller killed (-9)', () => {
   let fleet: Fleet;
@@ -45,14 +42,14 @@ describe('whole system: controller killed (-9)', () => {
     await fleet.nc.flush();
     try {
       const { session: on } = await sessionOn(fleet, ID, [{ host: A, pid: ta.pid }, { host: B, pid: tb.pid }]);
-      await waitFor('records of both targets', () => of(recs.items, A, ta.pid).length > 0 && of(recs.items, B, tb.pid).length > 0, 5000);
+      await waitFor('records of both targets', () => recordsOf(recs.items, A, ta.pid).length > 0 && recordsOf(recs.items, B, tb.pid).length > 0, 5000);
       const { agents: before } = await unary(fleet.client, 'listAgents', {});
 
       await fleet.controller.kill9();
       const killedAt = Date.now();
       await waitFor(
         'three records of each target while the controller is down',
-        () => [of(recs.items, A, ta.pid), of(recs.items, B, tb.pid)].every((rs) => rs.filter((r) => r.at > killedAt).length >= 3),
+        () => [recordsOf(recs.items, A, ta.pid), recordsOf(recs.items, B, tb.pid)].every((rs) => rs.filter((r) => r.at > killedAt).length >= 3),
         5000,
       );
       assert.ok(fleet.controller.exited(), 'the controller is still down');
@@ -93,12 +90,12 @@ describe('whole system: controller killed (-9)', () => {
       });
       assert.ok(!fleet.controller.log.some((l) => l.includes(`session ${ID}: dispatching to ${A}`)), 'ctl-a was dispatched again');
       // ctl-a's records went on without a gap or a restart across the outage.
-      const seqA = of(recs.items, A, ta.pid).map((r) => r.msg.sequence);
+      const seqA = recordsOf(recs.items, A, ta.pid).map((r) => r.msg.sequence);
       assert.deepEqual(seqA, seqA.map((_, i) => BigInt(i + 1)));
       const at = (re: RegExp) => Date.parse(fleet.controller.log.find((l) => re.test(l))?.split(' ')[0] ?? '');
       const up = at(/controller listening on /);
       t.diagnostic(
-        `controller down ${downFor} ms; ${of(recs.items, A, ta.pid).filter((r) => r.at > killedAt).length} records of ctl-a since the kill; ` +
+        `controller down ${downFor} ms; ${recordsOf(recs.items, A, ta.pid).filter((r) => r.at > killedAt).length} records of ctl-a since the kill; ` +
           `agents registered again ${at(/agent ctl-a registered/) - up} ms (ctl-a) and ${at(/agent ctl-b registered/) - up} ms (ctl-b) after it listened`,
       );
 

@@ -6,18 +6,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SessionEventKind, SessionState, type AggregationRecord } from '../../gen/damon/v1/damon.js';
+import { SessionEventKind, SessionState } from '../../gen/damon/v1/damon.js';
 import { collect, unary, waitFor } from './support/grpc-client.js';
-import { endMs, recordKey, storedRecords, watchRecords, type Arrived } from './support/nats-watch.js';
+import { endMs, recordKey, storedRecords, watchRecords, recordsOf } from './support/nats-watch.js';
 import { AGGREGATION_MS, RUNNING, sessionOn, startFleet, statusOf, waitSession, type Fleet } from './support/system-env.js';
 
 const A = 'nts-a';
 const B = 'nts-b';
 const ID = 'outlasts';
 
-function of(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
-  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
-}
 
 describe('whole system: nats-server killed (-9)', () => {
   let fleet: Fleet;
@@ -37,7 +34,7 @@ describe('whole system: nats-server killed (-9)', () => {
     await fleet.nc.flush();
     try {
       await sessionOn(fleet, ID, targets);
-      await waitFor('three records of each target', () => targets.every((x) => of(recs.items, x.host, x.pid).length >= 3), 5000);
+      await waitFor('three records of each target', () => targets.every((x) => recordsOf(recs.items, x.host, x.pid).length >= 3), 5000);
       const stored = await storedRecords(fleet.nc, ID);
       assert.ok(stored.length >= 6, `${stored.length} records stored before the kill`);
 
@@ -49,7 +46,7 @@ describe('whole system: nats-server killed (-9)', () => {
 
       await waitFor(
         'records of each target monitored after the restart',
-        () => targets.every((x) => of(recs.items, x.host, x.pid).some((r) => endMs(r.msg) > restartedAt)),
+        () => targets.every((x) => recordsOf(recs.items, x.host, x.pid).some((r) => endMs(r.msg) > restartedAt)),
         15_000,
       );
       // The controller is back on NATS: it reads the session from the bucket again ...

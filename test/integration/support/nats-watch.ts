@@ -61,3 +61,8 @@ export function recordKey(r: AggregationRecord): string {
 export function endMs(r: AggregationRecord): number {
   return Number(r.endTimeNs / 1_000_000n);
 }
+
+/** The records of one target (host and pid), in arrival order. */
+export function recordsOf(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
+  return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
+}
