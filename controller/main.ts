@@ -5,6 +5,7 @@ import { createLogger } from '../common/log.js';
 import type { StreamLimits } from '../common/nats.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
+import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
 
 export const USAGE = `usage: damon-fleet controller [options]
 
@@ -29,27 +30,6 @@ export const USAGE = `usage: damon-fleet controller [options]
 
 Without a token or TLS the controller only listens on a loopback address.
 DURATION: 500ms, 10s, 5m, 24h, 7d. BYTES: 1048576, 512K, 64M, 1G.`;
-
-class UsageError extends Error {}
-
-/** "500ms", "10s", "5m", "24h", "7d" -> milliseconds. */
-export function parseDuration(option: string, text: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-  if (!m) throw new UsageError(`${option} ${text}: expected a duration like 500ms, 10s, 5m, 24h, 7d`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  const v = Number(m[1]) * unit;
-  if (v <= 0 || !Number.isSafeInteger(v)) throw new UsageError(`${option} ${text}: must be positive`);
-  return v;
-}
-
-/** "1048576", "512K", "64M", "1G" -> bytes. */
-export function parseBytes(option: string, text: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${option} ${text}: expected bytes like 1048576, 512K, 64M, 1G`);
-  const v = Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
-  if (v <= 0 || !Number.isSafeInteger(v)) throw new UsageError(`${option} ${text}: must be positive`);
-  return v;
-}
 
 function isLoopback(listen: string): boolean {
   const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
@@ -106,12 +86,12 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
         'or --tls-cert/--tls-key/--tls-ca, or listen on a loopback address',
     );
   }
-  const dedup = values['dedup-window'] ? parseDuration('--dedup-window', values['dedup-window']) : undefined;
+  const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
   const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
     const l: Partial<StreamLimits> = {};
     const age = values[`${which}-max-age`];
     const bytes = values[`${which}-max-bytes`];
-    if (age) l.maxAgeMs = parseDuration(`--${which}-max-age`, age);
+    if (age) l.maxAgeMs = parseDurationMs(`--${which}-max-age`, age);
     if (bytes) l.maxBytes = parseBytes(`--${which}-max-bytes`, bytes);
     if (dedup) l.duplicateWindowMs = dedup;
     return l;
@@ -122,8 +102,8 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
     credentials,
     clientToken,
     agentTlsServerName: values['agent-tls-name'],
-    leaseTtlMs: parseDuration('--lease-ttl', values['lease-ttl']!),
-    heartbeatIntervalMs: parseDuration('--heartbeat', values.heartbeat!),
+    leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
+    heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),
     streams: { records: limits('records'), events: limits('events') },
   };
 }

@@ -55,13 +55,3 @@ export function heatStrip(rec: AggregationRecord, width: number): string {
   }
   return out;
 }
-
-/** "1.5s", "250ms", "2m" -> microseconds. */
-export function parseDuration(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)(us|ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new Error(`${what}: "${text}" is not a duration (e.g. 500ms, 10s, 2m)`);
-  const scale = { us: 1, ms: 1e3, s: 1e6, m: 60e6, h: 3600e6 }[(m[2] ?? 's') as 'us' | 'ms' | 's' | 'm' | 'h'];
-  const us = Math.round(Number(m[1]) * scale);
-  if (us <= 0) throw new Error(`${what}: must be positive, got "${text}"`);
-  return us;
-}

@@ -11,7 +11,7 @@ import { PageIdleOperations } from '../ops/page-idle.js';
 import { SyntheticOperations } from '../ops/synthetic.js';
 import { loadWorkload, PRESET_NAMES } from '../ops/synthetic-presets.js';
 import { LiveView } from './live-view.js';
-import { parseDuration } from './format.js';
+import { OptionError, parseDurationUs } from '../../common/cli-values.js';
 
 const USAGE = `usage: damon-fleet record (--pid PID ... | --ops synthetic --workload NAME|FILE) [options]
 
@@ -90,9 +90,9 @@ function parseOptions(argv: string[]): RecordOptions {
   };
   attrs = validateAttributes({
     ...attrs,
-    ...(values.sample !== undefined && { samplingUs: parseDuration(values.sample, '--sample') }),
-    ...(values.aggr !== undefined && { aggregationUs: parseDuration(values.aggr, '--aggr') }),
-    ...(values.update !== undefined && { updateUs: parseDuration(values.update, '--update') }),
+    ...(values.sample !== undefined && { samplingUs: parseDurationUs('--sample', values.sample) }),
+    ...(values.aggr !== undefined && { aggregationUs: parseDurationUs('--aggr', values.aggr) }),
+    ...(values.update !== undefined && { updateUs: parseDurationUs('--update', values.update) }),
     ...(values['min-nr-regions'] !== undefined && { minNrRegions: int(values['min-nr-regions'], 'min-nr-regions') }),
     ...(values['max-nr-regions'] !== undefined && { maxNrRegions: int(values['max-nr-regions'], 'max-nr-regions') }),
   });
@@ -131,7 +131,7 @@ function parseOptions(argv: string[]): RecordOptions {
     out,
     format,
     version,
-    durationUs: values.duration !== undefined ? parseDuration(values.duration, '--duration') : undefined,
+    durationUs: values.duration !== undefined ? parseDurationUs('--duration', values.duration) : undefined,
     quiet: values.quiet ?? false,
     adjust,
   };
@@ -227,7 +227,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`damon-fleet record: ${msg}\n`);
     const parseError = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
     if (parseError) process.stderr.write(USAGE);
-    return parseError || e instanceof UsageError || e instanceof AttributeError ? 2 : 1;
+    return parseError || e instanceof UsageError || e instanceof OptionError || e instanceof AttributeError ? 2 : 1;
   }
   try {
     return await record(o);

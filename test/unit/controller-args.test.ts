@@ -5,7 +5,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseBytes, parseControllerArgs, parseDuration } from '../../controller/main.js';
+import { parseControllerArgs } from '../../controller/main.js';
+import { parseBytes, parseDurationMs as parseDuration } from '../../common/cli-values.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-args-'));
 const tokenFile = join(dir, 'token');
