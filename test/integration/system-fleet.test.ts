@@ -6,7 +6,7 @@
 // (TurnOff waits for the agents to stop and flush, so one interval is slack for clocks and
 // delivery). Target exits show as events on NATS and turn the session off.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostToken } from '../../common/subjects.js';
 import { SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
@@ -20,9 +20,8 @@ import {
   getSession,
   killTarget,
   sessionOn,
-  startFleet,
+  useFleet,
   statusOf,
-  type Fleet,
 } from './support/system-env.js';
 
 const A = 'node-1';
@@ -34,15 +33,10 @@ const { SESSION_EVENT_KIND_ON: ON, SESSION_EVENT_KIND_OFF: OFF, SESSION_EVENT_KI
 
 
 describe('whole system: three agents', () => {
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet([A, B, C]);
-  }, { timeout: 90_000 });
-  after(async () => {
-    await fleet?.close();
-  });
+  const env = useFleet([A, B, C]);
 
   test('a session on two of three hosts: records from both within two aggregation intervals of on, none after off', { timeout: 60_000 }, async (t) => {
+    const { fleet } = env;
     const targets = [
       { host: A, pid: fleet.target().pid },
       { host: A, pid: fleet.target().pid },
@@ -108,6 +102,7 @@ describe('whole system: three agents', () => {
   });
 
   test('target exits: TARGET_EXITED on the events subject while the rest goes on; the last exit turns the session off', { timeout: 60_000 }, async () => {
+    const { fleet } = env;
     const x = fleet.target();
     const y = fleet.target();
     const events = watchEvents(fleet.nc, 'exits');

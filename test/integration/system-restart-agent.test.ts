@@ -3,7 +3,7 @@
 // instance), it registers, gets the session back from the controller, and records flow
 // from the new instance (sequences from 1 again).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SessionState } from '../../gen/damon/v1/damon.js';
 import { unary, waitFor } from './support/grpc-client.js';
@@ -13,10 +13,9 @@ import {
   PENDING,
   RUNNING,
   sessionOn,
-  startFleet,
+  useFleet,
   statusOf,
   waitSession,
-  type Fleet,
 } from './support/system-env.js';
 
 const A = 'agt-a';
@@ -25,15 +24,10 @@ const ID = 'comeback';
 
 
 describe('whole system: agent killed (-9)', () => {
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet([A, B]);
-  }, { timeout: 90_000 });
-  after(async () => {
-    await fleet?.close();
-  });
+  const env = useFleet([A, B]);
 
   test('restarted, it gets its session back and records flow again from the new instance', { timeout: 60_000 }, async () => {
+    const { fleet } = env;
     const ta = fleet.target();
     const tb = fleet.target();
     const recs = watchRecords(fleet.nc, ID);

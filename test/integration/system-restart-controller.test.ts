@@ -3,7 +3,7 @@
 // session still on in the bucket, the agents register again (same instances, not
 // re-dispatched), and it reconciles what changed meanwhile (a target that exited).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SessionEventKind, SessionState } from '../../gen/damon/v1/damon.js';
 import { unary, waitFor } from './support/grpc-client.js';
@@ -14,10 +14,9 @@ import {
   RUNNING,
   killTarget,
   sessionOn,
-  startFleet,
+  useFleet,
   statusOf,
   waitSession,
-  type Fleet,
 } from './support/system-env.js';
 
 const A = 'ctl-a';
@@ -26,15 +25,10 @@ const ID = 'survives';
 
 
 describe('whole system: controller killed (-9)', () => {
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet([A, B]);
-  }, { timeout: 90_000 });
-  after(async () => {
-    await fleet?.close();
-  });
+  const env = useFleet([A, B]);
 
   test('records flow while it is down; restarted, the session is still on and reconciles', { timeout: 60_000 }, async (t) => {
+    const { fleet } = env;
     const ta = fleet.target();
     const tb = fleet.target();
     const recs = watchRecords(fleet.nc, ID);

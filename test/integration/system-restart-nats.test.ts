@@ -4,12 +4,12 @@
 // JetStream had stored before the kill is still in the stream afterwards, with each
 // target's records there exactly once (the ones held during the outage included).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SessionEventKind, SessionState } from '../../gen/damon/v1/damon.js';
 import { collect, unary, waitFor } from './support/grpc-client.js';
 import { endMs, recordKey, storedRecords, watchRecords, recordsOf } from './support/nats-watch.js';
-import { AGGREGATION_MS, RUNNING, sessionOn, startFleet, statusOf, waitSession, type Fleet } from './support/system-env.js';
+import { AGGREGATION_MS, RUNNING, sessionOn, useFleet, statusOf, waitSession } from './support/system-env.js';
 
 const A = 'nts-a';
 const B = 'nts-b';
@@ -17,15 +17,10 @@ const ID = 'outlasts';
 
 
 describe('whole system: nats-server killed (-9)', () => {
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet([A, B]);
-  }, { timeout: 90_000 });
-  after(async () => {
-    await fleet?.close();
-  });
+  const env = useFleet([A, B]);
 
   test('agents and controller reconnect; records stored before the kill are still there', { timeout: 60_000 }, async (t) => {
+    const { fleet } = env;
     const targets = [
       { host: A, pid: fleet.target().pid },
       { host: B, pid: fleet.target().pid },

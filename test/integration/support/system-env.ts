@@ -3,6 +3,7 @@
 // as processes, a Controller client, a NATS connection of the test's own, and real
 // processes (`sleep`) as targets. Sessions use the synthetic operations (this host has no
 // page_idle), which still watch the real target processes for exit.
+import { after, before } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../../common/nats.js';
 import { TargetState, type AgentClient, type ControllerClient, type Session, type TargetStatus } from '../../../gen/damon/v1/damon.js';
@@ -147,3 +148,23 @@ export const EXITED = TargetState.TARGET_STATE_EXITED;
 export const PENDING = TargetState.TARGET_STATE_PENDING;
 
 export { killTarget };
+
+/**
+ * Starts a fleet before a suite's tests and closes it after them (call inside describe);
+ * tests read it as `env.fleet`.
+ */
+export function useFleet(hosts: string[]): { readonly fleet: Fleet } {
+  let fleet: Fleet | undefined;
+  before(async () => {
+    fleet = await startFleet(hosts);
+  }, { timeout: 90_000 });
+  after(async () => {
+    await fleet?.close();
+  });
+  return {
+    get fleet(): Fleet {
+      if (!fleet) throw new Error('the fleet did not start (see the before hook)');
+      return fleet;
+    },
+  };
+}
