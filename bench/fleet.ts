@@ -29,6 +29,8 @@ import { RECORDS_STREAM, recordsFilter, recordsSubject } from '../common/subject
 import { AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
 import { agentClient, killTarget, spawnTarget, tempDir } from '../test/integration/support/agent-env.js';
 import { FakeAgent } from '../test/integration/support/fake-agent.js';
+import { makeTestCredentials } from '../test/integration/support/credentials.js';
+import { IdentityTable } from '../common/grpc-access.js';
 import { spawnAgent, spawnController, type FleetProcess } from '../test/integration/support/fleet-processes.js';
 import { controllerClient, unary, waitFor } from '../test/integration/support/grpc-client.js';
 import { freePort, startNatsServer, type NatsServer } from '../test/integration/support/nats-server.js';
@@ -36,7 +38,6 @@ import { presetWorkload } from '../agent/ops/synthetic-presets.js';
 import { median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const REGION_COUNTS = [10, 100, 1000] as const;
-const TOKEN = 'bench-fleet-token';
 /** A realistic origin: host names and pids are part of every record. */
 const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678 };
 
@@ -167,13 +168,14 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
   const targets = Array.from({ length: 4 }, () => spawnTarget());
   const data = tempDir('damon-bench-fleet-');
   const procs: FleetProcess[] = [];
+  const creds = makeTestCredentials(['latency-host']);
   let client: ControllerClient | undefined;
   try {
     const listen = `127.0.0.1:${await freePort()}`;
-    procs.push(await spawnController({ listen, nats: nats.url, token: TOKEN, leaseTtlMs: 1200, heartbeatMs: 200 }));
-    const agent = await spawnAgent({ host: 'latency-host', controller: listen, nats: nats.url, token: TOKEN, dataDir: data.path });
+    procs.push(await spawnController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: 1200, heartbeatMs: 200 }));
+    const agent = await spawnAgent({ host: 'latency-host', controller: listen, nats: nats.url, credentials: creds.layout, dataDir: data.path });
     procs.push(agent);
-    client = controllerClient(listen, { token: TOKEN });
+    client = controllerClient(listen, creds.operator);
     const c = client;
     await waitFor('the agent live', async () => (await unary(c, 'listAgents', {})).agents.some((a) => a.live), 15_000);
     p.tick('latency: controller and agent up');
@@ -218,7 +220,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     }
     measuring = false;
     const session = await unary(c, 'getSession', { id });
-    const direct = agentClient(agent.address, { token: TOKEN });
+    const direct = agentClient(agent.address, creds.controllerToAgent('latency-host'));
     const observed = await unary(direct, 'getState', {}).finally(() => direct.close());
     await unary(c, 'turnOff', { id });
     messages.stop();
@@ -242,6 +244,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     for (const proc of procs.reverse()) await proc.stop(3000);
     await Promise.all(targets.map(killTarget));
     data.remove();
+    creds.remove();
   }
 }
 
@@ -266,15 +269,23 @@ function processCpuS(pid: number): number {
 
 async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, tick: (what: string) => void) {
   const listen = `127.0.0.1:${await freePort()}`;
-  const ctl = await spawnController({ listen, nats: nats.url, token: TOKEN, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
-  const client = controllerClient(listen, { token: TOKEN });
+  const hosts = Array.from({ length: FLEET_AGENTS }, (_, i) => `fleet-${String(i).padStart(3, '0')}`);
+  const creds = makeTestCredentials(hosts);
+  const ctl = await spawnController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
+  const client = controllerClient(listen, creds.operator);
   const agents: FakeAgent[] = [];
   try {
     for (let i = 0; i < FLEET_AGENTS; i += 20) {
       agents.push(
         ...(await Promise.all(
           Array.from({ length: Math.min(20, FLEET_AGENTS - i) }, (_, k) =>
-            new FakeAgent({ host: `fleet-${String(i + k).padStart(3, '0')}`, controller: listen, credentials: { token: TOKEN }, heartbeatMs: FLEET_HEARTBEAT_MS }).start(),
+            new FakeAgent({
+              host: hosts[i + k],
+              controller: listen,
+              credentials: creds.agent(hosts[i + k]),
+              accept: { identities: IdentityTable.readFile(creds.layout.agent(hosts[i + k]).identities) },
+              heartbeatMs: FLEET_HEARTBEAT_MS,
+            }).start(),
           ),
         )),
       );
@@ -340,6 +351,7 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
     client.close();
     await Promise.all(agents.map((a) => a.stop()));
     await ctl.stop(3000);
+    creds.remove();
   }
 }
 

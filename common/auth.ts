@@ -1,9 +1,7 @@
-// Cluster credentials: bearer tokens in call metadata and mutual TLS, for the servers
-// (controller, agents) and for their clients.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// What a process presents over gRPC: a bearer token in call metadata and/or a mutual-TLS
+// certificate, read from files. Who is accepted is grpc-access.ts's concern.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { RpcError, type Authorizer } from './grpc-server.js';
 
 /** Metadata key carrying `Bearer <token>` (gRPC metadata keys are lower case). */
 export const AUTH_METADATA_KEY = 'authorization';
@@ -23,39 +21,6 @@ export function readTokenFile(path: string): string {
   if (token.length === 0) throw new Error(`token file ${path}: empty`);
   if (/\s/.test(token)) throw new Error(`token file ${path}: a token must not contain whitespace`);
   return token;
-}
-
-// Hashing first gives equal-length inputs, so the comparison time says nothing about the token.
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
-
-/**
- * An Authorizer accepting calls whose metadata holds `authorization: Bearer <token>` for one of
- * `tokens` (compared in constant time). Missing or malformed metadata -> UNAUTHENTICATED; a
- * token that is not accepted -> PERMISSION_DENIED.
- */
-export function tokenAuthorizer(tokens: string | readonly string[]): Authorizer {
-  const accepted = (typeof tokens === 'string' ? [tokens] : [...tokens]).map((t) => {
-    if (t.length === 0) throw new Error('tokenAuthorizer: empty token');
-    return digest(t);
-  });
-  if (accepted.length === 0) throw new Error('tokenAuthorizer: no tokens');
-  return (metadata) => {
-    const values = metadata.get(AUTH_METADATA_KEY);
-    if (values.length === 0) {
-      throw new RpcError(grpc.status.UNAUTHENTICATED, 'missing "authorization: Bearer <token>" metadata');
-    }
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(String(values[0]));
-    if (!m) {
-      throw new RpcError(grpc.status.UNAUTHENTICATED, 'malformed authorization metadata: expected "Bearer <token>"');
-    }
-    const presented = digest(m[1]);
-    let ok = false;
-    // No early exit: every accepted token is compared.
-    for (const a of accepted) ok = timingSafeEqual(a, presented) || ok;
-    if (!ok) throw new RpcError(grpc.status.PERMISSION_DENIED, 'token not accepted');
-  };
 }
 
 /** Metadata with `authorization: Bearer <token>`, for a single call. */
@@ -122,26 +87,21 @@ export function clientTlsCredentials(tls: TlsMaterial): grpc.ChannelCredentials 
 }
 
 /**
- * What a process presents to (and demands from) the other members of the cluster:
- * a bearer token, mutual TLS, both, or neither (plain text, no auth).
+ * What a process presents: its own token, its certificate (mutual TLS: the same
+ * material serves its server side), both, or neither (plain text, no credential).
  */
-export interface ClusterCredentials {
+export interface Credentials {
   token?: string;
   tls?: TlsMaterial;
 }
 
 /** Server credentials for `creds`: mutual TLS when it has TLS material, else insecure. */
-export function serverCredentials(creds: ClusterCredentials): grpc.ServerCredentials {
+export function serverCredentials(creds: Credentials): grpc.ServerCredentials {
   return creds.tls ? serverTlsCredentials(creds.tls) : grpc.ServerCredentials.createInsecure();
 }
 
-/** The Authorizer for `creds`: its token, or none when it has no token. */
-export function serverAuthorizer(creds: ClusterCredentials): Authorizer | undefined {
-  return creds.token ? tokenAuthorizer(creds.token) : undefined;
-}
-
 /** Channel credentials for `creds`: mutual TLS when it has TLS material, else insecure. */
-export function channelCredentials(creds: ClusterCredentials): grpc.ChannelCredentials {
+export function channelCredentials(creds: Credentials): grpc.ChannelCredentials {
   return creds.tls ? clientTlsCredentials(creds.tls) : grpc.credentials.createInsecure();
 }
 
@@ -155,7 +115,7 @@ export const RECONNECT_BACKOFF: Partial<grpc.ClientOptions> = Object.freeze({
  * Client options for `creds`: the token interceptor when it has a token. Extra options
  * (e.g. 'grpc.ssl_target_name_override' when certificates name another host) are merged in.
  */
-export function clientOptions(creds: ClusterCredentials, extra: Partial<grpc.ClientOptions> = {}): Partial<grpc.ClientOptions> {
+export function clientOptions(creds: Credentials, extra: Partial<grpc.ClientOptions> = {}): Partial<grpc.ClientOptions> {
   const interceptors = [...(extra.interceptors ?? [])];
   if (creds.token) interceptors.push(tokenInterceptor(creds.token));
   // Controller and agents restart as ordinary events: grpc-js's default backoff (1 s growing

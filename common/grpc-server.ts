@@ -27,11 +27,27 @@ export function statusName(code: grpc.status): string {
   return grpc.status[code] ?? `status ${code}`;
 }
 
+/** The part of a server call that tells who is calling. */
+export type AuthCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'>;
+
 /**
- * Checks a call's credentials before its handler runs; throws RpcError
- * (UNAUTHENTICATED / PERMISSION_DENIED) to refuse it. See tokenAuthorizer in auth.ts.
+ * Checks a call's credentials before its handler runs, given the method's path
+ * ("/damon.v1.Controller/GetSession"); throws RpcError (UNAUTHENTICATED /
+ * PERMISSION_DENIED) to refuse it, or returns who the caller is, which the handler reads
+ * with authorizedCaller(call). See accessAuthorizer in grpc-access.ts.
  */
-export type Authorizer = (metadata: grpc.Metadata) => void;
+export type Authorizer = (call: AuthCall, method: string) => unknown;
+
+const callers = new WeakMap<object, unknown>();
+
+/** What the Authorizer returned for `call` (undefined when the server has none). */
+export function authorizedCaller(call: object): unknown {
+  return callers.get(call);
+}
+
+function authorizeCall(authorize: Authorizer | undefined, call: AuthCall, method: string): void {
+  if (authorize) callers.set(call, authorize(call, method));
+}
 
 /**
  * Turns anything a handler threw into a gRPC status (after `mapError`, if given, had its say):
@@ -104,7 +120,7 @@ export function implement<S extends grpc.ServiceDefinition>(
     if (!def.responseStream) {
       out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         (async () => {
-          options.authorize?.(call.metadata);
+          authorizeCall(options.authorize, call, method);
           return fn(call.request, call);
         })().then(
           (res) => callback(null, res),
@@ -114,7 +130,7 @@ export function implement<S extends grpc.ServiceDefinition>(
     } else {
       out[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
         (async () => {
-          options.authorize?.(call.metadata);
+          authorizeCall(options.authorize, call, method);
           await fn(call);
         })().then(
           () => {

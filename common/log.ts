@@ -60,3 +60,12 @@ export class StateLog<S extends string> {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * At most `max` characters of untrusted input, for a message or a log line: control
+ * characters (newlines included) escaped, the rest cut with an ellipsis and the length.
+ */
+export function excerpt(text: string, max = 64): string {
+  const flat = text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return flat.length <= max ? flat : `${flat.slice(0, max)}... (${text.length} characters)`;
+}

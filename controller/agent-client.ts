@@ -1,7 +1,7 @@
 // Calls to one agent's Agent service with the cluster credentials (token in metadata,
 // mutual-TLS client certificates, or both), each with a deadline.
 import * as grpc from '@grpc/grpc-js';
-import { channelCredentials, clientOptions, type ClusterCredentials } from '../common/auth.js';
+import { channelCredentials, clientOptions, type Credentials } from '../common/auth.js';
 import {
   AgentClient,
   type ApplySessionResponse,
@@ -11,7 +11,7 @@ import {
 
 /** Options of AgentConnection. */
 export interface AgentConnectionOptions {
-  credentials: ClusterCredentials;
+  credentials: Credentials;
   /** Deadline of each call (default 5000 ms). */
   callTimeoutMs?: number;
   /** Name to verify the agent's certificate against when it differs from the address' host. */

@@ -1,7 +1,9 @@
 // Wires the controller together: NATS (streams, session bucket), the agent registry, the
 // reconcile loop and the gRPC server (Controller, Registry, health, reflection).
 import type { NatsConnection } from '@nats-io/transport-node';
-import { serverCredentials, tokenAuthorizer, type ClusterCredentials } from '../common/auth.js';
+import { serverCredentials, type TlsMaterial } from '../common/auth.js';
+import { WatchedIdentities, accessAuthorizer, agentCallToken, type IdentityTable } from '../common/grpc-access.js';
+import { checkTrust } from '../common/trust.js';
 import * as grpc from '@grpc/grpc-js';
 import {
   RpcError,
@@ -30,13 +32,19 @@ export interface ControllerOptions {
   /** NATS server URL(s). */
   nats: string | string[];
   /**
-   * Cluster credentials: agents present the token to the Registry, the controller presents
-   * it (and its TLS client certificate) to agents; with TLS the server demands client
-   * certificates signed by the CA.
+   * Who may call: identities by token, from an identities file (read again when it
+   * changes) or a fixed table (operators, readers, agents; see grpc-access.ts).
    */
-  credentials?: ClusterCredentials;
-  /** Token Controller-service clients present; defaults to the cluster token. */
-  clientToken?: string;
+  identities?: string | IdentityTable;
+  /**
+   * Mutual TLS: the server demands client certificates signed by the CA (their URI SANs
+   * name identities) and presents its certificate to agents.
+   */
+  tls?: TlsMaterial;
+  /** The key the token presented to each agent derives from (agentCallToken). */
+  agentKey?: string;
+  /** No authentication at all; on a loopback address only (local trials, tests). */
+  insecure?: boolean;
   /** Agent lease (default 5000 ms) and the heartbeat interval agents are told (default 1000 ms). */
   leaseTtlMs?: number;
   heartbeatIntervalMs?: number;
@@ -72,14 +80,26 @@ export interface RunningController {
 /** Starts a controller; resolves once it serves. */
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const log = o.log ?? silentLogger;
-  const creds = o.credentials ?? {};
+  checkTrust(
+    o.listen,
+    { identities: o.identities !== undefined, tls: o.tls !== undefined, ownCredential: o.agentKey !== undefined, insecure: o.insecure ?? false },
+    { accept: '--identities FILE', present: '--agent-key-file FILE' },
+  );
   const leaseTtlMs = o.leaseTtlMs ?? 5000;
   const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 1000;
   if (!(heartbeatIntervalMs > 0 && leaseTtlMs > heartbeatIntervalMs)) {
     throw new Error(`lease TTL (${leaseTtlMs} ms) must exceed the heartbeat interval (${heartbeatIntervalMs} ms), both positive`);
   }
 
-  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', log });
+  const identities = typeof o.identities === 'string' ? new WatchedIdentities(o.identities, log) : o.identities;
+  const closeIdentities = () => {
+    if (identities instanceof WatchedIdentities) identities.close();
+  };
+  const access = o.insecure ? undefined : accessAuthorizer({ identities, tls: o.tls !== undefined });
+  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', log }).catch((err) => {
+    closeIdentities();
+    throw err;
+  });
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
     await ensureStreams(js, o.streams, log);
@@ -91,8 +111,13 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       leaseTtlMs,
       heartbeatIntervalMs,
       log,
-      connect: (address) =>
-        new AgentConnection(address, { credentials: creds, callTimeoutMs: o.agentCallTimeoutMs, tlsServerName: o.agentTlsServerName }),
+      connect: (host, address) =>
+        new AgentConnection(address, {
+          // Each agent is shown a token of its own: one agent cannot replay it to another.
+          credentials: { tls: o.tls, token: o.agentKey === undefined ? undefined : agentCallToken(o.agentKey, host) },
+          callTimeoutMs: o.agentCallTimeoutMs,
+          tlsServerName: o.agentTlsServerName,
+        }),
       onChange: () => reconciler?.nudge(),
     });
     const lifecycle = new SessionLifecycle(store, registry, events, locks, log);
@@ -103,7 +128,6 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     });
     const rec = reconciler;
 
-    const clientToken = o.clientToken ?? creds.token;
     const { server, health } = createServer({
       services: [
         {
@@ -112,29 +136,30 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           implementation: implement(
             ControllerService,
             controllerHandlers({ store, registry, lifecycle, locks, js, log, nudge: () => rec.nudge() }),
-            { authorize: clientToken ? tokenAuthorizer(clientToken) : undefined, log, mapError: natsUnavailable },
+            { authorize: access, log, mapError: natsUnavailable },
           ),
         },
         {
           name: SERVICE_NAMES.registry,
           definition: RegistryService,
           implementation: implement(RegistryService, registryHandlers(registry), {
-            authorize: creds.token ? tokenAuthorizer(creds.token) : undefined,
+            authorize: access,
             log,
             mapError: natsUnavailable,
           }),
         },
       ],
     });
-    const port = await bindServer(server, o.listen, serverCredentials(creds));
+    const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls }));
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     reconciler.start();
     const sessions = await store.list();
     const on = sessions.filter((v) => v.session.state === 'on').length;
     log.info(
-      `controller listening on ${address} (${creds.tls ? 'mutual TLS' : 'plain text'}, ` +
-        `${clientToken ? 'token auth' : 'no token auth'}); ${sessions.length} sessions in store, ${on} on; ` +
+      `controller listening on ${address} (${o.tls ? 'mutual TLS' : 'plain text'}, ` +
+        `${o.insecure ? 'NO AUTHENTICATION (--insecure, loopback only)' : `${identities?.entries.length ?? 0} identities by token${o.tls ? ' and certificates' : ''}`}); ` +
+        `${sessions.length} sessions in store, ${on} on; ` +
         `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
     );
 
@@ -152,6 +177,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           await rec.stop();
           await shutdownServer(server, 1000);
           registry.close();
+          closeIdentities();
           await nc.close();
           log.info('controller stopped');
         })();
@@ -159,6 +185,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       },
     };
   } catch (err) {
+    closeIdentities();
     await nc.close();
     throw err;
   }

@@ -1,23 +1,27 @@
 // `damon-fleet controller`: runs the controller until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { readTls, readTokenFile, type ClusterCredentials } from '../common/auth.js';
+import { readTls, readTokenFile } from '../common/auth.js';
 import { createLogger } from '../common/log.js';
 import type { StreamLimits } from '../common/nats.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
+import { checkTrust } from '../common/trust.js';
 import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
 
 export const USAGE = `usage: damon-fleet controller [options]
 
   --listen HOST:PORT          gRPC address (default 127.0.0.1:7100)
   --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
-  --token-file FILE           cluster token: agents and clients must present it
-                              ("authorization: Bearer <token>"); or DAMON_FLEET_TOKEN
-  --client-token-file FILE    a separate token for Controller-service clients
+  --identities FILE           who may call, by token: operators, readers, agents (with
+                              the addresses each may register); re-read when it changes.
+                              Written by \`damon-fleet credentials\`
+  --agent-key-file FILE       the key that the token shown to each agent derives from
   --tls-cert FILE --tls-key FILE --tls-ca FILE
                               mutual TLS: this server's certificate and key, and the CA
                               that signs agents' and clients' certificates (also used
-                              to call agents)
+                              to call agents); a certificate names its identity with a
+                              URI SAN spiffe://damon-fleet/<role>[/<name>]
+  --insecure                  no authentication at all; only with a loopback --listen
   --agent-tls-name NAME       verify agents' certificates against NAME instead of
                               their address' host
   --lease-ttl DURATION        agent lease (default 5s)
@@ -28,13 +32,9 @@ export const USAGE = `usage: damon-fleet controller [options]
   --events-max-bytes BYTES    DAMON_EVENTS retention by size (default 64M)
   --dedup-window DURATION     Nats-Msg-Id de-duplication window of both streams (default 2m)
 
-Without a token or TLS the controller only listens on a loopback address.
+Callers present "authorization: Bearer <token>" or a client certificate. Health and
+reflection answer without a credential; every damon.v1 method demands one.
 DURATION: 500ms, 10s, 5m, 24h, 7d. BYTES: 1048576, 512K, 64M, 1G.`;
-
-function isLoopback(listen: string): boolean {
-  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
-}
 
 function parseControllerOptions(argv: string[]) {
   return parseArgs({
@@ -43,8 +43,9 @@ function parseControllerOptions(argv: string[]) {
     options: {
       listen: { type: 'string', default: '127.0.0.1:7100' },
       nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
-      'token-file': { type: 'string' },
-      'client-token-file': { type: 'string' },
+      identities: { type: 'string' },
+      'agent-key-file': { type: 'string' },
+      insecure: { type: 'boolean', default: false },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
@@ -61,7 +62,7 @@ function parseControllerOptions(argv: string[]) {
 }
 
 /** Parses the command line into controller options; throws UsageError naming the bad option. */
-export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ControllerOptions {
+export function parseControllerArgs(argv: string[]): ControllerOptions {
   let parsed;
   try {
     parsed = parseControllerOptions(argv);
@@ -73,18 +74,19 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
   if (!/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/.test(values.listen!)) {
     throw new UsageError(`--listen ${values.listen}: expected HOST:PORT`);
   }
-  const credentials: ClusterCredentials = {};
-  if (values['token-file']) credentials.token = readTokenFile(values['token-file']);
-  else if (env.DAMON_FLEET_TOKEN) credentials.token = env.DAMON_FLEET_TOKEN.trim();
   const tlsGiven = [values['tls-cert'], values['tls-key'], values['tls-ca']].filter(Boolean).length;
   if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
-  if (tlsGiven === 3) credentials.tls = readTls({ cert: values['tls-cert']!, key: values['tls-key']!, ca: values['tls-ca']! });
-  const clientToken = values['client-token-file'] ? readTokenFile(values['client-token-file']) : undefined;
-  if (!credentials.token && !credentials.tls && !isLoopback(values.listen!)) {
-    throw new UsageError(
-      `refusing to listen on ${values.listen} without credentials: give --token-file (or DAMON_FLEET_TOKEN) ` +
-        'or --tls-cert/--tls-key/--tls-ca, or listen on a loopback address',
+  const tls = tlsGiven === 3 ? readTls({ cert: values['tls-cert']!, key: values['tls-key']!, ca: values['tls-ca']! }) : undefined;
+  const agentKey = values['agent-key-file'] ? readTokenFile(values['agent-key-file']) : undefined;
+  const options = { identities: values.identities, tls, agentKey, insecure: values.insecure };
+  try {
+    checkTrust(
+      values.listen!,
+      { identities: Boolean(options.identities), tls: Boolean(tls), ownCredential: Boolean(agentKey), insecure: values.insecure! },
+      { accept: '--identities FILE', present: '--agent-key-file FILE' },
     );
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
   const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
@@ -99,8 +101,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
   return {
     listen: values.listen!,
     nats: values.nats!.split(',').map((s) => s.trim()).filter(Boolean),
-    credentials,
-    clientToken,
+    ...options,
     agentTlsServerName: values['agent-tls-name'],
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),

@@ -1,15 +1,16 @@
 // The damon.v1.Registry service: agents register and hold their lease by heartbeat.
 import type { AsyncHandlers } from '../common/grpc-server.js';
+import { callerOf } from '../common/grpc-access.js';
 import type { RegistryService } from '../gen/damon/v1/damon.js';
 import type { AgentRegistry } from './registry.js';
 
 export function registryHandlers(registry: AgentRegistry): AsyncHandlers<typeof RegistryService> {
   return {
-    async register(req) {
-      return registry.register(req);
+    async register(req, call) {
+      return registry.register(req, callerOf(call));
     },
-    async heartbeat(req) {
-      return registry.heartbeat(req);
+    async heartbeat(req, call) {
+      return registry.heartbeat(req, callerOf(call));
     },
   };
 }

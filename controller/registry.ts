@@ -5,6 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../common/grpc-server.js';
 import type { BasicLogger as Logger } from '../common/log.js';
 import { HOST_RE } from '../common/subjects.js';
+import { describeCaller, mayRegisterAddress, type Caller } from '../common/grpc-access.js';
+import { excerpt } from '../common/log.js';
 import type {
   AgentInfo,
   HeartbeatRequest,
@@ -37,7 +39,8 @@ export interface AgentEntry {
 export interface RegistryOptions {
   leaseTtlMs: number;
   heartbeatIntervalMs: number;
-  connect: (address: string) => AgentConnection;
+  /** A client of the host's agent at `address`. */
+  connect: (host: string, address: string) => AgentConnection;
   log: Logger;
   now?: () => number;
   /** Called when something a reconcile acts on changed (an agent came, went, or reported). */
@@ -59,6 +62,13 @@ function observedDigest(sessions: Iterable<ObservedSession>): string {
   );
 }
 
+// An agent's credential names its host: it speaks for that host only.
+function checkHost(host: string, caller: Caller | undefined): void {
+  if (caller && caller.name !== host) {
+    throw new RpcError(grpc.status.PERMISSION_DENIED, `${describeCaller(caller)} may not speak for host "${excerpt(host)}"`);
+  }
+}
+
 export class AgentRegistry {
   private readonly agents = new Map<string, AgentEntry>();
   private readonly now: () => number;
@@ -67,11 +77,23 @@ export class AgentRegistry {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Registry.Register: (re)places the host's agent; a new instance id means the agent restarted. */
-  register(req: RegisterRequest): RegisterResponse {
-    if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: "${req.host}"`);
-    if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got "${req.address}"`);
+  /**
+   * Registry.Register: (re)places the host's agent; a new instance id means the agent
+   * restarted. `caller` (absent only on a server without authentication) must be that
+   * host's agent, and the address must be one its credential names.
+   */
+  register(req: RegisterRequest, caller?: Caller): RegisterResponse {
+    if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: "${excerpt(req.host)}"`);
+    if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got "${excerpt(req.address)}"`);
     if (req.instanceId === '') throw invalid('instance_id: required (new on every agent start)');
+    checkHost(req.host, caller);
+    if (caller && !mayRegisterAddress(caller, req.address)) {
+      throw new RpcError(
+        grpc.status.PERMISSION_DENIED,
+        `${describeCaller(caller)} may not register address ${req.address}: its ${caller.via} names ` +
+          `${caller.addresses.length ? caller.addresses.join(', ') : 'no address'}`,
+      );
+    }
     const { log } = this.opts;
     const old = this.agents.get(req.host);
     let connection: AgentConnection;
@@ -79,7 +101,7 @@ export class AgentRegistry {
       connection = old.connection;
     } else {
       old?.connection.close();
-      connection = this.opts.connect(req.address);
+      connection = this.opts.connect(req.host, req.address);
     }
     const sameInstance = old?.instanceId === req.instanceId;
     const entry: AgentEntry = {
@@ -108,7 +130,8 @@ export class AgentRegistry {
   }
 
   /** Registry.Heartbeat: renews the lease of a known, live instance and records what it observed. */
-  heartbeat(req: HeartbeatRequest): HeartbeatResponse {
+  heartbeat(req: HeartbeatRequest, caller?: Caller): HeartbeatResponse {
+    checkHost(req.host, caller);
     const a = this.agents.get(req.host);
     if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false };
     a.lastHeartbeatMs = this.now();

@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { serverAuthorizer, serverCredentials, type ClusterCredentials } from '../../common/auth.js';
+import { serverCredentials, type TlsMaterial } from '../../common/auth.js';
+import { WatchedIdentities, accessAuthorizer, type IdentityTable } from '../../common/grpc-access.js';
 import {
   SERVICE_NAMES,
   bindServer,
@@ -19,13 +20,13 @@ import {
 import { connectNats, jetStream } from '../../common/nats.js';
 import { HOST_RE } from '../../common/subjects.js';
 import { AgentService, type GetStateResponse } from '../../gen/damon/v1/damon.js';
-import { agentHandlers, peerIdentityCheck } from './agent-service.js';
+import { agentHandlers } from './agent-service.js';
 import { createLogger, errorMessage, type Logger } from '../../common/log.js';
 import { probeHostOperations, type HostOperations } from './ops-select.js';
 import { RecordPublisher, type PublisherStats } from './publisher.js';
 import { Registration } from './registration.js';
 import { SessionManager } from './sessions.js';
-import { checkTrust, isWildcardHost, splitHostPort } from './trust.js';
+import { checkTrust, isWildcardHost, splitHostPort } from '../../common/trust.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7101';
 export const DEFAULT_DATA_DIR = '/var/lib/damon-fleet';
@@ -44,10 +45,18 @@ export interface AgentOptions {
   natsToken?: string;
   /** Result files are confined here. Created (0750) when missing. */
   dataDir?: string;
-  /** Token and/or mutual-TLS material, both for serving and for calling the controller. */
-  credentials: ClusterCredentials;
-  /** With mutual TLS: the controller's certificate name (CN or DNS SAN) callers must present. */
-  controllerIdentity?: string;
+  /** This agent's own token, presented to the controller's Registry. */
+  token?: string;
+  /**
+   * Who may call this agent, by token: an identities file (re-read when it changes) or a
+   * table. Only the controller's identity is obeyed (grpc-access.ts).
+   */
+  identities?: string | IdentityTable;
+  /**
+   * Mutual TLS: this agent's certificate (served, and presented to the controller) and the
+   * CA of the controller's; callers' certificates name them (spiffe://damon-fleet/controller).
+   */
+  tls?: TlsMaterial;
   /** With mutual TLS: the name to verify the controller's certificate against, if not its address. */
   controllerTlsName?: string;
   /** No authentication, on a loopback address only. */
@@ -91,16 +100,21 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   const log = opts.log ?? createLogger('agent');
   const host = checkHost(opts.host ?? hostname());
   const listen = opts.listen ?? DEFAULT_LISTEN;
-  checkTrust(listen, opts.credentials, opts.insecure ?? false);
-  if (opts.controllerIdentity && !opts.credentials.tls) {
-    throw new Error('--controller-identity needs mutual TLS (--tls-cert, --tls-key, --tls-ca)');
-  }
+  checkTrust(
+    listen,
+    { identities: opts.identities !== undefined, tls: opts.tls !== undefined, ownCredential: opts.token !== undefined, insecure: opts.insecure ?? false },
+    { accept: '--identities FILE', present: '--token-file FILE' },
+  );
   const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   } catch (err) {
     throw new Error(`--data-dir ${dataDir}: ${errorMessage(err)}`);
   }
+  const callers = typeof opts.identities === 'string' ? new WatchedIdentities(opts.identities, log) : opts.identities;
+  const closeCallers = () => {
+    if (callers instanceof WatchedIdentities) callers.close();
+  };
 
   const instanceId = randomUUID();
   const hostOps = opts.hostOperations ?? probeHostOperations();
@@ -183,18 +197,18 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       {
         name: SERVICE_NAMES.agent,
         definition: AgentService,
-        implementation: implement(
-          AgentService,
-          agentHandlers(sessions, identity, opts.controllerIdentity ? peerIdentityCheck(opts.controllerIdentity) : undefined),
-          { authorize: serverAuthorizer(opts.credentials), log },
-        ),
+        implementation: implement(AgentService, agentHandlers(sessions, identity), {
+          authorize: opts.insecure ? undefined : accessAuthorizer({ identities: callers, tls: opts.tls !== undefined }),
+          log,
+        }),
       },
     ],
   });
   let port: number;
   try {
-    port = await bindServer(server, listen, serverCredentials(opts.credentials));
+    port = await bindServer(server, listen, serverCredentials({ tls: opts.tls }));
   } catch (err) {
+    closeCallers();
     stopping = true;
     server.forceShutdown();
     await publisher.close(0);
@@ -204,11 +218,9 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   const bound = splitHostPort(listen);
   const address = `${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${port}`;
   const advertise = opts.advertise ?? (isWildcardHost(bound.host) ? `${host}:${port}` : address);
-  const auth = opts.credentials.tls
-    ? `mutual TLS${opts.credentials.token ? ' + token' : ''}${opts.controllerIdentity ? `, controller ${opts.controllerIdentity}` : ''}`
-    : opts.credentials.token
-      ? 'token'
-      : 'NO AUTHENTICATION (--insecure, loopback only)';
+  const auth = opts.insecure
+    ? 'NO AUTHENTICATION (--insecure, loopback only)'
+    : [opts.tls ? 'mutual TLS' : '', callers ? 'the controller\'s token' : ''].filter(Boolean).join(' or ');
   log.info(`serving damon.v1.Agent on ${address}, auth: ${auth}; data directory ${dataDir}`);
 
   if (opts.controller) {
@@ -217,7 +229,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       : {};
     registration = new Registration({
       controller: opts.controller,
-      credentials: opts.credentials,
+      credentials: { token: opts.token, tls: opts.tls },
       clientOptions: extra,
       registration: { host, address: advertise, operations: hostOps.operations, unavailable: hostOps.unavailable, instanceId },
       observed: () => sessions.observed(),
@@ -248,6 +260,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
         await registration?.stop();
         await sessions.stopAll();
         await shutdownServer(server, 1000);
+        closeCallers();
         await publisher.close(2000);
         await settleNats();
         const s = publisher.stats();

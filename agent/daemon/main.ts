@@ -1,11 +1,11 @@
 // `damon-fleet agent`: runs one host's agent until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
-import { readTls, readTokenFile, type ClusterCredentials } from '../../common/auth.js';
+import { readTls, readTokenFile } from '../../common/auth.js';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
 import { createLogger } from '../../common/log.js';
 import { runServiceMain } from '../../common/service-main.js';
-import { TrustError, splitHostPort } from './trust.js';
+import { TrustError, checkTrust, splitHostPort } from '../../common/trust.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
 
@@ -21,21 +21,23 @@ export const USAGE = `usage: damon-fleet agent --controller HOST:PORT [options]
   --nats-token-file FILE      NATS token, if the NATS server requires one
   --data-dir DIR              result files are written inside it, nowhere else
                               (default ${DEFAULT_DATA_DIR})
-  --token-file FILE           the cluster token: presented to the controller, demanded
-                              from it ("authorization: Bearer <token>"); or DAMON_FLEET_TOKEN
+  --token-file FILE           this agent's token, presented to the controller (it names
+                              this host: the controller accepts it for this host only)
+  --identities FILE           who may call this agent: the controller's token for this
+                              host (by hash). Both files: \`damon-fleet credentials\`
   --tls-cert FILE --tls-key FILE --tls-ca FILE
-                              mutual TLS: this agent's certificate and key, and the CA
-                              that signs the controller's certificate
-  --controller-identity NAME  with TLS: accept calls only from a certificate named NAME
-                              (CN or DNS SAN); without it, any certificate of the CA
+                              mutual TLS: this agent's certificate (URI SAN
+                              spiffe://damon-fleet/agent/<host>; DNS/IP SANs for the
+                              addresses it may register) and key, and the CA that signs
+                              the controller's (spiffe://damon-fleet/controller)
   --controller-tls-name NAME  with TLS: verify the controller's certificate against NAME
                               instead of the --controller host
   --insecure                  no authentication at all; only with a loopback --listen
   --queue-capacity N          records held while NATS is unreachable (default 10000)
 
 The agent reveals any process's memory layout, so it takes orders only from its
-controller: it refuses to start without a token or TLS unless --insecure is given, and
---insecure works on a loopback address only.`;
+controller: it refuses to start without --identities or TLS unless --insecure is
+given, and --insecure works on a loopback address only.`;
 
 export class UsageError extends Error {}
 
@@ -46,7 +48,7 @@ function positiveInt(option: string, text: string | undefined): number | undefin
 }
 
 /** Parses the command line into agent options; throws UsageError naming the bad option. */
-export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentOptions {
+export function parseAgentArgs(argv: string[]): AgentOptions {
   let parsed;
   try {
     parsed = parseArgs({
@@ -61,10 +63,10 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'nats-token-file': { type: 'string' },
         'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
         'token-file': { type: 'string' },
+        identities: { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'tls-ca': { type: 'string' },
-        'controller-identity': { type: 'string' },
         'controller-tls-name': { type: 'string' },
         insecure: { type: 'boolean', default: false },
         'queue-capacity': { type: 'string' },
@@ -83,15 +85,22 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   } catch (err) {
     throw new UsageError((err as TrustError).message);
   }
-  const credentials: ClusterCredentials = {};
-  if (values['token-file']) credentials.token = readTokenFile(values['token-file']);
-  else if (env.DAMON_FLEET_TOKEN?.trim()) credentials.token = env.DAMON_FLEET_TOKEN.trim();
-  const tls = [values['tls-cert'], values['tls-key'], values['tls-ca']];
-  const tlsGiven = tls.filter(Boolean).length;
+  const token = values['token-file'] ? readTokenFile(values['token-file']) : undefined;
+  const tlsFiles = [values['tls-cert'], values['tls-key'], values['tls-ca']];
+  const tlsGiven = tlsFiles.filter(Boolean).length;
   if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
-  if (tlsGiven === 3) credentials.tls = readTls({ cert: tls[0]!, key: tls[1]!, ca: tls[2]! });
-  if ((values['controller-identity'] || values['controller-tls-name']) && !credentials.tls) {
-    throw new UsageError('--controller-identity and --controller-tls-name need --tls-cert, --tls-key and --tls-ca');
+  const tls = tlsGiven === 3 ? readTls({ cert: tlsFiles[0]!, key: tlsFiles[1]!, ca: tlsFiles[2]! }) : undefined;
+  if (values['controller-tls-name'] && !tls) {
+    throw new UsageError('--controller-tls-name needs --tls-cert, --tls-key and --tls-ca');
+  }
+  try {
+    checkTrust(
+      values.listen!,
+      { identities: Boolean(values.identities), tls: Boolean(tls), ownCredential: Boolean(token), insecure: values.insecure! },
+      { accept: '--identities FILE', present: '--token-file FILE' },
+    );
+  } catch (err) {
+    throw new UsageError((err as TrustError).message);
   }
   const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
   if (nats.length === 0) throw new UsageError('--nats: at least one URL');
@@ -103,8 +112,9 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     nats,
     natsToken: values['nats-token-file'] ? readTokenFile(values['nats-token-file']) : undefined,
     dataDir: values['data-dir'],
-    credentials,
-    controllerIdentity: values['controller-identity'],
+    token,
+    identities: values.identities,
+    tls,
     controllerTlsName: values['controller-tls-name'],
     insecure: values.insecure,
     queueCapacity: positiveInt('--queue-capacity', values['queue-capacity']),

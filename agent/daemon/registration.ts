@@ -4,7 +4,7 @@
 // leads to registering again. While the controller is unreachable the agent keeps
 // monitoring and keeps retrying; the log says so once per change, not per attempt.
 import * as grpc from '@grpc/grpc-js';
-import { channelCredentials, clientOptions, type ClusterCredentials } from '../../common/auth.js';
+import { channelCredentials, clientOptions, type Credentials } from '../../common/auth.js';
 import {
   RegistryClient,
   type HeartbeatResponse,
@@ -18,7 +18,7 @@ import { Sleeper } from './sleeper.js';
 export interface RegistrationOptions {
   /** The controller's gRPC address ("host:port"). */
   controller: string;
-  credentials: ClusterCredentials;
+  credentials: Credentials;
   /** Extra client options, e.g. 'grpc.ssl_target_name_override'. */
   clientOptions?: Partial<grpc.ClientOptions>;
   /** What this agent registers as (host, address, operations, instance id). */

@@ -17,12 +17,12 @@ import { eventsSubject, recordsFilter } from '../../common/subjects.js';
 import { AggregationRecord, SessionEvent, SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { controllerClient, unary, waitFor } from '../integration/support/grpc-client.js';
 import { freePort, startNatsServer } from '../integration/support/nats-server.js';
+import { makeTestCredentials } from '../integration/support/credentials.js';
 import { recordToJson, type RecordJson } from './record-json.js';
 import type { WorkloadEvent } from './workload.js';
 import { WorkloadProcess } from './workload-process.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/damon-fleet.js', import.meta.url));
-const TOKEN = 'guest-system-token';
 const HOST = 'guest-1';
 const SESSION = 'guest-system';
 const KDAMONDS = '/sys/kernel/mm/damon/admin/kdamonds';
@@ -59,7 +59,7 @@ interface Daemon {
 
 /** Starts `damon-fleet <args>` and waits for a log line matching `ready`. */
 async function daemon(name: string, args: string[], ready: RegExp, timeoutMs: number): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DAMON_FLEET_TOKEN: TOKEN } });
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const lines: string[] = [];
   let rest = '';
   child.stderr!.setEncoding('utf8');
@@ -114,6 +114,8 @@ function traceInstances(): string[] {
 async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
   const nats = await startNatsServer();
   log(`nats-server at ${nats.url}`);
+  const creds = makeTestCredentials([HOST]);
+  const files = creds.layout;
   let controller: Daemon | undefined;
   let agent: Daemon | undefined;
   let w: WorkloadProcess | undefined;
@@ -124,18 +126,20 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     // records stream of the default 1 GiB there.
     controller = await daemon(
       'controller',
-      ['controller', '--listen', listen, '--nats', nats.url, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M'],
+      ['controller', '--listen', listen, '--nats', nats.url, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
+        '--identities', files.controller.identities, '--agent-key-file', files.controller.agentKey],
       /controller listening on /,
       60_000,
     );
     log(`controller at ${listen}`);
     agent = await daemon(
       'agent',
-      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--data-dir', mkdtempSync(join(tmpdir(), 'agent-'))],
+      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')),
+        '--token-file', files.agent(HOST).token, '--identities', files.agent(HOST).identities],
       /serving damon\.v1\.Agent on /,
       60_000,
     );
-    const client = controllerClient(listen, { token: TOKEN });
+    const client = controllerClient(listen, creds.operator);
     const info = await waitFor('the agent registered and live', async () => {
       const { agents } = await unary(client, 'listAgents', {});
       return agents.find((a) => a.host === HOST && a.live);
@@ -228,6 +232,7 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     await stop(controller);
     await nc.close().catch(() => undefined);
     await nats.stop();
+    creds.remove();
   }
 }
 

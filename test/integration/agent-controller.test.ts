@@ -18,10 +18,11 @@ import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { controllerClient, unary, waitFor } from './support/grpc-client.js';
 import { testLogger } from './support/controller-env.js';
+import { makeTestCredentials } from './support/credentials.js';
 import { FAST_ATTRS, agentTestLogger, killTarget, spawnTarget, tempDir } from './support/agent-env.js';
 
-const TOKEN = 'agent-controller-test-token';
 const HOST = 'fleet-node-1';
+const creds = makeTestCredentials([HOST]);
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -37,7 +38,7 @@ function runController(listen: string): Promise<RunningController> {
   return startController({
     listen,
     nats: nats.url,
-    credentials: { token: TOKEN },
+    ...creds.controllerAccess,
     leaseTtlMs: 1200,
     heartbeatIntervalMs: 200,
     log: testLogger('controller'),
@@ -51,7 +52,7 @@ function targetOf(s: Session, pid: number) {
 before(async () => {
   nats = await startNatsServer();
   controller = await runController('127.0.0.1:0');
-  client = controllerClient(controller.address, { token: TOKEN });
+  client = controllerClient(controller.address, creds.operator);
   nc = await connectNats({ servers: nats.url });
   sub = nc.subscribe(recordsFilter());
   void (async () => {
@@ -64,7 +65,7 @@ before(async () => {
     controller: controller.address,
     nats: nats.url,
     dataDir: data.path,
-    credentials: { token: TOKEN },
+    ...creds.agentAccess(HOST),
     processPollMs: 50,
     log: agentTestLogger(),
   });
@@ -79,6 +80,7 @@ after(async () => {
   await controller?.stop();
   await nats?.stop();
   data?.remove();
+  creds.remove();
 });
 
 test('registers with the controller: ListAgents shows it live with its operations', async () => {
@@ -144,7 +146,7 @@ test('after a controller restart the agent registers again by itself', async () 
   await controller.stop();
   client.close();
   controller = await runController(address);
-  client = controllerClient(controller.address, { token: TOKEN });
+  client = controllerClient(controller.address, creds.operator);
   const info = await waitFor('the agent live again', async () => {
     const { agents } = await unary(client, 'listAgents', {});
     return agents.find((a) => a.host === HOST && a.live);

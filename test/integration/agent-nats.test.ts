@@ -25,9 +25,11 @@ import {
   tempDir,
   type KillableNats,
 } from './support/agent-env.js';
+import { makeTestCredentials } from './support/credentials.js';
 
-const TOKEN = 'agent-nats-test-token';
 const SESSION = 'n-kill';
+const HOST = 'crash-host';
+const creds = makeTestCredentials([HOST]);
 
 let nats: KillableNats;
 let nc: NatsConnection;
@@ -42,14 +44,14 @@ before(async () => {
   await ensureStreams(jetStream(nc));
   data = tempDir('damon-agent-nats-');
   agent = await startAgent({
-    host: 'crash-host',
+    host: HOST,
     listen: '127.0.0.1:0',
     nats: nats.url,
     dataDir: data.path,
-    credentials: { token: TOKEN },
+    ...creds.agentAccess(HOST),
     log: agentTestLogger(),
   });
-  client = agentClient(agent.address, { token: TOKEN });
+  client = agentClient(agent.address, creds.controllerToAgent(HOST));
   target = spawnTarget();
 });
 
@@ -60,6 +62,7 @@ after(async () => {
   await nc?.close();
   await nats?.stop();
   data?.remove();
+  creds.remove();
 });
 
 /** Every record of the session in the stream, in stream order. */

@@ -5,7 +5,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { tokenAuthorizer } from '../../common/auth.js';
 import { SERVICE_NAMES, bindServer, createServer, implement, shutdownServer } from '../../common/grpc-server.js';
 import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import {
@@ -19,10 +18,12 @@ import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { createLogger } from '../../common/log.js';
 import { freePort, startNatsServer, type NatsServer } from './support/nats-server.js';
 import { unary, waitFor } from './support/grpc-client.js';
+import { makeTestCredentials } from './support/credentials.js';
+import { IdentityTable, accessAuthorizer } from '../../common/grpc-access.js';
 import { agentClient, killTarget, spawnTarget, syntheticSpec, tempDir } from './support/agent-env.js';
 
-const TOKEN = 'agent-registration-test-token';
 const HOST = 'node-2';
+const creds = makeTestCredentials([HOST]);
 
 /** A Registry that records calls; `known` decides what heartbeats are told. */
 class StandInRegistry {
@@ -57,7 +58,8 @@ class StandInRegistry {
                 return { known: this.known.has(req.instanceId) };
               },
             },
-            { authorize: tokenAuthorizer(TOKEN) },
+            // Checks the agent's credential as the real controller does.
+            { authorize: accessAuthorizer({ identities: IdentityTable.readFile(creds.layout.controller.identities) }) },
           ),
         },
       ],
@@ -94,14 +96,14 @@ before(async () => {
     controller: registry.address,
     nats: nats.url,
     dataDir: data.path,
-    credentials: { token: TOKEN },
+    ...creds.agentAccess(HOST),
     processPollMs: 50,
     log: createLogger('agent', (line) => {
       logs.push(line);
       if (process.env.DAMON_TEST_LOG === '1') process.stderr.write(line + '\n');
     }),
   });
-  client = agentClient(agent.address, { token: TOKEN });
+  client = agentClient(agent.address, creds.controllerToAgent(HOST));
 });
 
 after(async () => {
@@ -111,6 +113,7 @@ after(async () => {
   await registry?.stop();
   await nats?.stop();
   data?.remove();
+  creds.remove();
 });
 
 test('registers what it is and heartbeats its observed sessions', async () => {

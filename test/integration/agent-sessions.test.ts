@@ -30,9 +30,10 @@ import {
   syntheticSpec,
   tempDir,
 } from './support/agent-env.js';
+import { makeTestCredentials } from './support/credentials.js';
 
-const TOKEN = 'agent-sessions-test-token';
 const HOST = 'node-1.test';
+const creds = makeTestCredentials([HOST]);
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -79,11 +80,11 @@ before(async () => {
     listen: '127.0.0.1:0',
     nats: nats.url,
     dataDir: join(data.path, 'data'),
-    credentials: { token: TOKEN },
+    ...creds.agentAccess(HOST),
     processPollMs: 50,
     log: agentTestLogger(),
   });
-  client = agentClient(agent.address, { token: TOKEN });
+  client = agentClient(agent.address, creds.controllerToAgent(HOST));
 });
 
 after(async () => {
@@ -94,6 +95,7 @@ after(async () => {
   await nc?.close();
   await nats?.stop();
   data?.remove();
+  creds.remove();
 });
 
 test('Apply: records on NATS within two aggregation intervals, one per target per interval, in sequence', async () => {

@@ -1,5 +1,7 @@
-// Who may call the controller (tokens, mutual TLS), and what works without the .proto:
-// server reflection (what grpcurl list/describe use) and the gRPC health check.
+// Who may call the controller: one identity per role (operator, reader, each agent host),
+// by token or by certificate, each refused what its role may not do with the right status;
+// and what answers without a credential: the gRPC health check and server reflection
+// (what grpcurl list/describe use), which reveal only the public schema and SERVING.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -9,11 +11,15 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { service as healthService } from 'grpc-health-check';
-import { channelCredentials, readTls, tokenMetadata, type ClusterCredentials } from '../../common/auth.js';
-import { SessionState } from '../../gen/damon/v1/damon.js';
-import { makePki, type TestPki } from './support/certs.js';
+import { channelCredentials, tokenMetadata, type Credentials } from '../../common/auth.js';
+import { ACCESS_POLICY, spiffeId } from '../../common/grpc-access.js';
+import { SERVICE_NAMES } from '../../common/grpc-server.js';
+import { ensureGrpcCredentials } from '../../common/grpc-credentials.js';
+import { SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
+import { createTestCa, type TestCa } from './support/test-certs.js';
+import { makeTestCredentials, type TestCredentials } from './support/credentials.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
-import { controllerClient, registryClient, rejectsWith, unary } from './support/grpc-client.js';
+import { collect, controllerClient, registryClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
 
 const { UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE } = grpc.status;
 
@@ -66,63 +72,121 @@ async function healthCheck(address: string, creds: grpc.ChannelCredentials, serv
 
 const insecure = grpc.credentials.createInsecure();
 
-describe('controller token auth', () => {
+const SESSION_REQ = { attrs: undefined, attrsText: '', operations: '', syntheticWorkload: '' };
+
+/** Every Controller write, as a reader would try it on session `id`. */
+function writes(c: ControllerClient, id: string): Array<[string, () => Promise<unknown>]> {
+  return [
+    ['CreateSession', () => unary(c, 'createSession', { id: 'by-reader', ...SESSION_REQ, targets: [] })],
+    ['SetAttributes', () => unary(c, 'setAttributes', { id, attrs: undefined, attrsText: '5000 100000 1000000 10 1000', expectedRevision: 0n })],
+    ['SetTargets', () => unary(c, 'setTargets', { id, targets: [{ host: 'host-a', pid: 6 }], operations: '', syntheticWorkload: '', expectedRevision: 0n })],
+    ['TurnOn', () => unary(c, 'turnOn', { id })],
+    ['TurnOff', () => unary(c, 'turnOff', { id })],
+    ['DeleteSession', () => unary(c, 'deleteSession', { id })],
+  ];
+}
+
+describe('controller identities by token', () => {
+  let creds: TestCredentials;
   let env: ControllerEnv;
   before(async () => {
-    env = await startEnv({
-      credentials: { token: 'cluster-secret' },
-      clientToken: 'client-secret',
-      clientCredentials: { token: 'client-secret' },
-    });
-    await env.agent('host-a'); // presents the cluster token, and demands it from the controller
+    creds = makeTestCredentials(['host-a', 'host-b']);
+    env = await startEnv({ creds });
+    await env.agent('host-a'); // presents host-a's token, obeys only the controller's token for host-a
   });
   after(async () => {
     await env.close();
+    creds.remove();
   });
 
-  test('Controller calls: missing token UNAUTHENTICATED, malformed UNAUTHENTICATED, wrong PERMISSION_DENIED', async () => {
+  test('no token UNAUTHENTICATED, malformed UNAUTHENTICATED, unknown PERMISSION_DENIED; the operator is served', async () => {
     const bare = controllerClient(env.controller.address);
     try {
-      await rejectsWith(unary(bare, 'listSessions', {}), UNAUTHENTICATED, /missing "authorization: Bearer <token>" metadata/);
+      await rejectsWith(unary(bare, 'listSessions', {}), UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
       const basic = new grpc.Metadata();
       basic.set('authorization', 'Basic dXNlcjpwYXNz');
       await rejectsWith(unary(bare, 'listSessions', {}, basic), UNAUTHENTICATED, /malformed authorization metadata/);
       await rejectsWith(unary(bare, 'listSessions', {}, tokenMetadata('guess')), PERMISSION_DENIED, /token not accepted/);
-      // The cluster token is the agents'; Controller clients have their own.
-      await rejectsWith(unary(bare, 'listSessions', {}, tokenMetadata('cluster-secret')), PERMISSION_DENIED);
-      const ok = await unary(bare, 'listSessions', {}, tokenMetadata('client-secret'));
+      const ok = await unary(bare, 'listSessions', {}, tokenMetadata(creds.operator.token!));
       assert.deepEqual(ok.sessions, []);
     } finally {
       bare.close();
     }
   });
 
-  test('Registry calls need the cluster token', async () => {
-    const req = { host: 'intruder', address: '127.0.0.1:9', operations: [], unavailable: [], instanceId: 'x' };
-    const bare = registryClient(env.controller.address);
-    const withClientToken = registryClient(env.controller.address, { token: 'client-secret' });
+  test('a reader reads everything and changes nothing', async () => {
+    const created = await unary(env.client, 'createSession', { id: 'watched', ...SESSION_REQ, targets: [{ host: 'host-a', pid: 5 }] });
+    const reader = controllerClient(env.controller.address, creds.reader());
     try {
-      await rejectsWith(unary(bare, 'register', req), UNAUTHENTICATED);
-      await rejectsWith(unary(withClientToken, 'register', req), PERMISSION_DENIED);
-      const agents = (await unary(env.client, 'listAgents', {})).agents.map((a) => a.host);
-      assert.deepEqual(agents, ['host-a']);
+      assert.equal((await unary(reader, 'getSession', { id: 'watched' })).revision, created.revision);
+      assert.ok((await unary(reader, 'listSessions', {})).sessions.some((s) => s.id === 'watched'));
+      assert.ok((await unary(reader, 'getAttributes', { id: 'watched' })).attrsText.length > 0);
+      assert.deepEqual((await unary(reader, 'listAgents', {})).agents.map((a) => a.host), ['host-a']);
+      const events = collect(reader.watchEvents({ sessionId: 'watched', replay: true }));
+      for (const [method, call] of writes(reader, 'watched')) {
+        await rejectsWith(call(), PERMISSION_DENIED, new RegExp(`reader "reader" may not call ${method}`));
+      }
+      const after = await unary(env.client, 'getSession', { id: 'watched' });
+      assert.equal(after.revision, created.revision, 'a refused write changed the session');
+      assert.equal(after.state, SessionState.SESSION_STATE_OFF);
+      assert.equal((await unary(env.client, 'listSessions', {})).sessions.some((s) => s.id === 'by-reader'), false);
+      events.cancel();
+      assert.equal(grpc.status[(await events.ended)?.code ?? grpc.status.OK], 'CANCELLED');
     } finally {
-      bare.close();
-      withClientToken.close();
+      reader.close();
+      await unary(env.client, 'deleteSession', { id: 'watched' });
     }
   });
 
-  test('the controller calls agents with the cluster token', async () => {
-    const s = await unary(env.client, 'createSession', {
-      id: 'tok', attrs: undefined, attrsText: '', targets: [{ host: 'host-a', pid: 5 }], operations: '', syntheticWorkload: '',
-    });
-    const on = await unary(env.client, 'turnOn', { id: s.id });
-    assert.equal(on.state, SessionState.SESSION_STATE_ON);
-    assert.equal(env.agents[0].applies('tok').length, 1);
-    await unary(env.client, 'turnOff', { id: s.id });
+  test('clients cannot register; an agent speaks only for its host, at the addresses its credential names', async () => {
+    const req = (host: string, address: string) => ({ host, address, operations: [], unavailable: [], instanceId: 'intruder' });
+    const before = (await unary(env.client, 'listAgents', {})).agents;
+    const bare = registryClient(env.controller.address);
+    const operator = registryClient(env.controller.address, creds.operator);
+    const reader = registryClient(env.controller.address, creds.reader());
+    const hostB = registryClient(env.controller.address, creds.agent('host-b'));
+    const hostA = registryClient(env.controller.address, creds.agent('host-a'));
+    const hostAasClient = controllerClient(env.controller.address, creds.agent('host-a'));
+    try {
+      await rejectsWith(unary(bare, 'register', req('host-a', '127.0.0.1:9')), UNAUTHENTICATED);
+      await rejectsWith(unary(operator, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /operator may not call Register/);
+      await rejectsWith(unary(reader, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /reader "reader" may not call Register/);
+      await rejectsWith(unary(hostB, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /agent "host-b" may not speak for host "host-a"/);
+      await rejectsWith(
+        unary(hostB, 'heartbeat', { host: 'host-a', instanceId: before[0].instanceId, sessions: [] }),
+        PERMISSION_DENIED,
+        /agent "host-b" may not speak for host "host-a"/,
+      );
+      await rejectsWith(unary(hostA, 'register', req('host-a', '10.9.9.9:7101')), PERMISSION_DENIED, /may not register address 10\.9\.9\.9:7101: its token names 127\.0\.0\.1, host-a/);
+      await rejectsWith(unary(hostAasClient, 'listSessions', {}), PERMISSION_DENIED, /agent "host-a" may not call ListSessions/);
+      // The real host-a was never replaced: same address, same instance, still live.
+      assert.deepEqual((await unary(env.client, 'listAgents', {})).agents.map((a) => [a.host, a.address, a.instanceId, a.live]),
+        before.map((a) => [a.host, a.address, a.instanceId, true]));
+    } finally {
+      for (const c of [bare, operator, reader, hostB, hostA, hostAasClient]) c.close();
+    }
   });
 
-  test('health and reflection answer without a token (as grpcurl list/describe need)', async () => {
+  test('the controller shows each agent the token derived for its host', async () => {
+    await unary(env.client, 'createSession', { id: 'tok', ...SESSION_REQ, targets: [{ host: 'host-a', pid: 5 }] });
+    const on = await unary(env.client, 'turnOn', { id: 'tok' });
+    assert.equal(on.state, SessionState.SESSION_STATE_ON);
+    assert.equal(env.agents[0].applies('tok').length, 1);
+    await unary(env.client, 'turnOff', { id: 'tok' });
+  });
+
+  test('a reader added by the credentials command is accepted without a restart', async () => {
+    ensureGrpcCredentials(creds.layout.root, { agents: [{ host: 'host-a' }, { host: 'host-b' }], readers: ['reader', 'late'] });
+    const late = controllerClient(env.controller.address, creds.reader('late'));
+    try {
+      await waitFor('the new reader accepted', async () => (await unary(late, 'listSessions', {})).sessions, 8000, 200);
+      await rejectsWith(unary(late, 'turnOn', { id: 'tok' }), PERMISSION_DENIED, /reader "late" may not call TurnOn/);
+    } finally {
+      late.close();
+    }
+  });
+
+  test('without a credential: health and reflection answer (schema and SERVING only), every damon.v1 method refuses', async () => {
     assert.equal(await healthCheck(env.controller.address, insecure), 'SERVING');
     assert.equal(await healthCheck(env.controller.address, insecure, 'damon.v1.Controller'), 'SERVING');
     assert.equal(await healthCheck(env.controller.address, insecure, 'damon.v1.Registry'), 'SERVING');
@@ -135,41 +199,76 @@ describe('controller token auth', () => {
     assert.ok(controller.method.some((m) => m.name === 'TurnOn' && m.inputType === '.damon.v1.TurnOnRequest' && m.outputType === '.damon.v1.Session'));
     assert.ok(controller.method.some((m) => m.name === 'WatchRecords' && m.serverStreaming));
     assert.ok(damon.messageType.some((m) => m.name === 'AggregationRecord'));
+    // Every Controller and Registry method, called bare through a generic client.
+    const methods = [...ACCESS_POLICY.keys()].filter((m) => !m.startsWith(`/${SERVICE_NAMES.agent}/`));
+    const generic = new grpc.Client(env.controller.address, insecure);
+    try {
+      for (const path of methods) {
+        const streaming = path.endsWith('/WatchRecords') || path.endsWith('/WatchEvents');
+        const err = await new Promise<grpc.ServiceError>((resolve) => {
+          const ser = (b: Buffer) => b;
+          if (streaming) {
+            const call = generic.makeServerStreamRequest(path, ser, ser, Buffer.alloc(0));
+            call.on('error', resolve);
+            call.on('data', () => resolve(Object.assign(new Error('data'), { code: grpc.status.OK }) as grpc.ServiceError));
+          } else {
+            generic.makeUnaryRequest(path, ser, ser, Buffer.alloc(0), (e) => resolve(e ?? (Object.assign(new Error('ok'), { code: grpc.status.OK }) as grpc.ServiceError)));
+          }
+        });
+        assert.equal(grpc.status[err.code], 'UNAUTHENTICATED', `${path} answered ${grpc.status[err.code]} without a credential`);
+      }
+    } finally {
+      generic.close();
+    }
   });
 });
 
 describe('controller mutual TLS', () => {
-  let pki: TestPki;
+  let ca: TestCa;
   let env: ControllerEnv;
-  let clientCreds: ClusterCredentials;
+  let clientCreds: Credentials;
   before(async () => {
-    pki = makePki();
-    clientCreds = { tls: readTls(pki.issue('operator')) };
-    env = await startEnv({ credentials: { tls: readTls(pki.issue('controller')) }, clientCredentials: clientCreds });
-    await env.agent('host-a', { credentials: { tls: readTls(pki.issue('host-a')) } });
+    ca = createTestCa();
+    clientCreds = { tls: ca.issue('op', { id: spiffeId('operator') }) };
+    env = await startEnv({ tls: ca.issue('controller', { id: spiffeId('controller') }), clientCredentials: clientCreds });
+    await env.agent('host-a', { credentials: { tls: ca.issue('host-a', { id: spiffeId('agent', 'host-a') }) } });
   });
   after(async () => {
     await env.close();
-    pki.remove();
+    ca.remove();
   });
 
-  test('a client with a certificate from the cluster CA is served; the controller reaches agents over mTLS', async () => {
-    await unary(env.client, 'createSession', {
-      id: 'tls', attrs: undefined, attrsText: '', targets: [{ host: 'host-a', pid: 5 }], operations: '', syntheticWorkload: '',
-    });
+  test('an operator certificate is served; the controller reaches agents over mTLS with its own', async () => {
+    await unary(env.client, 'createSession', { id: 'tls', ...SESSION_REQ, targets: [{ host: 'host-a', pid: 5 }] });
     const on = await unary(env.client, 'turnOn', { id: 'tls' });
     assert.equal(on.state, SessionState.SESSION_STATE_ON);
     assert.equal(env.agents[0].applies('tls').length, 1);
     assert.equal(await healthCheck(env.controller.address, channelCredentials(clientCreds)), 'SERVING');
+    await unary(env.client, 'turnOff', { id: 'tls' });
+  });
+
+  test('certificates: roles, hosts and addresses come from their SANs', async () => {
+    const req = (host: string, address: string) => ({ host, address, operations: [], unavailable: [], instanceId: 'intruder' });
+    const reader = controllerClient(env.controller.address, { tls: ca.issue('r', { id: spiffeId('reader', 'dash') }) });
+    const hostB = registryClient(env.controller.address, { tls: ca.issue('host-b', { id: spiffeId('agent', 'host-b') }) });
+    const elsewhere = registryClient(env.controller.address, { tls: ca.issue('host-a', { id: spiffeId('agent', 'host-a'), dns: ['host-a.example'], ips: ['10.1.2.3'] }) });
+    const anonymous = controllerClient(env.controller.address, { tls: ca.issue('operator') });
+    try {
+      await rejectsWith(unary(reader, 'turnOn', { id: 'tls' }), PERMISSION_DENIED, /reader "dash" may not call TurnOn/);
+      assert.ok((await unary(reader, 'listSessions', {})).sessions.length > 0);
+      await rejectsWith(unary(hostB, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /agent "host-b" may not speak for host "host-a"/);
+      await rejectsWith(unary(elsewhere, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /may not register address 127\.0\.0\.1:9: its certificate names host-a\.example, 10\.1\.2\.3/);
+      await rejectsWith(unary(anonymous, 'listSessions', {}), PERMISSION_DENIED, /names no damon-fleet identity/);
+    } finally {
+      for (const c of [reader, hostB, elsewhere, anonymous]) c.close();
+    }
   });
 
   test('clients without a certificate, or with one from another CA, are refused', async () => {
-    const ca = readTls(pki.issue('unused')).ca;
-    const noCert = new (await import('../../gen/damon/v1/damon.js')).ControllerClient(env.controller.address, grpc.credentials.createSsl(ca));
-    const other = makePki();
-    const foreign = readTls(other.issue('operator'));
+    const noCert = new (await import('../../gen/damon/v1/damon.js')).ControllerClient(env.controller.address, grpc.credentials.createSsl(ca.caPem));
+    const other = createTestCa('other-ca');
+    const foreignCert = controllerClient(env.controller.address, { tls: { ...other.issue('op', { id: spiffeId('operator') }), ca: ca.caPem } });
     other.remove();
-    const foreignCert = controllerClient(env.controller.address, { tls: { ...foreign, ca } });
     const plain = controllerClient(env.controller.address);
     try {
       await rejectsWith(unary(noCert, 'listSessions', {}), UNAVAILABLE);

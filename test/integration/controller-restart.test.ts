@@ -1,76 +1,52 @@
 // A controller killed with SIGKILL loses nothing: sessions live in the KV bucket, agents
 // register again, and the restarted controller resumes reconciling where it left off.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { IdentityTable } from '../../common/grpc-access.js';
 import { SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './support/controller-env.js';
+import { makeTestCredentials, type TestCredentials } from './support/credentials.js';
 import { FakeAgent } from './support/fake-agent.js';
+import { spawnController as spawnFleetController, type FleetProcess } from './support/fleet-processes.js';
 import { collect, controllerClient, unary, waitFor } from './support/grpc-client.js';
 import { freePort, startNatsServer, type NatsServer } from './support/nats-server.js';
-
-const BIN = fileURLToPath(new URL('../../../bin/damon-fleet.js', import.meta.url));
-
-interface ControllerProcess {
-  child: ChildProcess;
-  log: string[];
-}
-
-async function spawnController(listen: string, natsUrl: string): Promise<ControllerProcess> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'controller', '--listen', listen, '--nats', natsUrl, '--lease-ttl', `${TEST_LEASE_MS}ms`, '--heartbeat', `${TEST_HEARTBEAT_MS}ms`],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const log: string[] = [];
-  let partial = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    const lines = (partial + b.toString()).split('\n');
-    partial = lines.pop()!;
-    log.push(...lines);
-    if (process.env.DAMON_TEST_LOG === '1') for (const l of lines) process.stderr.write(`[child] ${l}\n`);
-  });
-  await waitFor('controller listening', () => {
-    if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}:\n${log.join('\n')}`);
-    return log.some((l) => l.includes('controller listening on'));
-  }, 15_000);
-  return { child, log };
-}
-
-async function kill9(p: ControllerProcess): Promise<void> {
-  const exited = new Promise((r) => p.child.once('exit', r));
-  p.child.kill('SIGKILL');
-  await exited;
-}
 
 describe('controller restart (kill -9)', () => {
   let nats: NatsServer;
   let listen: string;
-  let ctl: ControllerProcess;
+  let ctl: FleetProcess;
   let a: FakeAgent;
   let b: FakeAgent;
+  let creds: TestCredentials;
+  const spawnController = () =>
+    spawnFleetController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS });
+  const fakeAgent = (host: string) =>
+    new FakeAgent({
+      host,
+      controller: listen,
+      credentials: creds.agent(host),
+      accept: { identities: IdentityTable.readFile(creds.layout.agent(host).identities) },
+      heartbeatMs: TEST_HEARTBEAT_MS,
+    }).start();
 
   before(async () => {
     nats = await startNatsServer();
+    creds = makeTestCredentials(['host-a', 'host-b']);
     listen = `127.0.0.1:${await freePort()}`;
-    ctl = await spawnController(listen, nats.url);
-    a = await new FakeAgent({ host: 'host-a', controller: listen, heartbeatMs: TEST_HEARTBEAT_MS }).start();
-    b = await new FakeAgent({ host: 'host-b', controller: listen, heartbeatMs: TEST_HEARTBEAT_MS }).start();
+    ctl = await spawnController();
+    a = await fakeAgent('host-a');
+    b = await fakeAgent('host-b');
   });
   after(async () => {
     await a.stop();
     await b.stop();
-    if (ctl.child.exitCode === null) {
-      const exited = new Promise((r) => ctl.child.once('exit', r));
-      ctl.child.kill('SIGTERM');
-      await exited;
-    }
+    await ctl.stop();
     await nats.stop();
+    creds.remove();
   });
 
   test('sessions survive; agents re-register; a restarted agent gets its session again; reconciling resumes', async () => {
-    const client = controllerClient(listen);
+    const client = controllerClient(listen, creds.operator);
     try {
       const created = await unary(client, 'createSession', {
         id: 'survivor', attrs: undefined, attrsText: '2000 40000 400000 5 100 out.data',
@@ -82,12 +58,12 @@ describe('controller restart (kill -9)', () => {
       const on = await unary(client, 'turnOn', { id: created.id });
       assert.equal(on.state, SessionState.SESSION_STATE_ON);
 
-      await kill9(ctl);
+      await ctl.kill9();
       // While it is down, host-b restarts and loses the session (its registration fails for now).
       await b.restart().catch(() => undefined);
       assert.equal(b.sessions.size, 0);
 
-      ctl = await spawnController(listen, nats.url);
+      ctl = await spawnController();
       assert.ok(ctl.log.some((l) => /2 sessions in store, 1 on/.test(l)), ctl.log.join('\n'));
 
       // The client's channel backs off after the outage: retry until it reconnects.

@@ -6,60 +6,69 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, parseAgentArgs } from '../../agent/daemon/main.js';
 import { SpecError, parseSpec } from '../../agent/daemon/spec.js';
-import { TrustError, checkTrust, isLoopbackHost, splitHostPort } from '../../agent/daemon/trust.js';
+import { TrustError, checkTrust, isLoopbackHost, splitHostPort } from '../../common/trust.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
 
-test('command line: the documented flags, a token file or DAMON_FLEET_TOKEN', () => {
+test('command line: the documented flags; credentials from files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'damon-cli-'));
   try {
     writeFileSync(join(dir, 'token'), 's3cret\n');
     const o = parseAgentArgs(
       ['--host', 'agent-1', '--listen', '0.0.0.0:7101', '--advertise', 'agent:7101', '--controller', 'controller:7100',
-        '--nats', 'nats://a:4222,nats://b:4222', '--token-file', join(dir, 'token'), '--data-dir', dir, '--queue-capacity', '500'],
-      {},
+        '--nats', 'nats://a:4222,nats://b:4222', '--token-file', join(dir, 'token'), '--identities', join(dir, 'identities.json'),
+        '--data-dir', dir, '--queue-capacity', '500'],
     );
     assert.equal(o.host, 'agent-1');
     assert.equal(o.listen, '0.0.0.0:7101');
     assert.equal(o.advertise, 'agent:7101');
     assert.equal(o.controller, 'controller:7100');
     assert.deepEqual(o.nats, ['nats://a:4222', 'nats://b:4222']);
-    assert.deepEqual(o.credentials, { token: 's3cret' });
+    assert.equal(o.token, 's3cret');
+    assert.equal(o.identities, join(dir, 'identities.json'));
     assert.equal(o.dataDir, dir);
     assert.equal(o.queueCapacity, 500);
     assert.equal(o.insecure, false);
-    const env = parseAgentArgs(['--controller', 'c:1'], { DAMON_FLEET_TOKEN: 'from-env' });
-    assert.deepEqual(env.credentials, { token: 'from-env' });
-    assert.equal(env.listen, '127.0.0.1:7101');
-    assert.equal(env.dataDir, '/var/lib/damon-fleet');
+    const local = parseAgentArgs(['--controller', 'c:1', '--insecure']);
+    assert.equal(local.listen, '127.0.0.1:7101');
+    assert.equal(local.dataDir, '/var/lib/damon-fleet');
+    assert.equal(local.token, undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test('command line: mistakes are named', () => {
-  const bad = (argv: string[], re: RegExp) => assert.throws(() => parseAgentArgs(argv, {}), (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
+  const bad = (argv: string[], re: RegExp) => assert.throws(() => parseAgentArgs(argv), (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
   bad([], /--controller HOST:PORT is required/);
   bad(['--controller', 'nope'], /--controller nope: expected HOST:PORT/);
   bad(['--controller', 'c:1', '--listen', '1.2.3.4'], /--listen 1\.2\.3\.4: expected HOST:PORT/);
   bad(['--controller', 'c:1', '--tls-cert', 'x'], /--tls-cert, --tls-key and --tls-ca go together/);
-  bad(['--controller', 'c:1', '--controller-identity', 'x'], /need --tls-cert/);
-  bad(['--controller', 'c:1', '--queue-capacity', '0'], /--queue-capacity 0: expected a positive integer/);
+  bad(['--controller', 'c:1', '--insecure', '--controller-tls-name', 'x'], /--controller-tls-name needs --tls-cert/);
+  bad(['--controller', 'c:1', '--insecure', '--queue-capacity', '0'], /--queue-capacity 0: expected a positive integer/);
   bad(['--controller', 'c:1', '--bogus'], /Unknown option '--bogus'/);
-  assert.throws(() => parseAgentArgs(['--controller', 'c:1', '--token-file', '/nonexistent/token'], {}), /token file \/nonexistent\/token/);
+  bad(['--controller', 'c:1'], /refusing to start without a way to check callers: give --identities FILE/);
+  bad(['--controller', 'c:1', '--identities', 'i.json'], /without a credential to present: give --token-file FILE/);
+  bad(['--controller', 'c:1', '--listen', '0.0.0.0:7101', '--insecure'], /--insecure is allowed on a loopback address only/);
+  assert.throws(() => parseAgentArgs(['--controller', 'c:1', '--token-file', '/nonexistent/token']), /token file \/nonexistent\/token/);
 });
 
-test('trust: credentials required, --insecure on loopback only', () => {
+test('trust: a way to check callers and a credential to present, or --insecure on loopback only', () => {
+  const need = { accept: '--identities FILE', present: '--token-file FILE' };
+  const tokens = { identities: true, tls: false, ownCredential: true, insecure: false };
+  const none = { identities: false, tls: false, ownCredential: false, insecure: false };
   assert.deepEqual(splitHostPort('[::1]:7101'), { host: '::1', port: 7101 });
   assert.deepEqual(splitHostPort('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
   assert.throws(() => splitHostPort('h:70000'), /port out of range/);
   assert.ok(isLoopbackHost('127.0.0.1') && isLoopbackHost('127.1.2.3') && isLoopbackHost('::1') && isLoopbackHost('localhost'));
   assert.ok(!isLoopbackHost('0.0.0.0') && !isLoopbackHost('10.0.0.1') && !isLoopbackHost('::'));
-  checkTrust('0.0.0.0:7101', { token: 't' }, false);
-  checkTrust('127.0.0.1:7101', {}, true);
-  checkTrust('[::1]:7101', {}, true);
-  assert.throws(() => checkTrust('127.0.0.1:7101', {}, false), TrustError);
-  assert.throws(() => checkTrust('[::]:7101', {}, true), /loopback address only/);
-  assert.throws(() => checkTrust('127.0.0.1:7101', { token: 't' }, true), /--insecure contradicts/);
+  checkTrust('0.0.0.0:7101', tokens, need);
+  checkTrust('0.0.0.0:7101', { ...none, tls: true }, need);
+  checkTrust('127.0.0.1:7101', { ...none, insecure: true }, need);
+  checkTrust('[::1]:7101', { ...none, insecure: true }, need);
+  assert.throws(() => checkTrust('127.0.0.1:7101', none, need), TrustError);
+  assert.throws(() => checkTrust('127.0.0.1:7101', { ...tokens, ownCredential: false }, need), /give --token-file FILE/);
+  assert.throws(() => checkTrust('[::]:7101', { ...none, insecure: true }, need), /loopback address only/);
+  assert.throws(() => checkTrust('127.0.0.1:7101', { ...tokens, insecure: true }, need), /--insecure contradicts/);
 });
 
 function spec(o: Partial<SessionSpec> = {}): SessionSpec {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { channelCredentials, clientOptions, type ClusterCredentials } from '../../../common/auth.js';
+import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
 import { AgentClient, type SessionSpec } from '../../../gen/damon/v1/damon.js';
 import { createLogger, silentLogger, type Logger } from '../../../common/log.js';
 import { NATS_SERVER_BIN, freePort } from './nats-server.js';
@@ -86,7 +86,7 @@ export function killTarget(child: ChildProcess): Promise<void> {
 /** A pid that no process has (the kernel's pid_max is at most 2^22). */
 export const MISSING_PID = 4_194_303;
 
-export function agentClient(address: string, creds: ClusterCredentials, extra: Partial<grpc.ClientOptions> = {}): AgentClient {
+export function agentClient(address: string, creds: Credentials, extra: Partial<grpc.ClientOptions> = {}): AgentClient {
   return new AgentClient(address, channelCredentials(creds), clientOptions(creds, extra));
 }
 

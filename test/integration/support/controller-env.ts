@@ -1,5 +1,7 @@
 // One NATS server and one in-process controller for a test file, with fast leases.
-import type { ClusterCredentials } from '../../../common/auth.js';
+import type { Credentials } from '../../../common/auth.js';
+import type { TestCredentials } from './credentials.js';
+import { IdentityTable } from '../../../common/grpc-access.js';
 import { createLogger, silentLogger, type BasicLogger as Logger } from '../../../common/log.js';
 import { startController, type ControllerOptions, type RunningController } from '../../../controller/controller.js';
 import type { ControllerClient } from '../../../gen/damon/v1/damon.js';
@@ -41,7 +43,19 @@ export interface ControllerEnv {
   close(): Promise<void>;
 }
 
-export async function startEnv(o: Partial<ControllerOptions> & { clientCredentials?: ClusterCredentials } = {}): Promise<ControllerEnv> {
+export interface EnvOptions extends Partial<ControllerOptions> {
+  /**
+   * Real credentials: the controller checks them, fake agents present their host's and
+   * accept the controller's, the env's client is the operator. Without them (and without
+   * TLS) the controller runs --insecure, for tests about something else.
+   */
+  creds?: TestCredentials;
+  /** What the env's client presents (default: the operator's, or the TLS material). */
+  clientCredentials?: Credentials;
+}
+
+export async function startEnv(o: EnvOptions = {}): Promise<ControllerEnv> {
+  const { creds, clientCredentials, ...controllerOptions } = o;
   const nats = await startNatsServer();
   const log = capturingLogger('controller');
   const controller = await startController({
@@ -51,9 +65,10 @@ export async function startEnv(o: Partial<ControllerOptions> & { clientCredentia
     heartbeatIntervalMs: TEST_HEARTBEAT_MS,
     agentCallTimeoutMs: 2000,
     log,
-    ...o,
+    ...(creds ? creds.controllerAccess : o.tls ? {} : { insecure: true }),
+    ...controllerOptions,
   });
-  const client = controllerClient(controller.address, o.clientCredentials ?? o.credentials ?? {});
+  const client = controllerClient(controller.address, clientCredentials ?? creds?.operator ?? { tls: o.tls });
   const agents: FakeAgent[] = [];
   const env: ControllerEnv = {
     nats,
@@ -65,7 +80,8 @@ export async function startEnv(o: Partial<ControllerOptions> & { clientCredentia
       const a = await new FakeAgent({
         host,
         controller: controller.address,
-        credentials: o.credentials,
+        credentials: creds?.agent(host) ?? { tls: o.tls },
+        accept: creds ? { identities: IdentityTable.readFile(creds.layout.agent(host).identities) } : { tls: o.tls !== undefined },
         heartbeatMs: TEST_HEARTBEAT_MS,
         ...ao,
       }).start();

@@ -3,7 +3,8 @@
 // controller no longer knows it. Tests steer what it reports.
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { serverCredentials, tokenAuthorizer, type ClusterCredentials } from '../../../common/auth.js';
+import { serverCredentials, type Credentials } from '../../../common/auth.js';
+import { accessAuthorizer, type AccessOptions } from '../../../common/grpc-access.js';
 import { RpcError, bindServer, implement, shutdownServer } from '../../../common/grpc-server.js';
 import {
   AgentService,
@@ -17,8 +18,10 @@ import { registryClient, unary } from './grpc-client.js';
 export interface FakeAgentOptions {
   host: string;
   controller: string;
-  /** What it presents to the controller's Registry and demands from the controller. */
-  credentials?: ClusterCredentials;
+  /** What it presents to the controller's Registry (TLS material: also what it serves). */
+  credentials?: Credentials;
+  /** Who it obeys, as the real agent does (grpc-access.ts); omitted = anyone. */
+  accept?: AccessOptions;
   /** Extra client options towards the controller (e.g. TLS name override). */
   controllerClientOptions?: Partial<grpc.ClientOptions>;
   operations?: string[];
@@ -93,7 +96,7 @@ export class FakeAgent {
             sessions: [...this.sessions.values()],
           }),
         },
-        { authorize: creds.token ? tokenAuthorizer(creds.token) : undefined },
+        { authorize: this.o.accept && (this.o.accept.identities || this.o.accept.tls) ? accessAuthorizer(this.o.accept) : undefined },
       ),
     );
     const port = await bindServer(this.server, '127.0.0.1:0', serverCredentials(creds));

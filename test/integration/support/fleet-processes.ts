@@ -4,6 +4,7 @@
 // killed when this process exits, so a failed test leaves no daemon behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { CredentialsLayout } from '../../../common/credentials-layout.js';
 
 /** bin/damon-fleet.js, relative to the compiled dist/test/integration/support/. */
 export const FLEET_BIN = fileURLToPath(new URL('../../../../bin/damon-fleet.js', import.meta.url));
@@ -109,8 +110,8 @@ export interface ControllerProcessOptions {
   /** "127.0.0.1:PORT": a fixed port, so that a restarted controller is found where it was. */
   listen: string;
   nats: string;
-  /** Cluster token (DAMON_FLEET_TOKEN): agents and clients present it. */
-  token: string;
+  /** Credentials made by `damon-fleet credentials` (test/integration/support/credentials.ts). */
+  credentials: CredentialsLayout;
   leaseTtlMs: number;
   heartbeatMs: number;
 }
@@ -119,8 +120,9 @@ export interface ControllerProcessOptions {
 export async function spawnController(o: ControllerProcessOptions): Promise<FleetProcess> {
   const { proc } = await spawnFleet(
     'controller',
-    ['controller', '--listen', o.listen, '--nats', o.nats, '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`],
-    { DAMON_FLEET_TOKEN: o.token },
+    ['controller', '--listen', o.listen, '--nats', o.nats, '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
+      '--identities', o.credentials.controller.identities, '--agent-key-file', o.credentials.controller.agentKey],
+    {},
     /controller listening on /,
     READY_TIMEOUT_MS,
   );
@@ -131,7 +133,7 @@ export interface AgentProcessOptions {
   host: string;
   controller: string;
   nats: string;
-  token: string;
+  credentials: CredentialsLayout;
   dataDir: string;
 }
 
@@ -145,8 +147,9 @@ export interface AgentProcess extends FleetProcess {
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
   const { proc, match } = await spawnFleet(
     `agent ${o.host}`,
-    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats, '--data-dir', o.dataDir],
-    { DAMON_FLEET_TOKEN: o.token },
+    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats, '--data-dir', o.dataDir,
+      '--token-file', o.credentials.agent(o.host).token, '--identities', o.credentials.agent(o.host).identities],
+    {},
     /serving damon\.v1\.Agent on (127\.0\.0\.1:\d+)/,
     READY_TIMEOUT_MS,
   );

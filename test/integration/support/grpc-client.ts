@@ -1,7 +1,7 @@
 // Promise wrappers around the generated grpc-js clients, and polling helpers, for tests.
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { channelCredentials, clientOptions, type ClusterCredentials } from '../../../common/auth.js';
+import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
 import { ControllerClient, RegistryClient } from '../../../gen/damon/v1/damon.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
@@ -23,12 +23,12 @@ export function unary<C extends grpc.Client, K extends keyof C>(
 }
 
 /** A Controller client presenting `creds`. */
-export function controllerClient(address: string, creds: ClusterCredentials = {}, extra: Partial<grpc.ClientOptions> = {}): ControllerClient {
+export function controllerClient(address: string, creds: Credentials = {}, extra: Partial<grpc.ClientOptions> = {}): ControllerClient {
   return new ControllerClient(address, channelCredentials(creds), clientOptions(creds, extra));
 }
 
 /** A Registry client presenting `creds`. */
-export function registryClient(address: string, creds: ClusterCredentials = {}, extra: Partial<grpc.ClientOptions> = {}): RegistryClient {
+export function registryClient(address: string, creds: Credentials = {}, extra: Partial<grpc.ClientOptions> = {}): RegistryClient {
   return new RegistryClient(address, channelCredentials(creds), clientOptions(creds, extra));
 }
 

@@ -12,14 +12,16 @@ import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './controller-env.js';
 import { spawnAgent, spawnController, type AgentProcess, type FleetProcess } from './fleet-processes.js';
 import { controllerClient, unary, waitFor } from './grpc-client.js';
 import { freePort } from './nats-server.js';
+import { makeTestCredentials, type TestCredentials } from './credentials.js';
 
 export { AGGREGATION_MS } from './agent-env.js';
-export const TOKEN = 'system-test-token';
 
 type TargetProcess = ReturnType<typeof spawnTarget>;
 
 export interface Fleet {
   nats: KillableNats;
+  /** Every identity's credentials, as `damon-fleet credentials` makes them. */
+  creds: TestCredentials;
   /** The controller's fixed address: a restarted controller listens there again. */
   readonly controllerAddress: string;
   controller: FleetProcess;
@@ -42,6 +44,7 @@ export interface Fleet {
 /** Starts NATS, the controller and an agent per host; resolves once every agent is live. */
 export async function startFleet(hosts: string[]): Promise<Fleet> {
   const nats = await startKillableNats();
+  const creds = makeTestCredentials(hosts);
   const dataDir = tempDir('damon-system-');
   const targets: TargetProcess[] = [];
   const agentClients = new Map<string, AgentClient>();
@@ -50,9 +53,10 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
   const processes: FleetProcess[] = [];
   const starting = new Set<Promise<unknown>>();
   const controllerAddress = `127.0.0.1:${await freePort()}`;
-  const controllerOpts = { listen: controllerAddress, nats: nats.url, token: TOKEN, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
+  const controllerOpts = { listen: controllerAddress, nats: nats.url, credentials: creds.layout, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
   const fleet: Partial<Fleet> & { agents: Map<string, AgentProcess> } = {
     nats,
+    creds,
     controllerAddress,
     agents: new Map(),
     async restartController() {
@@ -60,7 +64,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       processes.push(fleet.controller);
     },
     async startAgent(host) {
-      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, token: TOKEN, dataDir: `${dataDir.path}/${host}` });
+      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, credentials: creds.layout, dataDir: `${dataDir.path}/${host}` });
       starting.add(start);
       try {
         const a = await start;
@@ -81,7 +85,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       if (!a) throw new Error(`no agent for host ${host}`);
       let c = agentClients.get(a.address);
       if (!c) {
-        c = agentClient(a.address, { token: TOKEN });
+        c = agentClient(a.address, creds.controllerToAgent(host));
         agentClients.set(a.address, c);
       }
       return c;
@@ -96,11 +100,12 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       await Promise.all(targets.map(killTarget));
       await nats.stop();
       dataDir.remove();
+      creds.remove();
     },
   };
   try {
     await fleet.restartController!();
-    fleet.client = controllerClient(controllerAddress, { token: TOKEN });
+    fleet.client = controllerClient(controllerAddress, creds.operator);
     fleet.nc = await connectNats({ servers: nats.url });
     const started = await Promise.allSettled(hosts.map((h) => fleet.startAgent!(h)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');

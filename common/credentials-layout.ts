@@ -1,0 +1,81 @@
+// Where `damon-fleet credentials` keeps each identity's files: one folder per identity,
+// so that what one machine needs can be copied to it alone (a host gets agents/<host>/).
+//
+//   DIR/nats/nats.conf                 NATS users and permissions (public keys only)
+//   DIR/controller/nats.nk             the controller's NATS nkey seed
+//   DIR/controller/identities.json     who may call the controller, by token hash
+//   DIR/controller/agent-call.key      the key the controller's per-agent tokens derive from
+//   DIR/operator/{nats.nk,token}       the operator: the whole API, NATS administration
+//   DIR/readers/<name>/{nats.nk,token} read-only clients and NATS consumers
+//   DIR/agents/<host>/{nats.nk,token}  each host's agent
+//   DIR/agents/<host>/identities.json  who may call that agent: the controller, by token hash
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+export interface IdentityFiles {
+  dir: string;
+  /** NATS nkey seed. */
+  natsSeed: string;
+  /** gRPC bearer token (absent for the controller, which derives one per agent). */
+  token: string;
+}
+
+export interface CredentialsLayout {
+  root: string;
+  natsConf: string;
+  controller: IdentityFiles & { identities: string; agentKey: string };
+  operator: IdentityFiles;
+  agent(host: string): IdentityFiles & { identities: string };
+  reader(name: string): IdentityFiles;
+}
+
+function identity(dir: string): IdentityFiles {
+  return { dir, natsSeed: join(dir, 'nats.nk'), token: join(dir, 'token') };
+}
+
+export function credentialsLayout(root: string): CredentialsLayout {
+  const controller = identity(join(root, 'controller'));
+  return {
+    root,
+    natsConf: join(root, 'nats', 'nats.conf'),
+    controller: { ...controller, identities: join(controller.dir, 'identities.json'), agentKey: join(controller.dir, 'agent-call.key') },
+    operator: identity(join(root, 'operator')),
+    agent(host) {
+      const a = identity(join(root, 'agents', host));
+      return { ...a, identities: join(a.dir, 'identities.json') };
+    },
+    reader: (name) => identity(join(root, 'readers', name)),
+  };
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** The agents and readers that already have folders under `root`. */
+export function existingIdentities(root: string): { agents: string[]; readers: string[] } {
+  return { agents: subdirs(join(root, 'agents')), readers: subdirs(join(root, 'readers')) };
+}
+
+/**
+ * Writes `text` to `path` whole (a temporary file renamed over it), readable by its owner
+ * only (0600, folders 0700): every file under the credentials folder is written this way.
+ */
+export function writePrivateFile(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  renameSync(tmp, path);
+}
+
+/** Creates a secret file with `make()` unless it exists; true when it created it. */
+export function ensureSecretFile(path: string, make: () => string): boolean {
+  if (existsSync(path)) return false;
+  writePrivateFile(path, make());
+  return true;
+}

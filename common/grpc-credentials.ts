@@ -1,0 +1,48 @@
+// The gRPC side of `damon-fleet credentials`: a token per identity (kept once made), the
+// controller's identities file holding their hashes, and per host the hash of the token
+// the controller shows that host's agent. Secrets never leave their identity's folder.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readTokenFile } from './auth.js';
+import { IdentityTable, agentCallToken, tokenSha256, type IdentityEntry } from './grpc-access.js';
+import { credentialsLayout, ensureSecretFile, writePrivateFile } from './credentials-layout.js';
+
+/** Who gets credentials: agents (with the addresses each may register) and readers. */
+export interface GrpcCredentialsPlan {
+  agents: Array<{ host: string; addresses?: string[] }>;
+  readers: string[];
+}
+
+const newSecret = () => randomBytes(32).toString('base64url') + '\n';
+
+/**
+ * Makes what is missing and rewrites both kinds of identities file. An agent given without
+ * addresses keeps the ones it had, else may register only its own host name. Returns the
+ * files it created (never their contents).
+ */
+export function ensureGrpcCredentials(root: string, plan: GrpcCredentialsPlan): string[] {
+  const layout = credentialsLayout(root);
+  const created: string[] = [];
+  const ensure = (path: string) => {
+    if (ensureSecretFile(path, newSecret)) created.push(path);
+    return readTokenFile(path);
+  };
+  const previous = existsSync(layout.controller.identities)
+    ? IdentityTable.parse(readFileSync(layout.controller.identities, 'utf8'), layout.controller.identities)
+    : undefined;
+  const agentKey = ensure(layout.controller.agentKey);
+  const entries: IdentityEntry[] = [{ role: 'operator', name: 'operator', tokenSha256: tokenSha256(ensure(layout.operator.token)) }];
+  for (const name of plan.readers) {
+    entries.push({ role: 'reader', name, tokenSha256: tokenSha256(ensure(layout.reader(name).token)) });
+  }
+  for (const { host, addresses } of plan.agents) {
+    const files = layout.agent(host);
+    const kept = previous?.entries.find((e) => e.role === 'agent' && e.name === host)?.addresses;
+    entries.push({ role: 'agent', name: host, tokenSha256: tokenSha256(ensure(files.token)), addresses: addresses ?? kept ?? [host] });
+    const callers = new IdentityTable([{ role: 'controller', name: 'controller', tokenSha256: tokenSha256(agentCallToken(agentKey, host)) }]);
+    writePrivateFile(files.identities, callers.format());
+  }
+  const table = new IdentityTable(entries);
+  writePrivateFile(layout.controller.identities, table.format());
+  return created;
+}
