@@ -65,17 +65,17 @@ static int open_component(int dir_fd, const char *name, int flags, mode_t mode)
 	int fd = open_beneath(dir_fd, name, flags, mode);
 	struct stat st;
 
-	if (fd != -ENOSYS)
-		return fd;
-	fd = openat(dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd >= 0)
-		return fd;
-	/* O_DIRECTORY | O_NOFOLLOW answers ENOTDIR for a link: say it is a link,
-	 * as openat2 does. */
-	if (errno == ENOTDIR && (flags & O_DIRECTORY) &&
+	if (fd == -ENOSYS) {
+		fd = openat(dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd < 0)
+			fd = -errno;
+	}
+	/* O_DIRECTORY | O_NOFOLLOW answers ENOTDIR for a link as its last
+	 * component: say it is a link, as for any other. */
+	if (fd == -ENOTDIR && (flags & O_DIRECTORY) &&
 	    fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
 		return -ELOOP;
-	return -errno;
+	return fd;
 }
 
 static int is_component(const char *name)
