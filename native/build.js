@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Builds native/build/libdamon_access.so (the page_idle access checks) from native/src
-// with the machine's C compiler ($CC, else cc, gcc or clang).
+// Builds native/build/libdamon_access.so (the page_idle access checks, and the opening
+// of the agent's result files beneath its data directory) from native/src with the
+// machine's C compiler ($CC, else cc, gcc or clang).
 //
 // It rebuilds only when a source file or this script is newer than the library.
 // Without a compiler, or when compiling fails, it prints a warning saying what is missing
 // and exits 0, so `npm ci` still succeeds on such a machine: the synthetic operations need
-// no native code, and the page_idle operations then fail with "native library not built".
+// no native code, and the page_idle operations and the agent's result files then fail
+// with "native library not built".
 // `--strict` makes those failures exit 1 (for CI and for developers of the C code).
 //
 // Usage: node native/build.js [--strict] [--force]
@@ -36,7 +38,8 @@ function giveUp(what, fix) {
   const level = strict ? 'error' : 'warning';
   console.error(`native/build.js: ${level}: ${what}`);
   console.error(`  fix: ${fix}`);
-  console.error('  without it the page_idle operations are unavailable (the synthetic operations still work).');
+  console.error('  without it the page_idle operations are unavailable (the synthetic operations still work),');
+  console.error('  and the agent refuses result files (the recorder still writes them).');
   process.exit(strict ? 1 : 0);
 }
 

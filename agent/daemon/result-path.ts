@@ -1,38 +1,68 @@
 // Result files are written by an agent that runs as root, at a path that a remote user
-// chose. They are confined to the agent's data directory: the path must be relative,
-// must not climb out with '..', no directory on the way may be a symbolic link that
-// leads outside, and the file itself is opened with O_NOFOLLOW (never through a link).
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, realpathSync } from 'node:fs';
-import { isAbsolute, join, posix, relative, sep } from 'node:path';
+// chose, inside a data directory that local users may be able to change while the agent
+// works. The confinement:
+// - the path must be relative, must not climb out with '..', and is bounded (depth,
+//   bytes, bytes per component) before anything is created;
+// - it is resolved beneath a descriptor of the data directory, never through a symbolic
+//   link (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, native/src/beneath.c); missing
+//   directories are created there one at a time, each opened again beneath its parent;
+// - the file's directory stays held as a descriptor: every later open, rename and unlink
+//   (the JSON writer's rewrites too) is relative to it, so swapping a directory on the
+//   path for a link after the checks redirects nothing;
+// - an opened file is refused, before a byte is written, unless it is a regular file
+//   with one link, owned by the agent's user (a hard link could be a file outside; a
+//   file of another user is not the agent's to change).
+import { closeSync, constants, fstatSync, openSync, type Stats } from 'node:fs';
+import { dirname, isAbsolute, join, posix } from 'node:path';
+import { NativeLibraryError } from '../ops/native-library.js';
+import { ResultFileError } from '../records/result-format.js';
+import { ResultFd, tempName, type ResultLocation, type TempFile } from '../records/result-location.js';
+import { loadBeneath, type Beneath, type BeneathError } from './beneath.js';
 
-/** A result_file that the agent refuses to write; the message says why, naming the path. */
-export class ResultPathError extends Error {
+/** Most components a result path may have, the file name included. */
+export const MAX_RESULT_PATH_DEPTH = 16;
+/** Most bytes (UTF-8) a result path may have. */
+export const MAX_RESULT_PATH_BYTES = 1024;
+/** Most bytes one component may have (NAME_MAX). */
+export const MAX_RESULT_NAME_BYTES = 255;
+/** Mode of the directories the agent creates on the way. */
+const DIR_MODE = 0o750;
+/** Longest piece of a user's path a message quotes. */
+const QUOTE_CHARS = 64;
+
+/** `s` in double quotes, cut to its first characters with an ellipsis when long. */
+export function quoteExcerpt(s: string): string {
+  if (s.length <= QUOTE_CHARS) return JSON.stringify(s);
+  let cut = s.slice(0, QUOTE_CHARS - 1);
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1); // not half a character
+  return JSON.stringify(`${cut}…`);
+}
+
+/** A result_file that the agent refuses to write; the message says why, quoting the path. */
+export class ResultPathError extends ResultFileError {
   constructor(readonly resultFile: string, message: string) {
-    super(`result_file "${resultFile}": ${message}`);
+    super('open', resultFile, `result_file ${quoteExcerpt(resultFile)}: ${message}`);
     this.name = 'ResultPathError';
   }
 }
 
-function isInside(root: string, p: string): boolean {
-  const rel = relative(root, p);
-  return rel === '' || (!rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel));
+/** What the path rules leave: directories to resolve, and the file name. */
+interface CheckedPath {
+  dirs: string[];
+  name: string;
+  /** The normalized relative path. */
+  relative: string;
 }
 
-function code(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException)?.code;
-}
-
-/**
- * Checks `resultFile` against the rules and returns the absolute path it names inside
- * `dataDir` (resolved through links that stay inside), creating missing directories
- * on the way (mode 0750). Throws ResultPathError when the path is refused.
- */
-export function confineResultPath(dataDir: string, resultFile: string): string {
+/** Applies the rules that need no file system; throws ResultPathError. */
+export function checkResultPath(dataDir: string, resultFile: string): CheckedPath {
   const fail = (msg: string): never => {
     throw new ResultPathError(resultFile, msg);
   };
   if (resultFile.length === 0) fail('empty path');
   if (resultFile.includes('\0')) fail('contains a NUL byte');
+  const bytes = Buffer.byteLength(resultFile);
+  if (bytes > MAX_RESULT_PATH_BYTES) fail(`is ${bytes} bytes long; result paths have at most ${MAX_RESULT_PATH_BYTES}`);
   if (isAbsolute(resultFile)) {
     fail(`absolute paths are refused; give a path relative to the agent's data directory (${dataDir})`);
   }
@@ -41,88 +71,164 @@ export function confineResultPath(dataDir: string, resultFile: string): string {
     fail(`escapes the agent's data directory (${dataDir}) through '..'`);
   }
   if (normalized === '.' || normalized.endsWith('/')) fail('names a directory, not a file');
-
-  let root: string;
-  try {
-    root = realpathSync(dataDir);
-  } catch (err) {
-    return fail(`the agent's data directory ${dataDir} is not usable: ${(err as Error).message}`);
-  }
-
   const parts = normalized.split('/');
-  const fileName = parts.pop()!;
-  let dir = root;
-  let walked = '';
+  if (parts.length > MAX_RESULT_PATH_DEPTH) {
+    fail(`has ${parts.length} components; result paths have at most ${MAX_RESULT_PATH_DEPTH} (MAX_RESULT_PATH_DEPTH)`);
+  }
   for (const part of parts) {
-    walked = walked ? `${walked}/${part}` : part;
-    const next = join(dir, part);
-    let st;
-    try {
-      st = lstatSync(next);
-    } catch (err) {
-      if (code(err) !== 'ENOENT') fail(`cannot inspect "${walked}": ${(err as Error).message}`);
-      mkdirSync(next, { mode: 0o750 });
-      dir = next;
-      continue;
-    }
-    if (st.isSymbolicLink()) {
-      let target: string;
-      try {
-        target = realpathSync(next);
-      } catch (err) {
-        return fail(`"${walked}" is a symbolic link that does not resolve: ${(err as Error).message}`);
-      }
-      if (!isInside(root, target)) {
-        fail(`"${walked}" is a symbolic link to ${target}, outside the agent's data directory (${dataDir})`);
-      }
-      if (!lstatSync(target).isDirectory()) fail(`"${walked}" is not a directory`);
-      dir = target;
-    } else if (st.isDirectory()) {
-      dir = next;
-    } else {
-      fail(`"${walked}" is not a directory`);
-    }
+    const n = Buffer.byteLength(part);
+    if (n > MAX_RESULT_NAME_BYTES) fail(`component ${quoteExcerpt(part)} is ${n} bytes long; a component has at most ${MAX_RESULT_NAME_BYTES}`);
   }
-  // Re-resolve the parent as a whole: a link swapped in while walking is caught here.
-  const parent = realpathSync(dir);
-  if (!isInside(root, parent)) fail(`resolves outside the agent's data directory (${dataDir})`);
-  const file = join(parent, fileName);
-  try {
-    const st = lstatSync(file);
-    if (st.isSymbolicLink()) fail('is a symbolic link; result files are never written through links');
-    if (!st.isFile()) fail('exists and is not a regular file');
-  } catch (err) {
-    if (err instanceof ResultPathError) throw err;
-    if (code(err) !== 'ENOENT') fail(`cannot inspect it: ${(err as Error).message}`);
+  const name = parts.pop()!;
+  return { dirs: parts, name, relative: normalized };
+}
+
+/** Why the directory walk stopped, for the message: which rule, which component. */
+function dirRefusal(e: BeneathError, dirs: string[], dataDir: string): string {
+  if (e.component < 0) return `cannot open the agent's data directory (${dataDir}): ${e.message}`;
+  const at = quoteExcerpt(dirs.slice(0, e.component + 1).join('/'));
+  switch (e.code) {
+    case 'ELOOP': return `${at} is a symbolic link; result paths never pass through links`;
+    case 'ENOTDIR': return `${at} is not a directory`;
+    case 'EXDEV': return `${at} leads outside the agent's data directory (${dataDir})`;
+    default: return `cannot open or create the directory ${at}: ${e.message}`;
   }
-  return file;
 }
 
 /**
- * Opens (creating if needed) the confined result file for writing, with O_NOFOLLOW so
- * that a link put in its place after the checks is refused too. `append` keeps what is
- * there; otherwise the file is truncated.
+ * The result file `resultFile` inside `dataDir`, for openResultWriter: its directory
+ * resolved (missing ones created, mode 0750) and held. Throws ResultPathError when the
+ * path is refused, or when the native library that does the confined opens is missing.
  */
-export function openConfinedResultFile(
+export function openConfinedLocation(
   dataDir: string,
   resultFile: string,
-  append: boolean,
-): { path: string; fd: number } {
-  const path = confineResultPath(dataDir, resultFile);
-  const flags =
-    constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
-  let fd: number;
+  opts: { libraryPath?: string } = {},
+): ResultLocation {
+  const fail = (msg: string): never => {
+    throw new ResultPathError(resultFile, msg);
+  };
+  const { dirs, name, relative } = checkResultPath(dataDir, resultFile);
+  let beneath: Beneath;
   try {
-    fd = openSync(path, flags, 0o640);
-  } catch (err) {
-    if (code(err) === 'ELOOP') {
-      throw new ResultPathError(resultFile, 'is a symbolic link; result files are never written through links');
+    beneath = loadBeneath(opts.libraryPath);
+  } catch (e) {
+    // No fallback to path-based checks: those are the racy ones this replaces.
+    if (e instanceof NativeLibraryError) return fail(`the agent cannot write result files: ${e.message}`);
+    throw e;
+  }
+  let rootFd: number;
+  try {
+    rootFd = openSync(dataDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (e) {
+    return fail(`the agent's data directory ${dataDir} is not usable: ${(e as Error).message}`);
+  }
+  let dirFd: number;
+  try {
+    dirFd = beneath.openDir(rootFd, dirs.join('/'), DIR_MODE, MAX_RESULT_PATH_DEPTH - 1);
+  } catch (e) {
+    return fail(dirRefusal(e as BeneathError, dirs, dataDir));
+  } finally {
+    closeSync(rootFd);
+  }
+  return new ConfinedLocation(beneath, dirFd, join(dataDir, relative), name, resultFile);
+}
+
+class ConfinedLocation implements ResultLocation {
+  #dirFd: number;
+
+  constructor(
+    private readonly beneath: Beneath,
+    dirFd: number,
+    readonly path: string,
+    private readonly name: string,
+    private readonly resultFile: string,
+  ) {
+    this.#dirFd = dirFd;
+  }
+
+  private refuse(msg: string): never {
+    throw new ResultPathError(this.resultFile, msg);
+  }
+
+  private dirFd(): number {
+    if (this.#dirFd < 0) throw new Error(`result file ${this.path}: used after its location was closed`);
+    return this.#dirFd;
+  }
+
+  /** Opens `name` in the held directory; a link there is a refusal, other errors are errno errors. */
+  private openAt(name: string, flags: number, mode = 0): number {
+    try {
+      return this.beneath.openFile(this.dirFd(), name, flags, mode);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP') this.refuse('is a symbolic link; result files are never written through links');
+      throw e;
     }
-    throw new ResultPathError(resultFile, `cannot open ${path}: ${(err as Error).message}`);
   }
-  if (!fstatSync(fd).isFile()) {
+
+  /** The open file's stats, or (closing it) a refusal of a file the agent must not write. */
+  private checked(fd: number): Stats {
+    const st = fstatSync(fd);
+    const euid = process.geteuid!();
+    let why: string | null = null;
+    if (!st.isFile()) why = 'exists and is not a regular file';
+    else if (st.nlink > 1) why = `has ${st.nlink} hard links; a result file must have one (another could be a file outside the data directory)`;
+    else if (st.uid !== euid) why = `is owned by uid ${st.uid}, not by the agent's user (uid ${euid}); it is not the agent's to write`;
+    if (why !== null) {
+      closeSync(fd);
+      this.refuse(why);
+    }
+    return st;
+  }
+
+  async existing(): Promise<Stats | null> {
+    let fd: number;
+    try {
+      fd = this.openAt(this.name, constants.O_RDONLY);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    const st = this.checked(fd);
     closeSync(fd);
-    throw new ResultPathError(resultFile, 'is not a regular file');
+    return st;
   }
-  return { path, fd };
+
+  async openAppend(mode: number): Promise<ResultFd> {
+    // No O_TRUNC: a file refused below keeps every byte it had.
+    const fd = this.openAt(this.name, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, mode);
+    this.checked(fd);
+    return new ResultFd(fd);
+  }
+
+  async readExisting(): Promise<Buffer> {
+    const fd = this.openAt(this.name, constants.O_RDONLY);
+    this.checked(fd);
+    const file = new ResultFd(fd);
+    try {
+      return await file.readAll();
+    } finally {
+      await file.close();
+    }
+  }
+
+  async createTemp(mode: number): Promise<TempFile> {
+    const name = tempName(this.name);
+    const fd = this.openAt(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    return { file: new ResultFd(fd), name, path: join(dirname(this.path), name) };
+  }
+
+  async commitTemp(name: string): Promise<void> {
+    this.beneath.rename(this.dirFd(), name, this.name);
+  }
+
+  async discardTemp(name: string): Promise<void> {
+    this.beneath.unlink(this.dirFd(), name);
+  }
+
+  close(): void {
+    if (this.#dirFd < 0) return;
+    closeSync(this.#dirFd);
+    this.#dirFd = -1;
+  }
 }

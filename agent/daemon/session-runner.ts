@@ -12,7 +12,6 @@
 // The engine is the project's (DamonContext with the chosen operations) or the kernel's
 // own DAMON (KdamondContext): both emit the same events. A session that left the choice
 // to the agent and finds the kernel's DAMON taken at start runs on page_idle instead.
-import { closeSync, fstatSync, lstatSync } from 'node:fs';
 import { DamonContext, type StopReason } from '../engine/context.js';
 import type { KdamondContext } from '../kdamond/kdamond-context.js';
 import { OperationsUnavailableError, TargetError, type Operations } from '../engine/operations.js';
@@ -29,7 +28,7 @@ import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';
 import type { RecordPublisher } from './publisher.js';
 import { encodeRecord, toProtoRecord } from './record-convert.js';
-import { openConfinedResultFile } from './result-path.js';
+import { ResultPathError, openConfinedLocation, quoteExcerpt } from './result-path.js';
 import type { RunSpec } from './spec.js';
 
 export interface RunnerDeps {
@@ -310,34 +309,19 @@ export class SessionRunner {
   // ---- result file ----------------------------------------------------------------------
 
   /**
-   * Opens the result file inside the data directory. The path is confined first and the
-   * file created with O_NOFOLLOW; the writer then opens the checked path, and (binary:
-   * it appends to that very file) the file it got must still be the one checked, so a
-   * link swapped in between is caught. The JSON writers replace the file by rename,
-   * which never follows a link.
+   * Opens the result file inside the data directory: the writer works only through
+   * descriptors opened beneath it (result-path.ts), and owns them until it is closed.
    */
   private async openWriter(): Promise<ResultWriter> {
     const { attrs, resultFormat } = this.spec;
-    const checked = openConfinedResultFile(this.deps.dataDir, attrs.resultFile, true);
     try {
-      const writer = await openResultWriter(checked.path, {
+      return await openResultWriter(openConfinedLocation(this.deps.dataDir, attrs.resultFile), {
         ...RESULT_FORMAT_OPTIONS[resultFormat],
         intervals: { sampleUs: attrs.samplingUs, aggrUs: attrs.aggregationUs, opsUpdateUs: attrs.updateUs },
       });
-      if (writer.format === 'binary') {
-        const a = fstatSync(checked.fd);
-        const b = lstatSync(checked.path);
-        if (b.isSymbolicLink() || a.ino !== b.ino || a.dev !== b.dev) {
-          await writer.close().catch(() => undefined);
-          throw new Error(`result_file "${attrs.resultFile}": changed while being opened; refused`);
-        }
-      }
-      return writer;
     } catch (err) {
-      const msg = errorMessage(err);
-      throw new Error(msg.includes(attrs.resultFile) ? msg : `result_file "${attrs.resultFile}": ${msg}`);
-    } finally {
-      closeSync(checked.fd);
+      if (err instanceof ResultPathError) throw err;
+      throw new Error(`result_file ${quoteExcerpt(attrs.resultFile)}: ${errorMessage(err)}`);
     }
   }
 

@@ -1,20 +1,12 @@
-// Typed access to native/build/libdamon_access.so (native/src/damon_access.c) through koffi.
-// The library is loaded lazily, on the first loadNativeAccess() call, so that importing this
-// module costs nothing on hosts that only run the synthetic operations; a missing or stale
-// library becomes an OperationsUnavailableError that says how to build it.
-import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// Typed access to the page_idle checks of native/build/libdamon_access.so
+// (native/src/damon_access.c) through koffi. The library is loaded lazily, on the first
+// loadNativeAccess() call, so that importing this module costs nothing on hosts that only
+// run the synthetic operations; a missing or stale library becomes an
+// OperationsUnavailableError that says how to build it.
 import { getSystemErrorMap } from 'node:util';
-import koffi from 'koffi';
+import type koffi from 'koffi';
 import { OperationsUnavailableError } from '../engine/operations.js';
-
-/** Where `npm run build:native` puts the library (this file runs from dist/agent/ops/). */
-export const DEFAULT_LIBRARY_PATH = fileURLToPath(new URL('../../../native/build/libdamon_access.so', import.meta.url));
-
-/** Must match DA_ABI_VERSION in native/src/damon_access.h. */
-export const NATIVE_ABI_VERSION = 2;
-
-const BUILD_HINT = 'run `npm run build:native` (needs a C compiler: cc, gcc or clang)';
+import { DEFAULT_LIBRARY_PATH, NativeLibraryError, loadNativeLibrary } from './native-library.js';
 
 /** Files the native calls read and write; errors name them by this key and path. */
 export type NativeFile = 'pagemap' | 'kpageflags' | 'bitmap';
@@ -292,38 +284,19 @@ function checkCount(what: string, n: number, length: number): void {
 const loaded = new Map<string, NativeAccess>();
 
 /**
- * The library at `libraryPath` (default: the one `npm run build:native` builds), loaded once.
- * Throws OperationsUnavailableError saying what is wrong and how to fix it.
+ * The access checks of the library at `libraryPath` (default: the one `npm run
+ * build:native` builds), bound once. Throws OperationsUnavailableError saying what is
+ * wrong and how to fix it.
  */
 export function loadNativeAccess(libraryPath: string = DEFAULT_LIBRARY_PATH): NativeAccess {
   const cached = loaded.get(libraryPath);
   if (cached) return cached;
-  if (!fs.existsSync(libraryPath)) {
-    throw new OperationsUnavailableError('page_idle', `native library not built: ${libraryPath} does not exist; ${BUILD_HINT}`);
-  }
   let lib: koffi.IKoffiLib;
   try {
-    lib = koffi.load(libraryPath);
+    lib = loadNativeLibrary(libraryPath);
   } catch (e) {
-    throw new OperationsUnavailableError(
-      'page_idle',
-      `cannot load native library ${libraryPath}: ${(e as Error).message}; rebuild it: ${BUILD_HINT}`,
-    );
-  }
-  let abi: number;
-  try {
-    abi = lib.func('uint32_t da_abi_version(void)')() as number;
-  } catch (e) {
-    throw new OperationsUnavailableError(
-      'page_idle',
-      `${libraryPath} is not the damon access library (${(e as Error).message}); ${BUILD_HINT}`,
-    );
-  }
-  if (abi !== NATIVE_ABI_VERSION) {
-    throw new OperationsUnavailableError(
-      'page_idle',
-      `native library ${libraryPath} is out of date (ABI ${abi}, this agent needs ${NATIVE_ABI_VERSION}); ${BUILD_HINT}`,
-    );
+    if (e instanceof NativeLibraryError) throw new OperationsUnavailableError('page_idle', e.message);
+    throw e;
   }
   const access = new NativeAccess(libraryPath, lib);
   loaded.set(libraryPath, access);

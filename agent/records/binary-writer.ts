@@ -17,7 +17,6 @@
 //   file. damo shows the entry as a last snapshot holding a 0-byte region (nothing in
 //   wss or heatmaps); this project's reader uses it for the start time and drops it.
 // Not supported: two writers appending to one file at once.
-import { open, type FileHandle } from 'node:fs/promises';
 import { readSync } from 'node:fs';
 import type { AggregationRecord } from './record.js';
 import {
@@ -27,9 +26,9 @@ import {
 import {
   ResultFileError, describeFsError, validateSnapshot, type ResultIntervals, type ResultWriter,
 } from './result-format.js';
-import { existingResultFile, openError, writeAll } from './result-path.js';
+import { openError, writeAll, type ResultFd, type ResultLocation } from './result-location.js';
 
-function fileSource(fh: FileHandle, size: number): ByteSource {
+function fileSource(fh: ResultFd, size: number): ByteSource {
   return {
     size,
     read(offset, length) {
@@ -118,14 +117,16 @@ function checkExisting(path: string, d: DecodedBinary, version: 0 | 2, size: num
   return { size, snapshots: d.snapshots.length, lastEndNs, counts, single };
 }
 
+/** Opens the binary writer of `location`; it closes the location when it is closed. */
 export async function openBinaryWriter(
-  path: string,
+  location: ResultLocation,
   opts: { version: 0 | 2; intervals: ResultIntervals },
 ): Promise<ResultWriter> {
-  await existingResultFile(path);
-  let fh: FileHandle;
+  const path = location.path;
+  await location.existing();
+  let fh: ResultFd;
   try {
-    fh = await open(path, 'a+', 0o644);
+    fh = await location.openAppend(0o644);
   } catch (e) {
     throw openError(path, e);
   }
@@ -152,7 +153,7 @@ export async function openBinaryWriter(
       }
       state = checkExisting(path, d, opts.version, size);
     }
-    return new BinaryResultWriter(path, fh, opts.version, opts.intervals, state);
+    return new BinaryResultWriter(location, fh, opts.version, opts.intervals, state);
   } catch (e) {
     await fh.close().catch(() => undefined);
     throw e;
@@ -168,13 +169,16 @@ class BinaryResultWriter implements ResultWriter {
   /** Targets seen in one snapshot so far, for the closing entries: [start or null, end, first address]. */
   private readonly once = new Map<number, [bigint | null, bigint, number]>();
 
+  readonly path: string;
+
   constructor(
-    readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly location: ResultLocation,
+    private readonly fh: ResultFd,
     readonly version: 0 | 2,
     private readonly intervals: ResultIntervals,
     private readonly state: Continued,
   ) {
+    this.path = location.path;
     for (const [id, [end, addr]] of state.single) this.once.set(id, [null, end, addr]);
   }
 
@@ -265,6 +269,7 @@ class BinaryResultWriter implements ResultWriter {
     } catch (e) {
       failure ??= new ResultFileError('write', this.path, `closing ${this.path} failed: ${describeFsError(e, this.path)}`, undefined, { cause: e });
     }
+    this.location.close();
     if (failure !== null) {
       throw failure instanceof ResultFileError
         ? failure

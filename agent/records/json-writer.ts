@@ -23,9 +23,7 @@
 // with the same intervals and complete records (ages and start times); otherwise opening
 // is refused rather than overwriting it. A failed rewrite (ENOSPC...) leaves the previous
 // document in place, rejects that call, and is retried at the next due rewrite.
-import { access, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { createDeflate } from 'node:zlib';
 import type { AggregationRecord } from './record.js';
@@ -33,7 +31,7 @@ import { documentPieces, encodeSnapshotFragment, encodeTargetHead } from './json
 import {
   ResultFileError, describeFsError, maxNrAccessesOf, validateSnapshot, type ResultIntervals, type ResultWriter,
 } from './result-format.js';
-import { existingResultFile, openError, writeAll } from './result-path.js';
+import { openError, writeAll, type ResultLocation, type TempFile } from './result-location.js';
 import { decodeJsonBytes } from './result-reader.js';
 
 export interface JsonWriterOptions {
@@ -49,8 +47,6 @@ interface TargetText {
   head: string;
   fragments: string[];
 }
-
-let tmpSeq = 0;
 
 /** The document's pieces joined into buffers of about 256 KiB: fewer, larger writes. */
 function* batches(pieces: Iterable<string>): Generator<Buffer> {
@@ -71,15 +67,11 @@ function* batches(pieces: Iterable<string>): Generator<Buffer> {
 /** A rewrite that could not even create its temporary file: the directory is unwritable. */
 class TempFileError extends ResultFileError {}
 
-export async function openJsonWriter(path: string, opts: JsonWriterOptions): Promise<ResultWriter> {
-  const st = await existingResultFile(path);
-  if (st !== null) {
-    // Rename could replace a file we may not write; respect its permissions instead.
-    await access(path, constants.W_OK).catch((e: unknown) => {
-      throw openError(path, e);
-    });
-  }
-  const w = new JsonResultWriter(path, opts, st === null ? null : st.mode & 0o7777);
+/** Opens the JSON writer of `location`; it closes the location when it is closed. */
+export async function openJsonWriter(location: ResultLocation, opts: JsonWriterOptions): Promise<ResultWriter> {
+  const path = location.path;
+  const st = await location.existing();
+  const w = new JsonResultWriter(location, opts, st === null ? null : st.mode & 0o7777);
   if (st !== null && st.size > 0) await w.continueExisting();
   try {
     await w.rewrite();
@@ -111,8 +103,11 @@ class JsonResultWriter implements ResultWriter {
   private chain: Promise<void> = Promise.resolve();
   private closed: Promise<void> | null = null;
 
+  readonly path: string;
+
   /** `mode`: the existing file's permissions, kept across rewrites; null for a new file. */
-  constructor(readonly path: string, opts: JsonWriterOptions, private readonly mode: number | null) {
+  constructor(private readonly location: ResultLocation, opts: JsonWriterOptions, private readonly mode: number | null) {
+    this.path = location.path;
     this.format = opts.format;
     this.intervals = opts.intervals;
     this.rewriteIntervalMs = opts.rewriteIntervalMs ?? 1000;
@@ -126,7 +121,7 @@ class JsonResultWriter implements ResultWriter {
     };
     let bytes: Buffer;
     try {
-      bytes = await readFile(this.path);
+      bytes = await this.location.readExisting();
     } catch (e) {
       throw openError(this.path, e, 'read the existing');
     }
@@ -213,17 +208,17 @@ class JsonResultWriter implements ResultWriter {
     // A consistent view: the snapshots accepted before this rewrite started.
     const view = [...this.targets.values()].map((t) => ({ head: t.head, fragments: t.fragments.slice() }));
     const count = this.snapshots;
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.${tmpSeq++}.tmp`);
-    let fh: FileHandle;
+    let tmp: TempFile;
     try {
-      fh = await open(tmp, 'wx', this.mode ?? 0o644);
+      tmp = await this.location.createTemp(this.mode ?? 0o644);
     } catch (e) {
       throw new TempFileError(
         'write', this.path,
-        `cannot create the temporary file ${tmp} to rewrite ${this.path}: ${describeFsError(e, tmp)}` + this.keptNote(),
+        `cannot create the temporary file beside ${this.path} to rewrite it: ${describeFsError(e, this.path)}` + this.keptNote(),
         undefined, { cause: e },
       );
     }
+    const fh = tmp.file;
     try {
       if (this.mode !== null) await fh.chmod(this.mode); // open() applied the umask
       const text = Readable.from(batches(documentPieces(view)));
@@ -231,10 +226,10 @@ class JsonResultWriter implements ResultWriter {
       for await (const chunk of bytes) await writeAll(fh, chunk as Buffer);
       await fh.sync();
       await fh.close();
-      await rename(tmp, this.path);
+      await this.location.commitTemp(tmp.name);
     } catch (e) {
       await fh.close().catch(() => undefined);
-      await unlink(tmp).catch(() => undefined);
+      await this.location.discardTemp(tmp.name).catch(() => undefined);
       throw new ResultFileError(
         'write', this.path, `rewriting ${this.path} failed: ${describeFsError(e, this.path)}` + this.keptNote(),
         undefined, { cause: e },
@@ -251,8 +246,12 @@ class JsonResultWriter implements ResultWriter {
   close(): Promise<void> {
     this.closed ??= (async () => {
       await this.chain;
-      if (this.dirty) await this.rewrite();
-      this.targets.clear();
+      try {
+        if (this.dirty) await this.rewrite();
+      } finally {
+        this.targets.clear();
+        this.location.close();
+      }
     })();
     return this.closed;
   }

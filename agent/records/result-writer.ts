@@ -9,10 +9,14 @@
 // → binary. Binary is version 2 unless `version: 0` is asked for.
 // Every problem with the path (missing directory, no permission, a directory, not a
 // result file) is reported here, by a ResultFileError naming the path and the reason.
+// A path is reached as this process's user may (pathLocation); the agent passes a
+// ResultLocation confined to its data directory instead (agent/daemon/result-path.ts).
+// The writer owns the location: it closes it when it is closed, or when opening fails.
 // See binary-writer.ts and json-writer.ts for what each format does on resume, on a
 // failed write and on close.
 import { openBinaryWriter } from './binary-writer.js';
 import { openJsonWriter } from './json-writer.js';
+import { pathLocation, type ResultLocation } from './result-location.js';
 import {
   RESULT_FORMATS, ResultFileError, formatFromFileName, validateIntervals,
   type ResultFormat, type ResultIntervals, type ResultWriter,
@@ -30,7 +34,21 @@ export interface ResultWriterOptions {
   clock?: () => number;
 }
 
-export async function openResultWriter(path: string, opts: ResultWriterOptions): Promise<ResultWriter> {
+export async function openResultWriter(
+  where: string | ResultLocation,
+  opts: ResultWriterOptions,
+): Promise<ResultWriter> {
+  const location = typeof where === 'string' ? pathLocation(where) : where;
+  try {
+    return await openWriterAt(location, opts);
+  } catch (e) {
+    location.close();
+    throw e;
+  }
+}
+
+async function openWriterAt(location: ResultLocation, opts: ResultWriterOptions): Promise<ResultWriter> {
+  const path = location.path;
   const bad = (what: string): never => {
     throw new ResultFileError('invalid-record', String(path), `result file ${String(path)}: ${what}`);
   };
@@ -45,8 +63,8 @@ export async function openResultWriter(path: string, opts: ResultWriterOptions):
     bad(`rewriteIntervalMs must be a non-negative number, got ${String(opts.rewriteIntervalMs)}`);
   }
   const intervals = validateIntervals(path, opts.intervals);
-  if (format === 'binary') return openBinaryWriter(path, { version: opts.version ?? 2, intervals });
-  return openJsonWriter(path, {
+  if (format === 'binary') return openBinaryWriter(location, { version: opts.version ?? 2, intervals });
+  return openJsonWriter(location, {
     format, intervals, rewriteIntervalMs: opts.rewriteIntervalMs, clock: opts.clock,
   });
 }
