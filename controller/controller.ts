@@ -12,7 +12,16 @@ import {
   shutdownServer,
 } from '../common/grpc-server.js';
 import { silentLogger, type BasicLogger as Logger } from '../common/log.js';
-import { connectNats, ensureStreams, isNatsUnavailable, jetStream, type StreamsOptions } from '../common/nats.js';
+import {
+  NatsAuthError,
+  connectNats,
+  ensureStreams,
+  isNatsAuthRefusal,
+  isNatsUnavailable,
+  jetStream,
+  type NatsTlsFiles,
+  type StreamsOptions,
+} from '../common/nats.js';
 import { ControllerService, RegistryService } from '../gen/damon/v1/damon.js';
 import { AgentConnection } from './agent-client.js';
 import { controllerHandlers } from './controller-service.js';
@@ -29,6 +38,10 @@ export interface ControllerOptions {
   listen: string;
   /** NATS server URL(s). */
   nats: string | string[];
+  /** The controller's NATS nkey seed file (controller/nats.nk of damon-fleet credentials). */
+  natsNkeyFile?: string;
+  /** TLS to NATS. */
+  natsTls?: NatsTlsFiles;
   /**
    * Cluster credentials: agents present the token to the Registry, the controller presents
    * it (and its TLS client certificate) to agents; with TLS the server demands client
@@ -65,6 +78,8 @@ export interface RunningController {
   registry: AgentRegistry;
   reconciler: Reconciler;
   nats: NatsConnection;
+  /** Rejects when NATS stops accepting the controller's credential (removed, then reloaded). */
+  readonly fatal: Promise<never>;
   /** Graceful stop: the loop, then the server (streams cancelled after a grace), then NATS. */
   stop(): Promise<void>;
 }
@@ -79,7 +94,13 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     throw new Error(`lease TTL (${leaseTtlMs} ms) must exceed the heartbeat interval (${heartbeatIntervalMs} ms), both positive`);
   }
 
-  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', log });
+  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', nkeyFile: o.natsNkeyFile, tls: o.natsTls, log });
+  let stopping: Promise<void> | undefined;
+  const fatal = nc.closed().then((err) => {
+    if (!stopping && isNatsAuthRefusal(err)) throw new NatsAuthError(o.natsNkeyFile, { cause: err });
+    return new Promise<never>(() => {});
+  });
+  fatal.catch(() => undefined); // observed by whoever awaits it (main)
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
     await ensureStreams(js, o.streams, log);
@@ -138,7 +159,6 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
     );
 
-    let stopping: Promise<void> | undefined;
     return {
       address,
       port,
@@ -146,6 +166,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       registry,
       reconciler,
       nats: nc,
+      fatal,
       stop() {
         stopping ??= (async () => {
           health.setStatus('', 'NOT_SERVING');

@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { readTls, readTokenFile, type ClusterCredentials } from '../common/auth.js';
 import { createLogger } from '../common/log.js';
-import type { StreamLimits } from '../common/nats.js';
+import { checkNatsUrls, natsTlsOption, type StreamLimits } from '../common/nats.js';
+import { readNkeySeed } from '../common/nats-access.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
 import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
@@ -11,6 +12,11 @@ export const USAGE = `usage: damon-fleet controller [options]
 
   --listen HOST:PORT          gRPC address (default 127.0.0.1:7100)
   --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
+  --nats-nkey FILE            the controller's NATS nkey seed (controller/nats.nk of
+                              damon-fleet credentials)
+  --nats-ca FILE              TLS to NATS: the CA of the server's certificate
+  --nats-cert FILE --nats-key FILE
+                              TLS to NATS: the controller's client certificate and key
   --token-file FILE           cluster token: agents and clients must present it
                               ("authorization: Bearer <token>"); or DAMON_FLEET_TOKEN
   --client-token-file FILE    a separate token for Controller-service clients
@@ -43,6 +49,10 @@ function parseControllerOptions(argv: string[]) {
     options: {
       listen: { type: 'string', default: '127.0.0.1:7100' },
       nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
+      'nats-nkey': { type: 'string' },
+      'nats-ca': { type: 'string' },
+      'nats-cert': { type: 'string' },
+      'nats-key': { type: 'string' },
       'token-file': { type: 'string' },
       'client-token-file': { type: 'string' },
       'tls-cert': { type: 'string' },
@@ -86,6 +96,15 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
         'or --tls-cert/--tls-key/--tls-ca, or listen on a loopback address',
     );
   }
+  const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
+  let natsTls;
+  try {
+    checkNatsUrls(nats);
+    if (values['nats-nkey']) readNkeySeed(values['nats-nkey']);
+    natsTls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
   const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
     const l: Partial<StreamLimits> = {};
@@ -98,7 +117,9 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv = pro
   };
   return {
     listen: values.listen!,
-    nats: values.nats!.split(',').map((s) => s.trim()).filter(Boolean),
+    nats,
+    natsNkeyFile: values['nats-nkey'],
+    natsTls,
     credentials,
     clientToken,
     agentTlsServerName: values['agent-tls-name'],
