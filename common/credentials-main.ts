@@ -2,13 +2,16 @@
 // controller, operator, agent host and reader, and the NATS server configuration for them.
 // Idempotent: existing secrets are kept. Prints paths only, never a secret.
 import { parseArgs } from 'node:util';
-import { credentialPaths, ensureNatsCredentials, type CredentialsPlan } from './nats-access.js';
+import { credentialPaths, ensureNatsCredentials, writeServerConf, type CredentialsPlan, type NatsServerSettings } from './nats-access.js';
 
 export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST]... [--reader NAME]...
+                              [--server-conf FILE --listen HOST:PORT --store DIR]
 
   --dir DIR          the credentials directory (created 0700)
   --agent HOST       an agent host (repeat for each host)
   --reader NAME      a consumer of records and events, e.g. an optimizer (repeat)
+  --server-conf FILE also write a whole nats-server configuration there: listening on
+                     --listen, JetStream in --store, including DIR/nats/nats.conf
 
 Creates what is missing and keeps what exists:
   DIR/nats/nats.conf            NATS server configuration (public keys and permissions)
@@ -16,11 +19,18 @@ Creates what is missing and keeps what exists:
   DIR/operator/nats.nk          the operator's (stream administration, read access)
   DIR/agents/<host>/nats.nk     each agent host's
   DIR/readers/<name>/nats.nk    each reader's
-Run nats-server with -c DIR/nats/nats.conf; after adding a host or reader, rerun this
-with the full list and reload nats-server (nats-server --signal reload=PID, or SIGHUP).
-Identities left out of the list lose their NATS user at the reload.`;
+Run nats-server -c on a configuration that includes DIR/nats/nats.conf and enables
+JetStream itself (--server-conf writes one; -js on the command line does not survive a
+reload). After adding a host or reader, rerun this with the full list and reload
+nats-server (nats-server --signal reload=PID, or SIGHUP). Identities left out of the
+list lose their NATS user at the reload.`;
 
-function parse(argv: string[]): { dir: string; plan: CredentialsPlan } {
+interface ServerConfRequest {
+  path: string;
+  settings: NatsServerSettings;
+}
+
+function parse(argv: string[]): { dir: string; plan: CredentialsPlan; server?: ServerConfRequest } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -28,11 +38,21 @@ function parse(argv: string[]): { dir: string; plan: CredentialsPlan } {
       dir: { type: 'string' },
       agent: { type: 'string', multiple: true, default: [] },
       reader: { type: 'string', multiple: true, default: [] },
+      'server-conf': { type: 'string' },
+      listen: { type: 'string' },
+      store: { type: 'string' },
     },
   });
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   if (!values.dir) throw new Error('--dir DIR is required');
-  return { dir: values.dir, plan: { agents: values.agent!, readers: values.reader! } };
+  const plan = { agents: values.agent!, readers: values.reader! };
+  const given = [values['server-conf'], values.listen, values.store].filter(Boolean).length;
+  if (given === 0) return { dir: values.dir, plan };
+  if (given !== 3) throw new Error('--server-conf, --listen and --store go together');
+  const m = /^(.+):(\d{1,5})$/.exec(values.listen!);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--listen ${values.listen!.slice(0, 80)}: expected HOST:PORT`);
+  const settings = { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]), storeDir: values.store! };
+  return { dir: values.dir, plan, server: { path: values['server-conf']!, settings } };
 }
 
 /** Creates the credentials; resolves the exit code (0 done, 1 failed, 2 bad usage). */
@@ -43,8 +63,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   let dir: string;
   let plan: CredentialsPlan;
+  let server: ServerConfRequest | undefined;
   try {
-    ({ dir, plan } = parse(argv));
+    ({ dir, plan, server } = parse(argv));
   } catch (err) {
     process.stderr.write(`damon-fleet credentials: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -55,9 +76,12 @@ export async function main(argv: string[]): Promise<number> {
     for (const f of nats.created) process.stdout.write(`created ${f}\n`);
     for (const f of nats.kept) process.stdout.write(`kept    ${f}\n`);
     process.stdout.write(`wrote   ${nats.conf}\n`);
-    process.stdout.write(
-      `NATS: nats-server -c ${credentialPaths.natsConf(dir)} ...; if it runs already: nats-server --signal reload=PID\n`,
-    );
+    if (server) {
+      writeServerConf(server.path, credentialPaths.natsConf(dir), server.settings);
+      process.stdout.write(`wrote   ${server.path}\n`);
+    }
+    const conf = server?.path ?? 'SERVER.conf (including the file above)';
+    process.stdout.write(`NATS: nats-server -c ${conf}; if it runs already: nats-server --signal reload=PID\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`damon-fleet credentials: ${(err as Error).message}\n`);

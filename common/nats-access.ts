@@ -2,7 +2,7 @@
 // and subscribe to (allow-lists, found by running the system under them), the server
 // configuration they render to, and the credentials directory. See docs/nats.md.
 import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, SESSIONS_KEY_PREFIX, SESSIONS_STREAM, eventsFilter, hostToken, recordsFilter } from './subjects.js';
 
@@ -163,6 +163,35 @@ export function renderNatsConf(users: readonly NatsUser[]): string {
     '# Users are nkeys (public keys only); each may publish and subscribe to what is listed.\n' +
     `accounts {\n  ${NATS_ACCOUNT} {\n    jetstream: enabled\n    users: [\n${entries.join('\n')}\n    ]\n  }\n}\n`
   );
+}
+
+/** Where one nats-server listens and keeps its JetStream store. */
+export interface NatsServerSettings {
+  host: string;
+  port: number;
+  storeDir: string;
+}
+
+/**
+ * A whole nats-server configuration: where it listens, its JetStream store, and the accounts
+ * file (nats/nats.conf) included. JetStream belongs in the file, not on the command line:
+ * nats-server 2.9.10 shuts JetStream down at a reload (SIGHUP) when only -js enabled it.
+ * Include paths are relative to the including file (2.9.10 refuses absolute ones), so
+ * `confPath` is where this text will be written.
+ */
+export function renderServerConf(confPath: string, accountsFile: string, s: NatsServerSettings): string {
+  return (
+    '# nats-server for damon-fleet; users and permissions are in the included file (damon-fleet credentials).\n' +
+    `host: ${quote(s.host)}\n` +
+    `port: ${s.port}\n` +
+    `jetstream { store_dir: ${quote(s.storeDir)} }\n` +
+    `include ${quote(relative(dirname(confPath), accountsFile))}\n`
+  );
+}
+
+/** Writes renderServerConf's text to `confPath` (0644, atomically). */
+export function writeServerConf(confPath: string, accountsFile: string, s: NatsServerSettings): void {
+  writeAtomic(confPath, renderServerConf(confPath, accountsFile, s), 0o644);
 }
 
 /** Where each file of the credentials directory is (agreed layout, shared with the gRPC credentials). */
