@@ -39,6 +39,8 @@ const REGION_COUNTS = [10, 100, 1000] as const;
 const TOKEN = 'bench-fleet-token';
 /** A realistic origin: host names and pids are part of every record. */
 const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678 };
+/** The host of the real agent whose records' latency is measured. */
+const LATENCY_HOST = 'latency-host';
 
 const FLEET_AGENTS = 200;
 const SESSION_HOSTS = 50;
@@ -125,11 +127,11 @@ interface PublishRun {
 /** Numbers publishing runs: each run's records get Nats-Msg-Ids of their own (no de-duplication across runs). */
 let publishRunNo = 0;
 
-async function publishOnce(nc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
-  const js = jetStream(nc);
-  const jsm = await js.jetstreamManager();
+/** Purges the stream as the operator (`nc`), then publishes as the records' host agent (`agentNc`). */
+async function publishOnce(nc: NatsConnection, agentNc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
+  const jsm = await jetStream(nc).jetstreamManager();
   await jsm.streams.purge(RECORDS_STREAM);
-  const publisher = new RecordPublisher(js, { log: silentLogger, capacity: count });
+  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, capacity: count });
   const base = BigInt(++publishRunNo) * 1_000_000n;
   const msgs = Array.from({ length: count }, (_, i) => {
     const r = { ...sample, sequence: base + BigInt(i + 1), startTimeNs: sample.startTimeNs + BigInt(i) };
@@ -170,8 +172,11 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
   let client: ControllerClient | undefined;
   try {
     const listen = `127.0.0.1:${await freePort()}`;
-    procs.push(await spawnController({ listen, nats: nats.url, token: TOKEN, leaseTtlMs: 1200, heartbeatMs: 200 }));
-    const agent = await spawnAgent({ host: 'latency-host', controller: listen, nats: nats.url, token: TOKEN, dataDir: data.path });
+    const natsNkey = nats.credentials.controller;
+    procs.push(await spawnController({ listen, nats: nats.url, natsNkey, token: TOKEN, leaseTtlMs: 1200, heartbeatMs: 200 }));
+    const agent = await spawnAgent({
+      host: LATENCY_HOST, controller: listen, nats: nats.url, natsNkey: nats.credentials.agent(LATENCY_HOST), token: TOKEN, dataDir: data.path,
+    });
     procs.push(agent);
     client = controllerClient(listen, { token: TOKEN });
     const c = client;
@@ -205,7 +210,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
       id,
       attrs: undefined,
       attrsText: '', // DAMON's defaults: 5 ms sampling, 100 ms aggregation, 10..1000 regions
-      targets: targets.map((t) => ({ host: 'latency-host', pid: t.pid })),
+      targets: targets.map((t) => ({ host: LATENCY_HOST, pid: t.pid })),
       operations: 'synthetic',
       syntheticWorkload: 'hot5',
     });
@@ -266,7 +271,7 @@ function processCpuS(pid: number): number {
 
 async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, tick: (what: string) => void) {
   const listen = `127.0.0.1:${await freePort()}`;
-  const ctl = await spawnController({ listen, nats: nats.url, token: TOKEN, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
+  const ctl = await spawnController({ listen, nats: nats.url, natsNkey: nats.credentials.controller, token: TOKEN, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
   const client = controllerClient(listen, { token: TOKEN });
   const agents: FakeAgent[] = [];
   try {
@@ -354,19 +359,22 @@ async function run(b: BenchContext): Promise<BenchResult> {
   const { sizes, samples } = wireSizes();
   tick('wire sizes');
 
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ agents: [ORIGIN.host, LATENCY_HOST] });
   let nc: NatsConnection | undefined;
+  let agentNc: NatsConnection | undefined;
   try {
-    nc = await connectNats({ servers: nats.url });
+    // The operator sets up, purges and reads the streams; records come from their host's agent identity.
+    nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
+    agentNc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.agent(ORIGIN.host) });
     await ensureStreams(jetStream(nc));
 
     // Publishing: a full queue drained by the agent's publisher, region counts interleaved.
     const counts: Record<number, number> = b.quick ? { 10: 1000, 100: 1000, 1000: 300 } : { 10: 4000, 100: 4000, 1000: 1500 };
     const publishRuns: PublishRun[] = [];
-    await publishOnce(nc, samples.get(100)!, 1000); // warm-up: JIT, the connection, the stream's files
+    await publishOnce(nc, agentNc, samples.get(100)!, 1000); // warm-up: JIT, the connection, the stream's files
     for (let r = 0; r < b.repeats; r++) {
       for (const n of REGION_COUNTS) {
-        publishRuns.push(await publishOnce(nc, samples.get(n)!, counts[n]));
+        publishRuns.push(await publishOnce(nc, agentNc, samples.get(n)!, counts[n]));
         tick(`publishing: ${n} regions, repeat ${r + 1}`);
       }
     }
@@ -449,6 +457,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     };
   } finally {
     await nc?.close();
+    await agentNc?.close();
     await nats.stop();
   }
 }

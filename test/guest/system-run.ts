@@ -112,26 +112,26 @@ function traceInstances(): string[] {
 }
 
 async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ agents: [HOST] });
   log(`nats-server at ${nats.url}`);
   let controller: Daemon | undefined;
   let agent: Daemon | undefined;
   let w: WorkloadProcess | undefined;
-  const nc = await connectNats({ servers: nats.url, name: 'guest system test' });
+  const nc = await connectNats({ servers: nats.url, name: 'guest system test', nkeyFile: nats.credentials.reader() });
   try {
     const listen = `127.0.0.1:${await freePort()}`;
     // The guest's /tmp (the NATS store) is a tmpfs of a few hundred MiB: JetStream refuses a
     // records stream of the default 1 GiB there.
     controller = await daemon(
       'controller',
-      ['controller', '--listen', listen, '--nats', nats.url, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M'],
+      ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', nats.credentials.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M'],
       /controller listening on /,
       60_000,
     );
     log(`controller at ${listen}`);
     agent = await daemon(
       'agent',
-      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--data-dir', mkdtempSync(join(tmpdir(), 'agent-'))],
+      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', nats.credentials.agent(HOST), '--data-dir', mkdtempSync(join(tmpdir(), 'agent-'))],
       /serving damon\.v1\.Agent on /,
       60_000,
     );

@@ -37,6 +37,7 @@ function runController(listen: string): Promise<RunningController> {
   return startController({
     listen,
     nats: nats.url,
+    natsNkeyFile: nats.credentials.controller,
     credentials: { token: TOKEN },
     leaseTtlMs: 1200,
     heartbeatIntervalMs: 200,
@@ -49,10 +50,10 @@ function targetOf(s: Session, pid: number) {
 }
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ agents: [HOST] });
   controller = await runController('127.0.0.1:0');
   client = controllerClient(controller.address, { token: TOKEN });
-  nc = await connectNats({ servers: nats.url });
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
   sub = nc.subscribe(recordsFilter());
   void (async () => {
     for await (const m of sub) records.push(AggregationRecord.decode(m.data));
@@ -63,6 +64,7 @@ before(async () => {
     listen: '127.0.0.1:0',
     controller: controller.address,
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: data.path,
     credentials: { token: TOKEN },
     processPollMs: 50,

@@ -37,14 +37,16 @@ let data: ReturnType<typeof tempDir>;
 let target: ReturnType<typeof spawnTarget>;
 
 before(async () => {
-  nats = await startKillableNats();
-  nc = await connectNats({ servers: nats.url });
+  nats = await startKillableNats({ agents: ['crash-host'] });
+  // The operator: it may set up the streams (as the controller would) and read them.
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   data = tempDir('damon-agent-nats-');
   agent = await startAgent({
     host: 'crash-host',
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent('crash-host'),
     dataDir: data.path,
     credentials: { token: TOKEN },
     log: agentTestLogger(),
@@ -112,7 +114,7 @@ test('the example optimizer reads the records back and prints a plan per target'
   const script = fileURLToPath(new URL('../../examples/optimizer.js', import.meta.url));
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [script, '--nats', nats.url, '--session', SESSION, '--replay', '--count', '3', '--every', '0', '--top', '2'],
+    [script, '--nats', nats.url, '--nats-nkey', nats.credentials.reader(), '--session', SESSION, '--replay', '--count', '3', '--every', '0', '--top', '2'],
     { timeout: 15_000 },
   );
   const plans = stdout.split(/\n(?=session )/);

@@ -81,8 +81,8 @@ const logs: string[] = [];
 const targets: ReturnType<typeof spawnTarget>[] = [];
 
 before(async () => {
-  nats = await startNatsServer();
-  const nc = await connectNats({ servers: nats.url });
+  nats = await startNatsServer({ agents: [HOST] });
+  const nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   await nc.close();
   registry = new StandInRegistry(await freePort());
@@ -93,6 +93,7 @@ before(async () => {
     listen: '127.0.0.1:0',
     controller: registry.address,
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: data.path,
     credentials: { token: TOKEN },
     processPollMs: 50,

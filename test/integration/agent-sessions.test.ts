@@ -64,8 +64,9 @@ function target() {
 }
 
 before(async () => {
-  nats = await startNatsServer();
-  nc = await connectNats({ servers: nats.url });
+  nats = await startNatsServer({ agents: [HOST] });
+  // The operator: it may set up the streams (as the controller would) and read records.
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   sub = nc.subscribe(recordsFilter());
   void (async () => {
@@ -78,6 +79,7 @@ before(async () => {
     host: HOST,
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: join(data.path, 'data'),
     credentials: { token: TOKEN },
     processPollMs: 50,

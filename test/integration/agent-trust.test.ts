@@ -23,6 +23,7 @@ function start(o: Partial<AgentOptions>): Promise<AgentHandle> {
     host: 'trust-host',
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent('trust-host'),
     dataDir: data.path,
     credentials: {},
     log: agentTestLogger(),
@@ -34,7 +35,7 @@ function start(o: Partial<AgentOptions>): Promise<AgentHandle> {
 }
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ agents: ['trust-host'] });
   data = tempDir('damon-agent-trust-');
   ca = createTestCa();
 });

@@ -17,10 +17,10 @@ interface ControllerProcess {
   log: string[];
 }
 
-async function spawnController(listen: string, natsUrl: string): Promise<ControllerProcess> {
+async function spawnController(listen: string, nats: NatsServer): Promise<ControllerProcess> {
   const child = spawn(
     process.execPath,
-    [BIN, 'controller', '--listen', listen, '--nats', natsUrl, '--lease-ttl', `${TEST_LEASE_MS}ms`, '--heartbeat', `${TEST_HEARTBEAT_MS}ms`],
+    [BIN, 'controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', nats.credentials.controller, '--lease-ttl', `${TEST_LEASE_MS}ms`, '--heartbeat', `${TEST_HEARTBEAT_MS}ms`],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const log: string[] = [];
@@ -54,7 +54,7 @@ describe('controller restart (kill -9)', () => {
   before(async () => {
     nats = await startNatsServer();
     listen = `127.0.0.1:${await freePort()}`;
-    ctl = await spawnController(listen, nats.url);
+    ctl = await spawnController(listen, nats);
     a = await new FakeAgent({ host: 'host-a', controller: listen, heartbeatMs: TEST_HEARTBEAT_MS }).start();
     b = await new FakeAgent({ host: 'host-b', controller: listen, heartbeatMs: TEST_HEARTBEAT_MS }).start();
   });
@@ -87,7 +87,7 @@ describe('controller restart (kill -9)', () => {
       await b.restart().catch(() => undefined);
       assert.equal(b.sessions.size, 0);
 
-      ctl = await spawnController(listen, nats.url);
+      ctl = await spawnController(listen, nats);
       assert.ok(ctl.log.some((l) => /2 sessions in store, 1 on/.test(l)), ctl.log.join('\n'));
 
       // The client's channel backs off after the outage: retry until it reconnects.

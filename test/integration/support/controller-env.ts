@@ -47,6 +47,7 @@ export async function startEnv(o: Partial<ControllerOptions> & { clientCredentia
   const controller = await startController({
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.controller,
     leaseTtlMs: TEST_LEASE_MS,
     heartbeatIntervalMs: TEST_HEARTBEAT_MS,
     agentCallTimeoutMs: 2000,

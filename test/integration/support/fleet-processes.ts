@@ -109,6 +109,8 @@ export interface ControllerProcessOptions {
   /** "127.0.0.1:PORT": a fixed port, so that a restarted controller is found where it was. */
   listen: string;
   nats: string;
+  /** The controller's NATS nkey seed file. */
+  natsNkey: string;
   /** Cluster token (DAMON_FLEET_TOKEN): agents and clients present it. */
   token: string;
   leaseTtlMs: number;
@@ -119,7 +121,7 @@ export interface ControllerProcessOptions {
 export async function spawnController(o: ControllerProcessOptions): Promise<FleetProcess> {
   const { proc } = await spawnFleet(
     'controller',
-    ['controller', '--listen', o.listen, '--nats', o.nats, '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`],
+    ['controller', '--listen', o.listen, '--nats', o.nats, '--nats-nkey', o.natsNkey, '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`],
     { DAMON_FLEET_TOKEN: o.token },
     /controller listening on /,
     READY_TIMEOUT_MS,
@@ -131,6 +133,8 @@ export interface AgentProcessOptions {
   host: string;
   controller: string;
   nats: string;
+  /** The host's NATS nkey seed file. */
+  natsNkey: string;
   token: string;
   dataDir: string;
 }
@@ -145,7 +149,7 @@ export interface AgentProcess extends FleetProcess {
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
   const { proc, match } = await spawnFleet(
     `agent ${o.host}`,
-    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats, '--data-dir', o.dataDir],
+    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats, '--nats-nkey', o.natsNkey, '--data-dir', o.dataDir],
     { DAMON_FLEET_TOKEN: o.token },
     /serving damon\.v1\.Agent on (127\.0\.0\.1:\d+)/,
     READY_TIMEOUT_MS,

@@ -26,7 +26,7 @@ export interface Fleet {
   /** The running agent of each host (replaced when one is started again). */
   readonly agents: Map<string, AgentProcess>;
   client: ControllerClient;
-  /** The test's own NATS connection (reconnects by itself). */
+  /** The test's own NATS connection, as a reader (reconnects by itself). */
   nc: NatsConnection;
   /** Starts a controller at controllerAddress (again, after the last one was killed). */
   restartController(): Promise<void>;
@@ -41,7 +41,7 @@ export interface Fleet {
 
 /** Starts NATS, the controller and an agent per host; resolves once every agent is live. */
 export async function startFleet(hosts: string[]): Promise<Fleet> {
-  const nats = await startKillableNats();
+  const nats = await startKillableNats({ agents: hosts });
   const dataDir = tempDir('damon-system-');
   const targets: TargetProcess[] = [];
   const agentClients = new Map<string, AgentClient>();
@@ -50,7 +50,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
   const processes: FleetProcess[] = [];
   const starting = new Set<Promise<unknown>>();
   const controllerAddress = `127.0.0.1:${await freePort()}`;
-  const controllerOpts = { listen: controllerAddress, nats: nats.url, token: TOKEN, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
+  const controllerOpts = { listen: controllerAddress, nats: nats.url, natsNkey: nats.credentials.controller, token: TOKEN, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
   const fleet: Partial<Fleet> & { agents: Map<string, AgentProcess> } = {
     nats,
     controllerAddress,
@@ -60,7 +60,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       processes.push(fleet.controller);
     },
     async startAgent(host) {
-      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, token: TOKEN, dataDir: `${dataDir.path}/${host}` });
+      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, natsNkey: nats.credentials.agent(host), token: TOKEN, dataDir: `${dataDir.path}/${host}` });
       starting.add(start);
       try {
         const a = await start;
@@ -101,7 +101,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
   try {
     await fleet.restartController!();
     fleet.client = controllerClient(controllerAddress, { token: TOKEN });
-    fleet.nc = await connectNats({ servers: nats.url });
+    fleet.nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
     const started = await Promise.allSettled(hosts.map((h) => fleet.startAgent!(h)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
