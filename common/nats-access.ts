@@ -140,22 +140,23 @@ const quote = (s: string) => JSON.stringify(s);
 const list = (xs: readonly string[], indent: string) => `[\n${xs.map((x) => `${indent}  ${quote(x)}`).join('\n')}\n${indent}]`;
 
 /**
- * The server configuration (nats-server -c): the DAMON account with JetStream and one nkey
- * user per identity with allow-list permissions. Public keys only.
+ * The accounts file (nats/nats.conf, included by the server configuration): the DAMON
+ * account with JetStream and one nkey user per identity with allow-list permissions. Public
+ * keys only.
  */
 export function renderNatsConf(users: readonly NatsUser[]): string {
   const entries = users.map(({ identity, publicKey }) => {
     const p = permissionsOf(identity, publicKey);
     const i = '          ';
     return (
-      `        # ${identityLabel(identity)}\n` +
-      `        {\n` +
-      `          nkey: ${quote(publicKey)}\n` +
-      `          permissions: {\n` +
-      `            publish: { allow: ${list(p.publish, i + '  ')} }\n` +
-      `            subscribe: { allow: ${list(p.subscribe, i + '  ')} }\n` +
-      `          }\n` +
-      `        }`
+      `      # ${identityLabel(identity)}\n` +
+      `      {\n` +
+      `        nkey: ${quote(publicKey)}\n` +
+      `        permissions: {\n` +
+      `          publish: { allow: ${list(p.publish, i)} }\n` +
+      `          subscribe: { allow: ${list(p.subscribe, i)} }\n` +
+      `        }\n` +
+      `      }`
     );
   });
   return (
