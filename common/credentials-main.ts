@@ -19,11 +19,11 @@ Creates what is missing and keeps what exists:
   DIR/operator/nats.nk          the operator's (stream administration, read access)
   DIR/agents/<host>/nats.nk     each agent host's
   DIR/readers/<name>/nats.nk    each reader's
+Identities already in DIR stay (remove one by deleting its directory, then rerun).
 Run nats-server -c on a configuration that includes DIR/nats/nats.conf and enables
 JetStream itself (--server-conf writes one; -js on the command line does not survive a
-reload). After adding a host or reader, rerun this with the full list and reload
-nats-server (nats-server --signal reload=PID, or SIGHUP). Identities left out of the
-list lose their NATS user at the reload.`;
+reload). After adding or removing a host or reader, reload nats-server
+(nats-server --signal reload=PID, or SIGHUP).`;
 
 interface ServerConfRequest {
   path: string;

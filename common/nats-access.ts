@@ -1,7 +1,7 @@
 // Who may do what on NATS: one nkey identity per process role, the subjects each may publish
 // and subscribe to (allow-lists, found by running the system under them), the server
 // configuration they render to, and the credentials directory. See docs/nats.md.
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, SESSIONS_KEY_PREFIX, SESSIONS_STREAM, eventsFilter, hostToken, recordsFilter } from './subjects.js';
@@ -284,13 +284,28 @@ export function readNkeySeed(file: string): Uint8Array {
   return new TextEncoder().encode(seed);
 }
 
+/** Agent hosts and readers that already have a seed in `dir`. */
+function existingPlan(dir: string): CredentialsPlan {
+  const withSeed = (sub: string) => {
+    try {
+      return readdirSync(join(dir, sub)).filter((n) => existsSync(credentialPaths.nkey(join(dir, sub, n))));
+    } catch {
+      return [];
+    }
+  };
+  return { agents: withSeed('agents'), readers: withSeed('readers') };
+}
+
 /**
  * Makes `dir` hold an nkey seed for every identity of `plan` and the server configuration
- * for them: keeps existing seeds, generates missing ones (files 0600, directories 0700),
- * rewrites nats/nats.conf. Idempotent; identities no longer in the plan keep their seed
- * files but lose their user in the configuration.
+ * for them and for every identity already in `dir`: keeps existing seeds, generates missing
+ * ones (files 0600, directories 0700), rewrites nats/nats.conf. Idempotent. The directory is
+ * the list of identities: one is removed by deleting its directory, then rerunning this.
  */
-export function ensureNatsCredentials(dir: string, plan: CredentialsPlan): CredentialsReport {
+export function ensureNatsCredentials(dir: string, requested: CredentialsPlan): CredentialsReport {
+  checkPlan(requested);
+  const had = existingPlan(dir);
+  const plan = { agents: [...had.agents, ...requested.agents], readers: [...had.readers, ...requested.readers] };
   checkPlan(plan);
   ensureDir(dir);
   const report: CredentialsReport = { created: [], kept: [], conf: credentialPaths.natsConf(dir) };

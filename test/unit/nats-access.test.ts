@@ -52,7 +52,7 @@ test('ensureNatsCredentials: the agreed layout, 0600 seeds in 0700 directories, 
   });
 });
 
-test('ensureNatsCredentials: idempotent; keeps seeds, adds new identities, drops the users of removed ones', () => {
+test('ensureNatsCredentials: idempotent; keeps seeds and identities, adds new ones; deleting a directory removes one', () => {
   withDir((dir) => {
     ensureNatsCredentials(dir, { agents: ['h1'], readers: [] });
     const h1 = join(dir, 'agents/h1/nats.nk');
@@ -62,9 +62,12 @@ test('ensureNatsCredentials: idempotent; keeps seeds, adds new identities, drops
     assert.equal(readFileSync(h1, 'utf8'), before);
     const more = ensureNatsCredentials(dir, { agents: ['h2'], readers: ['r'] });
     assert.deepEqual(more.created, [join(dir, 'agents/h2/nats.nk'), join(dir, 'readers/r/nats.nk')]);
-    const conf = readFileSync(more.conf, 'utf8');
-    assert.ok(!conf.includes(publicKeyOfSeedFile(h1)), 'h1 left the plan: no user any more');
-    assert.equal(readFileSync(h1, 'utf8'), before, 'its seed stays');
+    assert.ok(readFileSync(more.conf, 'utf8').includes(publicKeyOfSeedFile(h1)), 'h1 stays without being named again');
+    const h1Key = publicKeyOfSeedFile(h1);
+    rmSync(join(dir, 'agents/h1'), { recursive: true });
+    const fewer = ensureNatsCredentials(dir, { agents: [], readers: [] });
+    assert.ok(!readFileSync(fewer.conf, 'utf8').includes(h1Key), 'a deleted identity has no user');
+    assert.equal(fewer.kept.length, 4);
   });
 });
 
