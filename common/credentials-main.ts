@@ -2,7 +2,7 @@
 // controller, operator, agent host and reader, and the NATS server configuration for them.
 // Idempotent: existing secrets are kept. Prints paths only, never a secret.
 import { parseArgs } from 'node:util';
-import { credentialPaths, ensureNatsCredentials, writeServerConf, type CredentialsPlan, type NatsServerSettings } from './nats-access.js';
+import { credentialPaths, ensureNatsCredentials, publicKeyOfSeedFile, writeServerConf, type CredentialsPlan, type NatsServerSettings } from './nats-access.js';
 
 export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST]... [--reader NAME]...
                               [--server-conf FILE --listen HOST:PORT --store DIR]
@@ -73,8 +73,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Each kind of credential has its ensure* step; they share the directory and the plan.
     const nats = ensureNatsCredentials(dir, plan);
-    for (const f of nats.created) process.stdout.write(`created ${f}\n`);
-    for (const f of nats.kept) process.stdout.write(`kept    ${f}\n`);
+    // The public key names the identity in nats-server's log and its inbox prefix (_INBOX_<key>).
+    for (const f of nats.created) process.stdout.write(`created ${f}  ${publicKeyOfSeedFile(f)}\n`);
+    for (const f of nats.kept) process.stdout.write(`kept    ${f}  ${publicKeyOfSeedFile(f)}\n`);
     process.stdout.write(`wrote   ${nats.conf}\n`);
     if (server) {
       writeServerConf(server.path, credentialPaths.natsConf(dir), server.settings);
