@@ -2,7 +2,7 @@
 // configuration damon-fleet runs it in: nkey users with least-privilege permissions from a
 // credentials directory made by ensureNatsCredentials.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,11 +74,12 @@ export interface NatsProcess {
 /**
  * Runs nats-server on 127.0.0.1:`port` with JetStream in `storeDir` and the users of
  * `credentials`, from a server configuration written beside them (as damon-fleet credentials
- * --server-conf writes it); resolves once it is ready.
+ * --server-conf writes it), plus `extraConf` (e.g. a tls block); resolves once it is ready.
  */
-export function runNatsServer(credentials: TestCredentials, storeDir: string, port: number): Promise<NatsProcess> {
+export function runNatsServer(credentials: TestCredentials, storeDir: string, port: number, extraConf = ''): Promise<NatsProcess> {
   const conf = join(credentials.dir, 'nats-server.conf');
   writeServerConf(conf, credentials.conf, { host: '127.0.0.1', port, storeDir });
+  if (extraConf) appendFileSync(conf, extraConf);
   const child = spawn(NATS_SERVER_BIN, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   const log: string[] = [];
   let partial = '';
@@ -130,6 +131,8 @@ export interface NatsServerOptions {
   /** Agent hosts the test uses (besides DEFAULT_TEST_HOSTS), when credentials are made here. */
   agents?: readonly string[];
   readers?: readonly string[];
+  /** Appended to the server configuration (e.g. a tls block). */
+  extraConf?: string;
 }
 
 /**
@@ -140,7 +143,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
   const credentials = o.credentials ?? testCredentials({ agents: o.agents, readers: o.readers });
   const dir = o.storeDir ?? mkdtempSync(join(tmpdir(), 'damon-nats-'));
   const port = o.port ?? (await freePort());
-  const { child, log } = await runNatsServer(credentials, dir, port);
+  const { child, log } = await runNatsServer(credentials, dir, port, o.extraConf);
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
