@@ -29,7 +29,6 @@ import { RECORDS_STREAM, recordsFilter, recordsSubject } from '../common/subject
 import { AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
 import { agentClient, killTarget, spawnTarget, tempDir } from '../test/integration/support/agent-env.js';
 import { FakeAgent } from '../test/integration/support/fake-agent.js';
-import { makeTestCredentials } from '../test/integration/support/credentials.js';
 import { IdentityTable } from '../common/grpc-access.js';
 import { spawnAgent, spawnController, type FleetProcess } from '../test/integration/support/fleet-processes.js';
 import { controllerClient, unary, waitFor } from '../test/integration/support/grpc-client.js';
@@ -40,8 +39,12 @@ import { median, type BenchContext, type BenchResult, type Benchmark } from './b
 const REGION_COUNTS = [10, 100, 1000] as const;
 /** A realistic origin: host names and pids are part of every record. */
 const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678 };
+/** The host of the real agent whose records' latency is measured. */
+const LATENCY_HOST = 'latency-host';
 
 const FLEET_AGENTS = 200;
+/** The control-plane benchmark's fake agents. */
+const FLEET_HOSTS = Array.from({ length: FLEET_AGENTS }, (_, i) => `fleet-${String(i).padStart(3, '0')}`);
 const SESSION_HOSTS = 50;
 const FLEET_HEARTBEAT_MS = 1000;
 const FLEET_LEASE_MS = 5000;
@@ -126,11 +129,11 @@ interface PublishRun {
 /** Numbers publishing runs: each run's records get Nats-Msg-Ids of their own (no de-duplication across runs). */
 let publishRunNo = 0;
 
-async function publishOnce(nc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
-  const js = jetStream(nc);
-  const jsm = await js.jetstreamManager();
+/** Purges the stream as the operator (`nc`), then publishes as the records' host agent (`agentNc`). */
+async function publishOnce(nc: NatsConnection, agentNc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
+  const jsm = await jetStream(nc).jetstreamManager();
   await jsm.streams.purge(RECORDS_STREAM);
-  const publisher = new RecordPublisher(js, { log: silentLogger, capacity: count });
+  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, capacity: count });
   const base = BigInt(++publishRunNo) * 1_000_000n;
   const msgs = Array.from({ length: count }, (_, i) => {
     const r = { ...sample, sequence: base + BigInt(i + 1), startTimeNs: sample.startTimeNs + BigInt(i) };
@@ -168,14 +171,14 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
   const targets = Array.from({ length: 4 }, () => spawnTarget());
   const data = tempDir('damon-bench-fleet-');
   const procs: FleetProcess[] = [];
-  const creds = makeTestCredentials(['latency-host']);
+  const creds = nats.credentials;
   let client: ControllerClient | undefined;
   try {
     const listen = `127.0.0.1:${await freePort()}`;
-    procs.push(await spawnController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: 1200, heartbeatMs: 200 }));
-    const agent = await spawnAgent({ host: 'latency-host', controller: listen, nats: nats.url, credentials: creds.layout, dataDir: data.path });
+    procs.push(await spawnController({ listen, nats: nats.url, credentials: nats.credentials, leaseTtlMs: 1200, heartbeatMs: 200 }));
+    const agent = await spawnAgent({ host: LATENCY_HOST, controller: listen, nats: nats.url, credentials: nats.credentials, dataDir: data.path });
     procs.push(agent);
-    client = controllerClient(listen, creds.operator);
+    client = controllerClient(listen, creds.grpc.operator);
     const c = client;
     await waitFor('the agent live', async () => (await unary(c, 'listAgents', {})).agents.some((a) => a.live), 15_000);
     p.tick('latency: controller and agent up');
@@ -207,7 +210,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
       id,
       attrs: undefined,
       attrsText: '', // DAMON's defaults: 5 ms sampling, 100 ms aggregation, 10..1000 regions
-      targets: targets.map((t) => ({ host: 'latency-host', pid: t.pid })),
+      targets: targets.map((t) => ({ host: LATENCY_HOST, pid: t.pid })),
       operations: 'synthetic',
       syntheticWorkload: 'hot5',
     });
@@ -220,7 +223,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     }
     measuring = false;
     const session = await unary(c, 'getSession', { id });
-    const direct = agentClient(agent.address, creds.controllerToAgent('latency-host'));
+    const direct = agentClient(agent.address, creds.grpc.controllerToAgent(LATENCY_HOST));
     const observed = await unary(direct, 'getState', {}).finally(() => direct.close());
     await unary(c, 'turnOff', { id });
     messages.stop();
@@ -244,7 +247,6 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     for (const proc of procs.reverse()) await proc.stop(3000);
     await Promise.all(targets.map(killTarget));
     data.remove();
-    creds.remove();
   }
 }
 
@@ -269,10 +271,8 @@ function processCpuS(pid: number): number {
 
 async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, tick: (what: string) => void) {
   const listen = `127.0.0.1:${await freePort()}`;
-  const hosts = Array.from({ length: FLEET_AGENTS }, (_, i) => `fleet-${String(i).padStart(3, '0')}`);
-  const creds = makeTestCredentials(hosts);
-  const ctl = await spawnController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
-  const client = controllerClient(listen, creds.operator);
+  const ctl = await spawnController({ listen, nats: nats.url, credentials: nats.credentials, leaseTtlMs: FLEET_LEASE_MS, heartbeatMs: FLEET_HEARTBEAT_MS });
+  const client = controllerClient(listen, nats.credentials.grpc.operator);
   const agents: FakeAgent[] = [];
   try {
     for (let i = 0; i < FLEET_AGENTS; i += 20) {
@@ -280,10 +280,10 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
         ...(await Promise.all(
           Array.from({ length: Math.min(20, FLEET_AGENTS - i) }, (_, k) =>
             new FakeAgent({
-              host: hosts[i + k],
+              host: FLEET_HOSTS[i + k],
               controller: listen,
-              credentials: creds.agent(hosts[i + k]),
-              accept: { identities: IdentityTable.readFile(creds.layout.agent(hosts[i + k]).identities) },
+              credentials: nats.credentials.grpc.agent(FLEET_HOSTS[i + k]),
+              accept: { identities: IdentityTable.readFile(nats.credentials.layout.agent(FLEET_HOSTS[i + k]).identities) },
               heartbeatMs: FLEET_HEARTBEAT_MS,
             }).start(),
           ),
@@ -351,7 +351,6 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
     client.close();
     await Promise.all(agents.map((a) => a.stop()));
     await ctl.stop(3000);
-    creds.remove();
   }
 }
 
@@ -366,19 +365,22 @@ async function run(b: BenchContext): Promise<BenchResult> {
   const { sizes, samples } = wireSizes();
   tick('wire sizes');
 
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ agents: [ORIGIN.host, LATENCY_HOST, ...FLEET_HOSTS] });
   let nc: NatsConnection | undefined;
+  let agentNc: NatsConnection | undefined;
   try {
-    nc = await connectNats({ servers: nats.url });
+    // The operator sets up, purges and reads the streams; records come from their host's agent identity.
+    nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
+    agentNc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.agent(ORIGIN.host) });
     await ensureStreams(jetStream(nc));
 
     // Publishing: a full queue drained by the agent's publisher, region counts interleaved.
     const counts: Record<number, number> = b.quick ? { 10: 1000, 100: 1000, 1000: 300 } : { 10: 4000, 100: 4000, 1000: 1500 };
     const publishRuns: PublishRun[] = [];
-    await publishOnce(nc, samples.get(100)!, 1000); // warm-up: JIT, the connection, the stream's files
+    await publishOnce(nc, agentNc, samples.get(100)!, 1000); // warm-up: JIT, the connection, the stream's files
     for (let r = 0; r < b.repeats; r++) {
       for (const n of REGION_COUNTS) {
-        publishRuns.push(await publishOnce(nc, samples.get(n)!, counts[n]));
+        publishRuns.push(await publishOnce(nc, agentNc, samples.get(n)!, counts[n]));
         tick(`publishing: ${n} regions, repeat ${r + 1}`);
       }
     }
@@ -461,6 +463,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     };
   } finally {
     await nc?.close();
+    await agentNc?.close();
     await nats.stop();
   }
 }

@@ -6,6 +6,7 @@ const COMMANDS = {
   agent: '../dist/agent/daemon/main.js',
   record: '../dist/agent/recorder/main.js',
   report: '../dist/agent/recorder/report.js',
+  credentials: '../dist/common/credentials-main.js',
 };
 
 const [command, ...args] = process.argv.slice(2);

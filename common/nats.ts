@@ -1,6 +1,7 @@
 // NATS plumbing shared by the controller and the agents: a connection that reconnects
 // forever (and says so in the log), and the JetStream streams records and events go to.
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { existsSync } from 'node:fs';
+import { connect, errors, nanos, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import {
   DiscardPolicy,
   JetStreamApiCodes,
@@ -12,47 +13,133 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { EVENTS_STREAM, RECORDS_STREAM } from './subjects.js';
+import { EVENTS_STREAM, RECORDS_STREAM, eventsFilter, recordsFilter } from './subjects.js';
 import { silentLogger, type BasicLogger as Logger } from './log.js';
+import { inboxPrefix, publicKeyOfSeedFile, readNkeySeed } from './nats-access.js';
+
+/** PEM files for a TLS connection to NATS (nats.js reads them at each connect). */
+export interface NatsTlsFiles {
+  /** The CA that signs the server's certificate. */
+  ca?: string;
+  /** This client's certificate and key, when the server verifies clients. */
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * The TLS option from command-line files: undefined when none is given; a client certificate
+ * needs its key and the other way round. Throws naming the options.
+ */
+export function natsTlsOption(ca?: string, cert?: string, key?: string): NatsTlsFiles | undefined {
+  if (!ca && !cert && !key) return undefined;
+  if (Boolean(cert) !== Boolean(key)) throw new Error('--nats-cert and --nats-key go together');
+  for (const f of [ca, cert, key]) {
+    if (f && !existsSync(f)) throw new Error(`NATS TLS file ${f}: not found`);
+  }
+  return { ca, cert, key };
+}
 
 /** Options of connectNats. */
 export interface NatsOptions {
-  /** Server URL(s), e.g. "nats://127.0.0.1:4222". */
+  /** Server URL(s), e.g. "nats://127.0.0.1:4222"; never with credentials in them. */
   servers: string | string[];
   /** Client name shown in the server's monitoring (e.g. "damon-controller host1"). */
   name?: string;
-  /** NATS token auth, if the server requires it. */
-  token?: string;
+  /** This identity's nkey seed file (damon-fleet credentials writes it). */
+  nkeyFile?: string;
+  /** TLS to the server; with it every URL must be tls:// or the server must require TLS. */
+  tls?: NatsTlsFiles;
   /** Milliseconds between reconnect attempts (default 1000). */
   reconnectWaitMs?: number;
   log?: Logger;
 }
 
+/** NATS refused the credential (or demanded one): retrying cannot help. */
+export class NatsAuthError extends Error {
+  constructor(
+    readonly nkeyFile: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(
+      nkeyFile
+        ? `NATS refused the credential in ${nkeyFile} (Authorization Violation): is its public key in the server's configuration (damon-fleet credentials, then reload nats-server)?`
+        : 'NATS demands a credential (Authorization Violation): give --nats-nkey FILE',
+      options,
+    );
+    this.name = 'NatsAuthError';
+  }
+}
+
+/** True when `err` is NATS refusing a connection's credential. */
+export function isNatsAuthRefusal(err: unknown): boolean {
+  return err instanceof NatsAuthError || err instanceof errors.AuthorizationError;
+}
+
+/**
+ * The server URL without anything that looks like a credential, for logs. URLs are parsed
+ * loosely ("host:port" is a URL to nats.js), so userinfo is cut textually.
+ */
+export function redactNatsUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)?[^@/]*@/i, (_m, scheme: string | undefined) => `${scheme ?? ''}***@`);
+}
+
+/** Throws when a URL carries a user, password or token: credentials come from files only. */
+export function checkNatsUrls(servers: string | string[]): string[] {
+  const urls = [servers].flat();
+  for (const u of urls) {
+    if (/^([a-z]+:\/\/)?[^@/]*@/i.test(u)) {
+      throw new Error(`NATS URL ${redactNatsUrl(u)}: credentials do not go in URLs (they would show in process lists and logs); give --nats-nkey FILE`);
+    }
+  }
+  return urls;
+}
+
 /**
  * Connects to NATS, retrying the first connection too, and reconnecting forever after that;
- * logs disconnects and reconnects. Resolves once connected.
+ * logs disconnects and reconnects. Resolves once connected. A refused credential is not
+ * retried: it rejects with NatsAuthError naming the seed file.
  */
 export async function connectNats(options: NatsOptions): Promise<NatsConnection> {
   const log = options.log ?? silentLogger;
-  log.info(`nats: connecting to ${[options.servers].flat().join(', ')}`);
-  const nc = await connect({
-    servers: options.servers,
-    name: options.name,
-    token: options.token,
-    reconnect: true,
-    maxReconnectAttempts: -1,
-    waitOnFirstConnect: true,
-    reconnectTimeWait: options.reconnectWaitMs ?? 1000,
-  });
-  log.info(`nats: connected to ${nc.getServer()}`);
+  const servers = checkNatsUrls(options.servers);
+  const auth: Partial<ConnectionOptions> = {};
+  let who = 'without a credential';
+  if (options.nkeyFile) {
+    const seed = readNkeySeed(options.nkeyFile);
+    const publicKey = publicKeyOfSeedFile(options.nkeyFile);
+    auth.authenticator = nkeyAuthenticator(seed);
+    // Replies come to this identity's own inbox, the only one its permissions let it read.
+    auth.inboxPrefix = inboxPrefix(publicKey);
+    who = `as ${publicKey} (${options.nkeyFile})`;
+  }
+  if (options.tls) {
+    auth.tls = { caFile: options.tls.ca, certFile: options.tls.cert, keyFile: options.tls.key };
+  }
+  log.info(`nats: connecting to ${servers.map(redactNatsUrl).join(', ')} ${who}${options.tls ? ', TLS' : ''}`);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers,
+      name: options.name,
+      ...auth,
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+      reconnectTimeWait: options.reconnectWaitMs ?? 1000,
+    });
+  } catch (err) {
+    if (err instanceof errors.AuthorizationError) throw new NatsAuthError(options.nkeyFile, { cause: err });
+    throw err;
+  }
+  log.info(`nats: connected to ${redactNatsUrl(nc.getServer())}`);
   void (async () => {
     for await (const s of nc.status()) {
       switch (s.type) {
         case 'disconnect':
-          log.warn(`nats: disconnected from ${s.server}; reconnecting`);
+          log.warn(`nats: disconnected from ${redactNatsUrl(s.server)}; reconnecting`);
           break;
         case 'reconnect':
-          log.info(`nats: reconnected to ${s.server}`);
+          log.info(`nats: reconnected to ${redactNatsUrl(s.server)}`);
           break;
         case 'error':
           log.warn(`nats: ${s.error.message}`);
@@ -187,8 +274,8 @@ export async function ensureStreams(js: JetStreamClient, options: StreamsOptions
   checkLimits(RECORDS_STREAM, records);
   checkLimits(EVENTS_STREAM, events);
   const jsm = await js.jetstreamManager();
-  await ensureStream(jsm, streamConfig(RECORDS_STREAM, ['damon.records.>'], records), log);
-  await ensureStream(jsm, streamConfig(EVENTS_STREAM, ['damon.events.>'], events), log);
+  await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records), log);
+  await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events), log);
 }
 
 /**

@@ -1,7 +1,15 @@
 // The shape both long-running commands (controller, agent) share: parse, start, run until
-// SIGINT/SIGTERM, stop. Exit codes: 0 stopped by a signal, 1 could not start, 2 bad usage.
+// SIGINT/SIGTERM (or until the service reports a fatal error), stop. Exit codes: 0 stopped
+// by a signal, 1 could not start or failed fatally, 2 bad usage.
 
-export interface ServiceMain<O, H extends { stop(): Promise<void> }> {
+/** What a running service gives back: a way to stop it and, optionally, a fatal failure. */
+export interface ServiceHandle {
+  stop(): Promise<void>;
+  /** Rejects when the service cannot go on (e.g. a credential refused after start). */
+  readonly fatal?: Promise<never>;
+}
+
+export interface ServiceMain<O, H extends ServiceHandle> {
   /** "controller", "agent": prefixes usage errors. */
   name: string;
   usage: string;
@@ -12,7 +20,7 @@ export interface ServiceMain<O, H extends { stop(): Promise<void> }> {
   start(options: O): Promise<H>;
 }
 
-export async function runServiceMain<O, H extends { stop(): Promise<void> }>(
+export async function runServiceMain<O, H extends ServiceHandle>(
   argv: string[],
   m: ServiceMain<O, H>,
 ): Promise<{ code: number; handle?: H }> {
@@ -34,6 +42,7 @@ export async function runServiceMain<O, H extends { stop(): Promise<void> }>(
     m.log.error(`cannot start: ${(err as Error).message}`);
     return { code: 1 };
   }
+  let code = 0;
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       m.log.info(`${sig}: stopping`);
@@ -41,7 +50,12 @@ export async function runServiceMain<O, H extends { stop(): Promise<void> }>(
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    handle.fatal?.catch((err: unknown) => {
+      m.log.error(`${(err as Error).message}; stopping`);
+      code = 1;
+      resolve();
+    });
   });
   await handle.stop();
-  return { code: 0, handle };
+  return { code, handle };
 }

@@ -17,6 +17,10 @@ export function hostFromToken(token: string): string {
 export const RECORDS_STREAM = 'DAMON_RECORDS';
 export const EVENTS_STREAM = 'DAMON_EVENTS';
 export const SESSIONS_BUCKET = 'damon_sessions';
+/** The stream behind the bucket (nats.js KV names it KV_<bucket>). */
+export const SESSIONS_STREAM = `KV_${SESSIONS_BUCKET}`;
+/** Subject prefix of the bucket's keys: a put or delete of key K is a publish to `$KV.damon_sessions.K`. */
+export const SESSIONS_KEY_PREFIX = `$KV.${SESSIONS_BUCKET}.`;
 
 /** damon.records.<session>.<host>.<pid>: one AggregationRecord (protobuf) per message. */
 export function recordsSubject(sessionId: string, host: string, pid: number): string {

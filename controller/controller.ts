@@ -14,7 +14,16 @@ import {
   shutdownServer,
 } from '../common/grpc-server.js';
 import { silentLogger, type BasicLogger as Logger } from '../common/log.js';
-import { connectNats, ensureStreams, isNatsUnavailable, jetStream, type StreamsOptions } from '../common/nats.js';
+import {
+  NatsAuthError,
+  connectNats,
+  ensureStreams,
+  isNatsAuthRefusal,
+  isNatsUnavailable,
+  jetStream,
+  type NatsTlsFiles,
+  type StreamsOptions,
+} from '../common/nats.js';
 import { ControllerService, RegistryService } from '../gen/damon/v1/damon.js';
 import { AgentConnection } from './agent-client.js';
 import { controllerHandlers } from './controller-service.js';
@@ -31,6 +40,10 @@ export interface ControllerOptions {
   listen: string;
   /** NATS server URL(s). */
   nats: string | string[];
+  /** The controller's NATS nkey seed file (controller/nats.nk of damon-fleet credentials). */
+  natsNkeyFile?: string;
+  /** TLS to NATS. */
+  natsTls?: NatsTlsFiles;
   /**
    * Who may call: identities by token, from an identities file (read again when it
    * changes) or a fixed table (operators, readers, agents; see grpc-access.ts).
@@ -73,6 +86,8 @@ export interface RunningController {
   registry: AgentRegistry;
   reconciler: Reconciler;
   nats: NatsConnection;
+  /** Rejects when NATS stops accepting the controller's credential (removed, then reloaded). */
+  readonly fatal: Promise<never>;
   /** Graceful stop: the loop, then the server (streams cancelled after a grace), then NATS. */
   stop(): Promise<void>;
 }
@@ -96,10 +111,16 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     if (identities instanceof WatchedIdentities) identities.close();
   };
   const access = o.insecure ? undefined : accessAuthorizer({ identities, tls: o.tls !== undefined });
-  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', log }).catch((err) => {
+  const nc = await connectNats({ servers: o.nats, name: 'damon-controller', nkeyFile: o.natsNkeyFile, tls: o.natsTls, log }).catch((err) => {
     closeIdentities();
     throw err;
   });
+  let stopping: Promise<void> | undefined;
+  const fatal = nc.closed().then((err) => {
+    if (!stopping && isNatsAuthRefusal(err)) throw new NatsAuthError(o.natsNkeyFile, { cause: err });
+    return new Promise<never>(() => {});
+  });
+  fatal.catch(() => undefined); // observed by whoever awaits it (main)
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
     await ensureStreams(js, o.streams, log);
@@ -163,7 +184,6 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
     );
 
-    let stopping: Promise<void> | undefined;
     return {
       address,
       port,
@@ -171,6 +191,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       registry,
       reconciler,
       nats: nc,
+      fatal,
       stop() {
         stopping ??= (async () => {
           health.setStatus('', 'NOT_SERVING');

@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { readTls, readTokenFile } from '../common/auth.js';
 import { createLogger } from '../common/log.js';
-import type { StreamLimits } from '../common/nats.js';
+import { checkNatsUrls, natsTlsOption, type StreamLimits } from '../common/nats.js';
+import { readNkeySeed } from '../common/nats-access.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
 import { checkTrust } from '../common/trust.js';
@@ -16,6 +17,11 @@ export const USAGE = `usage: damon-fleet controller [options]
                               the addresses each may register); re-read when it changes.
                               Written by \`damon-fleet credentials\`
   --agent-key-file FILE       the key that the token shown to each agent derives from
+  --nats-nkey FILE            the controller's NATS nkey seed (controller/nats.nk of
+                              damon-fleet credentials)
+  --nats-ca FILE              TLS to NATS: the CA of the server's certificate
+  --nats-cert FILE --nats-key FILE
+                              TLS to NATS: the controller's client certificate and key
   --tls-cert FILE --tls-key FILE --tls-ca FILE
                               mutual TLS: this server's certificate and key, and the CA
                               that signs agents' and clients' certificates (also used
@@ -46,6 +52,10 @@ function parseControllerOptions(argv: string[]) {
       identities: { type: 'string' },
       'agent-key-file': { type: 'string' },
       insecure: { type: 'boolean', default: false },
+      'nats-nkey': { type: 'string' },
+      'nats-ca': { type: 'string' },
+      'nats-cert': { type: 'string' },
+      'nats-key': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
@@ -88,6 +98,15 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
+  let natsTls;
+  try {
+    checkNatsUrls(nats);
+    if (values['nats-nkey']) readNkeySeed(values['nats-nkey']);
+    natsTls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
   const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
     const l: Partial<StreamLimits> = {};
@@ -100,7 +119,9 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   };
   return {
     listen: values.listen!,
-    nats: values.nats!.split(',').map((s) => s.trim()).filter(Boolean),
+    nats,
+    natsNkeyFile: values['nats-nkey'],
+    natsTls,
     ...options,
     agentTlsServerName: values['agent-tls-name'],
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),

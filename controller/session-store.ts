@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { RpcError } from '../common/grpc-server.js';
-import { SESSIONS_BUCKET } from '../common/subjects.js';
+import { SESSIONS_BUCKET, SESSIONS_KEY_PREFIX, SESSIONS_STREAM } from '../common/subjects.js';
 import { decodeStoredSession, type StoredSession } from './session-model.js';
 
 /** A session and the revision of its bucket entry. */
@@ -75,8 +75,8 @@ export class SessionStore {
   async list(): Promise<Versioned[]> {
     // The stream's subject list, not kv.keys(): its consumer only ends on an idle heartbeat
     // when keys are written meanwhile (up to 30 s), which would stall the reconcile loop.
-    const prefix = `$KV.${SESSIONS_BUCKET}.`;
-    const info = await this.jsm.streams.info(`KV_${SESSIONS_BUCKET}`, { subjects_filter: `${prefix}>` });
+    const prefix = SESSIONS_KEY_PREFIX;
+    const info = await this.jsm.streams.info(SESSIONS_STREAM, { subjects_filter: `${prefix}>` });
     const keys = Object.keys(info.state.subjects ?? {})
       .map((subject) => subject.slice(prefix.length))
       .sort();

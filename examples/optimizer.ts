@@ -5,12 +5,13 @@
 // reclaim. It only prints; acting on the plan (mlock, madvise(MADV_PAGEOUT), moving pages
 // between tiers) is the job of a real optimizer built the same way.
 //
-//   node dist/examples/optimizer.js --nats nats://127.0.0.1:4222 [--session ID] [--host NAME]
-//        [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]
+//   node dist/examples/optimizer.js --nats nats://127.0.0.1:4222 --nats-nkey FILE [--session ID]
+//        [--host NAME] [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]
+// FILE is a reader's seed (readers/<name>/nats.nk of `damon-fleet credentials --reader NAME`).
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { connect } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import { connectNats, natsTlsOption } from '../common/nats.js';
 import { AggregationRecord } from '../gen/damon/v1/damon.js';
 import { RECORDS_STREAM, recordsFilter } from '../common/subjects.js';
 
@@ -121,8 +122,10 @@ export function formatPlan(p: TargetPlan, o: PlanOptions = DEFAULT_PLAN): string
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`optimizer: ${msg}\n`);
   process.stderr.write(
-    'usage: node dist/examples/optimizer.js --nats URL [--session ID] [--host NAME] [--hot PCT] [--cold PCT]\n' +
-      '         [--min-age N] [--top N] [--every MS] [--replay] [--count N]\n',
+    'usage: node dist/examples/optimizer.js --nats URL --nats-nkey FILE [--session ID] [--host NAME]\n' +
+      '         [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]\n' +
+      '         [--nats-ca FILE] [--nats-cert FILE --nats-key FILE]\n' +
+      '  --nats-nkey FILE: a reader\'s NATS seed (damon-fleet credentials --reader NAME)\n',
   );
   process.exit(msg ? 2 : 0);
 }
@@ -141,6 +144,10 @@ export async function main(argv: string[]): Promise<void> {
       args: argv,
       options: {
         nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
+        'nats-nkey': { type: 'string' },
+        'nats-ca': { type: 'string' },
+        'nats-cert': { type: 'string' },
+        'nats-key': { type: 'string' },
         session: { type: 'string' },
         host: { type: 'string' },
         hot: { type: 'string' },
@@ -169,7 +176,18 @@ export async function main(argv: string[]): Promise<void> {
   const everyMs = numberOpt(values.every, 'every', 2000, 0);
   const count = numberOpt(values.count, 'count', Infinity, 1);
 
-  const nc = await connect({ servers: values.nats, name: 'damon-fleet optimizer example' });
+  let tls;
+  try {
+    tls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const nc = await connectNats({
+    servers: values.nats!.split(','),
+    name: 'damon-fleet optimizer example',
+    nkeyFile: values['nats-nkey'],
+    tls,
+  });
   const js = jetstream(nc);
   const filter = recordsFilter(values.session, values.host);
   // An ordered consumer: ephemeral, in stream order, recreated by the client if it

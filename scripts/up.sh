@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what this machine lacks, then starts a NATS server with JetStream, the
 # controller and one agent on this machine, in the background, with logs and pids in
-# .run/. Stop them with `npm run down`.
+# .run/. NATS demands a credential: each process has its nkey under .run/creds (made by
+# `damon-fleet credentials`, kept across runs). Stop them with `npm run down`.
 #   DAMON_NATS_PORT (4222), DAMON_CONTROLLER_PORT (7100), DAMON_AGENT_PORT (7101),
 #   DAMON_HOST (this host's name) change the defaults.
 set -euo pipefail
@@ -31,6 +32,10 @@ else
 fi
 
 mkdir -p "$RUN/nats" "$RUN/agent-data"
+CREDS="$RUN/creds"
+# Idempotent: keeps the seeds it made before, rewrites the NATS configuration.
+node bin/damon-fleet.js credentials --dir "$CREDS" --agent "$HOST_NAME" --reader optimizer \
+    --server-conf "$RUN/nats-server.conf" --listen "127.0.0.1:$NATS_PORT" --store "$RUN/nats" >/dev/null
 [ -s "$RUN/token" ] || { head -c 32 /dev/urandom | base64 | tr -d '\n=' > "$RUN/token"; chmod 600 "$RUN/token"; }
 
 running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -50,14 +55,18 @@ start() { # name command...
   echo $! > "$RUN/$name.pid"
 }
 
-start nats "$NATS_SERVER" -js -sd "$RUN/nats" -a 127.0.0.1 -p "$NATS_PORT" && \
-  { wait_port nats-server "$NATS_PORT" nats; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT"; }
+if running nats; then
+  # Picks up users added since it started (a new --agent or --reader above).
+  "$NATS_SERVER" --signal reload="$(cat "$RUN/nats.pid")" >/dev/null && say "nats-server configuration reloaded"
+fi
+start nats "$NATS_SERVER" -c "$RUN/nats-server.conf" && \
+  { wait_port nats-server "$NATS_PORT" nats; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT (nkey users only)"; }
 start controller node bin/damon-fleet.js controller --listen "127.0.0.1:$CONTROLLER_PORT" \
-    --nats "nats://127.0.0.1:$NATS_PORT" --token-file "$RUN/token" && \
+    --nats "nats://127.0.0.1:$NATS_PORT" --nats-nkey "$CREDS/controller/nats.nk" --token-file "$RUN/token" && \
   { wait_port controller "$CONTROLLER_PORT" controller; say "controller on 127.0.0.1:$CONTROLLER_PORT"; }
 start agent node bin/damon-fleet.js agent --host "$HOST_NAME" --listen "127.0.0.1:$AGENT_PORT" \
     --controller "127.0.0.1:$CONTROLLER_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
-    --token-file "$RUN/token" --data-dir "$RUN/agent-data" && \
+    --nats-nkey "$CREDS/agents/$HOST_NAME/nats.nk" --token-file "$RUN/token" --data-dir "$RUN/agent-data" && \
   { wait_port agent "$AGENT_PORT" agent; say "agent for host \"$HOST_NAME\" on 127.0.0.1:$AGENT_PORT"; }
 
 for _ in $(seq 1 50); do
@@ -71,4 +80,9 @@ up: running. Logs: $RUN/{nats,controller,agent}.log   Stop: npm run down
 up: the cluster token is in $RUN/token; clients present it:
       TOKEN=\$(cat .run/token)
       grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:$CONTROLLER_PORT damon.v1.Controller/ListAgents
+up: NATS credentials (nkey seeds, 0600) are in $CREDS: controller, operator, agents/$HOST_NAME,
+    readers/optimizer; e.g. node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT \\
+      --nats-nkey $CREDS/readers/optimizer/nats.nk
+    Another host or reader: node bin/damon-fleet.js credentials --dir $CREDS --agent NEW (or --reader NAME),
+    then nats-server --signal reload=\$(cat $RUN/nats.pid)
 MSG

@@ -17,7 +17,8 @@ import {
   implement,
   shutdownServer,
 } from '../../common/grpc-server.js';
-import { connectNats, jetStream } from '../../common/nats.js';
+import { NatsAuthError, checkNatsUrls, connectNats, isNatsAuthRefusal, jetStream, type NatsTlsFiles } from '../../common/nats.js';
+import { readNkeySeed } from '../../common/nats-access.js';
 import { HOST_RE } from '../../common/subjects.js';
 import { AgentService, type GetStateResponse } from '../../gen/damon/v1/damon.js';
 import { agentHandlers } from './agent-service.js';
@@ -42,7 +43,10 @@ export interface AgentOptions {
   controller?: string;
   /** NATS server URL(s). */
   nats: string | string[];
-  natsToken?: string;
+  /** This host's NATS nkey seed file (DIR/agents/<host>/nats.nk of damon-fleet credentials). */
+  natsNkeyFile?: string;
+  /** TLS to NATS. */
+  natsTls?: NatsTlsFiles;
   /** Result files are confined here. Created (0750) when missing. */
   dataDir?: string;
   /** This agent's own token, presented to the controller's Registry. */
@@ -86,6 +90,8 @@ export interface AgentHandle {
   registered(): boolean;
   /** True while the agent is connected to NATS. */
   natsConnected(): boolean;
+  /** Rejects when the agent cannot go on: NATS refused its credential. */
+  readonly fatal: Promise<never>;
   stop(): Promise<void>;
 }
 
@@ -105,6 +111,9 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     { identities: opts.identities !== undefined, tls: opts.tls !== undefined, ownCredential: opts.token !== undefined, insecure: opts.insecure ?? false },
     { accept: '--identities FILE', present: '--token-file FILE' },
   );
+  // Bad NATS settings fail the start, not the background connection.
+  checkNatsUrls(opts.nats);
+  if (opts.natsNkeyFile) readNkeySeed(opts.natsNkeyFile);
   const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o750 });
@@ -136,10 +145,16 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   });
   const identity = { host, instanceId, operations: hostOps.operations, unavailable: hostOps.unavailable };
 
-  // NATS in the background: records queue (bounded) until it is there.
+  // NATS in the background: records queue (bounded) until it is there. A refused credential
+  // is fatal: no retry can fix it, and an agent silently holding records helps nobody.
   let nc: NatsConnection | undefined;
   let natsUp = false;
   let stopping = false;
+  let failFatally: (err: Error) => void = () => {};
+  const fatal = new Promise<never>((_, reject) => {
+    failFatally = reject;
+  });
+  fatal.catch(() => undefined); // observed by whoever awaits it (main); not an unhandled rejection
   const natsReady = (async () => {
     let warned = false;
     while (!stopping) {
@@ -147,7 +162,8 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
         const conn = await connectNats({
           servers: opts.nats,
           name: `damon-fleet agent ${host}`,
-          token: opts.natsToken,
+          nkeyFile: opts.natsNkeyFile,
+          tls: opts.natsTls,
           log,
         });
         if (stopping) {
@@ -162,13 +178,19 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
             else if (st.type === 'reconnect') natsUp = true;
           }
         })();
-        void conn.closed().then(() => {
+        void conn.closed().then((err) => {
           natsUp = false;
+          // The server stopped accepting the credential (removed, then reloaded).
+          if (!stopping && isNatsAuthRefusal(err)) failFatally(new NatsAuthError(opts.natsNkeyFile, { cause: err }));
         });
         publisher.setSink(jetStream(conn));
         return;
       } catch (err) {
-        if (!warned) log.warn(`nats: cannot connect to ${String(opts.nats)}: ${errorMessage(err)}; retrying`);
+        if (isNatsAuthRefusal(err)) {
+          failFatally(err as Error);
+          return;
+        }
+        if (!warned) log.warn(`nats: cannot connect: ${errorMessage(err)}; retrying`);
         warned = true;
         await new Promise((r) => setTimeout(r, 1000));
       }
@@ -253,6 +275,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     publisherStats: () => publisher.stats(),
     registered: () => registration?.isRegistered ?? false,
     natsConnected: () => natsUp,
+    fatal,
     stop() {
       stopped ??= (async () => {
         log.info('stopping');

@@ -6,6 +6,8 @@ import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from 
 import { createLogger } from '../../common/log.js';
 import { runServiceMain } from '../../common/service-main.js';
 import { TrustError, checkTrust, splitHostPort } from '../../common/trust.js';
+import { checkNatsUrls, natsTlsOption } from '../../common/nats.js';
+import { readNkeySeed } from '../../common/nats-access.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
 
@@ -18,7 +20,11 @@ export const USAGE = `usage: damon-fleet agent --controller HOST:PORT [options]
                               address; NAME:PORT when listening on 0.0.0.0 or ::)
   --controller HOST:PORT      the controller's gRPC address (required)
   --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
-  --nats-token-file FILE      NATS token, if the NATS server requires one
+  --nats-nkey FILE            this host's NATS nkey seed (agents/<host>/nats.nk of
+                              damon-fleet credentials); refused -> the agent exits
+  --nats-ca FILE              TLS to NATS: the CA of the server's certificate
+  --nats-cert FILE --nats-key FILE
+                              TLS to NATS: this agent's client certificate and key
   --data-dir DIR              result files are written inside it, nowhere else
                               (default ${DEFAULT_DATA_DIR})
   --token-file FILE           this agent's token, presented to the controller (it names
@@ -60,7 +66,10 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
         advertise: { type: 'string' },
         controller: { type: 'string' },
         nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
-        'nats-token-file': { type: 'string' },
+        'nats-nkey': { type: 'string' },
+        'nats-ca': { type: 'string' },
+        'nats-cert': { type: 'string' },
+        'nats-key': { type: 'string' },
         'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
         'token-file': { type: 'string' },
         identities: { type: 'string' },
@@ -104,13 +113,22 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   }
   const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
   if (nats.length === 0) throw new UsageError('--nats: at least one URL');
+  let natsTls;
+  try {
+    checkNatsUrls(nats);
+    if (values['nats-nkey']) readNkeySeed(values['nats-nkey']);
+    natsTls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
     host: values.host ?? hostname(),
     listen: values.listen,
     advertise: values.advertise,
     controller: values.controller,
     nats,
-    natsToken: values['nats-token-file'] ? readTokenFile(values['nats-token-file']) : undefined,
+    natsNkeyFile: values['nats-nkey'],
+    natsTls,
     dataDir: values['data-dir'],
     token,
     identities: values.identities,
@@ -137,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
   // for it): do not let its retries hold the process once everything else has stopped.
   setTimeout(() => {
     log.warn('exiting with a NATS connection attempt still pending');
-    process.exit(0);
+    process.exit(code);
   }, 1000).unref();
-  return 0;
+  return code;
 }

@@ -17,7 +17,6 @@ import { eventsSubject, recordsFilter } from '../../common/subjects.js';
 import { AggregationRecord, SessionEvent, SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { controllerClient, unary, waitFor } from '../integration/support/grpc-client.js';
 import { freePort, startNatsServer } from '../integration/support/nats-server.js';
-import { makeTestCredentials } from '../integration/support/credentials.js';
 import { recordToJson, type RecordJson } from './record-json.js';
 import type { WorkloadEvent } from './workload.js';
 import { WorkloadProcess } from './workload-process.js';
@@ -112,34 +111,33 @@ function traceInstances(): string[] {
 }
 
 async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ agents: [HOST] });
   log(`nats-server at ${nats.url}`);
-  const creds = makeTestCredentials([HOST]);
-  const files = creds.layout;
+  const creds = nats.credentials;
   let controller: Daemon | undefined;
   let agent: Daemon | undefined;
   let w: WorkloadProcess | undefined;
-  const nc = await connectNats({ servers: nats.url, name: 'guest system test' });
+  const nc = await connectNats({ servers: nats.url, name: 'guest system test', nkeyFile: nats.credentials.reader() });
   try {
     const listen = `127.0.0.1:${await freePort()}`;
     // The guest's /tmp (the NATS store) is a tmpfs of a few hundred MiB: JetStream refuses a
     // records stream of the default 1 GiB there.
     controller = await daemon(
       'controller',
-      ['controller', '--listen', listen, '--nats', nats.url, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
-        '--identities', files.controller.identities, '--agent-key-file', files.controller.agentKey],
+      ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
+        '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
       /controller listening on /,
       60_000,
     );
     log(`controller at ${listen}`);
     agent = await daemon(
       'agent',
-      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')),
-        '--token-file', files.agent(HOST).token, '--identities', files.agent(HOST).identities],
+      ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', creds.agent(HOST),
+        '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')), '--token-file', creds.layout.agent(HOST).token, '--identities', creds.layout.agent(HOST).identities],
       /serving damon\.v1\.Agent on /,
       60_000,
     );
-    const client = controllerClient(listen, creds.operator);
+    const client = controllerClient(listen, creds.grpc.operator);
     const info = await waitFor('the agent registered and live', async () => {
       const { agents } = await unary(client, 'listAgents', {});
       return agents.find((a) => a.host === HOST && a.live);
@@ -232,7 +230,6 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     await stop(controller);
     await nc.close().catch(() => undefined);
     await nats.stop();
-    creds.remove();
   }
 }
 

@@ -18,11 +18,11 @@ import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { controllerClient, unary, waitFor } from './support/grpc-client.js';
 import { testLogger } from './support/controller-env.js';
-import { makeTestCredentials } from './support/credentials.js';
+import { testCredentials } from './support/credentials.js';
 import { FAST_ATTRS, agentTestLogger, killTarget, spawnTarget, tempDir } from './support/agent-env.js';
 
 const HOST = 'fleet-node-1';
-const creds = makeTestCredentials([HOST]);
+const creds = testCredentials({ agents: [HOST] });
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -38,7 +38,8 @@ function runController(listen: string): Promise<RunningController> {
   return startController({
     listen,
     nats: nats.url,
-    ...creds.controllerAccess,
+    natsNkeyFile: nats.credentials.controller,
+    ...nats.credentials.grpc.controllerAccess,
     leaseTtlMs: 1200,
     heartbeatIntervalMs: 200,
     log: testLogger('controller'),
@@ -50,10 +51,10 @@ function targetOf(s: Session, pid: number) {
 }
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ credentials: creds });
   controller = await runController('127.0.0.1:0');
-  client = controllerClient(controller.address, creds.operator);
-  nc = await connectNats({ servers: nats.url });
+  client = controllerClient(controller.address, nats.credentials.grpc.operator);
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
   sub = nc.subscribe(recordsFilter());
   void (async () => {
     for await (const m of sub) records.push(AggregationRecord.decode(m.data));
@@ -64,8 +65,9 @@ before(async () => {
     listen: '127.0.0.1:0',
     controller: controller.address,
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: data.path,
-    ...creds.agentAccess(HOST),
+    ...creds.grpc.agentAccess(HOST),
     processPollMs: 50,
     log: agentTestLogger(),
   });
@@ -146,7 +148,7 @@ test('after a controller restart the agent registers again by itself', async () 
   await controller.stop();
   client.close();
   controller = await runController(address);
-  client = controllerClient(controller.address, creds.operator);
+  client = controllerClient(controller.address, creds.grpc.operator);
   const info = await waitFor('the agent live again', async () => {
     const { agents } = await unary(client, 'listAgents', {});
     return agents.find((a) => a.host === HOST && a.live);

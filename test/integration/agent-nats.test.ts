@@ -25,11 +25,11 @@ import {
   tempDir,
   type KillableNats,
 } from './support/agent-env.js';
-import { makeTestCredentials } from './support/credentials.js';
+import { testCredentials } from './support/credentials.js';
 
 const SESSION = 'n-kill';
 const HOST = 'crash-host';
-const creds = makeTestCredentials([HOST]);
+const creds = testCredentials({ agents: [HOST] });
 
 let nats: KillableNats;
 let nc: NatsConnection;
@@ -39,19 +39,21 @@ let data: ReturnType<typeof tempDir>;
 let target: ReturnType<typeof spawnTarget>;
 
 before(async () => {
-  nats = await startKillableNats();
-  nc = await connectNats({ servers: nats.url });
+  nats = await startKillableNats({ credentials: creds });
+  // The operator: it may set up the streams (as the controller would) and read them.
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   data = tempDir('damon-agent-nats-');
   agent = await startAgent({
     host: HOST,
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent('crash-host'),
     dataDir: data.path,
-    ...creds.agentAccess(HOST),
+    ...creds.grpc.agentAccess(HOST),
     log: agentTestLogger(),
   });
-  client = agentClient(agent.address, creds.controllerToAgent(HOST));
+  client = agentClient(agent.address, creds.grpc.controllerToAgent(HOST));
   target = spawnTarget();
 });
 
@@ -115,7 +117,7 @@ test('the example optimizer reads the records back and prints a plan per target'
   const script = fileURLToPath(new URL('../../examples/optimizer.js', import.meta.url));
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [script, '--nats', nats.url, '--session', SESSION, '--replay', '--count', '3', '--every', '0', '--top', '2'],
+    [script, '--nats', nats.url, '--nats-nkey', nats.credentials.reader(), '--session', SESSION, '--replay', '--count', '3', '--every', '0', '--top', '2'],
     { timeout: 15_000 },
   );
   const plans = stdout.split(/\n(?=session )/);

@@ -18,12 +18,12 @@ import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { createLogger } from '../../common/log.js';
 import { freePort, startNatsServer, type NatsServer } from './support/nats-server.js';
 import { unary, waitFor } from './support/grpc-client.js';
-import { makeTestCredentials } from './support/credentials.js';
+import { testCredentials } from './support/credentials.js';
 import { IdentityTable, accessAuthorizer } from '../../common/grpc-access.js';
 import { agentClient, killTarget, spawnTarget, syntheticSpec, tempDir } from './support/agent-env.js';
 
 const HOST = 'node-2';
-const creds = makeTestCredentials([HOST]);
+const creds = testCredentials({ agents: [HOST] });
 
 /** A Registry that records calls; `known` decides what heartbeats are told. */
 class StandInRegistry {
@@ -83,8 +83,8 @@ const logs: string[] = [];
 const targets: ReturnType<typeof spawnTarget>[] = [];
 
 before(async () => {
-  nats = await startNatsServer();
-  const nc = await connectNats({ servers: nats.url });
+  nats = await startNatsServer({ credentials: creds });
+  const nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   await nc.close();
   registry = new StandInRegistry(await freePort());
@@ -95,15 +95,16 @@ before(async () => {
     listen: '127.0.0.1:0',
     controller: registry.address,
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: data.path,
-    ...creds.agentAccess(HOST),
+    ...creds.grpc.agentAccess(HOST),
     processPollMs: 50,
     log: createLogger('agent', (line) => {
       logs.push(line);
       if (process.env.DAMON_TEST_LOG === '1') process.stderr.write(line + '\n');
     }),
   });
-  client = agentClient(agent.address, creds.controllerToAgent(HOST));
+  client = agentClient(agent.address, creds.grpc.controllerToAgent(HOST));
 });
 
 after(async () => {

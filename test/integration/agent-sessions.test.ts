@@ -30,10 +30,10 @@ import {
   syntheticSpec,
   tempDir,
 } from './support/agent-env.js';
-import { makeTestCredentials } from './support/credentials.js';
+import { testCredentials } from './support/credentials.js';
 
 const HOST = 'node-1.test';
-const creds = makeTestCredentials([HOST]);
+const creds = testCredentials({ agents: [HOST] });
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -65,8 +65,9 @@ function target() {
 }
 
 before(async () => {
-  nats = await startNatsServer();
-  nc = await connectNats({ servers: nats.url });
+  nats = await startNatsServer({ credentials: creds });
+  // The operator: it may set up the streams (as the controller would) and read records.
+  nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.operator });
   await ensureStreams(jetStream(nc));
   sub = nc.subscribe(recordsFilter());
   void (async () => {
@@ -79,12 +80,13 @@ before(async () => {
     host: HOST,
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent(HOST),
     dataDir: join(data.path, 'data'),
-    ...creds.agentAccess(HOST),
+    ...creds.grpc.agentAccess(HOST),
     processPollMs: 50,
     log: agentTestLogger(),
   });
-  client = agentClient(agent.address, creds.controllerToAgent(HOST));
+  client = agentClient(agent.address, creds.grpc.controllerToAgent(HOST));
 });
 
 after(async () => {

@@ -8,7 +8,7 @@ import { startAgent, type AgentHandle, type AgentOptions } from '../../agent/dae
 import { TrustError } from '../../common/trust.js';
 import { spiffeId } from '../../common/grpc-access.js';
 import { tokenMetadata } from '../../common/auth.js';
-import { makeTestCredentials } from './support/credentials.js';
+import { testCredentials } from './support/credentials.js';
 import { AgentClient } from '../../gen/damon/v1/damon.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { rejectsWith, unary } from './support/grpc-client.js';
@@ -16,7 +16,7 @@ import { agentClient, agentTestLogger, syntheticSpec, tempDir } from './support/
 import { createTestCa, type TestCa } from './support/test-certs.js';
 
 const HOST = 'trust-host';
-const creds = makeTestCredentials([HOST, 'other-host']);
+const creds = testCredentials({ agents: [HOST, 'other-host'] });
 
 let nats: NatsServer;
 let data: ReturnType<typeof tempDir>;
@@ -28,6 +28,7 @@ function start(o: Partial<AgentOptions>): Promise<AgentHandle> {
     host: HOST,
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.agent('trust-host'),
     dataDir: data.path,
     log: agentTestLogger(),
     ...o,
@@ -38,7 +39,7 @@ function start(o: Partial<AgentOptions>): Promise<AgentHandle> {
 }
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ credentials: creds });
   data = tempDir('damon-agent-trust-');
   ca = createTestCa();
 });
@@ -52,13 +53,13 @@ after(async () => {
 });
 
 test('with tokens: only the controller\'s token for this host is obeyed', async () => {
-  const agent = await start(creds.agentAccess(HOST));
+  const agent = await start(creds.grpc.agentAccess(HOST));
   const none = agentClient(agent.address, {});
   const wrong = agentClient(agent.address, { token: 'not-the-token' });
-  const forOtherHost = agentClient(agent.address, creds.controllerToAgent('other-host'));
-  const ownToken = agentClient(agent.address, creds.agent(HOST));
-  const operator = agentClient(agent.address, creds.operator);
-  const right = agentClient(agent.address, creds.controllerToAgent(HOST));
+  const forOtherHost = agentClient(agent.address, creds.grpc.controllerToAgent('other-host'));
+  const ownToken = agentClient(agent.address, creds.grpc.agent(HOST));
+  const operator = agentClient(agent.address, creds.grpc.operator);
+  const right = agentClient(agent.address, creds.grpc.controllerToAgent(HOST));
   const spec = syntheticSpec('t-1', [process.pid]);
   try {
     await rejectsWith(unary(none, 'getState', {}), grpc.status.UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
@@ -80,7 +81,7 @@ test('with tokens: only the controller\'s token for this host is obeyed', async 
     assert.equal(st.instanceId, agent.instanceId);
     assert.deepEqual(st.sessions, []);
     // The right token in a call's metadata works without the client interceptor too.
-    assert.equal((await unary(none, 'getState', {}, tokenMetadata(creds.controllerToAgent(HOST).token!))).host, HOST);
+    assert.equal((await unary(none, 'getState', {}, tokenMetadata(creds.grpc.controllerToAgent(HOST).token!))).host, HOST);
   } finally {
     for (const c of [none, wrong, forOtherHost, ownToken, operator, right]) c.close();
   }
@@ -122,15 +123,15 @@ test('refuses to start without credentials unless --insecure, and --insecure onl
     return true;
   });
   await assert.rejects(
-    start({ identities: creds.agentAccess(HOST).identities }),
+    start({ identities: creds.grpc.agentAccess(HOST).identities }),
     /refusing to start without a credential to present: give --token-file FILE/,
   );
   await assert.rejects(
     start({ insecure: true, listen: '0.0.0.0:0' }),
     /--insecure is allowed on a loopback address only .*not --listen 0\.0\.0\.0:0/,
   );
-  await assert.rejects(start({ ...creds.agentAccess(HOST), insecure: true }), /--insecure contradicts/);
-  await assert.rejects(start({ ...creds.agentAccess(HOST), identities: '/nonexistent/identities.json' }), /identities file \/nonexistent\/identities\.json: ENOENT/);
+  await assert.rejects(start({ ...creds.grpc.agentAccess(HOST), insecure: true }), /--insecure contradicts/);
+  await assert.rejects(start({ ...creds.grpc.agentAccess(HOST), identities: '/nonexistent/identities.json' }), /identities file \/nonexistent\/identities\.json: ENOENT/);
 
   const agent = await start({ insecure: true, listen: '127.0.0.1:0' });
   const anyone = agentClient(agent.address, {});

@@ -17,7 +17,7 @@ import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { ensureGrpcCredentials } from '../../common/grpc-credentials.js';
 import { SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
 import { createTestCa, type TestCa } from './support/test-certs.js';
-import { makeTestCredentials, type TestCredentials } from './support/credentials.js';
+import { testCredentials, type TestCredentials } from './support/credentials.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
 import { collect, controllerClient, registryClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
 
@@ -90,7 +90,7 @@ describe('controller identities by token', () => {
   let creds: TestCredentials;
   let env: ControllerEnv;
   before(async () => {
-    creds = makeTestCredentials(['host-a', 'host-b']);
+    creds = testCredentials({ agents: ['host-a', 'host-b'] });
     env = await startEnv({ creds });
     await env.agent('host-a'); // presents host-a's token, obeys only the controller's token for host-a
   });
@@ -107,7 +107,7 @@ describe('controller identities by token', () => {
       basic.set('authorization', 'Basic dXNlcjpwYXNz');
       await rejectsWith(unary(bare, 'listSessions', {}, basic), UNAUTHENTICATED, /malformed authorization metadata/);
       await rejectsWith(unary(bare, 'listSessions', {}, tokenMetadata('guess')), PERMISSION_DENIED, /token not accepted/);
-      const ok = await unary(bare, 'listSessions', {}, tokenMetadata(creds.operator.token!));
+      const ok = await unary(bare, 'listSessions', {}, tokenMetadata(creds.grpc.operator.token!));
       assert.deepEqual(ok.sessions, []);
     } finally {
       bare.close();
@@ -116,7 +116,7 @@ describe('controller identities by token', () => {
 
   test('a reader reads everything and changes nothing', async () => {
     const created = await unary(env.client, 'createSession', { id: 'watched', ...SESSION_REQ, targets: [{ host: 'host-a', pid: 5 }] });
-    const reader = controllerClient(env.controller.address, creds.reader());
+    const reader = controllerClient(env.controller.address, creds.grpc.reader());
     try {
       assert.equal((await unary(reader, 'getSession', { id: 'watched' })).revision, created.revision);
       assert.ok((await unary(reader, 'listSessions', {})).sessions.some((s) => s.id === 'watched'));
@@ -142,11 +142,11 @@ describe('controller identities by token', () => {
     const req = (host: string, address: string) => ({ host, address, operations: [], unavailable: [], instanceId: 'intruder' });
     const before = (await unary(env.client, 'listAgents', {})).agents;
     const bare = registryClient(env.controller.address);
-    const operator = registryClient(env.controller.address, creds.operator);
-    const reader = registryClient(env.controller.address, creds.reader());
-    const hostB = registryClient(env.controller.address, creds.agent('host-b'));
-    const hostA = registryClient(env.controller.address, creds.agent('host-a'));
-    const hostAasClient = controllerClient(env.controller.address, creds.agent('host-a'));
+    const operator = registryClient(env.controller.address, creds.grpc.operator);
+    const reader = registryClient(env.controller.address, creds.grpc.reader());
+    const hostB = registryClient(env.controller.address, creds.grpc.agent('host-b'));
+    const hostA = registryClient(env.controller.address, creds.grpc.agent('host-a'));
+    const hostAasClient = controllerClient(env.controller.address, creds.grpc.agent('host-a'));
     try {
       await rejectsWith(unary(bare, 'register', req('host-a', '127.0.0.1:9')), UNAUTHENTICATED);
       await rejectsWith(unary(operator, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /operator may not call Register/);
@@ -177,7 +177,7 @@ describe('controller identities by token', () => {
 
   test('a reader added by the credentials command is accepted without a restart', async () => {
     ensureGrpcCredentials(creds.layout.root, { agents: [{ host: 'host-a' }, { host: 'host-b' }], readers: ['reader', 'late'] });
-    const late = controllerClient(env.controller.address, creds.reader('late'));
+    const late = controllerClient(env.controller.address, creds.grpc.reader('late'));
     try {
       await waitFor('the new reader accepted', async () => (await unary(late, 'listSessions', {})).sessions, 8000, 200);
       await rejectsWith(unary(late, 'turnOn', { id: 'tok' }), PERMISSION_DENIED, /reader "late" may not call TurnOn/);

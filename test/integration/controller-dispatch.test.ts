@@ -269,7 +269,13 @@ describe('controller dispatch and reconcile', () => {
   });
 
   test('WatchRecords: filtered by session and host, replay or new only, de-duplicated, ends on cancel', async () => {
-    const nc = await connectNats({ servers: env.nats.url });
+    // Each host's records come from that host's agent identity; the operator watches the stream.
+    const creds = env.nats.credentials;
+    const hosts = ['host-a', 'host.b.example'];
+    const agentConns = new Map(
+      await Promise.all(hosts.map(async (h) => [h, await connectNats({ servers: env.nats.url, nkeyFile: creds.agent(h) })] as const)),
+    );
+    const nc = await connectNats({ servers: env.nats.url, nkeyFile: creds.operator });
     const js = jetStream(nc);
     try {
       let seq = 0n;
@@ -278,7 +284,7 @@ describe('controller dispatch and reconcile', () => {
           sessionId, host, pid, startTimeNs: 1000n * id, endTimeNs: 1000n * id + 999n, maxNrAccesses: 20,
           regions: [{ start: 0x1000n, end: 0x3000n, nrAccesses: 3, age: 1 }], operations: 'synthetic', sequence: id,
         };
-        await js.publish(recordsSubject(sessionId, host, pid), AggregationRecord.encode(rec).finish(), { msgID: recordMsgId(rec) });
+        await jetStream(agentConns.get(host)!).publish(recordsSubject(sessionId, host, pid), AggregationRecord.encode(rec).finish(), { msgID: recordMsgId(rec) });
         return rec;
       };
       const old1 = await publish('rec', 'host-a', 1);
@@ -315,7 +321,7 @@ describe('controller dispatch and reconcile', () => {
         /^session_id: /,
       );
     } finally {
-      await nc.close();
+      await Promise.all([nc, ...agentConns.values()].map((c) => c.close()));
     }
   });
 });

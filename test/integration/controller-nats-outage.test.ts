@@ -21,13 +21,13 @@ describe('controller across a NATS outage', () => {
     const s = await unary(env.client, 'createSession', {
       id: 'kept', attrs: undefined, attrsText: '1000 20000 500000 5 50', targets: [{ host: 'h', pid: 1 }], operations: '', syntheticWorkload: '',
     });
-    const { storeDir, port } = env.nats;
+    const { storeDir, port, credentials } = env.nats;
     await env.nats.stop(true);
     await rejectsWith(unary(env.client, 'getSession', { id: 'kept' }), grpc.status.UNAVAILABLE, /^NATS unavailable: /);
     await rejectsWith(unary(env.client, 'listSessions', {}), grpc.status.UNAVAILABLE);
     assert.ok(!env.logs.some((l) => l.startsWith('error')), 'an outage is not an internal error');
 
-    env.nats = await startNatsServer(storeDir, port);
+    env.nats = await startNatsServer({ storeDir, port, credentials });
     const back = await waitFor('controller reconnected', () => unary(env.client, 'getSession', { id: 'kept' }), 15_000, 200);
     assert.equal(back.revision, s.revision);
     assert.equal(back.attrsText, '1000 20000 500000 5 50');

@@ -5,7 +5,6 @@ import { after, before, describe, test } from 'node:test';
 import { IdentityTable } from '../../common/grpc-access.js';
 import { SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './support/controller-env.js';
-import { makeTestCredentials, type TestCredentials } from './support/credentials.js';
 import { FakeAgent } from './support/fake-agent.js';
 import { spawnController as spawnFleetController, type FleetProcess } from './support/fleet-processes.js';
 import { collect, controllerClient, unary, waitFor } from './support/grpc-client.js';
@@ -17,21 +16,19 @@ describe('controller restart (kill -9)', () => {
   let ctl: FleetProcess;
   let a: FakeAgent;
   let b: FakeAgent;
-  let creds: TestCredentials;
   const spawnController = () =>
-    spawnFleetController({ listen, nats: nats.url, credentials: creds.layout, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS });
+    spawnFleetController({ listen, nats: nats.url, credentials: nats.credentials, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS });
   const fakeAgent = (host: string) =>
     new FakeAgent({
       host,
       controller: listen,
-      credentials: creds.agent(host),
-      accept: { identities: IdentityTable.readFile(creds.layout.agent(host).identities) },
+      credentials: nats.credentials.grpc.agent(host),
+      accept: { identities: IdentityTable.readFile(nats.credentials.layout.agent(host).identities) },
       heartbeatMs: TEST_HEARTBEAT_MS,
     }).start();
 
   before(async () => {
     nats = await startNatsServer();
-    creds = makeTestCredentials(['host-a', 'host-b']);
     listen = `127.0.0.1:${await freePort()}`;
     ctl = await spawnController();
     a = await fakeAgent('host-a');
@@ -42,11 +39,10 @@ describe('controller restart (kill -9)', () => {
     await b.stop();
     await ctl.stop();
     await nats.stop();
-    creds.remove();
   });
 
   test('sessions survive; agents re-register; a restarted agent gets its session again; reconciling resumes', async () => {
-    const client = controllerClient(listen, creds.operator);
+    const client = controllerClient(listen, nats.credentials.grpc.operator);
     try {
       const created = await unary(client, 'createSession', {
         id: 'survivor', attrs: undefined, attrsText: '2000 40000 400000 5 100 out.data',

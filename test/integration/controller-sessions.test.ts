@@ -220,7 +220,8 @@ describe('controller sessions', () => {
   });
 
   test('two stores (two controllers\' worth) racing read-modify-writes: every write lands', async () => {
-    const ncs = await Promise.all([connectNats({ servers: env.nats.url }), connectNats({ servers: env.nats.url })]);
+    const asController = () => connectNats({ servers: env.nats.url, nkeyFile: env.nats.credentials.controller });
+    const ncs = await Promise.all([asController(), asController()]);
     try {
       const stores = await Promise.all(ncs.map((nc) => SessionStore.open(jetStream(nc))));
       const s = await create(env, {});

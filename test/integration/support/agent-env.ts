@@ -9,41 +9,20 @@ import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
 import { AgentClient, type SessionSpec } from '../../../gen/damon/v1/damon.js';
 import { createLogger, silentLogger, type Logger } from '../../../common/log.js';
-import { NATS_SERVER_BIN, freePort } from './nats-server.js';
+import { freePort, runNatsServer, testCredentials, type TestCredentials } from './nats-server.js';
 
 export interface KillableNats {
   url: string;
   port: number;
   storeDir: string;
+  credentials: TestCredentials;
+  /** The server's log lines (of the current run). */
+  readonly log: string[];
   /** SIGKILL: no clean shutdown, as in a crash. */
   kill9(): Promise<void>;
-  /** Starts it again on the same port and store. */
+  /** Starts it again on the same port, store and credentials. */
   restart(): Promise<void>;
   stop(): Promise<void>;
-}
-
-function runNats(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(NATS_SERVER_BIN, ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nats-server not ready in 10 s:\n${log}`)), 10_000);
-    const onData = (b: Buffer) => {
-      log += b.toString();
-      if (log.includes('Server is ready')) {
-        clearTimeout(timer);
-        child.stderr!.off('data', onData);
-        child.stderr!.resume();
-        resolve(child);
-      }
-    };
-    child.stderr!.on('data', onData);
-    child.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`nats-server exited with ${code ?? sig}:\n${log}`));
-    });
-  });
 }
 
 function waitExit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -53,21 +32,28 @@ function waitExit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   return exited;
 }
 
-export async function startKillableNats(): Promise<KillableNats> {
+/** A nats-server (credentials for `o.agents` and the defaults) that a test may kill and restart. */
+export async function startKillableNats(o: { agents?: readonly string[]; credentials?: TestCredentials } = {}): Promise<KillableNats> {
+  const credentials = o.credentials ?? testCredentials({ agents: o.agents });
   const dir = mkdtempSync(join(tmpdir(), 'damon-agent-nats-'));
   const port = await freePort();
-  let child = await runNats(port, dir);
+  let nats = await runNatsServer(credentials, dir, port);
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir: dir,
-    kill9: () => waitExit(child, 'SIGKILL'),
+    credentials,
+    get log() {
+      return nats.log;
+    },
+    kill9: () => waitExit(nats.child, 'SIGKILL'),
     async restart() {
-      child = await runNats(port, dir);
+      nats = await runNatsServer(credentials, dir, port);
     },
     async stop() {
-      await waitExit(child, 'SIGTERM');
+      await waitExit(nats.child, 'SIGTERM');
       rmSync(dir, { recursive: true, force: true });
+      credentials.remove();
     },
   };
 }

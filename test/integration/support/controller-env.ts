@@ -56,19 +56,20 @@ export interface EnvOptions extends Partial<ControllerOptions> {
 
 export async function startEnv(o: EnvOptions = {}): Promise<ControllerEnv> {
   const { creds, clientCredentials, ...controllerOptions } = o;
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ credentials: creds });
   const log = capturingLogger('controller');
   const controller = await startController({
     listen: '127.0.0.1:0',
     nats: nats.url,
+    natsNkeyFile: nats.credentials.controller,
     leaseTtlMs: TEST_LEASE_MS,
     heartbeatIntervalMs: TEST_HEARTBEAT_MS,
     agentCallTimeoutMs: 2000,
     log,
-    ...(creds ? creds.controllerAccess : o.tls ? {} : { insecure: true }),
+    ...(creds ? creds.grpc.controllerAccess : o.tls ? {} : { insecure: true }),
     ...controllerOptions,
   });
-  const client = controllerClient(controller.address, clientCredentials ?? creds?.operator ?? { tls: o.tls });
+  const client = controllerClient(controller.address, clientCredentials ?? creds?.grpc.operator ?? { tls: o.tls });
   const agents: FakeAgent[] = [];
   const env: ControllerEnv = {
     nats,
@@ -80,7 +81,7 @@ export async function startEnv(o: EnvOptions = {}): Promise<ControllerEnv> {
       const a = await new FakeAgent({
         host,
         controller: controller.address,
-        credentials: creds?.agent(host) ?? { tls: o.tls },
+        credentials: creds?.grpc.agent(host) ?? { tls: o.tls },
         accept: creds ? { identities: IdentityTable.readFile(creds.layout.agent(host).identities) } : { tls: o.tls !== undefined },
         heartbeatMs: TEST_HEARTBEAT_MS,
         ...ao,

@@ -1,47 +1,85 @@
-// Credentials for tests, made by the same code as `damon-fleet credentials`, in a
-// temporary folder: the identities, tokens and keys of a fleet of named hosts.
+// Credentials for tests, made by the same code as `damon-fleet credentials`, in one
+// temporary folder: NATS nkey seeds and the server's users, gRPC tokens and identities
+// files, for the test's agent hosts (plus DEFAULT_TEST_HOSTS) and readers.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTokenFile, type Credentials } from '../../../common/auth.js';
 import { agentCallToken } from '../../../common/grpc-access.js';
 import { credentialsLayout, type CredentialsLayout } from '../../../common/credentials-layout.js';
-import { ensureGrpcCredentials, type GrpcCredentialsPlan } from '../../../common/grpc-credentials.js';
+import { ensureGrpcCredentials } from '../../../common/grpc-credentials.js';
+import { ensureNatsCredentials } from '../../../common/nats-access.js';
 
-export interface TestCredentials {
-  layout: CredentialsLayout;
-  /** What the operator presents (the whole Controller API). */
+/** Agent hosts every test's credentials have (those the controller tests use), besides those a test names. */
+export const DEFAULT_TEST_HOSTS = ['h', 'h1', 'h2', 'h3', 'h4', 'host-a', 'host-b', 'host.b.example'] as const;
+/** The reader every test's credentials have. */
+export const TEST_READER = 'test-reader';
+
+/** gRPC: what each identity presents, and the options the servers take. */
+export interface GrpcTestCredentials {
+  /** The whole Controller API. */
   operator: Credentials;
-  /** What reader `name` presents (Controller reads only). */
+  /** Controller reads only. */
   reader(name?: string): Credentials;
   /** What host's agent presents to the controller. */
   agent(host: string): Credentials;
   /** What the controller presents to host's agent. */
   controllerToAgent(host: string): Credentials;
-  /** Options of startController / spawnController for these credentials. */
+  /** Options of startController. */
   controllerAccess: { identities: string; agentKey: string };
   /** Options of startAgent for host. */
   agentAccess(host: string): { token: string; identities: string };
+}
+
+export interface TestCredentials {
+  dir: string;
+  layout: CredentialsLayout;
+  /** The NATS accounts file (users, permissions) the server configuration includes. */
+  conf: string;
+  /** NATS nkey seed files. */
+  controller: string;
+  operator: string;
+  /** The agent host's seed file; throws for a host the folder was not made for. */
+  agent(host: string): string;
+  /** The reader's seed file (TEST_READER unless named). */
+  reader(name?: string): string;
+  grpc: GrpcTestCredentials;
   remove(): void;
 }
 
-/** Credentials for `hosts` (each may register 127.0.0.1 and its name) and the reader "reader". */
-export function makeTestCredentials(hosts: string[], plan: Partial<GrpcCredentialsPlan> = {}): TestCredentials {
-  const root = mkdtempSync(join(tmpdir(), 'damon-creds-'));
-  ensureGrpcCredentials(root, {
-    agents: plan.agents ?? hosts.map((host) => ({ host, addresses: ['127.0.0.1', host] })),
-    readers: plan.readers ?? ['reader'],
-  });
-  const layout = credentialsLayout(root);
+/**
+ * Makes a credentials folder for `agents` (plus DEFAULT_TEST_HOSTS; each may register
+ * 127.0.0.1 and its name) and `readers` (plus TEST_READER).
+ */
+export function testCredentials(o: { agents?: readonly string[]; readers?: readonly string[] } = {}): TestCredentials {
+  const dir = mkdtempSync(join(tmpdir(), 'damon-creds-'));
+  const agents = [...new Set([...DEFAULT_TEST_HOSTS, ...(o.agents ?? [])])];
+  const readers = [...new Set([TEST_READER, ...(o.readers ?? [])])];
+  const nats = ensureNatsCredentials(dir, { agents, readers });
+  ensureGrpcCredentials(dir, { agents: agents.map((host) => ({ host, addresses: ['127.0.0.1', host] })), readers });
+  const layout = credentialsLayout(dir);
+  const known = <T>(list: readonly string[], what: string, name: string, f: () => T): T => {
+    if (!list.includes(name)) throw new Error(`test credentials: no ${what} "${name}" (name it when making them)`);
+    return f();
+  };
+  const token = (path: string): Credentials => ({ token: readTokenFile(path) });
   const agentKey = readTokenFile(layout.controller.agentKey);
   return {
+    dir,
     layout,
-    operator: { token: readTokenFile(layout.operator.token) },
-    reader: (name = 'reader') => ({ token: readTokenFile(layout.reader(name).token) }),
-    agent: (host) => ({ token: readTokenFile(layout.agent(host).token) }),
-    controllerToAgent: (host) => ({ token: agentCallToken(agentKey, host) }),
-    controllerAccess: { identities: layout.controller.identities, agentKey },
-    agentAccess: (host) => ({ token: readTokenFile(layout.agent(host).token), identities: layout.agent(host).identities }),
-    remove: () => rmSync(root, { recursive: true, force: true }),
+    conf: nats.conf,
+    controller: layout.controller.natsSeed,
+    operator: layout.operator.natsSeed,
+    agent: (host) => known(agents, 'agent', host, () => layout.agent(host).natsSeed),
+    reader: (name = TEST_READER) => known(readers, 'reader', name, () => layout.reader(name).natsSeed),
+    grpc: {
+      operator: token(layout.operator.token),
+      reader: (name = TEST_READER) => known(readers, 'reader', name, () => token(layout.reader(name).token)),
+      agent: (host) => known(agents, 'agent', host, () => token(layout.agent(host).token)),
+      controllerToAgent: (host) => ({ token: agentCallToken(agentKey, host) }),
+      controllerAccess: { identities: layout.controller.identities, agentKey },
+      agentAccess: (host) => ({ token: readTokenFile(layout.agent(host).token), identities: layout.agent(host).identities }),
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

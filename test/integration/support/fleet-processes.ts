@@ -4,7 +4,7 @@
 // killed when this process exits, so a failed test leaves no daemon behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { CredentialsLayout } from '../../../common/credentials-layout.js';
+import type { TestCredentials } from './credentials.js';
 
 /** bin/damon-fleet.js, relative to the compiled dist/test/integration/support/. */
 export const FLEET_BIN = fileURLToPath(new URL('../../../../bin/damon-fleet.js', import.meta.url));
@@ -110,8 +110,8 @@ export interface ControllerProcessOptions {
   /** "127.0.0.1:PORT": a fixed port, so that a restarted controller is found where it was. */
   listen: string;
   nats: string;
-  /** Credentials made by `damon-fleet credentials` (test/integration/support/credentials.ts). */
-  credentials: CredentialsLayout;
+  /** Every identity's credentials, as `damon-fleet credentials` makes them. */
+  credentials: TestCredentials;
   leaseTtlMs: number;
   heartbeatMs: number;
 }
@@ -120,8 +120,9 @@ export interface ControllerProcessOptions {
 export async function spawnController(o: ControllerProcessOptions): Promise<FleetProcess> {
   const { proc } = await spawnFleet(
     'controller',
-    ['controller', '--listen', o.listen, '--nats', o.nats, '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
-      '--identities', o.credentials.controller.identities, '--agent-key-file', o.credentials.controller.agentKey],
+    ['controller', '--listen', o.listen, '--nats', o.nats, '--nats-nkey', o.credentials.controller,
+      '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
+      '--identities', o.credentials.layout.controller.identities, '--agent-key-file', o.credentials.layout.controller.agentKey],
     {},
     /controller listening on /,
     READY_TIMEOUT_MS,
@@ -133,7 +134,7 @@ export interface AgentProcessOptions {
   host: string;
   controller: string;
   nats: string;
-  credentials: CredentialsLayout;
+  credentials: TestCredentials;
   dataDir: string;
 }
 
@@ -147,8 +148,9 @@ export interface AgentProcess extends FleetProcess {
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
   const { proc, match } = await spawnFleet(
     `agent ${o.host}`,
-    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats, '--data-dir', o.dataDir,
-      '--token-file', o.credentials.agent(o.host).token, '--identities', o.credentials.agent(o.host).identities],
+    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats,
+      '--nats-nkey', o.credentials.agent(o.host), '--data-dir', o.dataDir,
+      '--token-file', o.credentials.layout.agent(o.host).token, '--identities', o.credentials.layout.agent(o.host).identities],
     {},
     /serving damon\.v1\.Agent on (127\.0\.0\.1:\d+)/,
     READY_TIMEOUT_MS,

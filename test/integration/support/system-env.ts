@@ -12,7 +12,7 @@ import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './controller-env.js';
 import { spawnAgent, spawnController, type AgentProcess, type FleetProcess } from './fleet-processes.js';
 import { controllerClient, unary, waitFor } from './grpc-client.js';
 import { freePort } from './nats-server.js';
-import { makeTestCredentials, type TestCredentials } from './credentials.js';
+import type { TestCredentials } from './credentials.js';
 
 export { AGGREGATION_MS } from './agent-env.js';
 
@@ -28,7 +28,7 @@ export interface Fleet {
   /** The running agent of each host (replaced when one is started again). */
   readonly agents: Map<string, AgentProcess>;
   client: ControllerClient;
-  /** The test's own NATS connection (reconnects by itself). */
+  /** The test's own NATS connection, as a reader (reconnects by itself). */
   nc: NatsConnection;
   /** Starts a controller at controllerAddress (again, after the last one was killed). */
   restartController(): Promise<void>;
@@ -43,8 +43,8 @@ export interface Fleet {
 
 /** Starts NATS, the controller and an agent per host; resolves once every agent is live. */
 export async function startFleet(hosts: string[]): Promise<Fleet> {
-  const nats = await startKillableNats();
-  const creds = makeTestCredentials(hosts);
+  const nats = await startKillableNats({ agents: hosts });
+  const creds = nats.credentials;
   const dataDir = tempDir('damon-system-');
   const targets: TargetProcess[] = [];
   const agentClients = new Map<string, AgentClient>();
@@ -53,7 +53,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
   const processes: FleetProcess[] = [];
   const starting = new Set<Promise<unknown>>();
   const controllerAddress = `127.0.0.1:${await freePort()}`;
-  const controllerOpts = { listen: controllerAddress, nats: nats.url, credentials: creds.layout, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
+  const controllerOpts = { listen: controllerAddress, nats: nats.url, credentials: creds, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
   const fleet: Partial<Fleet> & { agents: Map<string, AgentProcess> } = {
     nats,
     creds,
@@ -64,7 +64,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       processes.push(fleet.controller);
     },
     async startAgent(host) {
-      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, credentials: creds.layout, dataDir: `${dataDir.path}/${host}` });
+      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, credentials: creds, dataDir: `${dataDir.path}/${host}` });
       starting.add(start);
       try {
         const a = await start;
@@ -85,7 +85,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       if (!a) throw new Error(`no agent for host ${host}`);
       let c = agentClients.get(a.address);
       if (!c) {
-        c = agentClient(a.address, creds.controllerToAgent(host));
+        c = agentClient(a.address, creds.grpc.controllerToAgent(host));
         agentClients.set(a.address, c);
       }
       return c;
@@ -100,13 +100,12 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       await Promise.all(targets.map(killTarget));
       await nats.stop();
       dataDir.remove();
-      creds.remove();
     },
   };
   try {
     await fleet.restartController!();
-    fleet.client = controllerClient(controllerAddress, creds.operator);
-    fleet.nc = await connectNats({ servers: nats.url });
+    fleet.client = controllerClient(controllerAddress, creds.grpc.operator);
+    fleet.nc = await connectNats({ servers: nats.url, nkeyFile: creds.reader() });
     const started = await Promise.allSettled(hosts.map((h) => fleet.startAgent!(h)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
