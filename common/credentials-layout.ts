@@ -9,7 +9,7 @@
 //   DIR/readers/<name>/{nats.nk,token} read-only clients and NATS consumers
 //   DIR/agents/<host>/{nats.nk,token}  each host's agent
 //   DIR/agents/<host>/identities.json  who may call that agent: the controller, by token hash
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface IdentityFiles {
@@ -63,19 +63,20 @@ export function existingIdentities(root: string): { agents: string[]; readers: s
 }
 
 /**
- * Writes `text` to `path` whole (a temporary file renamed over it), readable by its owner
- * only (0600, folders 0700): every file under the credentials folder is written this way.
+ * Writes `text` to `path` whole (a temporary file renamed over it, so a reader never sees
+ * half of it), readable by its owner only unless `mode` says otherwise; folders 0700.
  */
-export function writePrivateFile(path: string, text: string): void {
+export function writeCredentialFile(path: string, text: string, mode = 0o600): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  writeFileSync(tmp, text, { mode, flag: 'wx' });
+  chmodSync(tmp, mode); // the umask may have taken bits away
   renameSync(tmp, path);
 }
 
 /** Creates a secret file with `make()` unless it exists; true when it created it. */
 export function ensureSecretFile(path: string, make: () => string): boolean {
   if (existsSync(path)) return false;
-  writePrivateFile(path, make());
+  writeCredentialFile(path, make());
   return true;
 }

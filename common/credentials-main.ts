@@ -1,25 +1,37 @@
 // `damon-fleet credentials`: creates (or completes) a credentials directory: one identity per
-// controller, operator, agent host and reader, and the NATS server configuration for them.
-// Idempotent: existing secrets are kept. Prints paths only, never a secret.
+// controller, operator, agent host and reader, on both planes (NATS nkeys and the server
+// configuration for them; gRPC tokens and identities files). Idempotent: existing secrets
+// are kept. Prints paths only, never a secret.
 import { parseArgs } from 'node:util';
-import { credentialPaths, ensureNatsCredentials, publicKeyOfSeedFile, writeServerConf, type CredentialsPlan, type NatsServerSettings } from './nats-access.js';
+import { credentialsLayout } from './credentials-layout.js';
+import { ensureNatsCredentials, publicKeyOfSeedFile, writeServerConf, type NatsServerSettings } from './nats-access.js';
+import { ensureGrpcCredentials, type GrpcCredentialsPlan } from './grpc-credentials.js';
 
-export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST]... [--reader NAME]...
+export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST[=ADDR,...]]... [--reader NAME]...
                               [--server-conf FILE --listen HOST:PORT --store DIR]
 
   --dir DIR          the credentials directory (created 0700)
-  --agent HOST       an agent host (repeat for each host)
-  --reader NAME      a consumer of records and events, e.g. an optimizer (repeat)
+  --agent HOST[=ADDR,...]
+                     an agent host (repeat for each host), and the host names or IP
+                     addresses it may register as its gRPC address (default: HOST;
+                     kept from an earlier run when not given again)
+  --reader NAME      a read-only client: Get/List/Watch over gRPC, records and events
+                     on NATS (e.g. an optimizer, a dashboard; repeat)
   --server-conf FILE also write a whole nats-server configuration there: listening on
                      --listen, JetStream in --store, including DIR/nats/nats.conf
 
-Creates what is missing and keeps what exists:
-  DIR/nats/nats.conf            NATS server configuration (public keys and permissions)
-  DIR/controller/nats.nk        the controller's NATS nkey seed
-  DIR/operator/nats.nk          the operator's (stream administration, read access)
-  DIR/agents/<host>/nats.nk     each agent host's
-  DIR/readers/<name>/nats.nk    each reader's
+Creates what is missing and keeps what exists (secrets 0600, directories 0700):
+  DIR/nats/nats.conf                 NATS users and permissions (public keys only)
+  DIR/controller/nats.nk             the controller's NATS nkey seed
+  DIR/controller/identities.json     who may call the controller (token hashes)
+  DIR/controller/agent-call.key      the key of the tokens the controller shows agents
+  DIR/operator/{nats.nk,token}       the operator: the whole API, stream administration
+  DIR/agents/<host>/{nats.nk,token}  each agent host's
+  DIR/agents/<host>/identities.json  who may call that agent (the controller's token hash)
+  DIR/readers/<name>/{nats.nk,token} each reader's
+A machine needs only its own folder: a host gets DIR/agents/<host>/.
 Identities already in DIR stay (remove one by deleting its directory, then rerun).
+The controller re-reads its identities file when it changes; no restart is needed.
 Run nats-server -c on a configuration that includes DIR/nats/nats.conf and enables
 JetStream itself (--server-conf writes one; -js on the command line does not survive a
 reload). After adding or removing a host or reader, reload nats-server
@@ -30,7 +42,7 @@ interface ServerConfRequest {
   settings: NatsServerSettings;
 }
 
-function parse(argv: string[]): { dir: string; plan: CredentialsPlan; server?: ServerConfRequest } {
+function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server?: ServerConfRequest } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -45,7 +57,11 @@ function parse(argv: string[]): { dir: string; plan: CredentialsPlan; server?: S
   });
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   if (!values.dir) throw new Error('--dir DIR is required');
-  const plan = { agents: values.agent!, readers: values.reader! };
+  const agents = values.agent!.map((a) => {
+    const [host, addrs] = a.split('=', 2);
+    return { host, addresses: addrs === undefined ? undefined : addrs.split(',').filter(Boolean) };
+  });
+  const plan = { agents, readers: values.reader! };
   const given = [values['server-conf'], values.listen, values.store].filter(Boolean).length;
   if (given === 0) return { dir: values.dir, plan };
   if (given !== 3) throw new Error('--server-conf, --listen and --store go together');
@@ -62,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   let dir: string;
-  let plan: CredentialsPlan;
+  let plan: GrpcCredentialsPlan;
   let server: ServerConfRequest | undefined;
   try {
     ({ dir, plan, server } = parse(argv));
@@ -72,13 +88,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     // Each kind of credential has its ensure* step; they share the directory and the plan.
-    const nats = ensureNatsCredentials(dir, plan);
+    const nats = ensureNatsCredentials(dir, { agents: plan.agents.map((a) => a.host), readers: plan.readers });
     // The public key names the identity in nats-server's log and its inbox prefix (_INBOX_<key>).
     for (const f of nats.created) process.stdout.write(`created ${f}  ${publicKeyOfSeedFile(f)}\n`);
     for (const f of nats.kept) process.stdout.write(`kept    ${f}  ${publicKeyOfSeedFile(f)}\n`);
     process.stdout.write(`wrote   ${nats.conf}\n`);
+    for (const f of ensureGrpcCredentials(dir, plan)) process.stdout.write(`created ${f}\n`);
+    const layout = credentialsLayout(dir);
+    process.stdout.write(`wrote   ${layout.controller.identities} and agents/*/identities.json\n`);
     if (server) {
-      writeServerConf(server.path, credentialPaths.natsConf(dir), server.settings);
+      writeServerConf(server.path, credentialsLayout(dir).natsConf, server.settings);
       process.stdout.write(`wrote   ${server.path}\n`);
     }
     const conf = server?.path ?? 'SERVER.conf (including the file above)';

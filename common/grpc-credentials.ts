@@ -2,10 +2,13 @@
 // controller's identities file holding their hashes, and per host the hash of the token
 // the controller shows that host's agent. Secrets never leave their identity's folder.
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { excerpt } from './log.js';
+import { HOST_RE } from './subjects.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { readTokenFile } from './auth.js';
 import { IdentityTable, agentCallToken, tokenSha256, type IdentityEntry } from './grpc-access.js';
-import { credentialsLayout, ensureSecretFile, writePrivateFile } from './credentials-layout.js';
+import { credentialsLayout, ensureSecretFile, existingIdentities, writeCredentialFile } from './credentials-layout.js';
 
 /** Who gets credentials: agents (with the addresses each may register) and readers. */
 export interface GrpcCredentialsPlan {
@@ -16,12 +19,25 @@ export interface GrpcCredentialsPlan {
 const newSecret = () => randomBytes(32).toString('base64url') + '\n';
 
 /**
- * Makes what is missing and rewrites both kinds of identities file. An agent given without
- * addresses keeps the ones it had, else may register only its own host name. Returns the
- * files it created (never their contents).
+ * Makes what is missing for `requested` and for every identity already under `root` (the
+ * folder is the list of identities), and rewrites both kinds of identities file. An agent
+ * given without addresses keeps the ones it had, else may register only its own host name.
+ * Returns the files it created (never their contents).
  */
-export function ensureGrpcCredentials(root: string, plan: GrpcCredentialsPlan): string[] {
+export function ensureGrpcCredentials(root: string, requested: GrpcCredentialsPlan): string[] {
+  for (const { host, addresses } of requested.agents) {
+    const bad = addresses?.find((a) => !HOST_RE.test(a) && isIP(a) === 0);
+    if (addresses?.length === 0 || bad !== undefined) {
+      throw new Error(`agent ${excerpt(host)}: addresses must be host names or IP addresses, got "${excerpt(bad ?? '')}"`);
+    }
+  }
   const layout = credentialsLayout(root);
+  const had = existingIdentities(root);
+  const addressesOf = new Map(requested.agents.map((a) => [a.host, a.addresses]));
+  const plan = {
+    agents: [...new Set([...had.agents, ...requested.agents.map((a) => a.host)])].sort().map((host) => ({ host, addresses: addressesOf.get(host) })),
+    readers: [...new Set([...had.readers, ...requested.readers])].sort(),
+  };
   const created: string[] = [];
   const ensure = (path: string) => {
     if (ensureSecretFile(path, newSecret)) created.push(path);
@@ -40,9 +56,9 @@ export function ensureGrpcCredentials(root: string, plan: GrpcCredentialsPlan): 
     const kept = previous?.entries.find((e) => e.role === 'agent' && e.name === host)?.addresses;
     entries.push({ role: 'agent', name: host, tokenSha256: tokenSha256(ensure(files.token)), addresses: addresses ?? kept ?? [host] });
     const callers = new IdentityTable([{ role: 'controller', name: 'controller', tokenSha256: tokenSha256(agentCallToken(agentKey, host)) }]);
-    writePrivateFile(files.identities, callers.format());
+    writeCredentialFile(files.identities, callers.format());
   }
   const table = new IdentityTable(entries);
-  writePrivateFile(layout.controller.identities, table.format());
+  writeCredentialFile(layout.controller.identities, table.format());
   return created;
 }

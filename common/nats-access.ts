@@ -1,9 +1,10 @@
 // Who may do what on NATS: one nkey identity per process role, the subjects each may publish
 // and subscribe to (allow-lists, found by running the system under them), the server
 // configuration they render to, and the credentials directory. See docs/nats.md.
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, relative } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
+import { credentialsLayout, existingIdentities, writeCredentialFile } from './credentials-layout.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, SESSIONS_KEY_PREFIX, SESSIONS_STREAM, eventsFilter, hostToken, recordsFilter } from './subjects.js';
 
 export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Operator: 'operator' } as const;
@@ -192,25 +193,15 @@ export function renderServerConf(confPath: string, accountsFile: string, s: Nats
 
 /** Writes renderServerConf's text to `confPath` (0644, atomically). */
 export function writeServerConf(confPath: string, accountsFile: string, s: NatsServerSettings): void {
-  writeAtomic(confPath, renderServerConf(confPath, accountsFile, s), 0o644);
+  writeCredentialFile(confPath, renderServerConf(confPath, accountsFile, s), 0o644);
 }
 
-/** Where each file of the credentials directory is (agreed layout, shared with the gRPC credentials). */
-export const credentialPaths = {
-  natsConf: (dir: string) => join(dir, 'nats', 'nats.conf'),
-  controller: (dir: string) => join(dir, 'controller'),
-  operator: (dir: string) => join(dir, 'operator'),
-  agent: (dir: string, host: string) => join(dir, 'agents', host),
-  reader: (dir: string, name: string) => join(dir, 'readers', name),
-  /** The NATS seed file inside an identity's directory. */
-  nkey: (identityDir: string) => join(identityDir, 'nats.nk'),
-};
-
-/** The identity directory of `id` under `dir`. */
-export function identityDir(dir: string, id: NatsIdentity): string {
-  if (id.role === 'agent') return credentialPaths.agent(dir, id.host);
-  if (id.role === 'reader') return credentialPaths.reader(dir, id.name);
-  return credentialPaths[id.role](dir);
+/** The nkey seed file of `id` under the credentials folder `dir`. */
+export function seedFileOf(dir: string, id: NatsIdentity): string {
+  const layout = credentialsLayout(dir);
+  if (id.role === 'agent') return layout.agent(id.host).natsSeed;
+  if (id.role === 'reader') return layout.reader(id.name).natsSeed;
+  return layout[id.role].natsSeed;
 }
 
 /** The identities a credentials directory holds. */
@@ -250,14 +241,6 @@ function ensureDir(path: string): void {
   chmodSync(path, 0o700);
 }
 
-/** Writes `text` to `path` through a temporary file, so a reader never sees half of it. */
-function writeAtomic(path: string, text: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
-}
-
 /** The public key of the seed in `file`; throws naming the file (never quoting it). */
 export function publicKeyOfSeedFile(file: string): string {
   return fromSeed(readNkeySeed(file)).getPublicKey();
@@ -284,18 +267,6 @@ export function readNkeySeed(file: string): Uint8Array {
   return new TextEncoder().encode(seed);
 }
 
-/** Agent hosts and readers that already have a seed in `dir`. */
-function existingPlan(dir: string): CredentialsPlan {
-  const withSeed = (sub: string) => {
-    try {
-      return readdirSync(join(dir, sub)).filter((n) => existsSync(credentialPaths.nkey(join(dir, sub, n))));
-    } catch {
-      return [];
-    }
-  };
-  return { agents: withSeed('agents'), readers: withSeed('readers') };
-}
-
 /**
  * Makes `dir` hold an nkey seed for every identity of `plan` and the server configuration
  * for them and for every identity already in `dir`: keeps existing seeds, generates missing
@@ -304,17 +275,16 @@ function existingPlan(dir: string): CredentialsPlan {
  */
 export function ensureNatsCredentials(dir: string, requested: CredentialsPlan): CredentialsReport {
   checkPlan(requested);
-  const had = existingPlan(dir);
+  const had = existingIdentities(dir);
   const plan = { agents: [...had.agents, ...requested.agents], readers: [...had.readers, ...requested.readers] };
   checkPlan(plan);
   ensureDir(dir);
-  const report: CredentialsReport = { created: [], kept: [], conf: credentialPaths.natsConf(dir) };
+  const report: CredentialsReport = { created: [], kept: [], conf: credentialsLayout(dir).natsConf };
   const users: NatsUser[] = [];
   for (const identity of identitiesOf(plan)) {
-    const idDir = identityDir(dir, identity);
-    const file = credentialPaths.nkey(idDir);
-    ensureDir(dirname(idDir));
-    ensureDir(idDir);
+    const file = seedFileOf(dir, identity);
+    ensureDir(dirname(dirname(file)));
+    ensureDir(dirname(file));
     let exists = false;
     try {
       exists = statSync(file).isFile();
@@ -327,12 +297,12 @@ export function ensureNatsCredentials(dir: string, requested: CredentialsPlan): 
       report.kept.push(file);
     } else {
       const kp = createUser();
-      writeAtomic(file, new TextDecoder().decode(kp.getSeed()) + '\n', 0o600);
+      writeCredentialFile(file, new TextDecoder().decode(kp.getSeed()) + '\n');
       users.push({ identity, publicKey: kp.getPublicKey() });
       report.created.push(file);
     }
   }
   ensureDir(dirname(report.conf));
-  writeAtomic(report.conf, renderNatsConf(users), 0o644);
+  writeCredentialFile(report.conf, renderNatsConf(users), 0o644);
   return report;
 }

@@ -11,7 +11,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { service as healthService } from 'grpc-health-check';
-import { channelCredentials, tokenMetadata, type Credentials } from '../../common/auth.js';
+import { channelCredentials, readTokenFile, tokenMetadata, type Credentials } from '../../common/auth.js';
 import { ACCESS_POLICY, spiffeId } from '../../common/grpc-access.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { ensureGrpcCredentials } from '../../common/grpc-credentials.js';
@@ -124,7 +124,7 @@ describe('controller identities by token', () => {
       assert.deepEqual((await unary(reader, 'listAgents', {})).agents.map((a) => a.host), ['host-a']);
       const events = collect(reader.watchEvents({ sessionId: 'watched', replay: true }));
       for (const [method, call] of writes(reader, 'watched')) {
-        await rejectsWith(call(), PERMISSION_DENIED, new RegExp(`reader "reader" may not call ${method}`));
+        await rejectsWith(call(), PERMISSION_DENIED, new RegExp(`reader "test-reader" may not call ${method}`));
       }
       const after = await unary(env.client, 'getSession', { id: 'watched' });
       assert.equal(after.revision, created.revision, 'a refused write changed the session');
@@ -150,7 +150,7 @@ describe('controller identities by token', () => {
     try {
       await rejectsWith(unary(bare, 'register', req('host-a', '127.0.0.1:9')), UNAUTHENTICATED);
       await rejectsWith(unary(operator, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /operator may not call Register/);
-      await rejectsWith(unary(reader, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /reader "reader" may not call Register/);
+      await rejectsWith(unary(reader, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /reader "test-reader" may not call Register/);
       await rejectsWith(unary(hostB, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /agent "host-b" may not speak for host "host-a"/);
       await rejectsWith(
         unary(hostB, 'heartbeat', { host: 'host-a', instanceId: before[0].instanceId, sessions: [] }),
@@ -176,8 +176,8 @@ describe('controller identities by token', () => {
   });
 
   test('a reader added by the credentials command is accepted without a restart', async () => {
-    ensureGrpcCredentials(creds.layout.root, { agents: [{ host: 'host-a' }, { host: 'host-b' }], readers: ['reader', 'late'] });
-    const late = controllerClient(env.controller.address, creds.grpc.reader('late'));
+    ensureGrpcCredentials(creds.layout.root, { agents: [], readers: ['late'] });
+    const late = controllerClient(env.controller.address, { token: readTokenFile(creds.layout.reader('late').token) });
     try {
       await waitFor('the new reader accepted', async () => (await unary(late, 'listSessions', {})).sessions, 8000, 200);
       await rejectsWith(unary(late, 'turnOn', { id: 'tok' }), PERMISSION_DENIED, /reader "late" may not call TurnOn/);

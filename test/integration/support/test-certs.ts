@@ -19,7 +19,7 @@ export interface IssueOptions {
 export interface TestCa {
   dir: string;
   caPem: Buffer;
-  /** A certificate with CN `cn`, signed by this CA, with this CA as trust. */
+  /** A certificate with CN `cn`, signed by this CA, with this CA as trust (files in `dir`: <cn>.pem, <cn>.key). */
   issue(cn: string, o?: IssueOptions): TlsMaterial;
   remove(): void;
 }
@@ -34,12 +34,15 @@ export function createTestCa(name = 'damon-test-ca'): TestCa {
   const dir = mkdtempSync(join(tmpdir(), 'damon-ca-'));
   openssl(['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', `/CN=${name}`, '-days', '2'], dir);
   const caPem = readFileSync(join(dir, 'ca.pem'));
-  let serial = 0;
+  const issued = new Map<string, number>();
   return {
     dir,
     caPem,
     issue(cn, o = {}) {
-      const f = `leaf-${++serial}`;
+      // Files are named by the CN (<cn>.pem, <cn>.key; <cn>-2.pem for a second one).
+      const n = (issued.get(cn) ?? 0) + 1;
+      issued.set(cn, n);
+      const f = n === 1 ? cn : `${cn}-${n}`;
       const sans = [
         ...(o.dns ?? [cn, 'localhost']).map((d) => `DNS:${d}`),
         ...(o.ips ?? ['127.0.0.1']).map((ip) => `IP:${ip}`),
