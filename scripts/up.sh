@@ -33,10 +33,11 @@ fi
 
 mkdir -p "$RUN/nats" "$RUN/agent-data"
 CREDS="$RUN/creds"
-# Idempotent: keeps the seeds it made before, rewrites the NATS configuration.
-node bin/damon-fleet.js credentials --dir "$CREDS" --agent "$HOST_NAME" --reader optimizer \
+# Idempotent: keeps the secrets it made before, rewrites the NATS configuration and the
+# identities files. The agent registers 127.0.0.1:$AGENT_PORT, so its credential names 127.0.0.1.
+node bin/damon-fleet.js credentials --dir "$CREDS" --agent "$HOST_NAME=127.0.0.1" --reader optimizer \
     --server-conf "$RUN/nats-server.conf" --listen "127.0.0.1:$NATS_PORT" --store "$RUN/nats" >/dev/null
-[ -s "$RUN/token" ] || { head -c 32 /dev/urandom | base64 | tr -d '\n=' > "$RUN/token"; chmod 600 "$RUN/token"; }
+AGENT_CREDS="$CREDS/agents/$HOST_NAME"
 
 running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 wait_port() { # name port pid-name
@@ -48,9 +49,19 @@ $(tail -n 15 "$RUN/$3.log")"
   done
   die "$1 did not open port $2 within 10 s; see $RUN/$3.log"
 }
+wait_log() { # name pid-name pattern: a TCP probe of NATS would be logged as a failed login
+  for _ in $(seq 1 100); do
+    tail -c +"$((LOG_FROM + 1))" "$RUN/$2.log" 2>/dev/null | grep -q "$3" && return 0
+    running "$2" || die "$1 exited at start; see $RUN/$2.log:
+$(tail -n 15 "$RUN/$2.log")"
+    sleep 0.1
+  done
+  die "$1 was not ready within 10 s; see $RUN/$2.log"
+}
 start() { # name command...
   local name="$1"; shift
   if running "$name"; then say "$name already running (pid $(cat "$RUN/$name.pid"))"; return 1; fi
+  LOG_FROM=$(stat -c %s "$RUN/$name.log" 2>/dev/null || echo 0) # this start's lines come after
   nohup "$@" >>"$RUN/$name.log" 2>&1 &
   echo $! > "$RUN/$name.pid"
 }
@@ -60,13 +71,15 @@ if running nats; then
   "$NATS_SERVER" --signal reload="$(cat "$RUN/nats.pid")" >/dev/null && say "nats-server configuration reloaded"
 fi
 start nats "$NATS_SERVER" -c "$RUN/nats-server.conf" && \
-  { wait_port nats-server "$NATS_PORT" nats; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT (nkey users only)"; }
+  { wait_log nats-server nats "Server is ready"; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT (nkey users only)"; }
 start controller node bin/damon-fleet.js controller --listen "127.0.0.1:$CONTROLLER_PORT" \
-    --nats "nats://127.0.0.1:$NATS_PORT" --nats-nkey "$CREDS/controller/nats.nk" --token-file "$RUN/token" && \
+    --nats "nats://127.0.0.1:$NATS_PORT" --nats-nkey "$CREDS/controller/nats.nk" \
+    --identities "$CREDS/controller/identities.json" --agent-key-file "$CREDS/controller/agent-call.key" && \
   { wait_port controller "$CONTROLLER_PORT" controller; say "controller on 127.0.0.1:$CONTROLLER_PORT"; }
 start agent node bin/damon-fleet.js agent --host "$HOST_NAME" --listen "127.0.0.1:$AGENT_PORT" \
     --controller "127.0.0.1:$CONTROLLER_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
-    --nats-nkey "$CREDS/agents/$HOST_NAME/nats.nk" --token-file "$RUN/token" --data-dir "$RUN/agent-data" && \
+    --nats-nkey "$AGENT_CREDS/nats.nk" --token-file "$AGENT_CREDS/token" --identities "$AGENT_CREDS/identities.json" \
+    --data-dir "$RUN/agent-data" && \
   { wait_port agent "$AGENT_PORT" agent; say "agent for host \"$HOST_NAME\" on 127.0.0.1:$AGENT_PORT"; }
 
 for _ in $(seq 1 50); do
@@ -77,12 +90,12 @@ grep -q "registered" "$RUN/agent.log" || die "the agent did not register with th
 
 cat <<MSG
 up: running. Logs: $RUN/{nats,controller,agent}.log   Stop: npm run down
-up: the cluster token is in $RUN/token; clients present it:
-      TOKEN=\$(cat .run/token)
+up: credentials (0600) are in $CREDS, one folder per identity: controller, operator,
+    agents/$HOST_NAME, readers/optimizer. The operator drives the API with its token:
+      TOKEN=\$(cat .run/creds/operator/token)
       grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:$CONTROLLER_PORT damon.v1.Controller/ListAgents
-up: NATS credentials (nkey seeds, 0600) are in $CREDS: controller, operator, agents/$HOST_NAME,
-    readers/optimizer; e.g. node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT \\
-      --nats-nkey $CREDS/readers/optimizer/nats.nk
-    Another host or reader: node bin/damon-fleet.js credentials --dir $CREDS --agent NEW (or --reader NAME),
-    then nats-server --signal reload=\$(cat $RUN/nats.pid)
+    The optimizer reads records as a reader:
+      node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT --nats-nkey $CREDS/readers/optimizer/nats.nk
+    Another host or reader: node bin/damon-fleet.js credentials --dir $CREDS --agent NEW=ADDR (or --reader NAME),
+    then nats-server --signal reload=\$(cat $RUN/nats.pid); the controller picks up new identities by itself.
 MSG
