@@ -4,6 +4,7 @@
 // are kept. Prints paths only, never a secret.
 import { parseArgs } from 'node:util';
 import { credentialsLayout } from './credentials-layout.js';
+import { quoted } from './log.js';
 import { ensureNatsCredentials, publicKeyOfSeedFile, writeServerConf, type NatsServerSettings } from './nats-access.js';
 import { ensureGrpcCredentials, type GrpcCredentialsPlan } from './grpc-credentials.js';
 
@@ -66,7 +67,7 @@ function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server
   if (given === 0) return { dir: values.dir, plan };
   if (given !== 3) throw new Error('--server-conf, --listen and --store go together');
   const m = /^(.+):(\d{1,5})$/.exec(values.listen!);
-  if (!m || Number(m[2]) > 65535) throw new Error(`--listen ${values.listen!.slice(0, 80)}: expected HOST:PORT`);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--listen ${quoted(values.listen!)}: expected HOST:PORT`);
   const settings = { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]), storeDir: values.store! };
   return { dir: values.dir, plan, server: { path: values['server-conf']!, settings } };
 }

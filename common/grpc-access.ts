@@ -13,7 +13,7 @@ import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { RpcError, SERVICE_NAMES, authorizedCaller, type Authorizer, type AuthCall } from './grpc-server.js';
 import { AUTH_METADATA_KEY } from './auth.js';
-import { errorMessage, excerpt, silentLogger, type BasicLogger } from './log.js';
+import { errorMessage, excerpt, quoted, silentLogger, type BasicLogger } from './log.js';
 import { HOST_RE } from './subjects.js';
 
 export const ROLES = ['operator', 'reader', 'agent', 'controller'] as const;
@@ -59,9 +59,9 @@ export function spiffeId(role: Role, name?: string): string {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 function checkName(role: Role, name: string): string | undefined {
-  if (role === 'agent' && !HOST_RE.test(name)) return `agent name must be a host name, got "${excerpt(name)}"`;
-  if ((role === 'controller' || role === 'operator') && name !== role) return `the ${role} is named "${role}", got "${excerpt(name)}"`;
-  if (!NAME_RE.test(name)) return `name must be letters, digits, '.', '_', '-', got "${excerpt(name)}"`;
+  if (role === 'agent' && !HOST_RE.test(name)) return `agent name must be a host name, got ${quoted(name)}`;
+  if ((role === 'controller' || role === 'operator') && name !== role) return `the ${role} is named "${role}", got ${quoted(name)}`;
+  if (!NAME_RE.test(name)) return `name must be letters, digits, '.', '_', '-', got ${quoted(name)}`;
   return undefined;
 }
 

@@ -3,7 +3,7 @@
 // the controller shows that host's agent. Secrets never leave their identity's folder.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { excerpt } from './log.js';
+import { excerpt, quoted } from './log.js';
 import { HOST_RE } from './subjects.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { readTokenFile } from './auth.js';
@@ -28,7 +28,7 @@ export function ensureGrpcCredentials(root: string, requested: GrpcCredentialsPl
   for (const { host, addresses } of requested.agents) {
     const bad = addresses?.find((a) => !HOST_RE.test(a) && isIP(a) === 0);
     if (addresses?.length === 0 || bad !== undefined) {
-      throw new Error(`agent ${excerpt(host)}: addresses must be host names or IP addresses, got "${excerpt(bad ?? '')}"`);
+      throw new Error(`agent ${excerpt(host)}: addresses must be host names or IP addresses, got ${quoted(bad ?? '')}`);
     }
   }
   const layout = credentialsLayout(root);

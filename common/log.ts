@@ -63,9 +63,17 @@ export function errorMessage(err: unknown): string {
 
 /**
  * At most `max` characters of untrusted input, for a message or a log line: control
- * characters (newlines included) escaped, the rest cut with an ellipsis and the length.
+ * characters (newlines included) escaped as \xNN, the rest cut with an ellipsis (never
+ * half a surrogate pair).
  */
 export function excerpt(text: string, max = 64): string {
-  const flat = text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return flat.length <= max ? flat : `${flat.slice(0, max)}... (${text.length} characters)`;
+  let cut = text.length > max ? text.slice(0, max) : text;
+  if (cut.length < text.length && /[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  const flat = cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return cut.length < text.length ? `${flat}…` : flat;
+}
+
+/** excerpt() in double quotes. */
+export function quoted(text: string, max = 64): string {
+  return `"${excerpt(text, max)}"`;
 }

@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { credentialsLayout, existingIdentities, writeCredentialFile } from './credentials-layout.js';
+import { quoted } from './log.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, SESSIONS_KEY_PREFIX, SESSIONS_STREAM, eventsFilter, hostToken, recordsFilter } from './subjects.js';
 
 export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Operator: 'operator' } as const;
@@ -220,9 +221,9 @@ export interface CredentialsReport {
 
 /** Checks host and reader names; throws naming the first bad one. */
 export function checkPlan(plan: CredentialsPlan): void {
-  for (const h of plan.agents) if (!HOST_RE.test(h)) throw new Error(`agent host "${h.slice(0, 80)}": not a valid host name`);
+  for (const h of plan.agents) if (!HOST_RE.test(h)) throw new Error(`agent host ${quoted(h)}: not a valid host name`);
   for (const r of plan.readers) {
-    if (!READER_NAME_RE.test(r)) throw new Error(`reader "${r.slice(0, 80)}": letters, digits, '_' and '-' only (at most 64)`);
+    if (!READER_NAME_RE.test(r)) throw new Error(`reader ${quoted(r)}: letters, digits, '_' and '-' only (at most 64)`);
   }
 }
 

@@ -6,7 +6,7 @@ import { RpcError } from '../common/grpc-server.js';
 import type { BasicLogger as Logger } from '../common/log.js';
 import { HOST_RE } from '../common/subjects.js';
 import { describeCaller, mayRegisterAddress, type Caller } from '../common/grpc-access.js';
-import { excerpt } from '../common/log.js';
+import { quoted } from '../common/log.js';
 import type {
   AgentInfo,
   HeartbeatRequest,
@@ -65,7 +65,7 @@ function observedDigest(sessions: Iterable<ObservedSession>): string {
 // An agent's credential names its host: it speaks for that host only.
 function checkHost(host: string, caller: Caller | undefined): void {
   if (caller && caller.name !== host) {
-    throw new RpcError(grpc.status.PERMISSION_DENIED, `${describeCaller(caller)} may not speak for host "${excerpt(host)}"`);
+    throw new RpcError(grpc.status.PERMISSION_DENIED, `${describeCaller(caller)} may not speak for host ${quoted(host)}`);
   }
 }
 
@@ -83,8 +83,8 @@ export class AgentRegistry {
    * host's agent, and the address must be one its credential names.
    */
   register(req: RegisterRequest, caller?: Caller): RegisterResponse {
-    if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: "${excerpt(req.host)}"`);
-    if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got "${excerpt(req.address)}"`);
+    if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: ${quoted(req.host)}`);
+    if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got ${quoted(req.address)}`);
     if (req.instanceId === '') throw invalid('instance_id: required (new on every agent start)');
     checkHost(req.host, caller);
     if (caller && !mayRegisterAddress(caller, req.address)) {

@@ -16,6 +16,7 @@ import { closeSync, constants, fstatSync, openSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, posix } from 'node:path';
 import { NativeLibraryError } from '../ops/native-library.js';
 import { ResultFileError } from '../records/result-format.js';
+import { quoted } from '../../common/log.js';
 import { ResultFd, tempName, type ResultLocation, type TempFile } from '../records/result-location.js';
 import { loadBeneath, type Beneath, type BeneathError } from './beneath.js';
 
@@ -25,23 +26,17 @@ export const MAX_RESULT_PATH_DEPTH = 16;
 export const MAX_RESULT_PATH_BYTES = 1024;
 /** Most bytes one component may have (NAME_MAX). */
 export const MAX_RESULT_NAME_BYTES = 255;
+/**
+ * At most these permission bits on the files the agent creates: a result file shows
+ * another process's memory layout and access pattern, so it is not for every local user.
+ */
+export const RESULT_FILE_MODE = 0o640;
 /** Mode of the directories the agent creates on the way. */
 const DIR_MODE = 0o750;
-/** Longest piece of a user's path a message quotes. */
-const QUOTE_CHARS = 64;
-
-/** `s` in double quotes, cut to its first characters with an ellipsis when long. */
-export function quoteExcerpt(s: string): string {
-  if (s.length <= QUOTE_CHARS) return JSON.stringify(s);
-  let cut = s.slice(0, QUOTE_CHARS - 1);
-  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1); // not half a character
-  return JSON.stringify(`${cut}…`);
-}
-
 /** A result_file that the agent refuses to write; the message says why, quoting the path. */
 export class ResultPathError extends ResultFileError {
   constructor(readonly resultFile: string, message: string) {
-    super('open', resultFile, `result_file ${quoteExcerpt(resultFile)}: ${message}`);
+    super('open', resultFile, `result_file ${quoted(resultFile)}: ${message}`);
     this.name = 'ResultPathError';
   }
 }
@@ -77,7 +72,7 @@ export function checkResultPath(dataDir: string, resultFile: string): CheckedPat
   }
   for (const part of parts) {
     const n = Buffer.byteLength(part);
-    if (n > MAX_RESULT_NAME_BYTES) fail(`component ${quoteExcerpt(part)} is ${n} bytes long; a component has at most ${MAX_RESULT_NAME_BYTES}`);
+    if (n > MAX_RESULT_NAME_BYTES) fail(`component ${quoted(part)} is ${n} bytes long; a component has at most ${MAX_RESULT_NAME_BYTES}`);
   }
   const name = parts.pop()!;
   return { dirs: parts, name, relative: normalized };
@@ -86,7 +81,7 @@ export function checkResultPath(dataDir: string, resultFile: string): CheckedPat
 /** Why the directory walk stopped, for the message: which rule, which component. */
 function dirRefusal(e: BeneathError, dirs: string[], dataDir: string): string {
   if (e.component < 0) return `cannot open the agent's data directory (${dataDir}): ${e.message}`;
-  const at = quoteExcerpt(dirs.slice(0, e.component + 1).join('/'));
+  const at = quoted(dirs.slice(0, e.component + 1).join('/'));
   switch (e.code) {
     case 'ELOOP': return `${at} is a symbolic link; result paths never pass through links`;
     case 'ENOTDIR': return `${at} is not a directory`;
@@ -196,7 +191,7 @@ class ConfinedLocation implements ResultLocation {
 
   async openAppend(mode: number): Promise<ResultFd> {
     // No O_TRUNC: a file refused below keeps every byte it had.
-    const fd = this.openAt(this.name, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, mode);
+    const fd = this.openAt(this.name, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, mode & RESULT_FILE_MODE);
     this.checked(fd);
     return new ResultFd(fd);
   }
@@ -214,7 +209,7 @@ class ConfinedLocation implements ResultLocation {
 
   async createTemp(mode: number): Promise<TempFile> {
     const name = tempName(this.name);
-    const fd = this.openAt(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    const fd = this.openAt(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode & RESULT_FILE_MODE);
     return { file: new ResultFd(fd), name, path: join(dirname(this.path), name) };
   }
 

@@ -22,13 +22,13 @@ import type { ResultWriter } from '../records/result-format.js';
 import { TargetState, type ObservedSession, type ObservedTarget } from '../../gen/damon/v1/damon.js';
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
-import { errorMessage, type Logger } from '../../common/log.js';
+import { errorMessage, quoted, type Logger } from '../../common/log.js';
 import { chooseOperations, type EngineChoice, type HostOperations, type KdamondChoice } from './ops-select.js';
 import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';
 import type { RecordPublisher } from './publisher.js';
 import { encodeRecord, toProtoRecord } from './record-convert.js';
-import { ResultPathError, openConfinedLocation, quoteExcerpt } from './result-path.js';
+import { ResultPathError, openConfinedLocation } from './result-path.js';
 import type { RunSpec } from './spec.js';
 
 export interface RunnerDeps {
@@ -321,7 +321,7 @@ export class SessionRunner {
       });
     } catch (err) {
       if (err instanceof ResultPathError) throw err;
-      throw new Error(`result_file ${quoteExcerpt(attrs.resultFile)}: ${errorMessage(err)}`);
+      throw new Error(`result_file ${quoted(attrs.resultFile)}: ${errorMessage(err)}`);
     }
   }
 

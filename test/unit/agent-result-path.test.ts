@@ -85,7 +85,7 @@ test("'..' escapes, absolute paths, NUL, empty and directory paths are refused, 
   await no('/etc/x', /^result_file "\/etc\/x": absolute paths are refused/);
   await no('dir/', /names a directory/);
   await no('.', /names a directory/);
-  await no('a\0b', /^result_file "a\\u0000b": contains a NUL byte/);
+  await no('a\0b', /^result_file "a\\x00b": contains a NUL byte/);
   await no('', /empty path/);
   mkdirSync(join(data, 'sub'));
   await refused(record(data, 'sub'), /^result_file "sub": exists and is not a regular file/);
@@ -104,7 +104,7 @@ test('depth and length are bounded before anything is created; messages quote an
   await refused(() => openConfinedLocation(data, attack), /is 3006 bytes long; result paths have at most 1024/);
   const tooDeep = Array.from({ length: MAX_RESULT_PATH_DEPTH }, () => 'd').join('/') + '/r.data';
   await refused(() => openConfinedLocation(data, tooDeep), /has 17 components; result paths have at most 16 \(MAX_RESULT_PATH_DEPTH\)/);
-  await refused(() => openConfinedLocation(data, `${'n'.repeat(256)}/r.data`), /component "n{63}…" is 256 bytes long; a component has at most 255/);
+  await refused(() => openConfinedLocation(data, `${'n'.repeat(256)}/r.data`), /component "n{64}…" is 256 bytes long; a component has at most 255/);
   await refused(() => openConfinedLocation(data, 'x/'.repeat(600) + 'r'), /is 1201 bytes long/);
   assert.deepEqual(readdirSync(data), [], 'nothing was created');
 
@@ -113,7 +113,7 @@ test('depth and length are bounded before anything is created; messages quote an
   assert.throws(() => checkResultPath(data, huge), (e: unknown) => {
     assert.ok(e instanceof ResultPathError);
     assert.ok(e.message.length < 200, `message of ${e.message.length} characters`);
-    assert.match(e.message, /^result_file "(a\/){31}a…": is 3000006 bytes long/);
+    assert.match(e.message, /^result_file "(a\/){32}…": is 3000006 bytes long/);
     return true;
   });
 });
