@@ -1,12 +1,11 @@
 // `damon-fleet controller`: runs the controller until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { readTls, readTokenFile } from '../common/auth.js';
+import { readTokenFile } from '../common/auth.js';
 import { createLogger } from '../common/log.js';
-import { checkNatsUrls, natsTlsOption, type StreamLimits } from '../common/nats.js';
-import { readNkeySeed } from '../common/nats-access.js';
+import type { StreamLimits } from '../common/nats.js';
+import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../common/credential-options.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
-import { checkTrust } from '../common/trust.js';
 import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
 
 export const USAGE = `usage: damon-fleet controller [options]
@@ -48,17 +47,8 @@ function parseControllerOptions(argv: string[]) {
     allowPositionals: true,
     options: {
       listen: { type: 'string', default: '127.0.0.1:7100' },
-      nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
-      identities: { type: 'string' },
+      ...CREDENTIAL_OPTIONS,
       'agent-key-file': { type: 'string' },
-      insecure: { type: 'boolean', default: false },
-      'nats-nkey': { type: 'string' },
-      'nats-ca': { type: 'string' },
-      'nats-cert': { type: 'string' },
-      'nats-key': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-ca': { type: 'string' },
       'agent-tls-name': { type: 'string' },
       'lease-ttl': { type: 'string', default: '5s' },
       heartbeat: { type: 'string', default: '1s' },
@@ -84,29 +74,8 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   if (!/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/.test(values.listen!)) {
     throw new UsageError(`--listen ${values.listen}: expected HOST:PORT`);
   }
-  const tlsGiven = [values['tls-cert'], values['tls-key'], values['tls-ca']].filter(Boolean).length;
-  if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
-  const tls = tlsGiven === 3 ? readTls({ cert: values['tls-cert']!, key: values['tls-key']!, ca: values['tls-ca']! }) : undefined;
   const agentKey = values['agent-key-file'] ? readTokenFile(values['agent-key-file']) : undefined;
-  const options = { identities: values.identities, tls, agentKey, insecure: values.insecure };
-  try {
-    checkTrust(
-      values.listen!,
-      { identities: Boolean(options.identities), tls: Boolean(tls), ownCredential: Boolean(agentKey), insecure: values.insecure! },
-      { accept: '--identities FILE', present: '--agent-key-file FILE' },
-    );
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
-  let natsTls;
-  try {
-    checkNatsUrls(nats);
-    if (values['nats-nkey']) readNkeySeed(values['nats-nkey']);
-    natsTls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const credentials = parseDaemonCredentials(values, values.listen!, { option: '--agent-key-file', given: agentKey !== undefined });
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
   const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
     const l: Partial<StreamLimits> = {};
@@ -119,10 +88,8 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   };
   return {
     listen: values.listen!,
-    nats,
-    natsNkeyFile: values['nats-nkey'],
-    natsTls,
-    ...options,
+    ...credentials,
+    agentKey,
     agentTlsServerName: values['agent-tls-name'],
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),

@@ -1,13 +1,13 @@
 // `damon-fleet agent`: runs one host's agent until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
-import { readTls, readTokenFile } from '../../common/auth.js';
+import { readTokenFile } from '../../common/auth.js';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
 import { createLogger } from '../../common/log.js';
 import { runServiceMain } from '../../common/service-main.js';
-import { TrustError, checkTrust, splitHostPort } from '../../common/trust.js';
-import { checkNatsUrls, natsTlsOption } from '../../common/nats.js';
-import { readNkeySeed } from '../../common/nats-access.js';
+import { TrustError, splitHostPort } from '../../common/trust.js';
+import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../../common/credential-options.js';
+import { OptionError as UsageError } from '../../common/cli-values.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
 
@@ -45,7 +45,8 @@ The agent reveals any process's memory layout, so it takes orders only from its
 controller: it refuses to start without --identities or TLS unless --insecure is
 given, and --insecure works on a loopback address only.`;
 
-export class UsageError extends Error {}
+/** A bad command line (the one error class of every command's options). */
+export { UsageError };
 
 function positiveInt(option: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -65,19 +66,10 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
         listen: { type: 'string', default: DEFAULT_LISTEN },
         advertise: { type: 'string' },
         controller: { type: 'string' },
-        nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
-        'nats-nkey': { type: 'string' },
-        'nats-ca': { type: 'string' },
-        'nats-cert': { type: 'string' },
-        'nats-key': { type: 'string' },
+        ...CREDENTIAL_OPTIONS,
         'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
         'token-file': { type: 'string' },
-        identities: { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-ca': { type: 'string' },
         'controller-tls-name': { type: 'string' },
-        insecure: { type: 'boolean', default: false },
         'queue-capacity': { type: 'string' },
       },
     });
@@ -95,46 +87,19 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     throw new UsageError((err as TrustError).message);
   }
   const token = values['token-file'] ? readTokenFile(values['token-file']) : undefined;
-  const tlsFiles = [values['tls-cert'], values['tls-key'], values['tls-ca']];
-  const tlsGiven = tlsFiles.filter(Boolean).length;
-  if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
-  const tls = tlsGiven === 3 ? readTls({ cert: tlsFiles[0]!, key: tlsFiles[1]!, ca: tlsFiles[2]! }) : undefined;
-  if (values['controller-tls-name'] && !tls) {
+  const credentials = parseDaemonCredentials(values, values.listen!, { option: '--token-file', given: token !== undefined });
+  if (values['controller-tls-name'] && !credentials.tls) {
     throw new UsageError('--controller-tls-name needs --tls-cert, --tls-key and --tls-ca');
-  }
-  try {
-    checkTrust(
-      values.listen!,
-      { identities: Boolean(values.identities), tls: Boolean(tls), ownCredential: Boolean(token), insecure: values.insecure! },
-      { accept: '--identities FILE', present: '--token-file FILE' },
-    );
-  } catch (err) {
-    throw new UsageError((err as TrustError).message);
-  }
-  const nats = values.nats!.split(',').map((s) => s.trim()).filter(Boolean);
-  if (nats.length === 0) throw new UsageError('--nats: at least one URL');
-  let natsTls;
-  try {
-    checkNatsUrls(nats);
-    if (values['nats-nkey']) readNkeySeed(values['nats-nkey']);
-    natsTls = natsTlsOption(values['nats-ca'], values['nats-cert'], values['nats-key']);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
   }
   return {
     host: values.host ?? hostname(),
     listen: values.listen,
     advertise: values.advertise,
     controller: values.controller,
-    nats,
-    natsNkeyFile: values['nats-nkey'],
-    natsTls,
+    ...credentials,
     dataDir: values['data-dir'],
     token,
-    identities: values.identities,
-    tls,
     controllerTlsName: values['controller-tls-name'],
-    insecure: values.insecure,
     queueCapacity: positiveInt('--queue-capacity', values['queue-capacity']),
   };
 }
