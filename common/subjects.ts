@@ -38,3 +38,21 @@ export function eventsSubject(sessionId: string): string {
 export function eventsFilter(sessionId?: string): string {
   return sessionId ? eventsSubject(sessionId) : 'damon.events.>';
 }
+
+/**
+ * Decodes a record and checks it against its subject. NATS's permissions say who may
+ * publish on a subject (an agent only on its own host's), not what the message claims, so
+ * a record that names another session, host or pid than its subject is refused here.
+ */
+export function recordOnSubject<R extends { sessionId: string; host: string; pid: number }>(record: R, subject: string): R {
+  const expected = recordsSubject(record.sessionId, record.host, record.pid);
+  if (expected !== subject) throw new Error(`the record claims ${expected}`);
+  return record;
+}
+
+/** An event checked against its subject, as recordOnSubject. */
+export function eventOnSubject<E extends { sessionId: string }>(event: E, subject: string): E {
+  const expected = eventsSubject(event.sessionId);
+  if (expected !== subject) throw new Error(`the event claims ${expected}`);
+  return event;
+}

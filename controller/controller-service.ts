@@ -5,8 +5,8 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { RpcError, type AsyncHandlers } from '../common/grpc-server.js';
-import type { BasicLogger as Logger } from '../common/log.js';
-import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventsFilter, recordsFilter } from '../common/subjects.js';
+import { quoted, type BasicLogger as Logger } from '../common/log.js';
+import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventOnSubject, eventsFilter, recordOnSubject, recordsFilter } from '../common/subjects.js';
 import { AggregationRecord, SessionEvent, type ControllerService } from '../gen/damon/v1/damon.js';
 import type { SessionLifecycle } from './lifecycle.js';
 import type { KeyedMutex } from './keyed-mutex.js';
@@ -153,7 +153,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
     async watchRecords(call) {
       const { sessionId, host, replay } = call.request;
       checkSessionId(sessionId, 'session_id');
-      if (host !== '' && !HOST_RE.test(host)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `host: not a valid host name: "${host}"`);
+      if (host !== '' && !HOST_RE.test(host)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `host: not a valid host name: ${quoted(host)}`);
       await streamFromJetStream(
         call,
         d.js,
@@ -161,7 +161,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
           stream: RECORDS_STREAM,
           filter: recordsFilter(sessionId, host || undefined),
           replay,
-          decode: (b) => AggregationRecord.decode(b),
+          decode: (b, subject) => recordOnSubject(AggregationRecord.decode(b), subject),
           what: `records of session ${sessionId}${host ? ` on ${host}` : ''}`,
         },
         d.log,
@@ -178,7 +178,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
           stream: EVENTS_STREAM,
           filter: eventsFilter(sessionId || undefined),
           replay,
-          decode: (b) => SessionEvent.decode(b),
+          decode: (b, subject) => eventOnSubject(SessionEvent.decode(b), subject),
           what: sessionId ? `events of session ${sessionId}` : 'events of every session',
         },
         d.log,

@@ -12,7 +12,8 @@ export interface WatchSource<T> {
   /** Subject filter, e.g. damon.records.<session>.> */
   filter: string;
   replay: boolean;
-  decode: (data: Uint8Array) => T;
+  /** Decodes a message (throwing when it is not what its subject promises). */
+  decode: (data: Uint8Array, subject: string) => T;
   /** For logs: "records of session s1". */
   what: string;
 }
@@ -41,14 +42,18 @@ export async function streamFromJetStream<T>(
   });
   log.info(`watch: streaming ${source.what}${source.replay ? ' (replay)' : ''}`);
   let sent = 0;
+  const warned = new Set<string>(); // once per subject: a bad publisher cannot flood the log
   try {
     for await (const m of messages) {
       if (call.cancelled) break;
       let item: T;
       try {
-        item = source.decode(m.data);
+        item = source.decode(m.data, m.subject);
       } catch (err) {
-        log.warn(`watch: skipping undecodable message on ${m.subject} (seq ${m.seq}): ${(err as Error).message}`);
+        if (!warned.has(m.subject)) {
+          warned.add(m.subject);
+          log.warn(`watch: skipping a message on ${m.subject} (seq ${m.seq}; further ones there are skipped silently): ${(err as Error).message}`);
+        }
         continue;
       }
       sent++;

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { connectNats, natsTlsOption } from '../common/nats.js';
 import { AggregationRecord } from '../gen/damon/v1/damon.js';
-import { RECORDS_STREAM, recordsFilter } from '../common/subjects.js';
+import { RECORDS_STREAM, recordOnSubject, recordsFilter } from '../common/subjects.js';
 
 export interface PlanOptions {
   /** Frequency (%) at or above which a range is hot: keep it in fast memory. */
@@ -208,9 +208,9 @@ export async function main(argv: string[]): Promise<void> {
   for await (const m of messages) {
     let rec: AggregationRecord;
     try {
-      rec = AggregationRecord.decode(m.data);
+      rec = recordOnSubject(AggregationRecord.decode(m.data), m.subject);
     } catch (err) {
-      process.stderr.write(`optimizer: skipping undecodable message on ${m.subject}: ${(err as Error).message}\n`);
+      process.stderr.write(`optimizer: skipping a message on ${m.subject}: ${(err as Error).message}\n`);
       continue;
     }
     seen++;

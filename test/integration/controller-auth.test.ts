@@ -15,7 +15,9 @@ import { channelCredentials, readTokenFile, tokenMetadata, type Credentials } fr
 import { ACCESS_POLICY, spiffeId } from '../../common/grpc-access.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { ensureGrpcCredentials } from '../../common/grpc-credentials.js';
-import { SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
+import { AggregationRecord, SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
+import { connectNats, jetStream } from '../../common/nats.js';
+import { recordsSubject } from '../../common/subjects.js';
 import { createTestCa, type TestCa } from './support/test-certs.js';
 import { testCredentials, type TestCredentials } from './support/credentials.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
@@ -164,6 +166,30 @@ describe('controller identities by token', () => {
         before.map((a) => [a.host, a.address, a.instanceId, true]));
     } finally {
       for (const c of [bare, operator, reader, hostB, hostA, hostAasClient]) c.close();
+    }
+  });
+
+  test('WatchRecords delivers only records whose body matches their subject (an agent cannot speak for another host)', async () => {
+    const nc = await connectNats({ servers: env.nats.url, nkeyFile: creds.agent('host-a') });
+    const reader = controllerClient(env.controller.address, creds.grpc.reader());
+    const record = (host: string, sequence: bigint) =>
+      AggregationRecord.encode({
+        sessionId: 'w', host, pid: 7, startTimeNs: 1n, endTimeNs: 2n, maxNrAccesses: 20, regions: [], operations: 'page_idle', sequence,
+      } as AggregationRecord).finish();
+    try {
+      const js = jetStream(nc);
+      // Both on host-a's own subject, which its NATS permissions allow; the second claims host-b.
+      await js.publish(recordsSubject('w', 'host-a', 7), record('host-b', 1n));
+      await js.publish(recordsSubject('w', 'host-a', 7), record('host-a', 2n));
+      const watch = collect(reader.watchRecords({ sessionId: 'w', host: '', replay: true }));
+      await waitFor('the genuine record', () => watch.items.length >= 1);
+      await new Promise((r) => setTimeout(r, 300));
+      watch.cancel();
+      assert.deepEqual(watch.items.map((r) => [r.host, r.sequence]), [['host-a', 2n]]);
+      assert.ok(env.logs.some((l) => /skipping a message on damon\.records\.w\.host-a\.7 .*the record claims damon\.records\.w\.host-b\.7/.test(l)));
+    } finally {
+      reader.close();
+      await nc.close();
     }
   });
 
