@@ -1,14 +1,15 @@
 // The controller's command line: defaults, credentials, durations and sizes, and the
 // refusal to start without credentials (--insecure on loopback only).
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { parseControllerArgs } from '../../controller/main.js';
 import { parseBytes, parseDurationMs as parseDuration } from '../../common/cli-values.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-args-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const tokenFile = join(dir, 'token');
 writeFileSync(tokenFile, 's3cret\n');
 
