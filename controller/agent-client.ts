@@ -1,5 +1,5 @@
-// Calls to one agent's Agent service with the cluster credentials (token in metadata,
-// mutual-TLS client certificates, or both), each with a deadline.
+// Calls to one agent's Agent service with the controller's credentials for that agent (the token
+// derived for its host, and/or the controller's TLS client certificate), each with a deadline.
 import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type Credentials } from '../common/auth.js';
 import {

@@ -113,7 +113,7 @@ export class Registration {
     // Refused credentials are not an outage: say so plainly, they will not fix themselves.
     const hint =
       e?.code === grpc.status.UNAUTHENTICATED || e?.code === grpc.status.PERMISSION_DENIED
-        ? ' (check the cluster token / certificates)'
+        ? " (check --token-file, or the certificate's spiffe://damon-fleet/agent/<host> SAN, against the controller's identities)"
         : '';
     this.reach.set(
       'unreachable',
