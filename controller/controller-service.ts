@@ -21,6 +21,7 @@ import {
   toProtoAttrs,
   toProtoSession,
   type StoredSession,
+  type StoredTarget,
 } from './session-model.js';
 import type { SessionStore, Versioned } from './session-store.js';
 import { streamFromJetStream } from './watch.js';
@@ -39,6 +40,13 @@ export interface ControllerDeps {
 
 function failedWhileOn(id: string, what: string): RpcError {
   return new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" is on: turn it off before changing its ${what}`);
+}
+
+/** Targets for a log line: a count, and the first few (a session may have hundreds). */
+function describeTargets(targets: StoredTarget[]): string {
+  if (targets.length === 0) return 'no targets';
+  const shown = targets.slice(0, 4).map((t) => `${t.host}:${t.pid}`).join(', ');
+  return `${targets.length} target${targets.length > 1 ? 's' : ''}: ${shown}${targets.length > 4 ? ', …' : ''}`;
 }
 
 const out = (v: Versioned) => toProtoSession(v.session, v.revision);
@@ -71,7 +79,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         updatedAtMs: t,
       };
       const v = await d.store.create(s);
-      d.log.info(`session ${id} created (${targets.length} targets, attrs "${attrsText(attrs)}", operations "${ops.operations || 'best available'}")`);
+      d.log.info(`session ${id} created (${describeTargets(targets)}, attrs ${quoted(attrsText(attrs))}, operations "${ops.operations || 'best available'}")`);
       return out(v);
     },
 
@@ -107,7 +115,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         },
         expected,
       );
-      d.log.info(`session ${id}: attributes set to "${attrsText(r.after.session.attrs)}" (${r.after.session.attrs.resultFormat})`);
+      d.log.info(`session ${id}: attributes set to ${quoted(attrsText(r.after.session.attrs))} (${r.after.session.attrs.resultFormat})`);
       return out(r.after);
     },
 
@@ -133,8 +141,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         },
         expected,
       );
-      const list = targets.map((t) => `${t.host}:${t.pid}`).join(', ') || 'none';
-      d.log.info(`session ${id}: targets set to ${list} (operations "${ops.operations || 'best available'}")`);
+      d.log.info(`session ${id}: targets set to ${describeTargets(targets)} (operations "${ops.operations || 'best available'}")`);
       return out(r.after);
     },
 

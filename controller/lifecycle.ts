@@ -3,7 +3,8 @@
 // off. TurnOff commits OFF first, then stops the agents (the reconcile loop retries stops).
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../common/grpc-server.js';
-import type { BasicLogger as Logger } from '../common/log.js';
+import { excerpt, type BasicLogger as Logger } from '../common/log.js';
+import { statusMessage } from '../common/session-schema.js';
 import { SessionEventKind, type ObservedSession, type SessionSpec } from '../gen/damon/v1/damon.js';
 import { callErrorText } from './agent-client.js';
 import type { EventPublisher } from './events.js';
@@ -37,7 +38,7 @@ export function statusFrom(s: StoredSession, host: string, observed: ObservedSes
   return pidsOn(s, host).map((pid) => {
     const t = observed?.targets.find((o) => o.pid === pid);
     if (!t) return { host, pid, state: 'pending', operations: '', message: missing };
-    return { host, pid, state: fromProtoTargetState(t.state), operations: t.operations, message: t.message };
+    return { host, pid, state: fromProtoTargetState(t.state), operations: excerpt(t.operations, 32), message: statusMessage(t.message) };
   });
 }
 
@@ -48,6 +49,11 @@ export function inTargetOrder(s: StoredSession, statuses: StoredTargetStatus[]):
       statuses.find((x) => x.host === t.host && x.pid === t.pid) ??
       { host: t.host, pid: t.pid, state: 'pending', operations: '', message: 'not reported yet' },
   );
+}
+
+/** The first `n` items for a message, and how many more there are. */
+function some(items: string[], n = 8, sep = ', '): string {
+  return items.length <= n ? items.join(sep) : `${items.slice(0, n).join(sep)}${sep}and ${items.length - n} more`;
 }
 
 export class SessionLifecycle {
@@ -74,7 +80,7 @@ export class SessionLifecycle {
       if (missing.length > 0) {
         throw new RpcError(
           grpc.status.FAILED_PRECONDITION,
-          `session "${id}": no live agent on host${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,
+          `session "${id}": no live agent on host${missing.length > 1 ? 's' : ''} ${some(missing)}`,
         );
       }
       const agents = hosts.map((h) => this.registry.live(h)!);
@@ -83,9 +89,9 @@ export class SessionLifecycle {
         if (lacking.length > 0) {
           const why = lacking.map((a) => {
             const reason = a.unavailable.find((u) => u.startsWith(`${s.operations}:`));
-            return reason ? `${a.host} (${reason})` : `${a.host} (has ${a.operations.join(', ') || 'none'})`;
+            return reason ? `${a.host} (${excerpt(reason, 200)})` : `${a.host} (has ${a.operations.join(', ') || 'none'})`;
           });
-          throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}": operations "${s.operations}" unavailable on ${why.join(', ')}`);
+          throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}": operations "${s.operations}" unavailable on ${some(why)}`);
         }
       }
 
@@ -100,7 +106,7 @@ export class SessionLifecycle {
         await this.stopOn(agents.filter((_, i) => results[i].status === 'fulfilled'), id);
         const e = err as Partial<grpc.ServiceError>;
         const code = typeof e.code === 'number' && e.code !== grpc.status.OK ? e.code : grpc.status.UNAVAILABLE;
-        throw new RpcError(code, `session "${id}" stays off: agent on ${host}: ${e.details || e.message || String(err)}`);
+        throw new RpcError(code, `session "${id}" stays off: agent on ${host}: ${statusMessage(e.details || e.message || String(err))}`);
       }
 
       const statuses: StoredTargetStatus[] = [];
