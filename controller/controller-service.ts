@@ -111,6 +111,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
           // Bad values are refused before the state is looked at, as DAMON parses before it checks.
           cur.attrs = attrsFromRequest(req.attrs, req.attrsText, cur.attrs.resultFormat, true);
           if (cur.state === 'on') throw failedWhileOn(id, 'attributes');
+          cur.targetStatus = idleStatus(cur.targets); // a new configuration: the last run's outcome no longer applies
           return cur;
         },
         expected,

@@ -1,6 +1,9 @@
-// Turning sessions on and off across hosts. TurnOn is all-or-nothing: every target host
-// must have a live agent and accept the session, or none keeps it and the session stays
-// off. TurnOff commits OFF first, then stops the agents (the reconcile loop retries stops).
+// Turning sessions on and off across hosts. TurnOn is all-or-nothing across hosts: every
+// target host must have a live agent and accept the session, or none keeps it and the
+// session stays off. Within the accepted session, DAMON's rule holds: turning on succeeds
+// when at least one target starts (the others' status says why not), and fails, leaving
+// the session off, when none does. TurnOff commits OFF first, then stops the agents (the
+// reconcile loop retries stops).
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../common/grpc-server.js';
 import { excerpt, type BasicLogger as Logger } from '../common/log.js';
@@ -49,6 +52,11 @@ export function inTargetOrder(s: StoredSession, statuses: StoredTargetStatus[]):
       statuses.find((x) => x.host === t.host && x.pid === t.pid) ??
       { host: t.host, pid: t.pid, state: 'pending', operations: '', message: 'not reported yet' },
   );
+}
+
+/** A target that is monitored or about to be (an agent that did not say counts as starting). */
+function started(t: StoredTargetStatus): boolean {
+  return t.state === 'running' || t.state === 'pending';
 }
 
 /** The first `n` items for a message, and how many more there are. */
@@ -115,6 +123,7 @@ export class SessionLifecycle {
         if (observed) a.observed.set(id, observed);
         statuses.push(...statusFrom(s, a.host, observed, 'dispatched'));
       });
+      if (!statuses.some(started)) return this.noTargetStarted(v, agents, statuses);
       let r;
       try {
         r = await this.store.update(id, (cur, revision) => {
@@ -144,6 +153,30 @@ export class SessionLifecycle {
       }
       return r.after;
     });
+  }
+
+  /**
+   * TurnOn where every agent accepted the session but no target started (each exited or
+   * failed at once): stops it on the agents, keeps the session off with each target's
+   * status (until it is reconfigured), and fails with FAILED_PRECONDITION saying why.
+   */
+  private async noTargetStarted(v: Versioned, agents: AgentEntry[], statuses: StoredTargetStatus[]): Promise<never> {
+    const id = v.session.id;
+    await this.stopOn(agents, id);
+    const ordered = inTargetOrder(v.session, statuses);
+    const why = some(ordered.map((t) => `${t.host} pid ${t.pid} ${t.state}${t.message ? `: ${t.message}` : ''}`), 4, '; ');
+    try {
+      await this.store.update(id, (cur, revision) => {
+        if (revision !== v.revision) return undefined; // changed meanwhile: its status is not this run's
+        cur.targetStatus = inTargetOrder(cur, statuses);
+        cur.offReason = 'turn on failed: no target could start';
+        return cur;
+      });
+    } catch (err) {
+      this.log.warn(`session ${id}: could not record the failed turn on: ${(err as Error).message}`);
+    }
+    this.log.warn(`session ${id} stays off: no target could start (${why})`);
+    throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" stays off: no target could start: ${why}`);
   }
 
   /** Controller.TurnOff. */
