@@ -8,11 +8,11 @@
 // The size limits keep every message of a session within what carries it:
 //
 //   message                        carried by                   limit      worst case
-//   a session entry (JSON)         NATS publish (KV put)        1 MiB      ~0.64 MiB
-//   Session, GetSession answer     gRPC                         4 MiB      ~0.45 MiB
-//   ApplySession request (1 host)  gRPC                         4 MiB      ~18 KiB
-//   ApplySession answer (1 host)   gRPC                         4 MiB      ~0.27 MiB
-//   one AggregationRecord          NATS publish                 1 MiB      ~0.69 MiB
+//   a session entry (JSON)         NATS publish (KV put)        1 MiB      620 KiB
+//   Session, GetSession answer     gRPC                         4 MiB      371 KiB
+//   ApplySession request (1 host)  gRPC                         4 MiB       19 KiB
+//   ApplySession answer (1 host)   gRPC                         4 MiB      200 KiB
+//   one AggregationRecord          NATS publish                 1 MiB      704 KiB
 //
 // A session entry is dominated by its targets: MAX_TARGETS_PER_SESSION of (host of
 // MAX_HOST_BYTES, and a status whose message is at most MAX_STATUS_MESSAGE_CHARS, up to

@@ -140,7 +140,7 @@ export class SessionLifecycle {
         await this.stopOn(agents, id);
         throw err;
       }
-      this.log.info(`session ${id} on (generation ${generation}, hosts ${hosts.join(', ')}, ${s.targets.length} targets)`);
+      this.log.info(`session ${id} on (generation ${generation}, hosts ${some(hosts, 4)}, ${s.targets.length} targets)`);
       await this.events.publish(id, r.after.revision, SessionEventKind.SESSION_EVENT_KIND_ON, 'turned on');
       // Targets already gone when it was turned on (the reconcile loop only reports changes).
       for (const t of r.after.session.targetStatus) {

@@ -252,7 +252,7 @@ export class SessionRunner {
         // One target the operations cannot monitor; the others go on in a new context.
         this.watch.remove(err.targetId);
         this.set(err.targetId, TargetState.TARGET_STATE_FAILED, err.message);
-        this.log.warn(`target ${err.targetId} failed: ${err.message}`);
+        this.log.warn(`target ${err.targetId} failed: ${statusMessage(err.message)}`);
         const rest = this.activePids();
         if (rest.length > 0) {
           this.run(rest);
@@ -297,7 +297,7 @@ export class SessionRunner {
   private failActive(message: string): void {
     const pids = this.activePids();
     for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_FAILED, message);
-    if (pids.length > 0) this.log.warn(`failed: ${message}`);
+    if (pids.length > 0) this.log.warn(`failed: ${statusMessage(message)}`);
     this.deps.onChange();
   }
 
