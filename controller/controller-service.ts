@@ -25,6 +25,7 @@ import {
 } from './session-model.js';
 import type { SessionStore, Versioned } from './session-store.js';
 import { streamFromJetStream } from './watch.js';
+import { DEFAULT_RESULT_FORMAT } from '../common/session-schema.js';
 
 export interface ControllerDeps {
   store: SessionStore;
@@ -62,7 +63,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
   return {
     async createSession(req) {
       const id = req.id === '' ? randomUUID() : checkSessionId(req.id);
-      const attrs = attrsFromRequest(req.attrs, req.attrsText, 'binary', false);
+      const attrs = attrsFromRequest(req.attrs, req.attrsText, DEFAULT_RESULT_FORMAT, false);
       const targets = targetsFromRequest(req.targets);
       const ops = operationsFromRequest(req.operations, req.syntheticWorkload);
       const t = now();
