@@ -224,7 +224,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     const msg = e instanceof AttributeError || e instanceof SchemaError ? `invalid attribute ${e.message}` : (e as Error).message;
     process.stderr.write(`damon-fleet record: ${msg}\n`);
-    const parseError = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    const code = (e as { code?: unknown }).code; // a SchemaError's is a gRPC status number
+    const parseError = typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
     if (parseError) process.stderr.write(USAGE);
     return parseError || e instanceof UsageError || e instanceof OptionError || e instanceof AttributeError || e instanceof SchemaError ? 2 : 1;
   }
