@@ -104,6 +104,16 @@ export class SchemaError extends RpcError {
   }
 }
 
+/** Runs a check whose SchemaError gets `prefix` before its field ("attrs.", "spec."). */
+export function within<T>(prefix: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof SchemaError) throw err.under(prefix);
+    throw err;
+  }
+}
+
 function fail(field: string, detail: string): never {
   throw new SchemaError(field, detail);
 }

@@ -13,6 +13,7 @@ import {
   formatAttrsText,
   MAX_STATUS_MESSAGE_CHARS,
   toProtoAttrs,
+  within,
   type SessionAttrs,
   type SessionTarget,
 } from '../common/session-schema.js';
@@ -60,15 +61,6 @@ function invalid(message: string): RpcError {
   return new RpcError(grpc.status.INVALID_ARGUMENT, message);
 }
 
-function under<T>(prefix: string, check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    if (err instanceof SchemaError) throw err.under(prefix);
-    throw err;
-  }
-}
-
 /**
  * The attributes a request gives, as message or DAMON text (exactly one of them), checked
  * against the session schema; unset message fields take DAMON's defaults. `currentFormat`
@@ -96,7 +88,7 @@ export function attrsFromRequest(
     if (required) throw invalid('attrs, attrs_text: one of them is required');
     return attrsFromMessage(undefined);
   }
-  return under('attrs.', () => attrsFromMessage(attrs));
+  return within('attrs.', () => attrsFromMessage(attrs));
 }
 
 /** Checks a request's targets (schema limits, host names, pids, duplicates). */
@@ -214,7 +206,7 @@ export function decodeStoredSession(key: string, json: string): StoredSession {
       const n = v.attrs[k];
       if (!Number.isSafeInteger(n) || n <= 0) throw new SchemaError(`attrs.${k}`, `not a positive integer: ${excerpt(String(n), 24)}`);
     }
-    under('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs)));
+    within('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs)));
     checkTargets(v.targets);
     checkOperations(v.operations, v.syntheticWorkload);
     if (v.targetStatus.length > v.targets.length) throw new SchemaError('target_status', 'has more entries than targets');

@@ -11,6 +11,7 @@ import {
   checkOperations,
   checkPids,
   checkSessionId,
+  within,
   type ResultFormatName,
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
@@ -26,15 +27,6 @@ export interface RunSpec {
   syntheticWorkload: string;
   /** Canonical form: two specs with the same key run the same way. */
   key: string;
-}
-
-function within<T>(prefix: string, check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    if (err instanceof SchemaError) throw err.under(prefix);
-    throw err;
-  }
 }
 
 /** The spec as the runner needs it; throws SchemaError (fields prefixed "spec."). */
