@@ -1,6 +1,7 @@
 // Calls to one agent's Agent service with the controller's credentials for that agent (the token
 // derived for its host, and/or the controller's TLS client certificate), each with a deadline.
 import * as grpc from '@grpc/grpc-js';
+import { statusMessage } from '../common/session-schema.js';
 import { channelCredentials, clientOptions, type Credentials } from '../common/auth.js';
 import {
   AgentClient,
@@ -62,9 +63,12 @@ export class AgentConnection {
   }
 }
 
-/** "UNAVAILABLE: connection refused"-style text of a failed call, for logs and statuses. */
+/**
+ * "UNAVAILABLE: connection refused"-style text of a failed call, for logs and statuses;
+ * an excerpt, since an agent's answer may quote what it was sent.
+ */
 export function callErrorText(err: unknown): string {
   const e = err as Partial<grpc.ServiceError>;
-  if (typeof e?.code === 'number') return `${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`;
-  return err instanceof Error ? err.message : String(err);
+  if (typeof e?.code === 'number') return statusMessage(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`);
+  return statusMessage(err instanceof Error ? err.message : String(err));
 }

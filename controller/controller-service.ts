@@ -21,9 +21,11 @@ import {
   toProtoAttrs,
   toProtoSession,
   type StoredSession,
+  type StoredTarget,
 } from './session-model.js';
 import type { SessionStore, Versioned } from './session-store.js';
 import { streamFromJetStream } from './watch.js';
+import { DEFAULT_RESULT_FORMAT } from '../common/session-schema.js';
 
 export interface ControllerDeps {
   store: SessionStore;
@@ -41,6 +43,13 @@ function failedWhileOn(id: string, what: string): RpcError {
   return new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" is on: turn it off before changing its ${what}`);
 }
 
+/** Targets for a log line: a count, and the first few (a session may have hundreds). */
+function describeTargets(targets: StoredTarget[]): string {
+  if (targets.length === 0) return 'no targets';
+  const shown = targets.slice(0, 4).map((t) => `${t.host}:${t.pid}`).join(', ');
+  return `${targets.length} target${targets.length > 1 ? 's' : ''}: ${shown}${targets.length > 4 ? ', …' : ''}`;
+}
+
 const out = (v: Versioned) => toProtoSession(v.session, v.revision);
 
 // proto3 uint64: 0 = not given.
@@ -54,7 +63,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
   return {
     async createSession(req) {
       const id = req.id === '' ? randomUUID() : checkSessionId(req.id);
-      const attrs = attrsFromRequest(req.attrs, req.attrsText, 'binary', false);
+      const attrs = attrsFromRequest(req.attrs, req.attrsText, DEFAULT_RESULT_FORMAT, false);
       const targets = targetsFromRequest(req.targets);
       const ops = operationsFromRequest(req.operations, req.syntheticWorkload);
       const t = now();
@@ -71,7 +80,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         updatedAtMs: t,
       };
       const v = await d.store.create(s);
-      d.log.info(`session ${id} created (${targets.length} targets, attrs "${attrsText(attrs)}", operations "${ops.operations || 'best available'}")`);
+      d.log.info(`session ${id} created (${describeTargets(targets)}, attrs ${quoted(attrsText(attrs))}, operations "${ops.operations || 'best available'}")`);
       return out(v);
     },
 
@@ -103,11 +112,12 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
           // Bad values are refused before the state is looked at, as DAMON parses before it checks.
           cur.attrs = attrsFromRequest(req.attrs, req.attrsText, cur.attrs.resultFormat, true);
           if (cur.state === 'on') throw failedWhileOn(id, 'attributes');
+          cur.targetStatus = idleStatus(cur.targets); // a new configuration: the last run's outcome no longer applies
           return cur;
         },
         expected,
       );
-      d.log.info(`session ${id}: attributes set to "${attrsText(r.after.session.attrs)}" (${r.after.session.attrs.resultFormat})`);
+      d.log.info(`session ${id}: attributes set to ${quoted(attrsText(r.after.session.attrs))} (${r.after.session.attrs.resultFormat})`);
       return out(r.after);
     },
 
@@ -133,8 +143,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         },
         expected,
       );
-      const list = targets.map((t) => `${t.host}:${t.pid}`).join(', ') || 'none';
-      d.log.info(`session ${id}: targets set to ${list} (operations "${ops.operations || 'best available'}")`);
+      d.log.info(`session ${id}: targets set to ${describeTargets(targets)} (operations "${ops.operations || 'best available'}")`);
       return out(r.after);
     },
 

@@ -1,9 +1,13 @@
-// Turning sessions on and off across hosts. TurnOn is all-or-nothing: every target host
-// must have a live agent and accept the session, or none keeps it and the session stays
-// off. TurnOff commits OFF first, then stops the agents (the reconcile loop retries stops).
+// Turning sessions on and off across hosts. TurnOn is all-or-nothing across hosts: every
+// target host must have a live agent and accept the session, or none keeps it and the
+// session stays off. Within the accepted session, DAMON's rule holds: turning on succeeds
+// when at least one target starts (the others' status says why not), and fails, leaving
+// the session off, when none does. TurnOff commits OFF first, then stops the agents (the
+// reconcile loop retries stops).
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../common/grpc-server.js';
-import type { BasicLogger as Logger } from '../common/log.js';
+import { excerpt, type BasicLogger as Logger } from '../common/log.js';
+import { statusMessage } from '../common/session-schema.js';
 import { SessionEventKind, type ObservedSession, type SessionSpec } from '../gen/damon/v1/damon.js';
 import { callErrorText } from './agent-client.js';
 import type { EventPublisher } from './events.js';
@@ -37,7 +41,7 @@ export function statusFrom(s: StoredSession, host: string, observed: ObservedSes
   return pidsOn(s, host).map((pid) => {
     const t = observed?.targets.find((o) => o.pid === pid);
     if (!t) return { host, pid, state: 'pending', operations: '', message: missing };
-    return { host, pid, state: fromProtoTargetState(t.state), operations: t.operations, message: t.message };
+    return { host, pid, state: fromProtoTargetState(t.state), operations: excerpt(t.operations, 32), message: statusMessage(t.message) };
   });
 }
 
@@ -48,6 +52,16 @@ export function inTargetOrder(s: StoredSession, statuses: StoredTargetStatus[]):
       statuses.find((x) => x.host === t.host && x.pid === t.pid) ??
       { host: t.host, pid: t.pid, state: 'pending', operations: '', message: 'not reported yet' },
   );
+}
+
+/** A target that is monitored or about to be (an agent that did not say counts as starting). */
+function started(t: StoredTargetStatus): boolean {
+  return t.state === 'running' || t.state === 'pending';
+}
+
+/** The first `n` items for a message, and how many more there are. */
+function some(items: string[], n = 8, sep = ', '): string {
+  return items.length <= n ? items.join(sep) : `${items.slice(0, n).join(sep)}${sep}and ${items.length - n} more`;
 }
 
 export class SessionLifecycle {
@@ -74,7 +88,7 @@ export class SessionLifecycle {
       if (missing.length > 0) {
         throw new RpcError(
           grpc.status.FAILED_PRECONDITION,
-          `session "${id}": no live agent on host${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,
+          `session "${id}": no live agent on host${missing.length > 1 ? 's' : ''} ${some(missing)}`,
         );
       }
       const agents = hosts.map((h) => this.registry.live(h)!);
@@ -83,9 +97,9 @@ export class SessionLifecycle {
         if (lacking.length > 0) {
           const why = lacking.map((a) => {
             const reason = a.unavailable.find((u) => u.startsWith(`${s.operations}:`));
-            return reason ? `${a.host} (${reason})` : `${a.host} (has ${a.operations.join(', ') || 'none'})`;
+            return reason ? `${a.host} (${excerpt(reason, 200)})` : `${a.host} (has ${a.operations.join(', ') || 'none'})`;
           });
-          throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}": operations "${s.operations}" unavailable on ${why.join(', ')}`);
+          throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}": operations "${s.operations}" unavailable on ${some(why)}`);
         }
       }
 
@@ -100,7 +114,7 @@ export class SessionLifecycle {
         await this.stopOn(agents.filter((_, i) => results[i].status === 'fulfilled'), id);
         const e = err as Partial<grpc.ServiceError>;
         const code = typeof e.code === 'number' && e.code !== grpc.status.OK ? e.code : grpc.status.UNAVAILABLE;
-        throw new RpcError(code, `session "${id}" stays off: agent on ${host}: ${e.details || e.message || String(err)}`);
+        throw new RpcError(code, `session "${id}" stays off: agent on ${host}: ${statusMessage(e.details || e.message || String(err))}`);
       }
 
       const statuses: StoredTargetStatus[] = [];
@@ -109,6 +123,7 @@ export class SessionLifecycle {
         if (observed) a.observed.set(id, observed);
         statuses.push(...statusFrom(s, a.host, observed, 'dispatched'));
       });
+      if (!statuses.some(started)) return this.noTargetStarted(v, agents, statuses);
       let r;
       try {
         r = await this.store.update(id, (cur, revision) => {
@@ -125,7 +140,7 @@ export class SessionLifecycle {
         await this.stopOn(agents, id);
         throw err;
       }
-      this.log.info(`session ${id} on (generation ${generation}, hosts ${hosts.join(', ')}, ${s.targets.length} targets)`);
+      this.log.info(`session ${id} on (generation ${generation}, hosts ${some(hosts, 4)}, ${s.targets.length} targets)`);
       await this.events.publish(id, r.after.revision, SessionEventKind.SESSION_EVENT_KIND_ON, 'turned on');
       // Targets already gone when it was turned on (the reconcile loop only reports changes).
       for (const t of r.after.session.targetStatus) {
@@ -138,6 +153,30 @@ export class SessionLifecycle {
       }
       return r.after;
     });
+  }
+
+  /**
+   * TurnOn where every agent accepted the session but no target started (each exited or
+   * failed at once): stops it on the agents, keeps the session off with each target's
+   * status (until it is reconfigured), and fails with FAILED_PRECONDITION saying why.
+   */
+  private async noTargetStarted(v: Versioned, agents: AgentEntry[], statuses: StoredTargetStatus[]): Promise<never> {
+    const id = v.session.id;
+    await this.stopOn(agents, id);
+    const ordered = inTargetOrder(v.session, statuses);
+    const why = some(ordered.map((t) => `${t.host} pid ${t.pid} ${t.state}${t.message ? `: ${t.message}` : ''}`), 4, '; ');
+    try {
+      await this.store.update(id, (cur, revision) => {
+        if (revision !== v.revision) return undefined; // changed meanwhile: its status is not this run's
+        cur.targetStatus = inTargetOrder(cur, statuses);
+        cur.offReason = 'turn on failed: no target could start';
+        return cur;
+      });
+    } catch (err) {
+      this.log.warn(`session ${id}: could not record the failed turn on: ${(err as Error).message}`);
+    }
+    this.log.warn(`session ${id} stays off: no target could start (${why})`);
+    throw new RpcError(grpc.status.FAILED_PRECONDITION, `session "${id}" stays off: no target could start: ${why}`);
   }
 
   /** Controller.TurnOff. */

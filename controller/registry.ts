@@ -6,7 +6,7 @@ import { RpcError } from '../common/grpc-server.js';
 import type { BasicLogger as Logger } from '../common/log.js';
 import { HOST_RE } from '../common/subjects.js';
 import { describeCaller, mayRegisterAddress, type Caller } from '../common/grpc-access.js';
-import { quoted } from '../common/log.js';
+import { excerpt, quoted } from '../common/log.js';
 import type {
   AgentInfo,
   HeartbeatRequest,
@@ -119,11 +119,11 @@ export class AgentRegistry {
     };
     this.agents.set(req.host, entry);
     if (!old) {
-      log.info(`agent ${req.host} registered (${req.address}, instance ${req.instanceId}, operations: ${req.operations.join(', ') || 'none'})`);
+      log.info(`agent ${req.host} registered (${req.address}, instance ${excerpt(req.instanceId)}, operations: ${excerpt(req.operations.join(', '), 200) || 'none'})`);
     } else if (!sameInstance) {
-      log.info(`agent ${req.host} restarted (instance ${old.instanceId} -> ${req.instanceId}, ${req.address})`);
+      log.info(`agent ${req.host} restarted (instance ${excerpt(old.instanceId)} -> ${excerpt(req.instanceId)}, ${req.address})`);
     } else {
-      log.info(`agent ${req.host} registered again (${req.address}, instance ${req.instanceId})`);
+      log.info(`agent ${req.host} registered again (${req.address}, instance ${excerpt(req.instanceId)})`);
     }
     this.opts.onChange?.();
     return { leaseTtlMs: BigInt(this.opts.leaseTtlMs), heartbeatIntervalMs: BigInt(this.opts.heartbeatIntervalMs) };
@@ -148,7 +148,7 @@ export class AgentRegistry {
     for (const a of this.agents.values()) {
       if (a.live && now - a.lastHeartbeatMs > this.opts.leaseTtlMs) {
         a.live = false;
-        this.opts.log.warn(`agent ${a.host} expired (no heartbeat for ${now - a.lastHeartbeatMs} ms, instance ${a.instanceId})`);
+        this.opts.log.warn(`agent ${a.host} expired (no heartbeat for ${now - a.lastHeartbeatMs} ms, instance ${excerpt(a.instanceId)})`);
         this.opts.onChange?.();
       }
     }

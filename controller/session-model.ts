@@ -1,16 +1,22 @@
 // A session as the controller stores it (JSON in the damon_sessions bucket), the checks
 // every client input goes through, and the conversions to and from the API's messages.
 import * as grpc from '@grpc/grpc-js';
-import {
-  AttributeError,
-  DEFAULT_ATTRS,
-  formatAttrsText,
-  parseAttrsText,
-  validateAttributes,
-  type Attributes as EngineAttributes,
-} from '../agent/engine/attrs.js';
-import { HOST_RE, SESSION_ID_RE } from '../common/subjects.js';
 import { RpcError } from '../common/grpc-server.js';
+import { excerpt, quoted } from '../common/log.js';
+import {
+  SchemaError,
+  attrsFromMessage,
+  attrsFromText,
+  checkOperations,
+  checkSessionId,
+  checkTargets,
+  formatAttrsText,
+  MAX_STATUS_MESSAGE_CHARS,
+  toProtoAttrs,
+  within,
+  type SessionAttrs,
+  type SessionTarget,
+} from '../common/session-schema.js';
 import {
   SessionState,
   TargetState,
@@ -20,23 +26,14 @@ import {
   type TargetStatus,
 } from '../gen/damon/v1/damon.js';
 
-/** Result-file formats (Attributes.result_format); "" stores as the default, "binary". */
-export const RESULT_FORMATS = ['binary', 'binary_v0', 'json', 'json_compressed'] as const;
-
-/** Operation names a session may ask for; "" asks each agent for the best its host supports. */
-export const KNOWN_OPERATIONS = ['page_idle', 'kdamond', 'synthetic'] as const;
+export { checkSessionId, toProtoAttrs };
 
 /** Observed per-target states, as stored. */
 export type StoredTargetState = 'idle' | 'pending' | 'running' | 'exited' | 'failed';
+const STORED_TARGET_STATES: readonly StoredTargetState[] = ['idle', 'pending', 'running', 'exited', 'failed'];
 
-export interface StoredAttrs extends EngineAttributes {
-  resultFormat: string;
-}
-
-export interface StoredTarget {
-  host: string;
-  pid: number;
-}
+export type StoredAttrs = SessionAttrs;
+export type StoredTarget = SessionTarget;
 
 export interface StoredTargetStatus extends StoredTarget {
   state: StoredTargetState;
@@ -64,100 +61,44 @@ function invalid(message: string): RpcError {
   return new RpcError(grpc.status.INVALID_ARGUMENT, message);
 }
 
-/** Checks a session id (INVALID_ARGUMENT naming `field` otherwise). */
-export function checkSessionId(id: string, field = 'id'): string {
-  if (!SESSION_ID_RE.test(id)) {
-    throw invalid(`${field}: must be 1 to 64 of [A-Za-z0-9_-], got "${id}"`);
-  }
-  return id;
-}
-
-function u64(v: bigint, field: string): number | undefined {
-  if (v === 0n) return undefined; // proto3: 0 is "unset", the default fills it
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`attrs.${field}: too large: ${v}`);
-  return Number(v);
-}
-
-function checkResultFormat(format: string): string {
-  const f = format === '' ? 'binary' : format;
-  if (!(RESULT_FORMATS as readonly string[]).includes(f)) {
-    throw invalid(`attrs.result_format: unknown format "${format}" (formats: ${RESULT_FORMATS.join(', ')})`);
-  }
-  return f;
-}
-
-function attributeError(err: unknown, prefix: string): never {
-  if (err instanceof AttributeError) throw invalid(`${prefix}${err.message}`);
-  throw err;
-}
-
 /**
  * The attributes a request gives, as message or DAMON text (exactly one of them), checked
- * with DAMON's rules; unset message fields take DAMON's defaults. `currentFormat` is kept
- * when the text form (which has no format) is used.
+ * against the session schema; unset message fields take DAMON's defaults. `currentFormat`
+ * is kept when the text form (which has no format) is used.
  */
 export function attrsFromRequest(
   attrs: ProtoAttributes | undefined,
-  attrsText: string,
+  text: string,
   currentFormat: string,
   required: boolean,
 ): StoredAttrs {
-  if (attrs && attrsText.trim() !== '') {
+  if (attrs && text.trim() !== '') {
     throw invalid('attrs, attrs_text: give the attributes either as a message or as text, not both');
   }
-  if (attrsText.trim() !== '') {
+  if (text.trim() !== '') {
     try {
-      return { ...parseAttrsText(attrsText), resultFormat: currentFormat };
+      return attrsFromText(text, currentFormat);
     } catch (err) {
-      attributeError(err, 'attrs_text: ');
+      // "attrs_text: max_nr_regions: too large: ...", as DAMON's text names its fields.
+      if (err instanceof SchemaError) throw new SchemaError('attrs_text', err.message, err.code);
+      throw err;
     }
   }
   if (!attrs) {
     if (required) throw invalid('attrs, attrs_text: one of them is required');
-    return { ...DEFAULT_ATTRS, resultFormat: currentFormat };
+    return attrsFromMessage(undefined);
   }
-  const partial: Partial<EngineAttributes> = { resultFile: attrs.resultFile };
-  const set = <K extends keyof EngineAttributes>(k: K, v: EngineAttributes[K] | undefined) => {
-    if (v !== undefined) partial[k] = v;
-  };
-  set('samplingUs', u64(attrs.samplingIntervalUs, 'sampling_interval_us'));
-  set('aggregationUs', u64(attrs.aggregationIntervalUs, 'aggregation_interval_us'));
-  set('updateUs', u64(attrs.updateIntervalUs, 'update_interval_us'));
-  set('minNrRegions', attrs.minNrRegions || undefined);
-  set('maxNrRegions', attrs.maxNrRegions || undefined);
-  let checked: EngineAttributes;
-  try {
-    checked = validateAttributes(partial);
-  } catch (err) {
-    attributeError(err, 'attrs.');
-  }
-  return { ...checked, resultFormat: checkResultFormat(attrs.resultFormat) };
+  return within('attrs.', () => attrsFromMessage(attrs));
 }
 
-/** Checks targets: host names (RFC 1123), pid > 0, no target twice. */
+/** Checks a request's targets (schema limits, host names, pids, duplicates). */
 export function targetsFromRequest(targets: Target[]): StoredTarget[] {
-  const seen = new Set<string>();
-  return targets.map((t, i) => {
-    if (!HOST_RE.test(t.host)) throw invalid(`targets[${i}].host: not a valid host name: "${t.host}"`);
-    if (!Number.isInteger(t.pid) || t.pid <= 0) throw invalid(`targets[${i}].pid: must be a positive process id, got ${t.pid}`);
-    const key = `${t.host}/${t.pid}`;
-    if (seen.has(key)) throw invalid(`targets[${i}]: duplicate target ${t.host} pid ${t.pid}`);
-    seen.add(key);
-    return { host: t.host, pid: t.pid };
-  });
+  return checkTargets(targets);
 }
 
 /** Checks the operations name and the synthetic workload that only goes with "synthetic". */
 export function operationsFromRequest(operations: string, syntheticWorkload: string): { operations: string; syntheticWorkload: string } {
-  if (operations !== '' && !(KNOWN_OPERATIONS as readonly string[]).includes(operations)) {
-    throw invalid(
-      `operations: unknown operations "${operations}" (known: ${KNOWN_OPERATIONS.join(', ')}; empty for the best each host supports)`,
-    );
-  }
-  if (syntheticWorkload !== '' && operations !== 'synthetic') {
-    throw invalid('synthetic_workload: only meaningful with operations "synthetic"');
-  }
-  return { operations, syntheticWorkload };
+  return checkOperations(operations, syntheticWorkload);
 }
 
 /** Target status of a session that is not monitoring: idle, except what already finished. */
@@ -203,19 +144,6 @@ export function fromProtoTargetState(s: TargetState): StoredTargetState {
   }
 }
 
-/** Stored attributes as the API's message. */
-export function toProtoAttrs(a: StoredAttrs): ProtoAttributes {
-  return {
-    samplingIntervalUs: BigInt(a.samplingUs),
-    aggregationIntervalUs: BigInt(a.aggregationUs),
-    updateIntervalUs: BigInt(a.updateUs),
-    minNrRegions: a.minNrRegions,
-    maxNrRegions: a.maxNrRegions,
-    resultFile: a.resultFile,
-    resultFormat: a.resultFormat,
-  };
-}
-
 /** DAMON's text form of stored attributes. */
 export function attrsText(a: StoredAttrs): string {
   return formatAttrsText(a);
@@ -248,16 +176,49 @@ export function toProtoSession(s: StoredSession, revision: number): Session {
   };
 }
 
-/** Parses a bucket value; throws naming the key when it is not a session. */
+/** A bucket value that is not a session of this schema (written by hand, or by an older controller). */
+export class StoredSessionError extends Error {
+  constructor(readonly key: string, detail: string) {
+    super(`session ${quoted(key)}: stored value ${detail}`);
+    this.name = 'StoredSessionError';
+  }
+}
+
+const ATTR_NUMBERS = ['samplingUs', 'aggregationUs', 'updateUs', 'minNrRegions', 'maxNrRegions'] as const;
+
+/**
+ * Parses a bucket value and checks it against the session schema, as a request is checked:
+ * a value out of bounds would fail every answer that carries it (a uint32 that does not
+ * fit, a message over a limit). Throws StoredSessionError naming the key and the field.
+ */
 export function decodeStoredSession(key: string, json: string): StoredSession {
   let v: StoredSession;
   try {
     v = JSON.parse(json) as StoredSession;
   } catch (err) {
-    throw new Error(`session ${key}: stored value is not JSON: ${(err as Error).message}`);
+    throw new StoredSessionError(key, `is not JSON: ${(err as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || v.id !== key || !Array.isArray(v.targets) || !v.attrs) {
-    throw new Error(`session ${key}: stored value is not a session`);
+  if (typeof v !== 'object' || v === null || v.id !== key || !Array.isArray(v.targets) || !Array.isArray(v.targetStatus) || !v.attrs) {
+    throw new StoredSessionError(key, 'is not a session');
+  }
+  try {
+    for (const k of ATTR_NUMBERS) {
+      const n = v.attrs[k];
+      if (!Number.isSafeInteger(n) || n <= 0) throw new SchemaError(`attrs.${k}`, `not a positive integer: ${excerpt(String(n), 24)}`);
+    }
+    within('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs)));
+    checkTargets(v.targets);
+    checkOperations(v.operations, v.syntheticWorkload);
+    if (v.targetStatus.length > v.targets.length) throw new SchemaError('target_status', 'has more entries than targets');
+    for (const t of v.targetStatus) {
+      if (!STORED_TARGET_STATES.includes(t.state)) throw new SchemaError('target_status', `unknown state ${quoted(String(t.state))}`);
+      if (typeof t.message !== 'string' || t.message.length > MAX_STATUS_MESSAGE_CHARS * 4 + 1) {
+        throw new SchemaError('target_status', `a message is not a string of at most ${MAX_STATUS_MESSAGE_CHARS} characters`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof SchemaError) throw new StoredSessionError(key, `breaks the session schema: ${err.message}`);
+    throw err;
   }
   return v;
 }

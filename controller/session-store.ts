@@ -6,7 +6,7 @@ import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStr
 import { Kvm, type KV } from '@nats-io/kv';
 import { RpcError } from '../common/grpc-server.js';
 import { SESSIONS_BUCKET, SESSIONS_KEY_PREFIX, SESSIONS_STREAM } from '../common/subjects.js';
-import { decodeStoredSession, type StoredSession } from './session-model.js';
+import { StoredSessionError, decodeStoredSession, type StoredSession } from './session-model.js';
 
 /** A session and the revision of its bucket entry. */
 export interface Versioned {
@@ -41,6 +41,31 @@ function notFound(id: string): RpcError {
 
 const MAX_ATTEMPTS = 100;
 
+/**
+ * Largest session entry written: NATS's default max_payload (1 MiB) less room for the
+ * headers a KV put carries. The schema's limits keep every entry far below it
+ * (common/session-schema.ts); this guard turns a breach into RESOURCE_EXHAUSTED rather
+ * than the server's error.
+ */
+const MAX_ENTRY_BYTES = 1024 * 1024 - 4096;
+
+function encode(s: StoredSession): string {
+  const json = JSON.stringify(s);
+  const bytes = Buffer.byteLength(json);
+  if (bytes > MAX_ENTRY_BYTES) {
+    throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `session "${s.id}" would be ${bytes} bytes stored; an entry has at most ${MAX_ENTRY_BYTES}`);
+  }
+  return json;
+}
+
+/** A stored value that is not a valid session: readable by nobody, deletable. */
+class BrokenSessionError extends RpcError {
+  constructor(readonly revision: number, cause: StoredSessionError) {
+    super(grpc.status.FAILED_PRECONDITION, `${cause.message}; delete it (DeleteSession) and create it again`);
+    this.name = 'BrokenSessionError';
+  }
+}
+
 export class SessionStore {
   /** Compare-and-set conflicts that were resolved by re-reading (for logs and tests). */
   conflicts = 0;
@@ -61,7 +86,12 @@ export class SessionStore {
   async get(id: string): Promise<Versioned | null> {
     const e = await this.kv.get(id);
     if (!e || e.operation !== 'PUT') return null;
-    return { session: decodeStoredSession(id, e.string()), revision: e.revision };
+    try {
+      return { session: decodeStoredSession(id, e.string()), revision: e.revision };
+    } catch (err) {
+      if (err instanceof StoredSessionError) throw new BrokenSessionError(e.revision, err);
+      throw err;
+    }
   }
 
   /** The session, or NOT_FOUND. */
@@ -71,7 +101,7 @@ export class SessionStore {
     return v;
   }
 
-  /** Every session, by id. */
+  /** Every valid session, by id (a broken entry is left out: one must not hide the others). */
   async list(): Promise<Versioned[]> {
     // The stream's subject list, not kv.keys(): its consumer only ends on an idle heartbeat
     // when keys are written meanwhile (up to 30 s), which would stall the reconcile loop.
@@ -82,8 +112,12 @@ export class SessionStore {
       .sort();
     const out: Versioned[] = [];
     for (const k of keys) {
-      const v = await this.get(k); // may have been deleted since the listing
-      if (v) out.push(v);
+      try {
+        const v = await this.get(k); // may have been deleted since the listing
+        if (v) out.push(v);
+      } catch (err) {
+        if (!(err instanceof BrokenSessionError)) throw err;
+      }
     }
     return out;
   }
@@ -91,7 +125,7 @@ export class SessionStore {
   /** Stores a new session; ALREADY_EXISTS when the id is taken. */
   async create(s: StoredSession): Promise<Versioned> {
     try {
-      const revision = await this.kv.create(s.id, JSON.stringify(s));
+      const revision = await this.kv.create(s.id, encode(s));
       return { session: s, revision };
     } catch (err) {
       if (isCasConflict(err)) throw new RpcError(grpc.status.ALREADY_EXISTS, `session "${s.id}" already exists`);
@@ -117,7 +151,7 @@ export class SessionStore {
       if (next === undefined) return { before, after: before, changed: false };
       next.updatedAtMs = this.now();
       try {
-        const revision = await this.kv.update(id, JSON.stringify(next), before.revision);
+        const revision = await this.kv.update(id, encode(next), before.revision);
         return { before, after: { session: next, revision }, changed: true };
       } catch (err) {
         if (!isCasConflict(err)) throw err;
@@ -129,13 +163,23 @@ export class SessionStore {
     throw new RpcError(grpc.status.ABORTED, `session "${id}": too many concurrent updates, retry`);
   }
 
-  /** Deletes the session if `check` (which throws to refuse) passes on its current value, by compare-and-set. */
+  /**
+   * Deletes the session if `check` (which throws to refuse) passes on its current value, by
+   * compare-and-set. A broken entry is deleted unchecked: nothing can use it.
+   */
   async delete(id: string, check: (s: StoredSession) => void): Promise<void> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const v = await this.mustGet(id);
-      check(v.session);
+      let revision: number;
       try {
-        await this.kv.delete(id, { previousSeq: v.revision });
+        const v = await this.mustGet(id);
+        check(v.session);
+        revision = v.revision;
+      } catch (err) {
+        if (!(err instanceof BrokenSessionError)) throw err;
+        revision = err.revision;
+      }
+      try {
+        await this.kv.delete(id, { previousSeq: revision });
         return;
       } catch (err) {
         if (!isCasConflict(err)) throw err;

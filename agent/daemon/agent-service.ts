@@ -1,10 +1,9 @@
 // The damon.v1.Agent service: what the controller drives on this host. Handlers only
 // translate; the session manager does the work.
-import * as grpc from '@grpc/grpc-js';
-import { RpcError, type AsyncHandlers } from '../../common/grpc-server.js';
+import type { AsyncHandlers } from '../../common/grpc-server.js';
 import type { AgentService, GetStateResponse, ObservedSession, SessionSpec } from '../../gen/damon/v1/damon.js';
-import { SESSION_ID_RE } from '../../common/subjects.js';
-import { SpecError, parseSpec, type RunSpec } from './spec.js';
+import { checkSessionId } from '../../common/session-schema.js';
+import { parseSpec, type RunSpec } from './spec.js';
 
 export interface SessionControl {
   apply(spec: RunSpec): Promise<ObservedSession>;
@@ -25,20 +24,11 @@ export function agentHandlers(
 ): AsyncHandlers<typeof AgentService> {
   return {
     async applySession(req: { spec: SessionSpec | undefined }) {
-      let spec: RunSpec;
-      try {
-        spec = parseSpec(req.spec);
-      } catch (err) {
-        if (err instanceof SpecError) throw new RpcError(grpc.status.INVALID_ARGUMENT, err.message);
-        throw err;
-      }
-      return { observed: await sessions.apply(spec) };
+      // parseSpec's SchemaError is an RpcError: INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+      return { observed: await sessions.apply(parseSpec(req.spec)) };
     },
     async stopSession(req: { sessionId: string }) {
-      if (!SESSION_ID_RE.test(req.sessionId)) {
-        throw new RpcError(grpc.status.INVALID_ARGUMENT, `session_id: must match ${SESSION_ID_RE.source}, got "${req.sessionId}"`);
-      }
-      await sessions.stop(req.sessionId);
+      await sessions.stop(checkSessionId(req.sessionId, 'session_id'));
       return {};
     },
     async getState(): Promise<GetStateResponse> {

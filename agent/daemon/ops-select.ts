@@ -13,12 +13,9 @@ import { KdamondContext } from '../kdamond/kdamond-context.js';
 import type { KdamondProbe } from '../kdamond/probe.js';
 import { PageIdleOperations, type PageIdleProbe } from '../ops/page-idle.js';
 import { SyntheticOperations } from '../ops/synthetic.js';
-import { PRESET_NAMES, presetWorkload } from '../ops/synthetic-presets.js';
-import { parseWorkloadJson, type Workload } from '../ops/synthetic-workload.js';
+import { resolveWorkload } from '../ops/synthetic-presets.js';
+import type { Workload } from '../ops/synthetic-workload.js';
 import type { RunSpec } from './spec.js';
-
-/** The workload a synthetic session without synthetic_workload simulates. */
-export const DEFAULT_SYNTHETIC_WORKLOAD = 'hot5';
 
 /** Where the kernel's DAMON sysfs interface and tracefs are on a real system. */
 export const KDAMOND_PATHS = Object.freeze({ sysfsRoot: '/sys/kernel/mm/damon', tracefsRoot: '/sys/kernel/tracing' });
@@ -93,18 +90,6 @@ export interface KdamondChoice {
 }
 
 export type OpsChoice = EngineChoice | KdamondChoice | { ok: false; message: string };
-
-/**
- * A synthetic_workload: a preset name or a JSON description (never a file path: the
- * agent runs as root, and the text comes from a remote caller).
- */
-export function resolveWorkload(spec: string): Workload {
-  const text = spec.trim();
-  if (text === '') return presetWorkload(DEFAULT_SYNTHETIC_WORKLOAD);
-  if (text.startsWith('{')) return parseWorkloadJson(text, 'synthetic_workload');
-  if (PRESET_NAMES.includes(text)) return presetWorkload(text);
-  throw new Error(`synthetic_workload "${text}": neither a preset (${PRESET_NAMES.join(', ')}) nor a JSON workload`);
-}
 
 /**
  * The workload's simulated processes, one per pid: pid i simulates the workload's

@@ -2,7 +2,8 @@
 // chose, inside a data directory that local users may be able to change while the agent
 // works. The confinement:
 // - the path must be relative, must not climb out with '..', and is bounded (depth,
-//   bytes, bytes per component) before anything is created;
+//   bytes, bytes per component) before anything is created: the session schema's rules
+//   (common/session-schema.ts), which the controller applies too;
 // - it is resolved beneath a descriptor of the data directory, never through a symbolic
 //   link (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, native/src/beneath.c); missing
 //   directories are created there one at a time, each opened again beneath its parent;
@@ -13,19 +14,19 @@
 //   with one link, owned by the agent's user (a hard link could be a file outside; a
 //   file of another user is not the agent's to change).
 import { closeSync, constants, fstatSync, openSync, type Stats } from 'node:fs';
-import { dirname, isAbsolute, join, posix } from 'node:path';
+import { dirname, join } from 'node:path';
 import { NativeLibraryError } from '../ops/native-library.js';
 import { ResultFileError } from '../records/result-format.js';
 import { quoted } from '../../common/log.js';
+import {
+  MAX_RESULT_PATH_DEPTH,
+  SchemaError,
+  checkResultPath as checkSchemaPath,
+  type ResultPathParts,
+} from '../../common/session-schema.js';
 import { ResultFd, tempName, type ResultLocation, type TempFile } from '../records/result-location.js';
 import { loadBeneath, type Beneath, type BeneathError } from './beneath.js';
 
-/** Most components a result path may have, the file name included. */
-export const MAX_RESULT_PATH_DEPTH = 16;
-/** Most bytes (UTF-8) a result path may have. */
-export const MAX_RESULT_PATH_BYTES = 1024;
-/** Most bytes one component may have (NAME_MAX). */
-export const MAX_RESULT_NAME_BYTES = 255;
 /**
  * At most these permission bits on the files the agent creates: a result file shows
  * another process's memory layout and access pattern, so it is not for every local user.
@@ -41,41 +42,14 @@ export class ResultPathError extends ResultFileError {
   }
 }
 
-/** What the path rules leave: directories to resolve, and the file name. */
-interface CheckedPath {
-  dirs: string[];
-  name: string;
-  /** The normalized relative path. */
-  relative: string;
-}
-
-/** Applies the rules that need no file system; throws ResultPathError. */
-export function checkResultPath(dataDir: string, resultFile: string): CheckedPath {
-  const fail = (msg: string): never => {
-    throw new ResultPathError(resultFile, msg);
-  };
-  if (resultFile.length === 0) fail('empty path');
-  if (resultFile.includes('\0')) fail('contains a NUL byte');
-  const bytes = Buffer.byteLength(resultFile);
-  if (bytes > MAX_RESULT_PATH_BYTES) fail(`is ${bytes} bytes long; result paths have at most ${MAX_RESULT_PATH_BYTES}`);
-  if (isAbsolute(resultFile)) {
-    fail(`absolute paths are refused; give a path relative to the agent's data directory (${dataDir})`);
+/** Applies the rules that need no file system (the session schema's); throws ResultPathError. */
+export function checkResultPath(resultFile: string): ResultPathParts {
+  try {
+    return checkSchemaPath(resultFile);
+  } catch (e) {
+    if (e instanceof SchemaError) throw new ResultPathError(resultFile, e.detail);
+    throw e;
   }
-  const normalized = posix.normalize(resultFile);
-  if (normalized === '..' || normalized.startsWith('../')) {
-    fail(`escapes the agent's data directory (${dataDir}) through '..'`);
-  }
-  if (normalized === '.' || normalized.endsWith('/')) fail('names a directory, not a file');
-  const parts = normalized.split('/');
-  if (parts.length > MAX_RESULT_PATH_DEPTH) {
-    fail(`has ${parts.length} components; result paths have at most ${MAX_RESULT_PATH_DEPTH} (MAX_RESULT_PATH_DEPTH)`);
-  }
-  for (const part of parts) {
-    const n = Buffer.byteLength(part);
-    if (n > MAX_RESULT_NAME_BYTES) fail(`component ${quoted(part)} is ${n} bytes long; a component has at most ${MAX_RESULT_NAME_BYTES}`);
-  }
-  const name = parts.pop()!;
-  return { dirs: parts, name, relative: normalized };
 }
 
 /** Why the directory walk stopped, for the message: which rule, which component. */
@@ -103,7 +77,7 @@ export function openConfinedLocation(
   const fail = (msg: string): never => {
     throw new ResultPathError(resultFile, msg);
   };
-  const { dirs, name, relative } = checkResultPath(dataDir, resultFile);
+  const { dirs, name, relative } = checkResultPath(resultFile);
   let beneath: Beneath;
   try {
     beneath = loadBeneath(opts.libraryPath);

@@ -30,6 +30,7 @@ import type { RecordPublisher } from './publisher.js';
 import { encodeRecord, toProtoRecord } from './record-convert.js';
 import { ResultPathError, openConfinedLocation } from './result-path.js';
 import type { RunSpec } from './spec.js';
+import { resultFileFormat, statusMessage } from '../../common/session-schema.js';
 
 export interface RunnerDeps {
   host: string;
@@ -63,13 +64,6 @@ function withProcessLiveness(inner: Operations, alive: (pid: number) => boolean)
     cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
   };
 }
-
-const RESULT_FORMAT_OPTIONS = {
-  binary: { format: 'binary', version: 2 },
-  binary_v0: { format: 'binary', version: 0 },
-  json: { format: 'json' },
-  json_compressed: { format: 'json_compressed' },
-} as const;
 
 type Monitor = DamonContext | KdamondContext;
 
@@ -258,7 +252,7 @@ export class SessionRunner {
         // One target the operations cannot monitor; the others go on in a new context.
         this.watch.remove(err.targetId);
         this.set(err.targetId, TargetState.TARGET_STATE_FAILED, err.message);
-        this.log.warn(`target ${err.targetId} failed: ${err.message}`);
+        this.log.warn(`target ${err.targetId} failed: ${statusMessage(err.message)}`);
         const rest = this.activePids();
         if (rest.length > 0) {
           this.run(rest);
@@ -281,7 +275,8 @@ export class SessionRunner {
   // ---- target states --------------------------------------------------------------------
 
   private set(pid: number, state: TargetState, message: string): void {
-    this.targets.set(pid, { state, operations: this.opsName, message });
+    // Bounded: the message travels in every heartbeat and ApplySession answer.
+    this.targets.set(pid, { state, operations: this.opsName, message: statusMessage(message) });
   }
 
   private activePids(): number[] {
@@ -302,7 +297,7 @@ export class SessionRunner {
   private failActive(message: string): void {
     const pids = this.activePids();
     for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_FAILED, message);
-    if (pids.length > 0) this.log.warn(`failed: ${message}`);
+    if (pids.length > 0) this.log.warn(`failed: ${statusMessage(message)}`);
     this.deps.onChange();
   }
 
@@ -316,7 +311,7 @@ export class SessionRunner {
     const { attrs, resultFormat } = this.spec;
     try {
       return await openResultWriter(openConfinedLocation(this.deps.dataDir, attrs.resultFile), {
-        ...RESULT_FORMAT_OPTIONS[resultFormat],
+        ...resultFileFormat(resultFormat),
         intervals: { sampleUs: attrs.samplingUs, aggrUs: attrs.aggregationUs, opsUpdateUs: attrs.updateUs },
       });
     } catch (err) {
@@ -338,7 +333,7 @@ export class SessionRunner {
         const msg = `result file ${writer.path}: ${errorMessage(err)}; no longer written (records are still published)`;
         this.log.error(msg);
         for (const [pid, t] of this.targets) {
-          if (t.state === TargetState.TARGET_STATE_RUNNING) this.targets.set(pid, { ...t, message: msg });
+          if (t.state === TargetState.TARGET_STATE_RUNNING) this.targets.set(pid, { ...t, message: statusMessage(msg) });
         }
         this.deps.onChange();
       }),

@@ -1,5 +1,5 @@
-// Monitoring attributes, their defaults, validation and DAMON's text form
-// ("5000 100000 1000000 10 1000 /damon.data": intervals in microseconds).
+// Monitoring attributes, their defaults and DAMON's rules between them. Their text form
+// and the bounds a session puts on them are in common/session-schema.ts.
 
 export interface Attributes {
   samplingUs: number;
@@ -67,40 +67,4 @@ export function validateAttributes(partial: Partial<Attributes>): Attributes {
     throw new AttributeError('result_file', 'must be a path without NUL bytes');
   }
   return a;
-}
-
-const TEXT_FIELDS = [
-  'sampling_interval_us',
-  'aggregation_interval_us',
-  'update_interval_us',
-  'min_nr_regions',
-  'max_nr_regions',
-] as const;
-
-/** Parses DAMON's attrs text: five integers and an optional result file path. */
-export function parseAttrsText(text: string): Attributes {
-  const words = text.trim().split(/\s+/).filter((w) => w.length > 0);
-  if (words.length < 5 || words.length > 6) {
-    throw new AttributeError(
-      'attrs',
-      `expected "<sampling_us> <aggregation_us> <update_us> <min_nr_regions> <max_nr_regions> [result_file]", got ${words.length} words`,
-    );
-  }
-  const nums = words.slice(0, 5).map((w, i) => {
-    if (!/^\d+$/.test(w)) throw new AttributeError(TEXT_FIELDS[i], `not a non-negative integer: "${w}"`);
-    return Number(w);
-  });
-  return validateAttributes({
-    samplingUs: nums[0],
-    aggregationUs: nums[1],
-    updateUs: nums[2],
-    minNrRegions: nums[3],
-    maxNrRegions: nums[4],
-    resultFile: words[5] ?? '',
-  });
-}
-
-export function formatAttrsText(a: Attributes): string {
-  const base = `${a.samplingUs} ${a.aggregationUs} ${a.updateUs} ${a.minNrRegions} ${a.maxNrRegions}`;
-  return a.resultFile ? `${base} ${a.resultFile}` : base;
 }

@@ -10,7 +10,8 @@
 //        [--sysfs-root /sys/kernel/mm/damon] [--tracefs-root /sys/kernel/tracing] [--proc-root /proc]
 // prints one JSON object: the results and the cheaper source.
 import { pathToFileURL } from 'node:url';
-import { formatAttrsText, parseAttrsText, type Attributes } from '../engine/attrs.js';
+import type { Attributes } from '../engine/attrs.js';
+import { formatAttrsText, parseAttrsText } from '../../common/session-schema.js';
 import { CountingKernelFiles, type FileCounts } from './counting-files.js';
 import { KdamondContext, type KdamondCosts } from './kdamond-context.js';
 import { NodeKernelFiles, type KernelFiles } from './kernel-files.js';

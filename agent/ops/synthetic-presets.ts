@@ -2,6 +2,7 @@
 // They are written in the same JSON form a user would put in a file, and go through the
 // same validation.
 import { readFileSync } from 'node:fs';
+import { quoted } from '../../common/log.js';
 import { PAGE_SIZE } from '../engine/region.js';
 import { parseWorkload, parseWorkloadJson, WorkloadError, type Workload } from './synthetic-workload.js';
 
@@ -97,6 +98,9 @@ function islands() {
 
 const PRESETS: Record<string, () => unknown> = { hot5, islands };
 
+/** The workload a synthetic session without synthetic_workload simulates. */
+export const DEFAULT_SYNTHETIC_WORKLOAD = 'hot5';
+
 export const PRESET_NAMES: readonly string[] = Object.keys(PRESETS);
 
 /** The JSON form of a preset, e.g. to write it out as a starting point for a custom workload. */
@@ -125,4 +129,16 @@ export function loadWorkload(spec: string, readFile: (path: string) => string = 
     throw new WorkloadError('', `"${spec}" is neither a preset (${PRESET_NAMES.join(', ')}) nor a readable file: ${why}`);
   }
   return parseWorkloadJson(text, spec);
+}
+
+/**
+ * A session's synthetic_workload: a preset name or a JSON description (never a file path:
+ * the agent runs as root, and the text comes from a remote caller); "" is the default.
+ */
+export function resolveWorkload(spec: string): Workload {
+  const text = spec.trim();
+  if (text === '') return presetWorkload(DEFAULT_SYNTHETIC_WORKLOAD);
+  if (text.startsWith('{')) return parseWorkloadJson(text, 'synthetic_workload');
+  if (PRESET_NAMES.includes(text)) return presetWorkload(text);
+  throw new Error(`synthetic_workload ${quoted(text)}: neither a preset (${PRESET_NAMES.join(', ')}) nor a JSON workload`);
 }

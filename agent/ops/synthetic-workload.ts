@@ -6,6 +6,7 @@
 //
 // Time is workload time: microseconds since the operations were initialized.
 import { PAGE_SIZE } from '../engine/region.js';
+import { quoted } from '../../common/log.js';
 
 /** A bad workload description; `path` names the offending field, e.g. targets[0].phases[1].durationUs. */
 export class WorkloadError extends Error {
@@ -104,7 +105,7 @@ function expectArray(v: Json, path: string): Json[] {
 function describe(v: Json): string {
   if (Array.isArray(v)) return 'an array';
   if (v === null) return 'null';
-  if (typeof v === 'string') return `"${v}"`;
+  if (typeof v === 'string') return quoted(v);
   if (typeof v === 'object') return 'an object';
   return `${typeof v} ${String(v)}`;
 }

@@ -2,7 +2,8 @@
 // show a live summary. Works without any controller, agent or NATS.
 import { parseArgs } from 'node:util';
 import { ADJUST_MODES, DamonContext, type AdjustMode, type StopReason } from '../engine/context.js';
-import { AttributeError, parseAttrsText, validateAttributes, type Attributes } from '../engine/attrs.js';
+import { AttributeError, validateAttributes, type Attributes } from '../engine/attrs.js';
+import { RESULT_FORMATS, SchemaError, parseAttrsText, resultFileFormat, type ResultFormatName } from '../../common/session-schema.js';
 import type { Operations } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
 import { openResultWriter } from '../records/result-writer.js';
@@ -50,13 +51,11 @@ interface RecordOptions {
 class UsageError extends Error {}
 
 function parseFormat(f: string | undefined): { format: ResultFormat | undefined; version: 0 | 2 | undefined } {
-  switch (f) {
-    case undefined: return { format: undefined, version: undefined };
-    case 'binary': return { format: 'binary', version: 2 };
-    case 'binary_v0': return { format: 'binary', version: 0 };
-    case 'json': case 'json_compressed': return { format: f, version: undefined };
-    default: throw new UsageError(`--format: unknown format "${f}" (binary, binary_v0, json, json_compressed)`);
+  if (f === undefined) return { format: undefined, version: undefined };
+  if (!(RESULT_FORMATS as readonly string[]).includes(f)) {
+    throw new UsageError(`--format: unknown format "${f}" (${RESULT_FORMATS.join(', ')})`);
   }
+  return resultFileFormat(f as ResultFormatName);
 }
 
 function parseOptions(argv: string[]): RecordOptions {
@@ -223,11 +222,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     }
-    const msg = e instanceof AttributeError ? `invalid attribute ${e.message}` : (e as Error).message;
+    const msg = e instanceof AttributeError || e instanceof SchemaError ? `invalid attribute ${e.message}` : (e as Error).message;
     process.stderr.write(`damon-fleet record: ${msg}\n`);
-    const parseError = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    const code = (e as { code?: unknown }).code; // a SchemaError's is a gRPC status number
+    const parseError = typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
     if (parseError) process.stderr.write(USAGE);
-    return parseError || e instanceof UsageError || e instanceof OptionError || e instanceof AttributeError ? 2 : 1;
+    return parseError || e instanceof UsageError || e instanceof OptionError || e instanceof AttributeError || e instanceof SchemaError ? 2 : 1;
   }
   try {
     return await record(o);

@@ -3,17 +3,17 @@
 // the error type, and the checks a snapshot passes before any byte of it is written.
 import { basename, dirname } from 'node:path';
 import type { AggregationRecord } from './record.js';
+import { FILE_FORMATS, type BinaryVersion, type FileFormat } from '../../common/session-schema.js';
 
 /**
  * `binary`: DAMON's record format (version 2 by default, version 0 on request).
  * `json`: damo's JSON list of per-target records. `json_compressed`: the same text
  * as one raw zlib stream (not gzip), which is what current damo reads best.
+ * The names live with the session schema (common/session-schema.ts).
  */
-export type ResultFormat = 'binary' | 'json' | 'json_compressed';
-export const RESULT_FORMATS: readonly ResultFormat[] = ['binary', 'json', 'json_compressed'];
-
-/** Binary format versions: 0 has no header, 1 stores s32 target ids, 2 stores u64 ids. */
-export type BinaryVersion = 0 | 1 | 2;
+export type ResultFormat = FileFormat;
+export const RESULT_FORMATS: readonly ResultFormat[] = FILE_FORMATS;
+export type { BinaryVersion };
 
 /** The monitoring intervals, in microseconds, the way damo's JSON names them. */
 export interface ResultIntervals {

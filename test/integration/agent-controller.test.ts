@@ -4,19 +4,21 @@
 // controller restart the agent registers again by itself.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats } from '../../common/nats.js';
 import { recordsFilter } from '../../common/subjects.js';
 import { startController, type RunningController } from '../../controller/controller.js';
 import {
   AggregationRecord,
+  SessionState,
   TargetState,
   type ControllerClient,
   type Session,
 } from '../../gen/damon/v1/damon.js';
 import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
-import { controllerClient, unary, waitFor } from './support/grpc-client.js';
+import { controllerClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
 import { testLogger } from './support/controller-env.js';
 import { testCredentials } from './support/credentials.js';
 import { FAST_ATTRS, agentTestLogger, killTarget, spawnTarget, tempDir } from './support/agent-env.js';
@@ -124,7 +126,7 @@ test('a session turned on through the controller runs here; records arrive; an e
   assert.match(targetOf(exited, t.pid)!.message, /process exited/);
 });
 
-test('default operations on this host: the session shows the target FAILED with what is missing', async () => {
+test('default operations on this host: TurnOn fails with what is missing; the session stays off showing it', async () => {
   const t = spawnTarget();
   targets.push(t);
   await unary(client, 'createSession', {
@@ -135,12 +137,15 @@ test('default operations on this host: the session shows the target FAILED with 
     operations: '',
     syntheticWorkload: '',
   });
-  await unary(client, 'turnOn', { id: 'e2e-default' });
-  const failed = await waitFor('the target FAILED', async () => {
-    const s = await unary(client, 'getSession', { id: 'e2e-default' });
-    return targetOf(s, t.pid)?.state === TargetState.TARGET_STATE_FAILED ? s : undefined;
-  }, 5000);
-  assert.match(targetOf(failed, t.pid)!.message, /page_idle unavailable: /);
+  await rejectsWith(
+    unary(client, 'turnOn', { id: 'e2e-default' }),
+    grpc.status.FAILED_PRECONDITION,
+    new RegExp(`stays off: no target could start: ${HOST} pid ${t.pid} failed: page_idle unavailable: `),
+  );
+  const off = await unary(client, 'getSession', { id: 'e2e-default' });
+  assert.equal(off.state, SessionState.SESSION_STATE_OFF);
+  assert.equal(targetOf(off, t.pid)?.state, TargetState.TARGET_STATE_FAILED);
+  assert.match(targetOf(off, t.pid)!.message, /page_idle unavailable: /);
 });
 
 test('after a controller restart the agent registers again by itself', async () => {

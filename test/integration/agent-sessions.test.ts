@@ -255,11 +255,12 @@ test('default operations on a host without page_idle: FAILED with what is missin
     assert.match(o.targets[0].message, /^page_idle unavailable: .*page_idle\/bitmap/);
     await unary(client, 'stopSession', { sessionId: o.sessionId });
   }
-  // A workload that is not one: FAILED, naming it.
-  const bad = await apply(syntheticSpec('s-badload', [t.pid], { syntheticWorkload: 'no-such-preset' }));
-  assert.equal(bad.targets[0].state, TargetState.TARGET_STATE_FAILED);
-  assert.match(bad.targets[0].message, /synthetic_workload "no-such-preset": neither a preset/);
-  await unary(client, 'stopSession', { sessionId: 's-badload' });
+  // A workload that is not one: a malformed spec, naming it (the session schema's rule).
+  await rejectsWith(
+    apply(syntheticSpec('s-badload', [t.pid], { syntheticWorkload: 'no-such-preset' })),
+    grpc.status.INVALID_ARGUMENT,
+    /^spec\.synthetic_workload: not a preset \(hot5, islands\) nor a valid JSON workload: synthetic_workload "no-such-preset"/,
+  );
 });
 
 test('malformed specs are INVALID_ARGUMENT, naming the field', async () => {
@@ -281,7 +282,7 @@ test('malformed specs are INVALID_ARGUMENT, naming the field', async () => {
   );
 });
 
-test('result file: written inside the data directory; escapes refused with FAILED and a clear message', async () => {
+test('result file: written inside the data directory; escapes refused (INVALID_ARGUMENT, or FAILED for links) with a clear message', async () => {
   const t = target();
   const dataDir = agent.dataDir;
   const spec = (id: string, resultFile: string, resultFormat = 'binary') =>
@@ -305,18 +306,15 @@ test('result file: written inside the data directory; escapes refused with FAILE
   const outside = join(data.path, 'outside');
   mkdirSync(outside);
   symlinkSync(outside, join(dataDir, 'escape'));
-  const refused: [string, RegExp][] = [
-    ['../x', /^result_file "\.\.\/x": escapes the agent's data directory/],
-    ['/etc/x', /^result_file "\/etc\/x": absolute paths are refused/],
-    ['escape/x.data', /^result_file "escape\/x\.data": "escape" is a symbolic link; result paths never pass through links/],
-  ];
-  for (const [i, [path, re]] of refused.entries()) {
-    const o = await apply(spec(`s-esc${i}`, path));
-    assert.equal(o.running, false, path);
-    assert.equal(o.targets[0].state, TargetState.TARGET_STATE_FAILED, path);
-    assert.match(o.targets[0].message, re);
-    await unary(client, 'stopSession', { sessionId: `s-esc${i}` });
-  }
+  // What the session schema knows is wrong is a malformed spec (the controller refuses it first).
+  await rejectsWith(apply(spec('s-esc-dots', '../x')), grpc.status.INVALID_ARGUMENT, /^spec\.attrs\.result_file: escapes the agent's data directory/);
+  await rejectsWith(apply(spec('s-esc-abs', '/etc/x')), grpc.status.INVALID_ARGUMENT, /^spec\.attrs\.result_file: absolute paths are refused/);
+  // What only the data directory shows fails the target.
+  const o = await apply(spec('s-esc0', 'escape/x.data'));
+  assert.equal(o.running, false);
+  assert.equal(o.targets[0].state, TargetState.TARGET_STATE_FAILED);
+  assert.match(o.targets[0].message, /^result_file "escape\/x\.data": "escape" is a symbolic link; result paths never pass through links/);
+  await unary(client, 'stopSession', { sessionId: 's-esc0' });
   assert.deepEqual(readdirSync(outside), []);
   assert.ok(!existsSync(join(data.path, 'x')));
   assert.equal(recordsOf('s-esc0').length, 0, 'a refused session publishes nothing');

@@ -1,6 +1,7 @@
 // Dispatch and reconcile against fake agents: TurnOn all-or-nothing, re-apply after an
 // agent restart or loss, stopping undesired sessions, lease expiry, target status and
-// events, all-targets-exited turning the session off, and the record/event streams.
+// events, all-targets-exited turning the session off, TurnOn with no target able to start,
+// and the record/event streams.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -231,25 +232,68 @@ describe('controller dispatch and reconcile', () => {
     b.pidStates.clear();
   });
 
-  test('every target already gone at TurnOn: it turns on, reports them exited, and turns off', async () => {
-    a.setPid(81, TargetState.TARGET_STATE_EXITED, 'no such process');
-    const s = await session([['host-a', 81]]);
-    const ev = events(s.id);
-    const on = await unary(env.client, 'turnOn', { id: s.id });
-    assert.equal(on.targetStatus[0].state, TargetState.TARGET_STATE_EXITED);
-    const off = await waitFor('turned off', async () => {
-      const now = await get(s.id);
-      return now.state === SessionState.SESSION_STATE_OFF ? now : undefined;
-    });
-    assert.equal(off.offReason, 'all targets exited');
-    await waitFor('OFF event', () => ev.items.some((e) => e.kind === SessionEventKind.SESSION_EVENT_KIND_OFF));
-    assert.deepEqual(
-      ev.items.map((e) => SessionEventKind[e.kind]),
-      ['SESSION_EVENT_KIND_ON', 'SESSION_EVENT_KIND_TARGET_EXITED', 'SESSION_EVENT_KIND_OFF'],
-    );
-    assert.equal(ev.items[1].reason, 'no such process');
-    ev.cancel();
+  test('no target can start at TurnOn: FAILED_PRECONDITION saying why per target; the session stays off', async () => {
+    a.setPid(81, TargetState.TARGET_STATE_EXITED, 'no process with pid 81 on host host-a');
+    b.setPid(82, TargetState.TARGET_STATE_FAILED, 'result_file "r.data": "r.data" is a symbolic link');
+    try {
+      const s = await session([['host-a', 81], ['host-b', 82]]);
+      const ev = events(s.id);
+      await rejectsWith(
+        unary(env.client, 'turnOn', { id: s.id }),
+        FAILED_PRECONDITION,
+        /stays off: no target could start: host-a pid 81 exited: no process with pid 81 on host host-a; host-b pid 82 failed: result_file "r\.data": .* symbolic link/,
+      );
+      const off = await get(s.id);
+      assert.equal(off.state, SessionState.SESSION_STATE_OFF);
+      assert.equal(off.offReason, 'turn on failed: no target could start');
+      assert.deepEqual(off.targetStatus.map((t) => t.state), [TargetState.TARGET_STATE_EXITED, TargetState.TARGET_STATE_FAILED]);
+      assert.equal(a.stops(s.id).length, 1, 'stopped where it was accepted');
+      assert.equal(b.stops(s.id).length, 1);
+      // Still off, and not dispatched, a few passes later.
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(a.applies(s.id).length, 1);
+      assert.equal((await get(s.id)).state, SessionState.SESSION_STATE_OFF);
+      assert.deepEqual(ev.items.map((e) => SessionEventKind[e.kind]), [], 'it never turned on');
+      ev.cancel();
+    } finally {
+      a.pidStates.clear();
+      b.pidStates.clear();
+    }
+  });
+
+  test('some targets start at TurnOn: it is on, and the target status says which failed', async () => {
+    a.setPid(84, TargetState.TARGET_STATE_FAILED, 'pagemap: permission denied');
+    try {
+      const s = await session([['host-a', 83], ['host-a', 84]]);
+      const on = await unary(env.client, 'turnOn', { id: s.id });
+      assert.equal(on.state, SessionState.SESSION_STATE_ON);
+      assert.deepEqual(
+        on.targetStatus.map((t) => [t.target!.pid, t.state, t.message]),
+        [[83, TargetState.TARGET_STATE_RUNNING, ''], [84, TargetState.TARGET_STATE_FAILED, 'pagemap: permission denied']],
+      );
+      await unary(env.client, 'turnOff', { id: s.id });
+    } finally {
+      a.pidStates.clear();
+    }
+  });
+
+  test('reconfiguring an off session clears the previous run\'s target status', async () => {
+    a.setPid(85, TargetState.TARGET_STATE_EXITED, 'gone');
+    const s = await session([['host-a', 85]]);
+    await rejectsWith(unary(env.client, 'turnOn', { id: s.id }), FAILED_PRECONDITION, /no target could start/);
     a.pidStates.clear();
+    assert.equal((await get(s.id)).targetStatus[0].state, TargetState.TARGET_STATE_EXITED);
+    const byAttrs = await unary(env.client, 'setAttributes', { id: s.id, attrs: undefined, attrsText: '1000 20000 500000 5 60', expectedRevision: 0n });
+    assert.deepEqual(byAttrs.targetStatus.map((t) => [t.state, t.message]), [[TargetState.TARGET_STATE_IDLE, '']]);
+
+    a.setPid(85, TargetState.TARGET_STATE_EXITED, 'gone');
+    await rejectsWith(unary(env.client, 'turnOn', { id: s.id }), FAILED_PRECONDITION, /no target could start/);
+    a.pidStates.clear();
+    const byTargets = await unary(env.client, 'setTargets', { id: s.id, targets: [{ host: 'host-a', pid: 85 }], expectedRevision: 0n, operations: '', syntheticWorkload: '' });
+    assert.deepEqual(byTargets.targetStatus.map((t) => [t.state, t.message]), [[TargetState.TARGET_STATE_IDLE, '']]);
+    const on = await unary(env.client, 'turnOn', { id: s.id });
+    assert.equal(on.state, SessionState.SESSION_STATE_ON);
+    await unary(env.client, 'turnOff', { id: s.id });
   });
 
   test('a failed target publishes TARGET_FAILED with the agent\'s message', async () => {

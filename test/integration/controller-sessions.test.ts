@@ -110,9 +110,9 @@ describe('controller sessions', () => {
   });
 
   test('operations: "" or a known name; synthetic only when asked', async () => {
-    await rejectsWith(create(env, { operations: 'magic' }), INVALID_ARGUMENT, /^operations: unknown operations "magic" \(known: page_idle, kdamond, synthetic/);
-    await rejectsWith(create(env, { syntheticWorkload: 'hot-cold' }), INVALID_ARGUMENT, /^synthetic_workload: only meaningful with operations "synthetic"/);
-    const s = await create(env, { operations: 'synthetic', syntheticWorkload: 'hot-cold' });
+    await rejectsWith(create(env, { operations: 'magic' }), INVALID_ARGUMENT, /^operations: unknown operations "magic" \(known: kdamond, page_idle, synthetic/);
+    await rejectsWith(create(env, { syntheticWorkload: 'islands' }), INVALID_ARGUMENT, /^synthetic_workload: only meaningful with operations "synthetic"/);
+    const s = await create(env, { operations: 'synthetic', syntheticWorkload: 'islands' });
     assert.equal(s.operations, 'synthetic');
     for (const ops of ['', 'page_idle', 'kdamond']) assert.equal((await create(env, { operations: ops })).operations, ops);
     const r = await setTargets(env, s.id, [{ host: 'host-a', pid: 3 }], { operations: 'magic' }).catch((e) => e);

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, parseAgentArgs } from '../../agent/daemon/main.js';
-import { SpecError, parseSpec } from '../../agent/daemon/spec.js';
+import { parseSpec } from '../../agent/daemon/spec.js';
+import { SchemaError } from '../../common/session-schema.js';
 import { TrustError, checkTrust, isLoopbackHost, splitHostPort } from '../../common/trust.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
 
@@ -104,13 +105,17 @@ test('spec: unset attributes take the defaults; the key tells specs apart', () =
 
 test('spec: malformed ones are refused naming the field', () => {
   const bad = (o: Partial<SessionSpec> | undefined, re: RegExp) =>
-    assert.throws(() => parseSpec(o === undefined ? undefined : spec(o)), (e: unknown) => e instanceof SpecError && re.test((e as Error).message));
+    assert.throws(() => parseSpec(o === undefined ? undefined : spec(o)), (e: unknown) => e instanceof SchemaError && re.test((e as Error).message));
   bad(undefined, /^spec: required$/);
-  bad({ sessionId: '' }, /^spec\.session_id: must match/);
+  bad({ sessionId: '' }, /^spec\.session_id: must be 1 to 64 of/);
   bad({ pids: [0] }, /^spec\.pids: not a process id: 0$/);
   bad({ pids: [-5] }, /^spec\.pids: not a process id: -5$/);
   bad({ attrs: { ...spec().attrs!, samplingIntervalUs: 200_000n, aggregationIntervalUs: 100_000n } }, /^spec\.attrs\.sampling_interval_us: must not exceed/);
   bad({ attrs: { ...spec().attrs!, samplingIntervalUs: 1n << 60n } }, /^spec\.attrs\.sampling_interval_us: too large/);
   bad({ syntheticWorkload: 'hot5' }, /^spec\.synthetic_workload: only meaningful with operations "synthetic"$/);
   bad({ operations: 'perf' }, /unknown operations "perf" \(known: kdamond, page_idle, synthetic/);
+  // The session schema's rules, the same as the controller's.
+  bad({ attrs: { ...spec().attrs!, resultFile: '../x' } }, /^spec\.attrs\.result_file: escapes the agent's data directory/);
+  bad({ operations: 'synthetic', syntheticWorkload: 'nope' }, /^spec\.synthetic_workload: not a preset/);
+  bad({ pids: Array.from({ length: 257 }, (_, i) => i + 1) }, /^spec\.pids: 257 pids; a session has at most 256/);
 });

@@ -10,8 +10,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  MAX_RESULT_PATH_DEPTH, ResultPathError, checkResultPath, openConfinedLocation,
+  ResultPathError, checkResultPath, openConfinedLocation,
 } from '../../agent/daemon/result-path.js';
+import { MAX_RESULT_PATH_DEPTH } from '../../common/session-schema.js';
 import { loadBeneath } from '../../agent/daemon/beneath.js';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import { readResultFile } from '../../agent/records/result-reader.js';
@@ -110,7 +111,7 @@ test('depth and length are bounded before anything is created; messages quote an
 
   // A 3 MB path: the message quotes at most 64 characters of it.
   const huge = 'a/'.repeat(1_500_000) + 'r.data';
-  assert.throws(() => checkResultPath(data, huge), (e: unknown) => {
+  assert.throws(() => checkResultPath(huge), (e: unknown) => {
     assert.ok(e instanceof ResultPathError);
     assert.ok(e.message.length < 200, `message of ${e.message.length} characters`);
     assert.match(e.message, /^result_file "(a\/){32}…": is 3000006 bytes long/);

@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  AttributeError, DEFAULT_ATTRS, formatAttrsText, maxNrAccesses, parseAttrsText, validateAttributes,
-} from '../../agent/engine/attrs.js';
+import { AttributeError, DEFAULT_ATTRS, maxNrAccesses, validateAttributes } from '../../agent/engine/attrs.js';
+import { SchemaError, formatAttrsText, parseAttrsText } from '../../common/session-schema.js';
 
 test('defaults are DAMON\'s: 5 ms, 100 ms, 1 s, 10, 1000', () => {
   const a = validateAttributes({});
@@ -20,7 +19,7 @@ test('the text form round-trips, with and without a result file', () => {
 });
 
 function rejects(fn: () => unknown, field: string) {
-  assert.throws(fn, (e: unknown) => e instanceof AttributeError && e.field === field);
+  assert.throws(fn, (e: unknown) => (e instanceof AttributeError || e instanceof SchemaError) && e.field === field);
 }
 
 test('bad attributes name the field that is wrong', () => {
