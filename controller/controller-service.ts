@@ -163,6 +163,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
       const { sessionId, host, replay } = call.request;
       checkSessionId(sessionId, 'session_id');
       if (host !== '' && !HOST_RE.test(host)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `host: not a valid host name: ${quoted(host)}`);
+      await d.store.mustGet(sessionId); // NOT_FOUND rather than a silent, endless stream
       await streamFromJetStream(
         call,
         d.js,
@@ -179,7 +180,10 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
 
     async watchEvents(call) {
       const { sessionId, replay } = call.request;
-      if (sessionId !== '') checkSessionId(sessionId, 'session_id');
+      if (sessionId !== '') {
+        checkSessionId(sessionId, 'session_id');
+        await d.store.mustGet(sessionId);
+      }
       await streamFromJetStream(
         call,
         d.js,

@@ -1,6 +1,6 @@
 // WatchRecords / WatchEvents: server streams fed by a JetStream ordered consumer
 // (replay = from the oldest message the stream holds, else new messages only), ending
-// when the client cancels.
+// when the client cancels; the consumer is deleted then.
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
@@ -62,6 +62,9 @@ export async function streamFromJetStream<T>(
     }
   } finally {
     messages.stop();
+    // Now, not after the server's inactivity threshold (5 min): watches come and go, and each
+    // left behind would hold a consumer on the stream until then.
+    await consumer.delete().catch(() => undefined);
     log.info(`watch: ${source.what} ended after ${sent} messages`);
   }
 }

@@ -177,6 +177,7 @@ describe('controller identities by token', () => {
         sessionId: 'w', host, pid: 7, startTimeNs: 1n, endTimeNs: 2n, maxNrAccesses: 20, regions: [], operations: 'page_idle', sequence,
       } as AggregationRecord).finish();
     try {
+      await unary(env.client, 'createSession', { id: 'w', ...SESSION_REQ, targets: [] });
       const js = jetStream(nc);
       // Both on host-a's own subject, which its NATS permissions allow; the second claims host-b.
       await js.publish(recordsSubject('w', 'host-a', 7), record('host-b', 1n));

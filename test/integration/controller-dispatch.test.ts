@@ -331,6 +331,12 @@ describe('controller dispatch and reconcile', () => {
         await jetStream(agentConns.get(host)!).publish(recordsSubject(sessionId, host, pid), AggregationRecord.encode(rec).finish(), { msgID: recordMsgId(rec) });
         return rec;
       };
+      // Watching a session that does not exist is NOT_FOUND, not a silent stream.
+      const missing = collect(env.client.watchRecords({ sessionId: 'rec', host: '', replay: true }));
+      assert.equal(grpc.status[(await missing.ended)?.code ?? grpc.status.OK], 'NOT_FOUND');
+      const missingEvents = collect(env.client.watchEvents({ sessionId: 'rec', replay: true }));
+      assert.equal(grpc.status[(await missingEvents.ended)?.code ?? grpc.status.OK], 'NOT_FOUND');
+      await unary(env.client, 'createSession', { id: 'rec', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '' });
       const old1 = await publish('rec', 'host-a', 1);
       await publish('rec', 'host-a', 1, old1.sequence); // a retried publish: dropped
       await publish('rec', 'host.b.example', 2);
@@ -355,6 +361,8 @@ describe('controller dispatch and reconcile', () => {
       for (const c of [all, onlyB, live]) c.cancel();
       for (const c of [all, onlyB, live]) assert.equal((await c.ended)?.code, grpc.status.CANCELLED);
       await waitFor('server side ended', () => env.logs.filter((l) => /watch: records of session rec.* ended after/.test(l)).length === 3);
+      // Each cancelled watch freed its consumer at once (not after the server's 5 min).
+      assert.equal(await consumers(), 0);
 
       await rejectsWith(
         new Promise((resolve, reject) => {
