@@ -250,9 +250,8 @@ async function main(argv: string[]): Promise<void> {
   }
   if (bin === undefined) throw new Error('--workload BIN is required');
   // A freshly booted guest is slow for its first seconds (Node compiling this code, pages
-  // coming in over 9p, the first huge pages): the first case measured then got page_idle
-  // aggregations of 400-900 ms against 160-250 ms later in the same run. One short case,
-  // not reported, takes that cost, so every reported case runs in a warm guest.
+  // coming in over 9p, the first huge pages). One short case, not reported, takes that
+  // cost, so every reported case runs in a warm guest.
   const warm = Date.now();
   await runCase(bin, thps[0], parts[0], { ...o, phaseMs: 1000 });
   log(`warm-up case done in ${Date.now() - warm} ms (not reported)`);
