@@ -179,7 +179,7 @@ test('worst case: a session entry fits one NATS message, its Session one gRPC me
 test('worst case: one host\'s ApplySession request and answer fit gRPC messages', (t) => {
   const s = worstSession();
   s.targets = s.targets.map((x) => ({ ...x, host: s.targets[0].host })); // every pid on one host
-  const request = ApplySessionRequest.encode({ spec: specFor(s, s.targets[0].host, Number.MAX_SAFE_INTEGER) }).finish().length;
+  const request = ApplySessionRequest.encode({ epoch: 0n, spec: specFor(s, s.targets[0].host, Number.MAX_SAFE_INTEGER) }).finish().length;
   const answer = ApplySessionResponse.encode({
     observed: {
       sessionId: s.id, generation: (1n << 64n) - 1n, running: true,
