@@ -22,7 +22,7 @@ export interface AgentConnectionOptions {
    * Fencing: the leader's epoch sent with every call (throws when this controller does not
    * lead: nothing is sent), and what to do when the agent answers that it saw a newer one.
    */
-  fence?: { epoch(): number; deposed(why: string): void };
+  fence?: { epoch(): bigint; deposed(why: string): void };
 }
 
 /** A client of one agent address. */
@@ -54,7 +54,7 @@ export class AgentConnection {
   }
 
   private epoch(): bigint {
-    return BigInt(this.fence?.epoch() ?? 0);
+    return this.fence?.epoch() ?? 0n;
   }
 
   /** Agent.ApplySession: runs (or keeps running) the spec on the agent's host. */

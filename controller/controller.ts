@@ -206,7 +206,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         {
           name: SERVICE_NAMES.registry,
           definition: RegistryService,
-          implementation: implement(RegistryService, registryHandlers(registry, () => leadership.currentEpoch() ?? 0), {
+          implementation: implement(RegistryService, registryHandlers(registry, () => leadership.currentEpoch() ?? 0n), {
             authorize: leaderOnly,
             log,
             mapError: natsUnavailable,
@@ -227,14 +227,15 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
 
     const onRole = async (r: Role) => {
       if (r.role === 'leader') {
-        registry.close(); // what a previous term knew of agents is stale: they register again
+        // Agents known from an earlier term are asked what they run before any dispatch;
+        // those whose lease lapsed meanwhile (a standby refuses heartbeats) expire.
+        registry.resync();
         reconciler = newReconciler();
         reconciler.start();
         serving(true);
       } else {
         serving(false);
         await reconciler?.stop();
-        registry.close();
         log.info(`standby${r.leader ? `; the leader is at ${r.leader}` : ''}`);
       }
     };

@@ -1,16 +1,18 @@
 // Which of several controllers on one NATS leads: a lease in the JetStream KV bucket
 // damon_leader (one key), taken and renewed by compare-and-set on the key's revision. The
 // others stand by, and take the lease over once its revision has not changed for a whole
-// TTL by their own clock. The revision at which a controller took the lease is its epoch:
-// a later leader's is higher, and fencing (docs/controller.md) compares epochs so that a
-// deposed leader's writes and dispatches are refused.
+// TTL by their own clock. A controller's epoch is the revision at which it took the lease,
+// after the bucket's creation time: a later leader's is higher (even once NATS's store was
+// wiped and the bucket made anew, while agents remember older epochs), and fencing
+// (docs/controller.md) compares epochs so that a deposed leader's writes and dispatches
+// are refused.
 import { performance } from 'node:perf_hooks';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { standbyError } from '../common/fencing.js';
 import { RpcError } from '../common/grpc-server.js';
 import { errorMessage, excerpt, type BasicLogger as Logger } from '../common/log.js';
-import { LEADER_BUCKET, LEADER_KEY } from '../common/subjects.js';
+import { LEADER_BUCKET, LEADER_KEY, LEADER_STREAM } from '../common/subjects.js';
 
 /** What the lease key holds: who leads and where its gRPC service is. */
 export interface LeaseHolder {
@@ -20,7 +22,7 @@ export interface LeaseHolder {
   address: string;
 }
 
-export type Role = { role: 'leader'; epoch: number } | { role: 'standby'; leader: string | undefined };
+export type Role = { role: 'leader'; epoch: bigint } | { role: 'standby'; leader: string | undefined };
 
 export interface LeadershipOptions {
   /** This controller's instance id. */
@@ -59,7 +61,7 @@ export class Leadership {
   private readonly now: () => number;
   private readonly value: string;
   private leading = false;
-  private epoch = 0;
+  private epoch = 0n;
   /** Leader: the revision of its last write of the key. */
   private revision = 0;
   /** Leader: by its own clock, the lease is safely its own until then. */
@@ -74,6 +76,7 @@ export class Leadership {
   private stopped = false;
 
   private constructor(
+    private readonly js: JetStreamClient,
     private readonly kv: KV,
     private readonly opts: LeadershipOptions,
   ) {
@@ -84,7 +87,7 @@ export class Leadership {
   /** Opens (creating if needed) the damon_leader bucket. */
   static async open(js: JetStreamClient, opts: LeadershipOptions): Promise<Leadership> {
     const kv = await new Kvm(js).create(LEADER_BUCKET, { history: 1 });
-    return new Leadership(kv, opts);
+    return new Leadership(js, kv, opts);
   }
 
   /** Renewals (leader) and reads (standby) happen this often. */
@@ -109,7 +112,7 @@ export class Leadership {
   }
 
   /** The epoch while this controller leads with a valid lease, else undefined. */
-  currentEpoch(): number | undefined {
+  currentEpoch(): bigint | undefined {
     if (!this.leading) return undefined;
     if (this.now() >= this.validUntil) {
       this.stepDown(`lease not renewed within ${this.validityMs} ms`);
@@ -119,7 +122,7 @@ export class Leadership {
   }
 
   /** The epoch to stamp on a write or a dispatch; UNAVAILABLE (naming the leader) when not leading. */
-  assertLeader(): number {
+  assertLeader(): bigint {
     const e = this.currentEpoch();
     if (e === undefined) throw this.standbyError();
     return e;
@@ -215,6 +218,12 @@ export class Leadership {
       return;
     }
     this.leader = parseHolder(e.string());
+    // Still this controller's own last renewal (it stepped down while NATS was away or it
+    // was paused, and nobody took over): take it back at once, by compare-and-set as ever.
+    if (this.leader?.id === this.opts.id && e.revision === this.revision) {
+      await this.take(e.revision, 'the lease was still this controller\'s');
+      return;
+    }
     if (this.seen?.revision !== e.revision) {
       this.seen = { revision: e.revision, at: now };
       return;
@@ -227,6 +236,7 @@ export class Leadership {
 
   /** Takes the lease by compare-and-set on `revision` (0: the key is absent or deleted). */
   private async take(revision: number, why: string): Promise<void> {
+    const base = await this.epochBase();
     const sentAt = this.now();
     let taken: number;
     try {
@@ -243,14 +253,23 @@ export class Leadership {
       return;
     }
     this.leading = true;
-    this.epoch = taken;
+    this.epoch = base | BigInt(taken >>> 0);
     this.revision = taken;
     this.validUntil = sentAt + this.validityMs;
     this.leader = { id: this.opts.id, address: this.opts.address };
     this.seen = undefined;
-    this.opts.log.info(`leadership: leading (epoch ${taken}; ${why})`);
-    this.transition({ role: 'leader', epoch: taken });
+    this.opts.log.info(`leadership: leading (epoch ${this.epoch}, lease revision ${taken}; ${why})`);
+    this.transition({ role: 'leader', epoch: this.epoch });
     await this.transitions;
+  }
+
+  /**
+   * The high bits of the epoch of a lease taken now: the bucket's creation time in seconds.
+   * The revision fills the low 32 (renewals every second would take a century to fill them).
+   */
+  private async epochBase(): Promise<bigint> {
+    const info = await (await this.js.jetstreamManager()).streams.info(LEADER_STREAM);
+    return BigInt(Math.floor(Date.parse(info.created) / 1000)) << 32n;
   }
 
   private stepDown(why: string): void {

@@ -209,6 +209,11 @@ export class AgentRegistry {
       }));
   }
 
+  /** A new term as leader: what each agent runs is asked again (GetState) before anything is dispatched to it. */
+  resync(): void {
+    for (const a of this.agents.values()) a.synced = false;
+  }
+
   /** Closes every agent connection. */
   close(): void {
     for (const a of this.agents.values()) a.connection.close();

@@ -72,12 +72,12 @@ class BrokenSessionError extends RpcError {
  */
 export interface WriteFence {
   /** The writer's epoch; throws (UNAVAILABLE) when it does not lead. */
-  epoch(): number;
+  epoch(): bigint;
   /** Called when an entry shows a newer leader. */
   deposed(why: string): void;
 }
 
-const UNFENCED: WriteFence = { epoch: () => 0, deposed: () => undefined };
+const UNFENCED: WriteFence = { epoch: () => 0n, deposed: () => undefined };
 
 export class SessionStore {
   /** Compare-and-set conflicts that were resolved by re-reading (for logs and tests). */
@@ -97,15 +97,15 @@ export class SessionStore {
   }
 
   /** This writer's epoch, refused (and reported) when `entry` was written by a newer leader. */
-  private writerEpoch(entry?: StoredSession): number {
+  private writerEpoch(entry?: StoredSession): string {
     const mine = this.fence.epoch();
-    const theirs = entry?.epoch ?? 0;
+    const theirs = BigInt(entry?.epoch ?? 0);
     if (theirs > mine) {
       const why = `session "${entry!.id}" was written by the leader of epoch ${theirs}, this controller's is ${mine}`;
       this.fence.deposed(why);
       throw new RpcError(grpc.status.UNAVAILABLE, `this controller no longer leads (${why}): retry, and the leader answers`);
     }
-    return mine;
+    return String(mine);
   }
 
   /** The session, or null when there is none. */
