@@ -33,6 +33,7 @@ import { controllerHandlers } from './controller-service.js';
 import { EventPublisher } from './events.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { Leadership, type Role } from './leadership.js';
+import { standbyError } from '../common/fencing.js';
 import { SessionLifecycle } from './lifecycle.js';
 import { Reconciler } from './reconciler.js';
 import { AgentRegistry } from './registry.js';
@@ -83,6 +84,10 @@ export interface ControllerOptions {
   /** Bound of each JetStream / KV call (default 5000 ms); beyond it calls fail UNAVAILABLE. */
   natsTimeoutMs?: number;
   log?: Logger;
+}
+
+function raise(err: Error): never {
+  throw err;
 }
 
 // NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
@@ -140,12 +145,12 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
     await ensureStreams(js, o.streams, log);
-    // Set once the server is bound (its address is what standbys name); nothing below acts
-    // before then.
-    let leadership!: Leadership;
+    // Set once the server is bound (its address is what standbys name); until then this
+    // controller answers as a standby that knows no leader.
+    let leadership: Leadership | undefined;
     const fence = {
-      epoch: () => leadership.assertLeader(),
-      deposed: (why: string) => leadership.deposed(why),
+      epoch: () => (leadership ? leadership.assertLeader() : raise(standbyError(undefined))),
+      deposed: (why: string) => leadership?.deposed(why),
     };
     const store = await SessionStore.open(js, Date.now, fence);
     const locks = new KeyedMutex();
@@ -189,7 +194,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     // the leader, after the caller's credentials were checked.
     const leaderOnly = (call: Parameters<NonNullable<typeof access>>[0], method: string) => {
       const who = access?.(call, method);
-      if (leadership.currentEpoch() === undefined) throw leadership.standbyError();
+      if (leadership?.currentEpoch() === undefined) throw leadership?.standbyError() ?? standbyError(undefined);
       return who;
     };
     const { server, health } = createServer({
@@ -206,7 +211,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         {
           name: SERVICE_NAMES.registry,
           definition: RegistryService,
-          implementation: implement(RegistryService, registryHandlers(registry, () => leadership.currentEpoch() ?? 0n), {
+          implementation: implement(RegistryService, registryHandlers(registry, () => leadership?.currentEpoch() ?? 0n), {
             authorize: leaderOnly,
             log,
             mapError: natsUnavailable,
