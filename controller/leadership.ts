@@ -242,7 +242,7 @@ export class Leadership {
     try {
       taken = revision === 0 ? await this.kv.create(LEADER_KEY, this.value) : await this.kv.update(LEADER_KEY, this.value, revision);
     } catch (err) {
-      if (isCasConflict(err) || (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence)) {
+      if (isCasConflict(err)) {
         this.seen = undefined; // another standby was quicker: read who leads next round
         return;
       }

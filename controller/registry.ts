@@ -74,8 +74,8 @@ function checkHost(host: string, caller: Caller | undefined): void {
 export class AgentRegistry {
   private readonly agents = new Map<string, AgentEntry>();
   private readonly now: () => number;
-  /** "host/instance" of refused duplicates already reported (an agent retries registering). */
-  private readonly conflicts = new Set<string>();
+  /** Per host, the refused duplicate instance last reported (an agent retries registering). */
+  private readonly conflicts = new Map<string, string>();
 
   constructor(private readonly opts: RegistryOptions) {
     this.now = opts.now ?? Date.now;
@@ -149,9 +149,8 @@ export class AgentRegistry {
     const message =
       `host ${quoted(req.host)} already has a live agent at ${old.address} (instance ${excerpt(old.instanceId)}); ` +
       `refused the agent at ${req.address} (instance ${excerpt(req.instanceId)}): two agents may not claim one host`;
-    const key = `${req.host}/${req.instanceId}`;
-    if (!this.conflicts.has(key)) {
-      this.conflicts.add(key);
+    if (this.conflicts.get(req.host) !== req.instanceId) {
+      this.conflicts.set(req.host, req.instanceId);
       this.opts.log.warn(message);
       this.opts.onConflict?.(req.host, message);
     }

@@ -134,6 +134,12 @@ export class Registration {
     const list = this.opts.controllers;
     const named = leaderNamedIn(err);
     const from = this.controller;
+    const code = (err as Partial<grpc.ServiceError>)?.code;
+    if (named === undefined && code !== undefined && code !== grpc.status.UNAVAILABLE && code !== grpc.status.DEADLINE_EXCEEDED) {
+      // The leader answered and refused (credentials, a host claimed twice): ask it again later.
+      this.unreachable(err);
+      return false;
+    }
     if (named !== undefined && named !== from && list.includes(named)) {
       this.current = list.indexOf(named);
       this.registered = false;
@@ -160,10 +166,12 @@ export class Registration {
     const hint =
       e?.code === grpc.status.UNAUTHENTICATED || e?.code === grpc.status.PERMISSION_DENIED
         ? " (check --token-file, or the certificate's spiffe://damon-fleet/agent/<host> SAN, against the controller's identities)"
-        : '';
+        : e?.code === grpc.status.ALREADY_EXISTS
+          ? ' (another agent holds this host name: this one is taken once that one is gone)'
+          : '';
     this.reach.set(
       'unreachable',
-      `controller ${this.controller} unreachable (${why})${hint}; monitoring continues, retrying`,
+      `controller ${this.controller} ${hint ? 'refused this agent' : 'unreachable'} (${why})${hint}; monitoring continues, retrying`,
       'warn',
     );
   }
