@@ -41,8 +41,8 @@ async function run(b: BenchContext): Promise<BenchResult> {
   const nats = await startNatsServer({ agents: [HOST] });
   const data = tempDir('damon-bench-takeover-');
   const target = spawnTarget();
-  const addr = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
-  const clients: ControllerClient[] = addr.map((a) => controllerClient(a, nats.credentials.grpc.operator));
+  const addr: string[] = [];
+  const clients: ControllerClient[] = [];
   const ctl: FleetProcess[] = [];
   const procs: FleetProcess[] = [];
   let nc: NatsConnection | undefined;
@@ -59,8 +59,11 @@ async function run(b: BenchContext): Promise<BenchResult> {
     }
   };
   try {
-    await start(0);
-    await start(1);
+    for (let i = 0; i < 2; i++) {
+      addr[i] = `127.0.0.1:${await freePort()}`; // just before the start: the port stays free
+      await start(i);
+      clients.push(controllerClient(addr[i], nats.credentials.grpc.operator));
+    }
     const agent = await spawnAgent({ host: HOST, controller: addr.join(','), nats: nats.url, credentials: nats.credentials, dataDir: data.path });
     procs.push(agent);
     const agentOn = async (i: number) => {

@@ -65,10 +65,20 @@ describe('whole system: two controllers, one agent with both addresses', () => {
   before(async () => {
     nats = await startKillableNats({ agents: [HOST] });
     nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
-    for (let i = 0; i < 2; i++) addr.push(`127.0.0.1:${await freePort()}`);
-    for (let i = 0; i < 2; i++) clients.push(controllerClient(addr[i], nats.credentials.grpc.operator));
-    await startController(0);
-    await startController(1);
+    for (let i = 0; i < 2; i++) {
+      // A port found free may be taken by another process before the controller binds it:
+      // pick each just before its start, and again should that happen.
+      for (let attempt = 1; ; attempt++) {
+        addr[i] = `127.0.0.1:${await freePort()}`;
+        try {
+          await startController(i);
+          break;
+        } catch (err) {
+          if (attempt === 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+        }
+      }
+      clients.push(controllerClient(addr[i], nats.credentials.grpc.operator));
+    }
     // The standby first: the agent follows its answer to the leader.
     agent = await spawnAgent({ host: HOST, controller: `${addr[1]},${addr[0]}`, nats: nats.url, credentials: nats.credentials, dataDir: data.path });
     processes.push(agent);
