@@ -6,7 +6,18 @@ import { dirname, relative } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { credentialsLayout, existingIdentities, writeCredentialFile } from './credentials-layout.js';
 import { quoted } from './log.js';
-import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, SESSIONS_KEY_PREFIX, SESSIONS_STREAM, eventsFilter, hostToken, recordsFilter } from './subjects.js';
+import {
+  EVENTS_STREAM,
+  HOST_RE,
+  LEADER_KEY_SUBJECT,
+  LEADER_STREAM,
+  RECORDS_STREAM,
+  SESSIONS_KEY_PREFIX,
+  SESSIONS_STREAM,
+  eventsFilter,
+  hostToken,
+  recordsFilter,
+} from './subjects.js';
 
 export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Operator: 'operator' } as const;
 export type NatsRole = (typeof NatsRoles)[keyof typeof NatsRoles];
@@ -72,6 +83,11 @@ export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & {
       ...readBucket(),
       `${SESSIONS_KEY_PREFIX}>`,
       eventsFilter(),
+      // The leader lease (controller/leadership.ts): its bucket, and reading and writing its one key.
+      streamApi('INFO', LEADER_STREAM),
+      streamApi('CREATE', LEADER_STREAM),
+      `${API}.DIRECT.GET.${LEADER_STREAM}.${LEADER_KEY_SUBJECT}`,
+      LEADER_KEY_SUBJECT,
     ],
     subscribe: [],
   }),

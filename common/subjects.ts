@@ -22,6 +22,13 @@ export const SESSIONS_STREAM = `KV_${SESSIONS_BUCKET}`;
 /** Subject prefix of the bucket's keys: a put or delete of key K is a publish to `$KV.damon_sessions.K`. */
 export const SESSIONS_KEY_PREFIX = `$KV.${SESSIONS_BUCKET}.`;
 
+/** The controllers' leader lease: one key, taken and renewed by compare-and-set (controller/leadership.ts). */
+export const LEADER_BUCKET = 'damon_leader';
+export const LEADER_STREAM = `KV_${LEADER_BUCKET}`;
+export const LEADER_KEY = 'controller';
+/** The subject a put of the lease key publishes to. */
+export const LEADER_KEY_SUBJECT = `$KV.${LEADER_BUCKET}.${LEADER_KEY}`;
+
 /** damon.records.<session>.<host>.<pid>: one AggregationRecord (protobuf) per message. */
 export function recordsSubject(sessionId: string, host: string, pid: number): string {
   return `damon.records.${sessionId}.${hostToken(host)}.${pid}`;

@@ -1,6 +1,7 @@
 // Calls to one agent's Agent service with the controller's credentials for that agent (the token
 // derived for its host, and/or the controller's TLS client certificate), each with a deadline.
 import * as grpc from '@grpc/grpc-js';
+import { isStaleEpoch } from '../common/fencing.js';
 import { statusMessage } from '../common/session-schema.js';
 import { channelCredentials, clientOptions, type Credentials } from '../common/auth.js';
 import {
@@ -17,14 +18,21 @@ export interface AgentConnectionOptions {
   callTimeoutMs?: number;
   /** Name to verify the agent's certificate against when it differs from the address' host. */
   tlsServerName?: string;
+  /**
+   * Fencing: the leader's epoch sent with every call (throws when this controller does not
+   * lead: nothing is sent), and what to do when the agent answers that it saw a newer one.
+   */
+  fence?: { epoch(): bigint; deposed(why: string): void };
 }
 
 /** A client of one agent address. */
 export class AgentConnection {
   private readonly client: AgentClient;
   private readonly timeoutMs: number;
+  private readonly fence: AgentConnectionOptions['fence'];
 
   constructor(readonly address: string, options: AgentConnectionOptions) {
+    this.fence = options.fence;
     const extra: Partial<grpc.ClientOptions> = options.tlsServerName
       ? { 'grpc.ssl_target_name_override': options.tlsServerName, 'grpc.default_authority': options.tlsServerName }
       : {};
@@ -37,26 +45,33 @@ export class AgentConnection {
     req: Req,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
+      method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (!err) return resolve(res);
+        if (isStaleEpoch(err)) this.fence?.deposed(`agent at ${this.address}: ${err.details}`);
+        reject(err);
+      });
     });
   }
 
+  private epoch(): bigint {
+    return this.fence?.epoch() ?? 0n;
+  }
+
   /** Agent.ApplySession: runs (or keeps running) the spec on the agent's host. */
-  apply(spec: SessionSpec): Promise<ApplySessionResponse> {
-    return this.call(this.client.applySession, { spec });
+  async apply(spec: SessionSpec): Promise<ApplySessionResponse> {
+    return this.call(this.client.applySession, { spec, epoch: this.epoch() });
   }
 
   /** Agent.StopSession. */
   async stop(sessionId: string): Promise<void> {
-    await this.call(this.client.stopSession, { sessionId });
+    await this.call(this.client.stopSession, { sessionId, epoch: this.epoch() });
   }
 
-  /** Agent.GetState: what the agent runs now. */
-  state(): Promise<GetStateResponse> {
-    return this.call(this.client.getState, {});
+  /** Agent.GetState: what the agent runs now (never refused by epoch; it tells the agent the leader's). */
+  async state(): Promise<GetStateResponse> {
+    return this.call(this.client.getState, { epoch: this.epoch() });
   }
+
 
   close(): void {
     this.client.close();

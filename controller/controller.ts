@@ -1,9 +1,12 @@
-// Wires the controller together: NATS (streams, session bucket), the agent registry, the
-// reconcile loop and the gRPC server (Controller, Registry, health, reflection).
+// Wires the controller together: NATS (streams, session bucket), leadership among the
+// controllers on one NATS, the agent registry, the reconcile loop (while leading) and the
+// gRPC server (Controller, Registry, health, reflection).
+import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { serverCredentials, type TlsMaterial } from '../common/auth.js';
 import { WatchedIdentities, accessAuthorizer, agentCallToken, type IdentityTable } from '../common/grpc-access.js';
-import { checkTrust } from '../common/trust.js';
+import { checkTrust, isWildcardHost, splitHostPort } from '../common/trust.js';
+import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import {
   RpcError,
@@ -24,20 +27,30 @@ import {
   type NatsTlsFiles,
   type StreamsOptions,
 } from '../common/nats.js';
-import { ControllerService, RegistryService } from '../gen/damon/v1/damon.js';
+import { ControllerService, RegistryService, SessionEventKind } from '../gen/damon/v1/damon.js';
 import { AgentConnection } from './agent-client.js';
 import { controllerHandlers } from './controller-service.js';
 import { EventPublisher } from './events.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { Leadership, type Role } from './leadership.js';
+import { standbyError } from '../common/fencing.js';
 import { SessionLifecycle } from './lifecycle.js';
 import { Reconciler } from './reconciler.js';
 import { AgentRegistry } from './registry.js';
 import { registryHandlers } from './registry-service.js';
+import { targetHosts } from './session-model.js';
 import { SessionStore } from './session-store.js';
 
 export interface ControllerOptions {
   /** gRPC listen address, "host:port" (port 0 picks a free one). */
   listen: string;
+  /**
+   * The address standbys name to callers when this controller leads (default: the bound
+   * listen address; the host name with the port for a wildcard listen address).
+   */
+  advertise?: string;
+  /** Leader lease among controllers on one NATS (default 3000 ms): a standby takes over this long after the leader's last renewal. */
+  leaderLeaseMs?: number;
   /** NATS server URL(s). */
   nats: string | string[];
   /** The controller's NATS nkey seed file (controller/nats.nk of damon-fleet credentials). */
@@ -73,6 +86,10 @@ export interface ControllerOptions {
   log?: Logger;
 }
 
+function raise(err: Error): never {
+  throw err;
+}
+
 // NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
 function natsUnavailable(err: unknown): RpcError | undefined {
   return isNatsUnavailable(err) ? new RpcError(grpc.status.UNAVAILABLE, `NATS unavailable: ${(err as Error).message}`) : undefined;
@@ -82,9 +99,13 @@ export interface RunningController {
   /** "host:port" actually bound. */
   address: string;
   port: number;
+  /** The address standbys name for this controller. */
+  advertise: string;
   store: SessionStore;
   registry: AgentRegistry;
-  reconciler: Reconciler;
+  /** The reconcile loop of the current (or last) term as leader. */
+  readonly reconciler: Reconciler | undefined;
+  leadership: Leadership;
   nats: NatsConnection;
   /** Rejects when NATS stops accepting the controller's credential (removed, then reloaded). */
   readonly fatal: Promise<never>;
@@ -124,7 +145,14 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
     await ensureStreams(js, o.streams, log);
-    const store = await SessionStore.open(js);
+    // Set once the server is bound (its address is what standbys name); until then this
+    // controller answers as a standby that knows no leader.
+    let leadership: Leadership | undefined;
+    const fence = {
+      epoch: () => (leadership ? leadership.assertLeader() : raise(standbyError(undefined))),
+      deposed: (why: string) => leadership?.deposed(why),
+    };
+    const store = await SessionStore.open(js, Date.now, fence);
     const locks = new KeyedMutex();
     const events = new EventPublisher(js, log);
     let reconciler: Reconciler | undefined;
@@ -138,17 +166,37 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           credentials: { tls: o.tls, token: o.agentKey === undefined ? undefined : agentCallToken(o.agentKey, host) },
           callTimeoutMs: o.agentCallTimeoutMs,
           tlsServerName: o.agentTlsServerName,
+          fence,
         }),
       onChange: () => reconciler?.nudge(),
+      onConflict: (host, message) => void reportConflict(host, message),
     });
+    // A host claimed twice is reported on the events of the sessions that target it.
+    const reportConflict = async (host: string, message: string) => {
+      try {
+        for (const v of await store.list()) {
+          if (!targetHosts(v.session).includes(host)) continue;
+          await events.publish(v.session.id, v.revision, SessionEventKind.SESSION_EVENT_KIND_HOST_CONFLICT, message, { host, pid: 0 });
+        }
+      } catch (err) {
+        log.warn(`could not report the conflict on ${host}: ${(err as Error).message}`);
+      }
+    };
     const lifecycle = new SessionLifecycle(store, registry, events, locks, log);
-    reconciler = new Reconciler(store, registry, lifecycle, events, locks, {
-      intervalMs: o.reconcileIntervalMs ?? heartbeatIntervalMs,
-      startupGraceMs: leaseTtlMs,
-      log,
-    });
-    const rec = reconciler;
+    const newReconciler = () =>
+      new Reconciler(store, registry, lifecycle, events, locks, {
+        intervalMs: o.reconcileIntervalMs ?? heartbeatIntervalMs,
+        startupGraceMs: leaseTtlMs,
+        log,
+      });
 
+    // Only the leader serves the API and the Registry: a standby answers UNAVAILABLE naming
+    // the leader, after the caller's credentials were checked.
+    const leaderOnly = (call: Parameters<NonNullable<typeof access>>[0], method: string) => {
+      const who = access?.(call, method);
+      if (leadership?.currentEpoch() === undefined) throw leadership?.standbyError() ?? standbyError(undefined);
+      return who;
+    };
     const { server, health } = createServer({
       services: [
         {
@@ -156,46 +204,83 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           definition: ControllerService,
           implementation: implement(
             ControllerService,
-            controllerHandlers({ store, registry, lifecycle, locks, js, log, nudge: () => rec.nudge() }),
-            { authorize: access, log, mapError: natsUnavailable },
+            controllerHandlers({ store, registry, lifecycle, locks, js, log, nudge: () => reconciler?.nudge() }),
+            { authorize: leaderOnly, log, mapError: natsUnavailable },
           ),
         },
         {
           name: SERVICE_NAMES.registry,
           definition: RegistryService,
-          implementation: implement(RegistryService, registryHandlers(registry), {
-            authorize: access,
+          implementation: implement(RegistryService, registryHandlers(registry, () => leadership?.currentEpoch() ?? 0n), {
+            authorize: leaderOnly,
             log,
             mapError: natsUnavailable,
           }),
         },
       ],
     });
+    // Readiness (a load balancer, a Kubernetes probe of damon.v1.Controller) points at the leader.
+    const damonServices = [SERVICE_NAMES.controller, SERVICE_NAMES.registry];
+    const serving = (yes: boolean) => {
+      for (const s of damonServices) health.setStatus(s, yes ? 'SERVING' : 'NOT_SERVING');
+    };
+    serving(false);
     const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls }));
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
-    reconciler.start();
+    const advertise = o.advertise ?? (isWildcardHost(splitHostPort(o.listen).host) ? `${hostname()}:${port}` : address);
+
+    const onRole = async (r: Role) => {
+      if (r.role === 'leader') {
+        // Agents known from an earlier term are asked what they run before any dispatch;
+        // those whose lease lapsed meanwhile (a standby refuses heartbeats) expire.
+        registry.resync();
+        reconciler = newReconciler();
+        reconciler.start();
+        serving(true);
+      } else {
+        serving(false);
+        await reconciler?.stop();
+        log.info(`standby${r.leader ? `; the leader is at ${r.leader}` : ''}`);
+      }
+    };
+    try {
+      leadership = await Leadership.open(js, { id: randomUUID(), address: advertise, ttlMs: o.leaderLeaseMs ?? 3000, log, onRole });
+      await leadership.start();
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
     const sessions = await store.list();
     const on = sessions.filter((v) => v.session.state === 'on').length;
     log.info(
       `controller listening on ${address} (${o.tls ? 'mutual TLS' : 'plain text'}, ` +
         `${o.insecure ? 'NO AUTHENTICATION (--insecure, loopback only)' : `${identities?.entries.length ?? 0} identities by token${o.tls ? ' and certificates' : ''}`}); ` +
         `${sessions.length} sessions in store, ${on} on; ` +
-        `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
+        `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms; ` +
+        (leadership.currentEpoch() !== undefined
+          ? `leading (epoch ${leadership.currentEpoch()})`
+          : `standby (leader ${leadership.leaderAddress() ?? 'unknown'}), advertised as ${advertise}`),
     );
 
     return {
       address,
       port,
+      advertise,
       store,
       registry,
-      reconciler,
+      get reconciler() {
+        return reconciler;
+      },
+      leadership,
       nats: nc,
       fatal,
       stop() {
         stopping ??= (async () => {
           health.setStatus('', 'NOT_SERVING');
-          await rec.stop();
+          serving(false);
+          await leadership.stop();
+          await reconciler?.stop();
           await shutdownServer(server, 1000);
           registry.close();
           closeIdentities();

@@ -11,6 +11,12 @@ import { OptionError as UsageError, parseBytes, parseDurationMs } from '../commo
 export const USAGE = `usage: damon-fleet controller [options]
 
   --listen HOST:PORT          gRPC address (default 127.0.0.1:7100)
+  --advertise HOST:PORT       the address standby controllers name to agents and clients
+                              when this one leads (default: the listen address; the
+                              host name with the port when listening on 0.0.0.0 or ::)
+  --leader-lease DURATION     leadership among controllers on one NATS (default 3s): one
+                              leads, the others stand by and take over this long after
+                              the leader's last renewal
   --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
   --identities FILE           who may call, by token: operators, readers, agents (with
                               the addresses each may register); re-read when it changes.
@@ -47,6 +53,8 @@ function parseControllerOptions(argv: string[]) {
     allowPositionals: true,
     options: {
       listen: { type: 'string', default: '127.0.0.1:7100' },
+      advertise: { type: 'string' },
+      'leader-lease': { type: 'string', default: '3s' },
       ...CREDENTIAL_OPTIONS,
       'agent-key-file': { type: 'string' },
       'agent-tls-name': { type: 'string' },
@@ -74,6 +82,9 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   if (!/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/.test(values.listen!)) {
     throw new UsageError(`--listen ${values.listen}: expected HOST:PORT`);
   }
+  if (values.advertise !== undefined && !/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.advertise)) {
+    throw new UsageError(`--advertise ${values.advertise}: expected HOST:PORT`);
+  }
   const agentKey = values['agent-key-file'] ? readTokenFile(values['agent-key-file']) : undefined;
   const credentials = parseDaemonCredentials(values, values.listen!, { option: '--agent-key-file', given: agentKey !== undefined });
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
@@ -91,6 +102,8 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
     ...credentials,
     agentKey,
     agentTlsServerName: values['agent-tls-name'],
+    advertise: values.advertise,
+    leaderLeaseMs: parseDurationMs('--leader-lease', values['leader-lease']!),
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),
     streams: { records: limits('records'), events: limits('events') },

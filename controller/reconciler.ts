@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { BasicLogger as Logger } from '../common/log.js';
 import { isNatsUnavailable } from '../common/nats.js';
+import { RpcError } from '../common/grpc-server.js';
 import { SessionEventKind } from '../gen/damon/v1/damon.js';
 import { callErrorText } from './agent-client.js';
 import type { EventPublisher } from './events.js';
@@ -123,6 +124,8 @@ export class Reconciler {
         // Logged once per outage, not once per pass.
         if (!this.natsDown) this.opts.log.warn(`reconcile: NATS unavailable (${(err as Error).message}); retrying every pass`);
         this.natsDown = true;
+      } else if (err instanceof RpcError) {
+        this.opts.log.warn(`reconcile: ${err.message}`); // e.g. this controller stopped leading mid-pass
       } else {
         this.opts.log.error(`reconcile: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }

@@ -4,13 +4,14 @@ import { callerOf } from '../common/grpc-access.js';
 import type { RegistryService } from '../gen/damon/v1/damon.js';
 import type { AgentRegistry } from './registry.js';
 
-export function registryHandlers(registry: AgentRegistry): AsyncHandlers<typeof RegistryService> {
+/** `epoch`: the leader's, told to agents so that they refuse a deposed leader's calls. */
+export function registryHandlers(registry: AgentRegistry, epoch: () => bigint): AsyncHandlers<typeof RegistryService> {
   return {
     async register(req, call) {
-      return registry.register(req, callerOf(call));
+      return { ...(await registry.register(req, callerOf(call))), epoch: epoch() };
     },
     async heartbeat(req, call) {
-      return registry.heartbeat(req, callerOf(call));
+      return { ...registry.heartbeat(req, callerOf(call)), epoch: epoch() };
     },
   };
 }

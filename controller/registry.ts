@@ -45,6 +45,8 @@ export interface RegistryOptions {
   now?: () => number;
   /** Called when something a reconcile acts on changed (an agent came, went, or reported). */
   onChange?: () => void;
+  /** Called once per refused duplicate instance (a second agent claiming a live host). */
+  onConflict?: (host: string, message: string) => void;
 }
 
 const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
@@ -72,6 +74,8 @@ function checkHost(host: string, caller: Caller | undefined): void {
 export class AgentRegistry {
   private readonly agents = new Map<string, AgentEntry>();
   private readonly now: () => number;
+  /** Per host, the refused duplicate instance last reported (an agent retries registering). */
+  private readonly conflicts = new Map<string, string>();
 
   constructor(private readonly opts: RegistryOptions) {
     this.now = opts.now ?? Date.now;
@@ -80,9 +84,11 @@ export class AgentRegistry {
   /**
    * Registry.Register: (re)places the host's agent; a new instance id means the agent
    * restarted. `caller` (absent only on a server without authentication) must be that
-   * host's agent, and the address must be one its credential names.
+   * host's agent, and the address must be one its credential names. A new instance at
+   * another address while the host's lease is live is a restart only if the old instance no
+   * longer answers there; otherwise two agents claim one host: ALREADY_EXISTS.
    */
-  register(req: RegisterRequest, caller?: Caller): RegisterResponse {
+  async register(req: RegisterRequest, caller?: Caller): Promise<Omit<RegisterResponse, 'epoch'>> {
     if (!HOST_RE.test(req.host)) throw invalid(`host: not a valid host name: ${quoted(req.host)}`);
     if (!ADDRESS_RE.test(req.address)) throw invalid(`address: expected "host:port", got ${quoted(req.address)}`);
     if (req.instanceId === '') throw invalid('instance_id: required (new on every agent start)');
@@ -95,6 +101,8 @@ export class AgentRegistry {
       );
     }
     const { log } = this.opts;
+    const before = this.agents.get(req.host);
+    if (before?.live && before.instanceId !== req.instanceId && before.address !== req.address) await this.refuseIfAnswering(before, req);
     const old = this.agents.get(req.host);
     let connection: AgentConnection;
     if (old && old.address === req.address) {
@@ -129,8 +137,28 @@ export class AgentRegistry {
     return { leaseTtlMs: BigInt(this.opts.leaseTtlMs), heartbeatIntervalMs: BigInt(this.opts.heartbeatIntervalMs) };
   }
 
+  /** Refuses `req` (ALREADY_EXISTS, reported once) when the host's live agent `old` still answers at its address. */
+  private async refuseIfAnswering(old: AgentEntry, req: RegisterRequest): Promise<void> {
+    let answering: boolean;
+    try {
+      answering = (await old.connection.state()).host === req.host;
+    } catch {
+      answering = false; // gone (or not an agent of this host any more): the newcomer is a restart elsewhere
+    }
+    if (!answering) return;
+    const message =
+      `host ${quoted(req.host)} already has a live agent at ${old.address} (instance ${excerpt(old.instanceId)}); ` +
+      `refused the agent at ${req.address} (instance ${excerpt(req.instanceId)}): two agents may not claim one host`;
+    if (this.conflicts.get(req.host) !== req.instanceId) {
+      this.conflicts.set(req.host, req.instanceId);
+      this.opts.log.warn(message);
+      this.opts.onConflict?.(req.host, message);
+    }
+    throw new RpcError(grpc.status.ALREADY_EXISTS, message);
+  }
+
   /** Registry.Heartbeat: renews the lease of a known, live instance and records what it observed. */
-  heartbeat(req: HeartbeatRequest, caller?: Caller): HeartbeatResponse {
+  heartbeat(req: HeartbeatRequest, caller?: Caller): Omit<HeartbeatResponse, 'epoch'> {
     checkHost(req.host, caller);
     const a = this.agents.get(req.host);
     if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false };
@@ -180,9 +208,15 @@ export class AgentRegistry {
       }));
   }
 
+  /** A new term as leader: what each agent runs is asked again (GetState) before anything is dispatched to it. */
+  resync(): void {
+    for (const a of this.agents.values()) a.synced = false;
+  }
+
   /** Closes every agent connection. */
   close(): void {
     for (const a of this.agents.values()) a.connection.close();
     this.agents.clear();
+    this.conflicts.clear();
   }
 }

@@ -55,6 +55,8 @@ export interface StoredSession {
   offReason: string;
   createdAtMs: number;
   updatedAtMs: number;
+  /** Epoch of the leading controller that wrote it, in decimal (fencing, controller/leadership.ts); absent = 0. */
+  epoch?: string;
 }
 
 function invalid(message: string): RpcError {
@@ -209,6 +211,7 @@ export function decodeStoredSession(key: string, json: string): StoredSession {
     within('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs)));
     checkTargets(v.targets);
     checkOperations(v.operations, v.syntheticWorkload);
+    if (v.epoch !== undefined && !(typeof v.epoch === 'string' && /^\d{1,20}$/.test(v.epoch))) throw new SchemaError('epoch', 'not a decimal string of at most 20 digits');
     if (v.targetStatus.length > v.targets.length) throw new SchemaError('target_status', 'has more entries than targets');
     for (const t of v.targetStatus) {
       if (!STORED_TARGET_STATES.includes(t.state)) throw new SchemaError('target_status', `unknown state ${quoted(String(t.state))}`);

@@ -66,6 +66,19 @@ class BrokenSessionError extends RpcError {
   }
 }
 
+/**
+ * Fencing of writes (controller/leadership.ts): every entry carries the epoch of the leader
+ * that wrote it, and a writer whose epoch is lower than an entry's was deposed.
+ */
+export interface WriteFence {
+  /** The writer's epoch; throws (UNAVAILABLE) when it does not lead. */
+  epoch(): bigint;
+  /** Called when an entry shows a newer leader. */
+  deposed(why: string): void;
+}
+
+const UNFENCED: WriteFence = { epoch: () => 0n, deposed: () => undefined };
+
 export class SessionStore {
   /** Compare-and-set conflicts that were resolved by re-reading (for logs and tests). */
   conflicts = 0;
@@ -74,12 +87,25 @@ export class SessionStore {
     private readonly kv: KV,
     private readonly jsm: JetStreamManager,
     private readonly now: () => number,
+    private readonly fence: WriteFence,
   ) {}
 
   /** Opens (creating if needed) the damon_sessions bucket. */
-  static async open(js: JetStreamClient, now: () => number = Date.now): Promise<SessionStore> {
+  static async open(js: JetStreamClient, now: () => number = Date.now, fence: WriteFence = UNFENCED): Promise<SessionStore> {
     const kv = await new Kvm(js).create(SESSIONS_BUCKET, { history: 1 });
-    return new SessionStore(kv, await js.jetstreamManager(), now);
+    return new SessionStore(kv, await js.jetstreamManager(), now, fence);
+  }
+
+  /** This writer's epoch, refused (and reported) when `entry` was written by a newer leader. */
+  private writerEpoch(entry?: StoredSession): string {
+    const mine = this.fence.epoch();
+    const theirs = BigInt(entry?.epoch ?? 0);
+    if (theirs > mine) {
+      const why = `session "${entry!.id}" was written by the leader of epoch ${theirs}, this controller's is ${mine}`;
+      this.fence.deposed(why);
+      throw new RpcError(grpc.status.UNAVAILABLE, `this controller no longer leads (${why}): retry, and the leader answers`);
+    }
+    return String(mine);
   }
 
   /** The session, or null when there is none. */
@@ -124,6 +150,7 @@ export class SessionStore {
 
   /** Stores a new session; ALREADY_EXISTS when the id is taken. */
   async create(s: StoredSession): Promise<Versioned> {
+    s.epoch = this.writerEpoch();
     try {
       const revision = await this.kv.create(s.id, encode(s));
       return { session: s, revision };
@@ -147,9 +174,11 @@ export class SessionStore {
           `session "${id}" is at revision ${before.revision}, not the expected ${expectedRevision}: re-read and retry`,
         );
       }
+      const epoch = this.writerEpoch(before.session);
       const next = mutate(structuredClone(before.session), before.revision);
       if (next === undefined) return { before, after: before, changed: false };
       next.updatedAtMs = this.now();
+      next.epoch = epoch;
       try {
         const revision = await this.kv.update(id, encode(next), before.revision);
         return { before, after: { session: next, revision }, changed: true };
@@ -172,10 +201,12 @@ export class SessionStore {
       let revision: number;
       try {
         const v = await this.mustGet(id);
+        this.writerEpoch(v.session);
         check(v.session);
         revision = v.revision;
       } catch (err) {
         if (!(err instanceof BrokenSessionError)) throw err;
+        this.writerEpoch();
         revision = err.revision;
       }
       try {

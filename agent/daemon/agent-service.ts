@@ -3,11 +3,13 @@
 import type { AsyncHandlers } from '../../common/grpc-server.js';
 import type { AgentService, GetStateResponse, ObservedSession, SessionSpec } from '../../gen/damon/v1/damon.js';
 import { checkSessionId } from '../../common/session-schema.js';
+import type { EpochFence } from './epoch-fence.js';
 import { parseSpec, type RunSpec } from './spec.js';
 
 export interface SessionControl {
-  apply(spec: RunSpec): Promise<ObservedSession>;
-  stop(sessionId: string): Promise<void>;
+  /** `admit` runs first in the session's turn and throws to refuse. */
+  apply(spec: RunSpec, admit?: () => void): Promise<ObservedSession>;
+  stop(sessionId: string, admit?: () => void): Promise<void>;
   observed(): ObservedSession[];
 }
 
@@ -21,17 +23,22 @@ export interface AgentIdentity {
 export function agentHandlers(
   sessions: SessionControl,
   identity: AgentIdentity,
+  fence: EpochFence,
 ): AsyncHandlers<typeof AgentService> {
   return {
-    async applySession(req: { spec: SessionSpec | undefined }) {
+    async applySession(req: { spec: SessionSpec | undefined; epoch: bigint }) {
       // parseSpec's SchemaError is an RpcError: INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
-      return { observed: await sessions.apply(parseSpec(req.spec)) };
+      const spec = parseSpec(req.spec);
+      // Checked in the session's turn: a call queued behind another is judged when it acts.
+      return { observed: await sessions.apply(spec, () => fence.admit(req.epoch, `ApplySession ${spec.sessionId}`)) };
     },
-    async stopSession(req: { sessionId: string }) {
-      await sessions.stop(checkSessionId(req.sessionId, 'session_id'));
+    async stopSession(req: { sessionId: string; epoch: bigint }) {
+      const id = checkSessionId(req.sessionId, 'session_id');
+      await sessions.stop(id, () => fence.admit(req.epoch, `StopSession ${id}`));
       return {};
     },
-    async getState(): Promise<GetStateResponse> {
+    async getState(req: { epoch: bigint }): Promise<GetStateResponse> {
+      fence.observe(req.epoch);
       return {
         host: identity.host,
         instanceId: identity.instanceId,

@@ -22,6 +22,7 @@ import { readNkeySeed } from '../../common/nats-access.js';
 import { HOST_RE } from '../../common/subjects.js';
 import { AgentService, type GetStateResponse } from '../../gen/damon/v1/damon.js';
 import { agentHandlers } from './agent-service.js';
+import { EpochFence } from './epoch-fence.js';
 import { createLogger, errorMessage, type Logger } from '../../common/log.js';
 import { probeHostOperations, type HostOperations } from './ops-select.js';
 import { RecordPublisher, type PublisherStats } from './publisher.js';
@@ -39,8 +40,11 @@ export interface AgentOptions {
   listen?: string;
   /** The address the controller dials; default the listen address (the host name for a wildcard). */
   advertise?: string;
-  /** The controller's gRPC address. Without it the agent does not register (tests, manual use). */
-  controller?: string;
+  /**
+   * The controllers' gRPC addresses (one leads, the others stand by; the agent finds the
+   * leader). Without one the agent does not register (tests, manual use).
+   */
+  controller?: string | readonly string[];
   /** NATS server URL(s). */
   nats: string | string[];
   /** This host's NATS nkey seed file (DIR/agents/<host>/nats.nk of damon-fleet credentials). */
@@ -144,6 +148,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     processPollMs: opts.processPollMs,
   });
   const identity = { host, instanceId, operations: hostOps.operations, unavailable: hostOps.unavailable };
+  const fence = new EpochFence(log);
 
   // NATS in the background: records queue (bounded) until it is there. A refused credential
   // is fatal: no retry can fix it, and an agent silently holding records helps nobody.
@@ -219,7 +224,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       {
         name: SERVICE_NAMES.agent,
         definition: AgentService,
-        implementation: implement(AgentService, agentHandlers(sessions, identity), {
+        implementation: implement(AgentService, agentHandlers(sessions, identity, fence), {
           authorize: opts.insecure ? undefined : accessAuthorizer({ identities: callers, tls: opts.tls !== undefined }),
           log,
         }),
@@ -245,12 +250,14 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     : [opts.tls ? 'mutual TLS' : '', callers ? 'the controller\'s token' : ''].filter(Boolean).join(' or ');
   log.info(`serving damon.v1.Agent on ${address}, auth: ${auth}; data directory ${dataDir}`);
 
-  if (opts.controller) {
+  const controllers = [opts.controller ?? []].flat();
+  if (controllers.length > 0) {
     const extra: Partial<grpc.ClientOptions> = opts.controllerTlsName
       ? { 'grpc.ssl_target_name_override': opts.controllerTlsName, 'grpc.default_authority': opts.controllerTlsName }
       : {};
     registration = new Registration({
-      controller: opts.controller,
+      controllers,
+      onEpoch: (epoch) => fence.observe(epoch),
       credentials: { token: opts.token, tls: opts.tls },
       clientOptions: extra,
       registration: { host, address: advertise, operations: hostOps.operations, unavailable: hostOps.unavailable, instanceId },

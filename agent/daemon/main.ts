@@ -11,14 +11,16 @@ import { OptionError as UsageError } from '../../common/cli-values.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
 
-export const USAGE = `usage: damon-fleet agent --controller HOST:PORT [options]
+export const USAGE = `usage: damon-fleet agent --controller HOST:PORT[,HOST:PORT...] [options]
 
   --host NAME                 this host's name, as sessions' targets name it
                               (default: the system host name)
   --listen HOST:PORT          where the Agent service listens (default ${DEFAULT_LISTEN})
   --advertise HOST:PORT       the address the controller dials (default: the listen
                               address; NAME:PORT when listening on 0.0.0.0 or ::)
-  --controller HOST:PORT      the controller's gRPC address (required)
+  --controller HOST:PORT[,HOST:PORT...]
+                              the controllers' gRPC addresses (required): with several
+                              (one leads, the others stand by) the agent finds the leader
   --nats URL[,URL...]         NATS servers with JetStream (default nats://127.0.0.1:4222)
   --nats-nkey FILE            this host's NATS nkey seed (agents/<host>/nats.nk of
                               damon-fleet credentials); refused -> the agent exits
@@ -79,9 +81,11 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   const { values, positionals } = parsed;
   if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
   if (!values.controller) throw new UsageError('--controller HOST:PORT is required');
+  const controllers = values.controller.split(',').map((a) => a.trim());
+  if (new Set(controllers).size !== controllers.length) throw new UsageError(`--controller ${values.controller}: an address is given twice`);
   try {
     splitHostPort(values.listen!, '--listen');
-    splitHostPort(values.controller, '--controller');
+    for (const c of controllers) splitHostPort(c, '--controller');
     if (values.advertise) splitHostPort(values.advertise, '--advertise');
   } catch (err) {
     throw new UsageError((err as TrustError).message);
@@ -95,7 +99,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     host: values.host ?? hostname(),
     listen: values.listen,
     advertise: values.advertise,
-    controller: values.controller,
+    controller: controllers,
     ...credentials,
     dataDir: values['data-dir'],
     token,

@@ -3,7 +3,10 @@
 // for. A heartbeat answered "unknown" (the controller restarted or let the lease lapse)
 // leads to registering again. While the controller is unreachable the agent keeps
 // monitoring and keeps retrying; the log says so once per change, not per attempt.
+// Given several controllers (one leads, the others stand by), it talks to the leader: a
+// standby's refusal names the leader, an unreachable one sends it to the next address.
 import * as grpc from '@grpc/grpc-js';
+import { leaderNamedIn } from '../../common/fencing.js';
 import { channelCredentials, clientOptions, type Credentials } from '../../common/auth.js';
 import {
   RegistryClient,
@@ -16,8 +19,8 @@ import { StateLog, type Logger } from '../../common/log.js';
 import { Sleeper } from './sleeper.js';
 
 export interface RegistrationOptions {
-  /** The controller's gRPC address ("host:port"). */
-  controller: string;
+  /** The controllers' gRPC addresses ("host:port"): one leads, the agent finds which. */
+  controllers: readonly string[];
   credentials: Credentials;
   /** Extra client options, e.g. 'grpc.ssl_target_name_override'. */
   clientOptions?: Partial<grpc.ClientOptions>;
@@ -31,6 +34,8 @@ export interface RegistrationOptions {
   /** Delay between attempts while the controller is unreachable: doubles from min to max. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** The leader's epoch, from each Register and Heartbeat answer (fencing). */
+  onEpoch?: (epoch: bigint) => void;
 }
 
 type Reach = 'reachable' | 'unreachable';
@@ -40,7 +45,11 @@ function callDeadline(ms: number): Date {
 }
 
 export class Registration {
-  private readonly client: RegistryClient;
+  private readonly clients = new Map<string, RegistryClient>();
+  /** Index in opts.controllers of the controller talked to. */
+  private current = 0;
+  /** Controllers that failed since one last answered: once all did, wait before going round again. */
+  private failedInARow = 0;
   private readonly reach: StateLog<Reach>;
   private readonly log: Logger;
   private registered = false;
@@ -56,11 +65,21 @@ export class Registration {
     this.log = opts.log;
     this.reach = new StateLog(opts.log);
     this.heartbeatMs = opts.defaultHeartbeatMs ?? 2_000;
-    this.client = new RegistryClient(
-      opts.controller,
-      channelCredentials(opts.credentials),
-      clientOptions(opts.credentials, opts.clientOptions),
-    );
+    if (opts.controllers.length === 0) throw new Error('registration: no controller address');
+  }
+
+  /** The controller address talked to now. */
+  get controller(): string {
+    return this.opts.controllers[this.current];
+  }
+
+  private get client(): RegistryClient {
+    let c = this.clients.get(this.controller);
+    if (!c) {
+      c = new RegistryClient(this.controller, channelCredentials(this.opts.credentials), clientOptions(this.opts.credentials, this.opts.clientOptions));
+      this.clients.set(this.controller, c);
+    }
+    return c;
   }
 
   /** True once the controller accepted this instance (and has not disowned it since). */
@@ -87,7 +106,7 @@ export class Registration {
     this.stopped = true;
     this.sleeper.wake();
     await this.loop;
-    this.client.close();
+    for (const c of this.clients.values()) c.close();
   }
 
   private sleep(ms: number): Promise<void> {
@@ -107,6 +126,39 @@ export class Registration {
     });
   }
 
+  /**
+   * After a failed call: goes to the leader a standby named, or to the next controller.
+   * Returns whether to retry at once (false: every controller failed in a row, back off).
+   */
+  private moveOn(err: unknown): boolean {
+    const list = this.opts.controllers;
+    const named = leaderNamedIn(err);
+    const from = this.controller;
+    const code = (err as Partial<grpc.ServiceError>)?.code;
+    if (named === undefined && code !== undefined && code !== grpc.status.UNAVAILABLE && code !== grpc.status.DEADLINE_EXCEEDED) {
+      // The leader answered and refused (credentials, a host claimed twice): ask it again later.
+      this.unreachable(err);
+      return false;
+    }
+    if (named !== undefined && named !== from && list.includes(named)) {
+      this.current = list.indexOf(named);
+      this.registered = false;
+      this.failedInARow = 0;
+      this.log.info(`controller ${from} stands by; the leader is ${named}`);
+      return true;
+    }
+    if (named !== undefined && !list.includes(named)) {
+      this.reach.set('unreachable', `controller ${from} stands by and names the leader ${named}, which is not among --controller ${list.join(',')}; trying the others`, 'warn');
+    } else {
+      this.unreachable(err);
+    }
+    if (list.length === 1) return false;
+    this.current = (this.current + 1) % list.length;
+    this.registered = false;
+    this.failedInARow++;
+    return this.failedInARow % list.length !== 0;
+  }
+
   private unreachable(err: unknown): void {
     const e = err as grpc.ServiceError;
     const why = typeof e?.code === 'number' ? `${grpc.status[e.code]}: ${e.details || e.message}` : String(err);
@@ -114,10 +166,12 @@ export class Registration {
     const hint =
       e?.code === grpc.status.UNAUTHENTICATED || e?.code === grpc.status.PERMISSION_DENIED
         ? " (check --token-file, or the certificate's spiffe://damon-fleet/agent/<host> SAN, against the controller's identities)"
-        : '';
+        : e?.code === grpc.status.ALREADY_EXISTS
+          ? ' (another agent holds this host name: this one is taken once that one is gone)'
+          : '';
     this.reach.set(
       'unreachable',
-      `controller ${this.opts.controller} unreachable (${why})${hint}; monitoring continues, retrying`,
+      `controller ${this.controller} ${hint ? 'refused this agent' : 'unreachable'} (${why})${hint}; monitoring continues, retrying`,
       'warn',
     );
   }
@@ -134,21 +188,24 @@ export class Registration {
             this.opts.registration,
           );
           this.registered = true;
+          this.failedInARow = 0;
+          this.opts.onEpoch?.(res.epoch);
           const hb = Number(res.heartbeatIntervalMs);
           if (hb > 0) this.heartbeatMs = hb;
           this.leaseMs = Number(res.leaseTtlMs);
-          this.reach.set('reachable', `controller ${this.opts.controller} reachable`);
+          this.reach.set('reachable', `controller ${this.controller} reachable`);
           this.log.info(
-            `registered with controller ${this.opts.controller} as ${this.opts.registration.host} ` +
+            `registered with controller ${this.controller} as ${this.opts.registration.host} ` +
               `(instance ${this.opts.registration.instanceId}, heartbeat every ${this.heartbeatMs} ms, lease ${this.leaseMs} ms)`,
           );
           retry = retryMin;
           // Falls through to a heartbeat right away: the controller reconciles against it.
         } catch (err) {
           if (this.stopped) break;
-          this.unreachable(err);
           this.wakeRequested = false; // an early heartbeat cannot go out before registering
-          await this.sleep(retry);
+          if (this.moveOn(err)) continue;
+          // Among several controllers a new leader is due within seconds: look again soon.
+          await this.sleep(this.opts.controllers.length > 1 ? Math.min(retry, this.heartbeatMs) : retry);
           retry = Math.min(retry * 2, retryMax);
           continue;
         }
@@ -164,11 +221,13 @@ export class Registration {
           },
         );
         this.heartbeats++;
-        this.reach.set('reachable', `controller ${this.opts.controller} reachable`);
+        this.failedInARow = 0;
+        this.opts.onEpoch?.(res.epoch);
+        this.reach.set('reachable', `controller ${this.controller} reachable`);
         retry = retryMin;
         if (!res.known) {
           this.log.warn(
-            `controller ${this.opts.controller} does not know this agent (it restarted or the lease expired); registering again`,
+            `controller ${this.controller} does not know this agent (it restarted or the lease expired); registering again`,
           );
           this.registered = false;
           continue;
@@ -176,7 +235,7 @@ export class Registration {
         await this.sleep(this.heartbeatMs);
       } catch (err) {
         if (this.stopped) break;
-        this.unreachable(err);
+        if (this.moveOn(err)) continue;
         await this.sleep(Math.min(retry, this.heartbeatMs));
         retry = Math.min(retry * 2, retryMax);
       }

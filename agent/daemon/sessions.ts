@@ -40,9 +40,11 @@ export class SessionManager {
     return n;
   };
 
-  apply(spec: RunSpec): Promise<ObservedSession> {
+  /** Runs (or keeps) `spec`; `admit`, if given, runs first in the session's turn and throws to refuse. */
+  apply(spec: RunSpec, admit?: () => void): Promise<ObservedSession> {
     return this.serialized(spec.sessionId, async () => {
       if (this.closed) throw new RpcError(grpc.status.UNAVAILABLE, 'the agent is shutting down');
+      admit?.();
       const current = this.runners.get(spec.sessionId);
       if (current && current.spec.key === spec.key) return current.observed();
       if (current) {
@@ -60,8 +62,9 @@ export class SessionManager {
   }
 
   /** Stops and forgets the session; a no-op for a session this agent does not run. */
-  stop(sessionId: string): Promise<void> {
+  stop(sessionId: string, admit?: () => void): Promise<void> {
     return this.serialized(sessionId, async () => {
+      admit?.();
       const runner = this.runners.get(sessionId);
       if (!runner) return;
       this.runners.delete(sessionId);

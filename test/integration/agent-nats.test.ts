@@ -83,7 +83,7 @@ async function storedRecords(): Promise<AggregationRecord[]> {
 }
 
 test('nats-server killed (-9) and restarted: the agent reconnects, records flow again, each stored once', async () => {
-  await unary(client, 'applySession', { spec: syntheticSpec(SESSION, [target.pid]) });
+  await unary(client, 'applySession', { epoch: 0n, spec: syntheticSpec(SESSION, [target.pid]) });
   await waitFor('five records acknowledged', () => agent.publisherStats().published >= 5, 8000);
   assert.equal(agent.natsConnected(), true);
 
@@ -101,7 +101,7 @@ test('nats-server killed (-9) and restarted: the agent reconnects, records flow 
     () => agent.publisherStats().queued === 0 && agent.publisherStats().published >= ackedBeforeCrash + heldAtRestart + 2,
     10_000,
   );
-  await unary(client, 'stopSession', { sessionId: SESSION });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: SESSION });
   const stats = agent.publisherStats();
   assert.equal(stats.dropped, 0);
 

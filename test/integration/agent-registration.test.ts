@@ -51,11 +51,11 @@ class StandInRegistry {
               register: async (req) => {
                 this.registers.push(req);
                 this.known.add(req.instanceId);
-                return { leaseTtlMs: this.heartbeatIntervalMs * 3n, heartbeatIntervalMs: this.heartbeatIntervalMs };
+                return { leaseTtlMs: this.heartbeatIntervalMs * 3n, heartbeatIntervalMs: this.heartbeatIntervalMs, epoch: 0n };
               },
               heartbeat: async (req) => {
                 this.heartbeats.push({ req, at: performance.now() });
-                return { known: this.known.has(req.instanceId) };
+                return { known: this.known.has(req.instanceId), epoch: 0n };
               },
             },
             // Checks the agent's credential as the real controller does.
@@ -130,7 +130,7 @@ test('registers what it is and heartbeats its observed sessions', async () => {
 
   const t = spawnTarget();
   targets.push(t);
-  await unary(client, 'applySession', { spec: syntheticSpec('r-hb', [t.pid]) });
+  await unary(client, 'applySession', { epoch: 0n, spec: syntheticSpec('r-hb', [t.pid]) });
   // A target exit is reported at once, not at the next heartbeat: kill it just after a
   // regular heartbeat, so the next regular one is 1.5 s away.
   const n = registry.heartbeats.length;
@@ -150,7 +150,7 @@ test('registers what it is and heartbeats its observed sessions', async () => {
   assert.equal(exited.req.instanceId, agent.instanceId);
   assert.match(exited.req.sessions.find((s) => s.sessionId === 'r-hb')!.targets[0].message, /process exited/);
   assert.ok(exited.at - killedAt < 500, `EXITED reported ${(exited.at - killedAt).toFixed(0)} ms after the exit`);
-  await unary(client, 'stopSession', { sessionId: 'r-hb' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 'r-hb' });
 });
 
 test('registers again, with the same instance id, when the controller no longer knows it', async () => {
@@ -167,10 +167,10 @@ test('registers again, with the same instance id, when the controller no longer 
 test('while the controller is unreachable: monitoring goes on, one log line, then it registers again', async () => {
   const t = spawnTarget();
   targets.push(t);
-  await unary(client, 'applySession', { spec: syntheticSpec('r-down', [t.pid]) });
+  await unary(client, 'applySession', { epoch: 0n, spec: syntheticSpec('r-down', [t.pid]) });
   await registry.stop();
   const logsBefore = logs.length;
-  const published = async () => (await unary(client, 'getState', {})).sessions.find((s) => s.sessionId === 'r-down')!.recordsPublished;
+  const published = async () => (await unary(client, 'getState', { epoch: 0n })).sessions.find((s) => s.sessionId === 'r-down')!.recordsPublished;
   const p0 = await published();
   await new Promise((r) => setTimeout(r, 1500)); // several heartbeat attempts fail meanwhile
   assert.ok((await published()) > p0, 'records still published while the controller is away');
@@ -186,5 +186,5 @@ test('while the controller is unreachable: monitoring goes on, one log line, the
     registry.heartbeats.some((h) => h.req.sessions.some((s) => s.sessionId === 'r-down' && s.running)),
   );
   assert.ok(logs.slice(logsBefore).some((l) => l.includes('reachable') && !l.includes('unreachable')));
-  await unary(client, 'stopSession', { sessionId: 'r-down' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 'r-down' });
 });

@@ -49,12 +49,12 @@ function recordsOf(sessionId: string, pid?: number) {
 }
 
 async function apply(spec: SessionSpec): Promise<ObservedSession> {
-  const res = await unary(client, 'applySession', { spec });
+  const res = await unary(client, 'applySession', { epoch: 0n, spec });
   return res.observed!;
 }
 
 async function observed(sessionId: string): Promise<ObservedSession | undefined> {
-  const st = await unary(client, 'getState', {});
+  const st = await unary(client, 'getState', { epoch: 0n });
   return st.sessions.find((s) => s.sessionId === sessionId);
 }
 
@@ -135,7 +135,7 @@ test('Apply: records on NATS within two aggregation intervals, one per target pe
   });
   assert.ok(state.aggregationIntervalMeanUs > 150_000 && state.aggregationIntervalMeanUs < 400_000, `${state.aggregationIntervalMeanUs}`);
   assert.ok(state.samplingIntervalMeanUs > 5_000 && state.samplingIntervalMeanUs < 30_000, `${state.samplingIntervalMeanUs}`);
-  await unary(client, 'stopSession', { sessionId: 's-records' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-records' });
 });
 
 test('Apply is idempotent by generation and spec; a new generation restarts and sequences go on', async () => {
@@ -158,14 +158,14 @@ test('Apply is idempotent by generation and spec; a new generation restarts and 
   await waitFor('records of generation 2', () => recordsOf('s-idem').slice(n).find((r) => r.rec.maxNrAccesses === 10));
   const all = recordsOf('s-idem').map((r) => r.rec.sequence);
   assert.deepEqual(all, all.map((_, i) => BigInt(i + 1)), 'sequences go on across the restart');
-  await unary(client, 'stopSession', { sessionId: 's-idem' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-idem' });
 });
 
 test('Stop: no records after it returns; the session is gone from the state', async () => {
   const t = target();
   await apply(syntheticSpec('s-stop', [t.pid]));
   await waitFor('two records', () => recordsOf('s-stop').length >= 2);
-  await unary(client, 'stopSession', { sessionId: 's-stop' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-stop' });
   const stoppedAt = BigInt(Date.now()) * 1_000_000n;
   // Let anything in flight arrive, then look for later records.
   await new Promise((r) => setTimeout(r, 100));
@@ -175,8 +175,8 @@ test('Stop: no records after it returns; the session is gone from the state', as
   for (const r of recordsOf('s-stop')) assert.ok(r.rec.endTimeNs <= stoppedAt);
   assert.equal(await observed('s-stop'), undefined);
   // Stopping again, or a session never applied, is fine.
-  await unary(client, 'stopSession', { sessionId: 's-stop' });
-  await unary(client, 'stopSession', { sessionId: 'never-applied' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-stop' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 'never-applied' });
 });
 
 test('a target process that exits is EXITED at once and its records end; the others go on', async () => {
@@ -207,7 +207,7 @@ test('a target process that exits is EXITED at once and its records end; the oth
     return s && !s.running ? s : undefined;
   }, 3000);
   assert.deepEqual(done.targets.map((x) => TargetState[x.state]), ['TARGET_STATE_EXITED', 'TARGET_STATE_EXITED']);
-  await unary(client, 'stopSession', { sessionId: 's-exit' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-exit' });
 });
 
 test('a synthetic workload (JSON) whose simulated process ends: EXITED, saying it was simulated', async () => {
@@ -226,7 +226,7 @@ test('a synthetic workload (JSON) whose simulated process ends: EXITED, saying i
   assert.equal(done.targets[0].state, TargetState.TARGET_STATE_EXITED);
   assert.equal(done.targets[0].message, 'the simulated process of the synthetic workload exited');
   assert.ok(recordsOf('s-simexit').length >= 1);
-  await unary(client, 'stopSession', { sessionId: 's-simexit' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-simexit' });
 });
 
 test('a pid that does not exist is EXITED with a clear message; the existing one runs', async () => {
@@ -239,13 +239,13 @@ test('a pid that does not exist is EXITED with a clear message; the existing one
   const only = await apply(syntheticSpec('s-missing-only', [MISSING_PID]));
   assert.equal(only.running, false);
   assert.equal(only.targets[0].state, TargetState.TARGET_STATE_EXITED);
-  await unary(client, 'stopSession', { sessionId: 's-missing' });
-  await unary(client, 'stopSession', { sessionId: 's-missing-only' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-missing' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-missing-only' });
 });
 
 test('default operations on a host without page_idle: FAILED with what is missing', async () => {
   const t = target();
-  const st = await unary(client, 'getState', {});
+  const st = await unary(client, 'getState', { epoch: 0n });
   assert.deepEqual(st.operations, ['synthetic'], 'this host has no page_idle');
   assert.ok(st.unavailable.some((u) => u.startsWith('page_idle: ')), st.unavailable.join('; '));
   for (const operations of ['', 'page_idle']) {
@@ -253,7 +253,7 @@ test('default operations on a host without page_idle: FAILED with what is missin
     assert.equal(o.running, false);
     assert.equal(o.targets[0].state, TargetState.TARGET_STATE_FAILED);
     assert.match(o.targets[0].message, /^page_idle unavailable: .*page_idle\/bitmap/);
-    await unary(client, 'stopSession', { sessionId: o.sessionId });
+    await unary(client, 'stopSession', { epoch: 0n, sessionId: o.sessionId });
   }
   // A workload that is not one: a malformed spec, naming it (the session schema's rule).
   await rejectsWith(
@@ -265,18 +265,18 @@ test('default operations on a host without page_idle: FAILED with what is missin
 
 test('malformed specs are INVALID_ARGUMENT, naming the field', async () => {
   const base = syntheticSpec('s-bad', [1]);
-  await rejectsWith(unary(client, 'applySession', { spec: undefined }), grpc.status.INVALID_ARGUMENT, /^spec: required/);
-  await rejectsWith(unary(client, 'applySession', { spec: { ...base, sessionId: 'a.b' } }), grpc.status.INVALID_ARGUMENT, /spec\.session_id/);
-  await rejectsWith(unary(client, 'applySession', { spec: { ...base, pids: [7, 7] } }), grpc.status.INVALID_ARGUMENT, /spec\.pids: pid 7 given twice/);
-  await rejectsWith(unary(client, 'applySession', { spec: { ...base, pids: [] } }), grpc.status.INVALID_ARGUMENT, /spec\.pids/);
+  await rejectsWith(unary(client, 'applySession', { epoch: 0n, spec: undefined }), grpc.status.INVALID_ARGUMENT, /^spec: required/);
+  await rejectsWith(unary(client, 'applySession', { epoch: 0n, spec: { ...base, sessionId: 'a.b' } }), grpc.status.INVALID_ARGUMENT, /spec\.session_id/);
+  await rejectsWith(unary(client, 'applySession', { epoch: 0n, spec: { ...base, pids: [7, 7] } }), grpc.status.INVALID_ARGUMENT, /spec\.pids: pid 7 given twice/);
+  await rejectsWith(unary(client, 'applySession', { epoch: 0n, spec: { ...base, pids: [] } }), grpc.status.INVALID_ARGUMENT, /spec\.pids/);
   await rejectsWith(
-    unary(client, 'applySession', { spec: { ...base, attrs: { ...base.attrs!, minNrRegions: 2 } } }),
+    unary(client, 'applySession', { epoch: 0n, spec: { ...base, attrs: { ...base.attrs!, minNrRegions: 2 } } }),
     grpc.status.INVALID_ARGUMENT,
     /spec\.attrs\.min_nr_regions: must be at least 3/,
   );
-  await rejectsWith(unary(client, 'applySession', { spec: { ...base, operations: 'vaddr' } }), grpc.status.INVALID_ARGUMENT, /unknown operations "vaddr"/);
+  await rejectsWith(unary(client, 'applySession', { epoch: 0n, spec: { ...base, operations: 'vaddr' } }), grpc.status.INVALID_ARGUMENT, /unknown operations "vaddr"/);
   await rejectsWith(
-    unary(client, 'applySession', { spec: { ...base, attrs: { ...base.attrs!, resultFormat: 'csv' } } }),
+    unary(client, 'applySession', { epoch: 0n, spec: { ...base, attrs: { ...base.attrs!, resultFormat: 'csv' } } }),
     grpc.status.INVALID_ARGUMENT,
     /spec\.attrs\.result_format: unknown format "csv"/,
   );
@@ -291,7 +291,7 @@ test('result file: written inside the data directory; escapes refused (INVALID_A
   const ok = await apply(spec('s-file', 'runs/r.data'));
   assert.equal(ok.running, true);
   await waitFor('three records', () => recordsOf('s-file').length >= 3);
-  await unary(client, 'stopSession', { sessionId: 's-file' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-file' });
   const contents = await readResultFile(join(dataDir, 'runs', 'r.data'));
   assert.equal(contents.format, 'binary');
   assert.ok(contents.snapshots.length >= 3, `${contents.snapshots.length} snapshots`);
@@ -300,7 +300,7 @@ test('result file: written inside the data directory; escapes refused (INVALID_A
   const json = await apply(spec('s-json', 'r.json', 'json'));
   assert.equal(json.running, true);
   await waitFor('two records', () => recordsOf('s-json').length >= 2);
-  await unary(client, 'stopSession', { sessionId: 's-json' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-json' });
   assert.equal((await readResultFile(join(dataDir, 'r.json'))).format, 'json');
 
   const outside = join(data.path, 'outside');
@@ -314,7 +314,7 @@ test('result file: written inside the data directory; escapes refused (INVALID_A
   assert.equal(o.running, false);
   assert.equal(o.targets[0].state, TargetState.TARGET_STATE_FAILED);
   assert.match(o.targets[0].message, /^result_file "escape\/x\.data": "escape" is a symbolic link; result paths never pass through links/);
-  await unary(client, 'stopSession', { sessionId: 's-esc0' });
+  await unary(client, 'stopSession', { epoch: 0n, sessionId: 's-esc0' });
   assert.deepEqual(readdirSync(outside), []);
   assert.ok(!existsSync(join(data.path, 'x')));
   assert.equal(recordsOf('s-esc0').length, 0, 'a refused session publishes nothing');

@@ -223,7 +223,9 @@ describe('controller sessions', () => {
     const asController = () => connectNats({ servers: env.nats.url, nkeyFile: env.nats.credentials.controller });
     const ncs = await Promise.all([asController(), asController()]);
     try {
-      const stores = await Promise.all(ncs.map((nc) => SessionStore.open(jetStream(nc))));
+      // Both write as the leader (its epoch): what is raced here is the compare-and-set.
+      const asLeader = { epoch: () => env.controller.leadership.assertLeader(), deposed: () => undefined };
+      const stores = await Promise.all(ncs.map((nc) => SessionStore.open(jetStream(nc), Date.now, asLeader)));
       const s = await create(env, {});
       const perStore = 25;
       await Promise.all(

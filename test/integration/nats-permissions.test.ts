@@ -13,8 +13,11 @@ import { AckPolicy, DeliverPolicy, type JetStreamManager } from '@nats-io/jetstr
 import { Kvm, type KV } from '@nats-io/kv';
 import { NatsAuthError, connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import { ensureNatsCredentials, inboxPrefix, publicKeyOfSeedFile } from '../../common/nats-access.js';
+import { LEADER_BUCKET, LEADER_KEY_SUBJECT, LEADER_STREAM } from '../../common/subjects.js';
 import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_BUCKET, SESSIONS_STREAM, eventsFilter, eventsSubject, recordsFilter, recordsSubject } from '../../common/subjects.js';
 import { FLEET_BIN } from './support/fleet-processes.js';
+import { Leadership } from '../../controller/leadership.js';
+import { silentLogger } from '../../common/log.js';
 import { DEFAULT_TEST_HOSTS, TEST_READER, startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let nats: NatsServer;
@@ -211,6 +214,45 @@ describe('the controller', () => {
     const jsm = await jetStream(nc).jetstreamManager();
     await refused(() => jsm.streams.purge(RECORDS_STREAM), `$JS.API.STREAM.PURGE.${RECORDS_STREAM}`);
     await refused(() => jsm.streams.delete(EVENTS_STREAM), `$JS.API.STREAM.DELETE.${EVENTS_STREAM}`);
+  });
+
+  test('leads: two controllers take, renew and release the lease under these permissions alone', async () => {
+    const roles: string[] = [];
+    const other = await as(nats.credentials.controller);
+    const lead = (conn: NatsConnection, id: string) =>
+      Leadership.open(jetStream(conn), { id, address: `127.0.0.1:${id === 'a' ? 1 : 2}`, ttlMs: 400, log: silentLogger, onRole: async (r) => void roles.push(`${id} ${r.role}`) });
+    const a = await lead(nc, 'a');
+    const b = await lead(other, 'b');
+    await a.start();
+    await b.start();
+    assert.ok(a.currentEpoch() !== undefined, 'the first one leads');
+    assert.equal(b.currentEpoch(), undefined, 'the second stands by');
+    await new Promise((r) => setTimeout(r, 1000)); // renewals keep it
+    assert.ok(a.currentEpoch() !== undefined);
+    assert.equal(b.leaderAddress(), '127.0.0.1:1');
+    const epoch = a.currentEpoch()!;
+    await a.stop(); // releases: the other takes over at its next read
+    for (let i = 0; i < 100 && b.currentEpoch() === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok((b.currentEpoch() ?? 0) > epoch, 'a higher epoch');
+    await b.stop();
+    assert.deepEqual(roles, ['a leader', 'a standby', 'b leader', 'b standby']);
+  });
+
+  test('cannot write other keys of the lease bucket, nor purge or delete it', async () => {
+    const kv = await new Kvm(jetStream(nc)).open(LEADER_BUCKET);
+    await refused(() => kv.put('other', 'x'), `$KV.${LEADER_BUCKET}.other`);
+    const jsm = await jetStream(nc).jetstreamManager();
+    await refused(() => jsm.streams.purge(LEADER_STREAM), `$JS.API.STREAM.PURGE.${LEADER_STREAM}`);
+    await refused(() => jsm.streams.delete(LEADER_STREAM), `$JS.API.STREAM.DELETE.${LEADER_STREAM}`);
+  });
+});
+
+describe('the lease', () => {
+  test('an agent, a reader or the operator cannot take it', async () => {
+    for (const file of [nats.credentials.agent('h1'), nats.credentials.reader(), nats.credentials.operator]) {
+      const js = jetStream(await as(file));
+      await refused(() => js.publish(LEADER_KEY_SUBJECT, bytes('{}')), LEADER_KEY_SUBJECT);
+    }
   });
 });
 

@@ -22,13 +22,14 @@ test('command line: the documented flags; credentials from files', () => {
     assert.equal(o.host, 'agent-1');
     assert.equal(o.listen, '0.0.0.0:7101');
     assert.equal(o.advertise, 'agent:7101');
-    assert.equal(o.controller, 'controller:7100');
+    assert.deepEqual(o.controller, ['controller:7100']);
     assert.deepEqual(o.nats, ['nats://a:4222', 'nats://b:4222']);
     assert.equal(o.token, 's3cret');
     assert.equal(o.identities, join(dir, 'identities.json'));
     assert.equal(o.dataDir, dir);
     assert.equal(o.queueCapacity, 500);
     assert.equal(o.insecure, false);
+    assert.deepEqual(parseAgentArgs(['--controller', 'c1:7100, c2:7100,[::1]:7100', '--insecure']).controller, ['c1:7100', 'c2:7100', '[::1]:7100']);
     const local = parseAgentArgs(['--controller', 'c:1', '--insecure']);
     assert.equal(local.listen, '127.0.0.1:7101');
     assert.equal(local.dataDir, '/var/lib/damon-fleet');
@@ -42,6 +43,8 @@ test('command line: mistakes are named', () => {
   const bad = (argv: string[], re: RegExp) => assert.throws(() => parseAgentArgs(argv), (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
   bad([], /--controller HOST:PORT is required/);
   bad(['--controller', 'nope'], /--controller nope: expected HOST:PORT/);
+  bad(['--controller', 'c:1,nope'], /--controller nope: expected HOST:PORT/);
+  bad(['--controller', 'c:1,c:1'], /--controller c:1,c:1: an address is given twice/);
   bad(['--controller', 'c:1', '--listen', '1.2.3.4'], /--listen 1\.2\.3\.4: expected HOST:PORT/);
   bad(['--controller', 'c:1', '--tls-cert', 'x'], /--tls-cert, --tls-key and --tls-ca go together/);
   bad(['--controller', 'c:1', '--insecure', '--controller-tls-name', 'x'], /--controller-tls-name needs --tls-cert/);

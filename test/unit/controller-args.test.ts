@@ -22,6 +22,8 @@ test('defaults: loopback, local NATS, 5 s lease, 1 s heartbeat', () => {
   assert.deepEqual(o.nats, ['nats://127.0.0.1:4222']);
   assert.equal(o.leaseTtlMs, 5000);
   assert.equal(o.heartbeatIntervalMs, 1000);
+  assert.equal(o.leaderLeaseMs, 3000);
+  assert.equal(o.advertise, undefined);
   assert.equal(o.identities, join(dir, 'identities.json'));
   assert.equal(o.agentKey, 's3cret');
   assert.equal(o.insecure, false);
@@ -54,6 +56,11 @@ test('stream limits and timings', () => {
   });
   assert.equal(o.leaseTtlMs, 3000);
   assert.equal(o.heartbeatIntervalMs, 500);
+  const s = parseControllerArgs(['--listen', '0.0.0.0:7100', '--advertise', 'controller-b:7100', '--leader-lease', '2s', ...access]);
+  assert.equal(s.advertise, 'controller-b:7100');
+  assert.equal(s.leaderLeaseMs, 2000);
+  assert.throws(() => parseControllerArgs(['--advertise', 'nope', ...access]), /--advertise nope: expected HOST:PORT/);
+  assert.throws(() => parseControllerArgs(['--leader-lease', '0s', ...access]), /must be positive/);
   assert.deepEqual(o.nats, ['nats://a:4222', 'nats://b:4222']);
   assert.equal(parseDuration('--x', '7d'), 7 * 86_400_000);
   assert.throws(() => parseDuration('--lease-ttl', '5'), /--lease-ttl 5: expected a duration/);

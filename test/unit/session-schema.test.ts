@@ -161,6 +161,7 @@ function worstSession(): StoredSession {
   for (const host of new Set(targets.map((t) => t.host))) {
     s.targetStatus.push(...statusFrom(s, host, { sessionId: s.id, generation: 1n, running: true, targets: observedTargets, samplingIntervalMeanUs: 0, aggregationIntervalMeanUs: 0, recordsPublished: 0n }, ''));
   }
+  s.epoch = String(2n ** 64n - 1n); // the longest a leader's epoch can be
   return s;
 }
 
@@ -173,13 +174,16 @@ test('worst case: a session entry fits one NATS message, its Session one gRPC me
   assert.ok(entry < NATS_BUDGET, `entry of ${entry} bytes`);
   assert.ok(proto < GRPC_LIMIT, `Session of ${proto} bytes`);
   assert.deepEqual(decodeStoredSession(s.id, json), s, 'the bucket accepts what the API may store');
+  for (const epoch of [12, '-1', '1e3', '123456789012345678901']) {
+    assert.throws(() => decodeStoredSession(s.id, JSON.stringify({ ...s, epoch })), /stored value breaks the session schema: epoch: not a decimal string/);
+  }
   assert.ok(GetSessionRequest.encode({ id: s.id }).finish().length < 100);
 });
 
 test('worst case: one host\'s ApplySession request and answer fit gRPC messages', (t) => {
   const s = worstSession();
   s.targets = s.targets.map((x) => ({ ...x, host: s.targets[0].host })); // every pid on one host
-  const request = ApplySessionRequest.encode({ spec: specFor(s, s.targets[0].host, Number.MAX_SAFE_INTEGER) }).finish().length;
+  const request = ApplySessionRequest.encode({ epoch: 2n ** 64n - 1n, spec: specFor(s, s.targets[0].host, Number.MAX_SAFE_INTEGER) }).finish().length;
   const answer = ApplySessionResponse.encode({
     observed: {
       sessionId: s.id, generation: (1n << 64n) - 1n, running: true,

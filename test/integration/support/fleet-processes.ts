@@ -114,14 +114,19 @@ export interface ControllerProcessOptions {
   credentials: TestCredentials;
   leaseTtlMs: number;
   heartbeatMs: number;
+  /** For messages when several run (default "controller"). */
+  name?: string;
+  /** --leader-lease (default: the controller's). */
+  leaderLeaseMs?: number;
 }
 
-/** Runs `damon-fleet controller`; resolves once it listens. */
+/** Runs `damon-fleet controller`; resolves once it listens (leading or standing by). */
 export async function spawnController(o: ControllerProcessOptions): Promise<FleetProcess> {
   const { proc } = await spawnFleet(
-    'controller',
+    o.name ?? 'controller',
     ['controller', '--listen', o.listen, '--nats', o.nats, '--nats-nkey', o.credentials.controller,
       '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
+      ...(o.leaderLeaseMs === undefined ? [] : ['--leader-lease', `${o.leaderLeaseMs}ms`]),
       '--identities', o.credentials.layout.controller.identities, '--agent-key-file', o.credentials.layout.controller.agentKey],
     {},
     /controller listening on /,
@@ -132,6 +137,7 @@ export async function spawnController(o: ControllerProcessOptions): Promise<Flee
 
 export interface AgentProcessOptions {
   host: string;
+  /** "ADDR" or, with several controllers, "ADDR1,ADDR2". */
   controller: string;
   nats: string;
   credentials: TestCredentials;

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
+import { service as healthService } from 'grpc-health-check';
 import { ControllerClient, RegistryClient } from '../../../gen/damon/v1/damon.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
@@ -30,6 +31,19 @@ export function controllerClient(address: string, creds: Credentials = {}, extra
 /** A Registry client presenting `creds`. */
 export function registryClient(address: string, creds: Credentials = {}, extra: Partial<grpc.ClientOptions> = {}): RegistryClient {
   return new RegistryClient(address, channelCredentials(creds), clientOptions(creds, extra));
+}
+
+/** grpc.health.v1.Health/Check for `service` ('' = the server). */
+export async function healthCheck(address: string, creds: grpc.ChannelCredentials, service = ''): Promise<string> {
+  const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
+  const client = new Client(address, creds) as unknown as grpc.Client & {
+    check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
+  };
+  try {
+    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
+  } finally {
+    client.close();
+  }
 }
 
 /** Asserts that `p` fails with gRPC status `code` and a message matching `re`; returns the message. */
