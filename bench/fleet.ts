@@ -224,7 +224,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     measuring = false;
     const session = await unary(c, 'getSession', { id });
     const direct = agentClient(agent.address, creds.grpc.controllerToAgent(LATENCY_HOST));
-    const observed = await unary(direct, 'getState', {}).finally(() => direct.close());
+    const observed = await unary(direct, 'getState', { pageToken: '' }).finally(() => direct.close());
     await unary(c, 'turnOff', { id });
     messages.stop();
     sub.unsubscribe();

@@ -19,6 +19,9 @@ export interface AgentConnectionOptions {
   tlsServerName?: string;
 }
 
+/** Pages of one GetState pull at most (a page holds at least one session). */
+const MAX_STATE_PAGES = 10_000;
+
 /** A client of one agent address. */
 export class AgentConnection {
   private readonly client: AgentClient;
@@ -53,9 +56,19 @@ export class AgentConnection {
     await this.call(this.client.stopSession, { sessionId });
   }
 
-  /** Agent.GetState: what the agent runs now. */
-  state(): Promise<GetStateResponse> {
-    return this.call(this.client.getState, {});
+  /** Agent.GetState: what the agent runs now, every page of it. */
+  async state(): Promise<GetStateResponse> {
+    let res = await this.call(this.client.getState, { pageToken: '' });
+    const sessions = [...res.sessions];
+    for (let pages = 1; res.nextPageToken !== ''; pages++) {
+      // Tokens are increasing session ids: one that does not advance is an agent's bug.
+      const token = res.nextPageToken;
+      if (pages > MAX_STATE_PAGES) throw new Error(`GetState: more than ${MAX_STATE_PAGES} pages`);
+      res = await this.call(this.client.getState, { pageToken: token });
+      if (res.nextPageToken !== '' && res.nextPageToken <= token) throw new Error('GetState: page token did not advance');
+      sessions.push(...res.sessions);
+    }
+    return { ...res, sessions, nextPageToken: '' };
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // Wires the controller together: NATS (streams, session bucket), the agent registry, the
 // reconcile loop and the gRPC server (Controller, Registry, health, reflection).
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { HealthImplementation } from 'grpc-health-check';
 import { serverCredentials, type TlsMaterial } from '../common/auth.js';
 import { WatchedIdentities, accessAuthorizer, agentCallToken, type IdentityTable } from '../common/grpc-access.js';
 import { checkTrust } from '../common/trust.js';
@@ -92,6 +93,27 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
+/**
+ * Health follows NATS: every call needs the bucket, so while the connection is down the
+ * controller reports NOT_SERVING (load balancers and clients move on), SERVING once back.
+ */
+function watchNatsHealth(nc: NatsConnection, health: HealthImplementation, log: Logger): void {
+  const set = (status: 'SERVING' | 'NOT_SERVING') => {
+    for (const name of ['', SERVICE_NAMES.controller, SERVICE_NAMES.registry]) health.setStatus(name, status);
+  };
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        set('NOT_SERVING');
+        log.warn('health NOT_SERVING while NATS is unreachable');
+      } else if (s.type === 'reconnect') {
+        set('SERVING');
+        log.info('health SERVING (NATS reachable again)');
+      }
+    }
+  })();
+}
+
 /** Starts a controller; resolves once it serves. */
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const log = o.log ?? silentLogger;
@@ -140,6 +162,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           tlsServerName: o.agentTlsServerName,
         }),
       onChange: () => reconciler?.nudge(),
+      unwanted: (agent) => reconciler?.unwantedOn(agent) ?? [],
     });
     const lifecycle = new SessionLifecycle(store, registry, events, locks, log);
     reconciler = new Reconciler(store, registry, lifecycle, events, locks, {
@@ -171,16 +194,22 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         },
       ],
     });
-    const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls }));
+    // Everything that can fail comes before the port is bound: a controller that cannot
+    // serve is never reachable and SERVING (the caller exits non-zero).
+    const listing = await store.scan();
+    const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls })).catch((err: unknown) => {
+      server.forceShutdown();
+      throw err;
+    });
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     reconciler.start();
-    const sessions = await store.list();
-    const on = sessions.filter((v) => v.session.state === 'on').length;
+    watchNatsHealth(nc, health, log);
+    const on = listing.sessions.filter((v) => v.session.state === 'on').length;
     log.info(
       `controller listening on ${address} (${o.tls ? 'mutual TLS' : 'plain text'}, ` +
         `${o.insecure ? 'NO AUTHENTICATION (--insecure, loopback only)' : `${identities?.entries.length ?? 0} identities by token${o.tls ? ' and certificates' : ''}`}); ` +
-        `${sessions.length} sessions in store, ${on} on; ` +
+        `${listing.sessions.length} sessions in store, ${on} on${listing.quarantined.length ? `, ${listing.quarantined.length} quarantined` : ''}; ` +
         `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms`,
     );
 

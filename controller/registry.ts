@@ -16,6 +16,7 @@ import type {
   RegisterResponse,
 } from '../gen/damon/v1/damon.js';
 import type { AgentConnection } from './agent-client.js';
+import { observedDigest } from '../common/observed-digest.js';
 
 /** One registered agent. */
 export interface AgentEntry {
@@ -45,21 +46,17 @@ export interface RegistryOptions {
   now?: () => number;
   /** Called when something a reconcile acts on changed (an agent came, went, or reported). */
   onChange?: () => void;
+  /** Sessions `agent` runs (as last pulled) that the controller does not want on its host. */
+  unwanted?: (agent: AgentEntry) => string[];
 }
+
+/** Sessions one heartbeat answer asks to stop (bounds the answer; the next names the rest). */
+const MAX_STOP_SESSIONS = 64;
 
 const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 function invalid(message: string): RpcError {
   return new RpcError(grpc.status.INVALID_ARGUMENT, message);
-}
-
-// What the reconcile compares: the set of sessions and their per-target states.
-function observedDigest(sessions: Iterable<ObservedSession>): string {
-  return JSON.stringify(
-    [...sessions]
-      .map((s) => [s.sessionId, String(s.generation), s.running, s.targets.map((t) => [t.pid, t.state, t.message])])
-      .sort(),
-  );
 }
 
 // An agent's credential names its host: it speaks for that host only.
@@ -129,17 +126,24 @@ export class AgentRegistry {
     return { leaseTtlMs: BigInt(this.opts.leaseTtlMs), heartbeatIntervalMs: BigInt(this.opts.heartbeatIntervalMs) };
   }
 
-  /** Registry.Heartbeat: renews the lease of a known, live instance and records what it observed. */
+  /**
+   * Registry.Heartbeat: renews the lease of a known, live instance. A digest unlike that of
+   * what the controller knows the agent runs marks it for a GetState pull (the reconcile
+   * loop's). Names sessions the agent runs that the controller does not want there.
+   */
   heartbeat(req: HeartbeatRequest, caller?: Caller): HeartbeatResponse {
     checkHost(req.host, caller);
     const a = this.agents.get(req.host);
-    if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false };
+    if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false, stopSessions: [] };
     a.lastHeartbeatMs = this.now();
-    a.synced = true;
-    const before = observedDigest(a.observed.values());
-    a.observed = new Map(req.sessions.map((s) => [s.sessionId, s]));
-    if (observedDigest(a.observed.values()) !== before) this.opts.onChange?.();
-    return { known: true };
+    const inSync = req.stateDigest === observedDigest(a.observed.values());
+    if (inSync !== a.synced) {
+      a.synced = inSync;
+      if (!inSync) this.opts.onChange?.();
+    }
+    // Only what the controller knows the agent runs now can be judged unwanted.
+    const stopSessions = inSync ? (this.opts.unwanted?.(a) ?? []).slice(0, MAX_STOP_SESSIONS) : [];
+    return { known: true, stopSessions };
   }
 
   /** Marks agents whose lease ran out as not live (logged once). */

@@ -4,6 +4,7 @@ import type { AsyncHandlers } from '../../common/grpc-server.js';
 import type { AgentService, GetStateResponse, ObservedSession, SessionSpec } from '../../gen/damon/v1/damon.js';
 import { checkSessionId } from '../../common/session-schema.js';
 import { parseSpec, type RunSpec } from './spec.js';
+import { observedDigest, observedPage } from '../../common/observed-digest.js';
 
 export interface SessionControl {
   apply(spec: RunSpec): Promise<ObservedSession>;
@@ -31,13 +32,17 @@ export function agentHandlers(
       await sessions.stop(checkSessionId(req.sessionId, 'session_id'));
       return {};
     },
-    async getState(): Promise<GetStateResponse> {
+    async getState(req: { pageToken: string }): Promise<GetStateResponse> {
+      // Session ids order the pages; a token that is not one is refused like any bad id.
+      if (req.pageToken !== '') checkSessionId(req.pageToken, 'page_token');
+      const all = sessions.observed();
       return {
         host: identity.host,
         instanceId: identity.instanceId,
         operations: identity.operations,
         unavailable: identity.unavailable,
-        sessions: sessions.observed(),
+        ...observedPage(all, req.pageToken),
+        stateDigest: observedDigest(all),
       };
     },
   };

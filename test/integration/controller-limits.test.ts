@@ -37,7 +37,7 @@ describe('controller limits', () => {
     assert.equal((await unary(env.client, 'getSession', { id: s.id })).attrsText, '5000 100000 1000000 10 1000');
     await unary(env.client, 'getAttributes', { id: s.id });
     await setTargets(s.id, [{ host: 'host-a', pid: 1 }]);
-    assert.ok((await unary(env.client, 'listSessions', {})).sessions.some((x) => x.id === s.id));
+    assert.ok((await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.some((x) => x.id === s.id));
   });
 
   test('an out-of-bounds entry already in the bucket: FAILED_PRECONDITION naming it; the others list; it can be deleted', async () => {
@@ -57,7 +57,7 @@ describe('controller limits', () => {
       FAILED_PRECONDITION,
       /stored value breaks the session schema: attrs\.max_nr_regions: too large: at most 20000.*delete it/,
     );
-    const listed = (await unary(env.client, 'listSessions', {})).sessions.map((x) => x.id);
+    const listed = (await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.map((x) => x.id);
     assert.ok(listed.includes(good.id) && !listed.includes('old-broken'));
     await unary(env.client, 'deleteSession', { id: 'old-broken' });
     await rejectsWith(unary(env.client, 'getSession', { id: 'old-broken' }), grpc.status.NOT_FOUND);

@@ -1,6 +1,7 @@
 // A stand-in for the real agent: serves damon.v1.Agent (recording every call), registers
 // with the controller and heartbeats its observed sessions, registering again when the
 // controller no longer knows it. Tests steer what it reports.
+import { observedDigest, observedPage } from '../../../common/observed-digest.js';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { serverCredentials, type Credentials } from '../../../common/auth.js';
@@ -88,12 +89,13 @@ export class FakeAgent {
             this.sessions.delete(req.sessionId);
             return {};
           },
-          getState: async () => ({
+          getState: async (req) => ({
             host: this.host,
             instanceId: this.instanceId,
             operations: this.o.operations ?? ['synthetic'],
             unavailable: this.o.unavailable ?? [],
-            sessions: [...this.sessions.values()],
+            ...observedPage([...this.sessions.values()], req.pageToken),
+            stateDigest: observedDigest(this.sessions.values()),
           }),
         },
         { authorize: this.o.accept && (this.o.accept.identities || this.o.accept.tls) ? accessAuthorizer(this.o.accept) : undefined },
@@ -124,8 +126,13 @@ export class FakeAgent {
       const r = await unary(this.registry, 'heartbeat', {
         host: this.host,
         instanceId: this.instanceId,
-        sessions: [...this.sessions.values()],
+        stateDigest: observedDigest(this.sessions.values()),
+        sessionCount: this.sessions.size,
       });
+      // As the real agent: sessions the controller does not want here are stopped.
+      for (const id of r.stopSessions) {
+        if (this.sessions.delete(id)) this.calls.push({ method: 'stop', sessionId: id, instanceId: this.instanceId });
+      }
       if (!r.known) await this.register();
     } catch {
       // Controller unreachable: keep trying, as the real agent does.
