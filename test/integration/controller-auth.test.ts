@@ -10,7 +10,6 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import { service as healthService } from 'grpc-health-check';
 import { channelCredentials, readTokenFile, tokenMetadata, type Credentials } from '../../common/auth.js';
 import { ACCESS_POLICY, spiffeId } from '../../common/grpc-access.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
@@ -21,7 +20,7 @@ import { recordsSubject } from '../../common/subjects.js';
 import { createTestCa, type TestCa } from './support/test-certs.js';
 import { testCredentials, type TestCredentials } from './support/credentials.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
-import { collect, controllerClient, registryClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
+import { collect, controllerClient, healthCheck, registryClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
 
 const { UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE } = grpc.status;
 
@@ -54,19 +53,6 @@ async function reflect(address: string, creds: grpc.ChannelCredentials, symbol: 
     call.end();
     await done;
     return out;
-  } finally {
-    client.close();
-  }
-}
-
-/** grpc.health.v1.Health/Check for `service` ('' = the server). */
-async function healthCheck(address: string, creds: grpc.ChannelCredentials, service = ''): Promise<string> {
-  const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
-  const client = new Client(address, creds) as unknown as grpc.Client & {
-    check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-  };
-  try {
-    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
   } finally {
     client.close();
   }

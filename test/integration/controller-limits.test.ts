@@ -57,9 +57,14 @@ describe('controller limits', () => {
       FAILED_PRECONDITION,
       /stored value breaks the session schema: attrs\.max_nr_regions: too large: at most 20000.*delete it/,
     );
-    const listed = (await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.map((x) => x.id);
+    const page = await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' });
+    const listed = page.sessions.map((x) => x.id);
     assert.ok(listed.includes(good.id) && !listed.includes('old-broken'));
+    const q = page.quarantined.find((x) => x.id === 'old-broken');
+    assert.ok(q && q.revision > 0n, 'listed as quarantined, with its revision');
+    assert.match(q.error, /breaks the session schema: attrs\.max_nr_regions: too large/);
     await unary(env.client, 'deleteSession', { id: 'old-broken' });
+    assert.ok(!(await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).quarantined.some((x) => x.id === 'old-broken'));
     await rejectsWith(unary(env.client, 'getSession', { id: 'old-broken' }), grpc.status.NOT_FOUND);
   });
 

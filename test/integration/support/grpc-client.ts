@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
+import { service as healthService } from 'grpc-health-check';
 import { ControllerClient, RegistryClient } from '../../../gen/damon/v1/damon.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
@@ -78,4 +79,19 @@ export function collect<T>(stream: grpc.ClientReadableStream<T>): Collected<T> {
     stream.on('end', () => resolve(undefined));
   });
   return { items, ended, cancel: () => stream.cancel() };
+}
+
+/** grpc.health.v1.Health/Check for `service` ('' = the server): "SERVING", "NOT_SERVING", ... */
+export async function healthCheck(address: string, creds: grpc.ChannelCredentials, service = ''): Promise<string> {
+  const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
+  const client = new Client(address, creds) as unknown as grpc.Client & {
+    check(req: { service: string }, md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
+  };
+  try {
+    return await new Promise((resolve, reject) =>
+      client.check({ service }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e, r) => (e ? reject(e) : resolve(r.status))),
+    );
+  } finally {
+    client.close();
+  }
 }
