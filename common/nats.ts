@@ -257,18 +257,12 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
           await jsm.streams.update(want.name, { ...info.config, ...want });
         } catch (err) {
           if (!(err instanceof JetStreamApiError)) throw err;
-          // Some fields (storage, ...) cannot change in place. An empty stream loses nothing
-          // by being created again; one holding messages is the operator's call.
-          if (info.state.messages > 0) {
-            throw new Error(
-              `stream ${want.name} differs from the configuration (${what}) and NATS refuses to change it in place ` +
-                `(${err.message}); it holds ${info.state.messages} messages: remove it (nats stream rm ${want.name}) to have it created again`,
-            );
-          }
-          await jsm.streams.delete(want.name);
-          await jsm.streams.add(want);
-          log.warn(`nats: stream ${want.name} differed from the configuration (${what}); it was empty: created it again`);
-          return;
+          // Some fields (storage, ...) cannot change in place, and the controller may not
+          // delete streams (what they hold is the users'): the operator decides.
+          throw new Error(
+            `stream ${want.name} differs from the configuration (${what}) and NATS refuses to change it in place ` +
+              `(${err.message}); it holds ${info.state.messages} messages: an operator may remove it (nats stream rm ${want.name}) to have it created again`,
+          );
         }
         log.warn(`nats: stream ${want.name} differed from the configuration (${what}); restored`);
       }
