@@ -48,6 +48,8 @@ export class FakeAgent {
   /** False: stop heartbeating (the lease runs out). */
   heartbeating = true;
   registrations = 0;
+  /** Round trips of the answered heartbeats, with when each was sent (performance.now()). */
+  readonly heartbeatTimes: Array<{ at: number; ms: number }> = [];
   private server: grpc.Server | undefined;
   private registry: RegistryClient;
   private timer: NodeJS.Timeout | undefined;
@@ -123,12 +125,14 @@ export class FakeAgent {
     if (!this.heartbeating || this.beating) return;
     this.beating = true;
     try {
+      const sent = performance.now();
       const r = await unary(this.registry, 'heartbeat', {
         host: this.host,
         instanceId: this.instanceId,
         stateDigest: observedDigest(this.sessions.values()),
         sessionCount: this.sessions.size,
       });
+      this.heartbeatTimes.push({ at: sent, ms: performance.now() - sent });
       // As the real agent: sessions the controller does not want here are stopped.
       for (const id of r.stopSessions) {
         if (this.sessions.delete(id)) this.calls.push({ method: 'stop', sessionId: id, instanceId: this.instanceId });
