@@ -135,4 +135,24 @@ describe('controller limits', () => {
       assert.ok(!line.includes('\n'), `a log line with a newline: ${line.slice(0, 100)}`);
     }
   });
+
+  test('ListSessions is paged: page_size up to 1000, a token that continues where the page ended, refusals for bad ones', async () => {
+    for (let i = 0; i < 5; i++) await create();
+    const all = (await unary(env.client, 'listSessions', { pageSize: 1000, pageToken: '' })).sessions.map((s) => s.id);
+    assert.ok(all.length >= 5);
+    const paged: string[] = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await unary(env.client, 'listSessions', { pageSize: 2, pageToken });
+      assert.ok(page.sessions.length <= 2);
+      paged.push(...page.sessions.map((s) => s.id));
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== '' && pages < 1000);
+    assert.deepEqual(paged, all, 'every session once, in id order');
+    assert.equal(pages, Math.ceil(all.length / 2));
+    await rejectsWith(unary(env.client, 'listSessions', { pageSize: 1001, pageToken: '' }), INVALID_ARGUMENT, /^page_size: too large: 1001; at most 1000$/);
+    await rejectsWith(unary(env.client, 'listSessions', { pageSize: 0, pageToken: 'not a token!' }), INVALID_ARGUMENT, /^page_token: not a token ListSessions gave/);
+  });
 });

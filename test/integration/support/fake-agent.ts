@@ -32,7 +32,9 @@ export interface FakeAgentOptions {
 
 export type AgentCall =
   | { method: 'apply'; spec: SessionSpec; instanceId: string }
-  | { method: 'stop'; sessionId: string; instanceId: string };
+  | { method: 'stop'; sessionId: string; instanceId: string }
+  /** Stopped by the agent itself, as a heartbeat's answer asked. */
+  | { method: 'stopped-itself'; sessionId: string; instanceId: string };
 
 export class FakeAgent {
   readonly host: string;
@@ -45,6 +47,8 @@ export class FakeAgent {
   readonly pidStates = new Map<number, { state: TargetState; message: string }>();
   /** When set, ApplySession fails with it. */
   applyError: RpcError | undefined;
+  /** When set, StopSession fails with it (and stops nothing). */
+  stopError: RpcError | undefined;
   /** False: stop heartbeating (the lease runs out). */
   heartbeating = true;
   registrations = 0;
@@ -88,6 +92,7 @@ export class FakeAgent {
           },
           stopSession: async (req) => {
             this.calls.push({ method: 'stop', sessionId: req.sessionId, instanceId: this.instanceId });
+            if (this.stopError) throw this.stopError;
             this.sessions.delete(req.sessionId);
             return {};
           },
@@ -135,7 +140,7 @@ export class FakeAgent {
       this.heartbeatTimes.push({ at: sent, ms: performance.now() - sent });
       // As the real agent: sessions the controller does not want here are stopped.
       for (const id of r.stopSessions) {
-        if (this.sessions.delete(id)) this.calls.push({ method: 'stop', sessionId: id, instanceId: this.instanceId });
+        if (this.sessions.delete(id)) this.calls.push({ method: 'stopped-itself', sessionId: id, instanceId: this.instanceId });
       }
       if (!r.known) await this.register();
     } catch {
@@ -174,6 +179,11 @@ export class FakeAgent {
 
   applies(sessionId?: string): Array<Extract<AgentCall, { method: 'apply' }>> {
     return this.calls.filter((c): c is Extract<AgentCall, { method: 'apply' }> => c.method === 'apply' && (!sessionId || c.spec.sessionId === sessionId));
+  }
+
+  /** Sessions it stopped because a heartbeat's answer named them. */
+  stoppedItself(sessionId?: string): Array<Extract<AgentCall, { method: 'stopped-itself' }>> {
+    return this.calls.filter((c): c is Extract<AgentCall, { method: 'stopped-itself' }> => c.method === 'stopped-itself' && (!sessionId || c.sessionId === sessionId));
   }
 
   stops(sessionId?: string): Array<Extract<AgentCall, { method: 'stop' }>> {
