@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Kvm } from '@nats-io/kv';
 import { connectNats, jetStream } from '../../common/nats.js';
-import { MAX_TARGETS_PER_SESSION } from '../../common/session-schema.js';
+import { MAX_HOSTS_PER_SESSION, MAX_TARGETS_PER_SESSION } from '../../common/session-schema.js';
 import { SESSIONS_BUCKET } from '../../common/subjects.js';
 import { SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
@@ -102,14 +102,14 @@ describe('controller limits', () => {
   test('too many targets is RESOURCE_EXHAUSTED at SetTargets and CreateSession, never INTERNAL', async () => {
     const s = await create();
     const targets = (count: number) => Array.from({ length: count }, (_, i) => ({ host: 'host-a', pid: i + 1 }));
-    await rejectsWith(setTargets(s.id, targets(10_000)), RESOURCE_EXHAUSTED, /^targets: 10000 targets; a session has at most 256 \(MAX_TARGETS_PER_SESSION\)$/);
+    await rejectsWith(setTargets(s.id, targets(10_000)), RESOURCE_EXHAUSTED, new RegExp(`^targets: 10000 targets; a session has at most ${MAX_TARGETS_PER_SESSION} \\(MAX_TARGETS_PER_SESSION\\)$`));
     await rejectsWith(setTargets(s.id, targets(50_000)), RESOURCE_EXHAUSTED, /50000 targets/);
     await rejectsWith(
       unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', targets: targets(10_000), operations: '', syntheticWorkload: '' }),
       RESOURCE_EXHAUSTED,
     );
-    const spread = Array.from({ length: 65 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
-    await rejectsWith(setTargets(s.id, spread), RESOURCE_EXHAUSTED, /65 hosts; a session spans at most 64/);
+    const spread = Array.from({ length: MAX_HOSTS_PER_SESSION + 1 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
+    await rejectsWith(setTargets(s.id, spread), RESOURCE_EXHAUSTED, new RegExp(`${MAX_HOSTS_PER_SESSION + 1} hosts; a session spans at most ${MAX_HOSTS_PER_SESSION}`));
     // The most allowed fits, and turns on.
     const max = await setTargets(s.id, targets(MAX_TARGETS_PER_SESSION));
     assert.equal(max.targets.length, MAX_TARGETS_PER_SESSION);
