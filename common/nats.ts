@@ -227,10 +227,15 @@ function streamConfig(name: string, subjects: string[], l: StreamLimits): Partia
 }
 
 // Every field the configuration sets is compared, whatever it is: a field added to
-// streamConfig (or by an option) is restored without code here. Lists compare as sets.
+// streamConfig (or by an option) is restored without code here. Lists compare as sets;
+// objects (placement, ...) by the keys the configuration sets, as the server fills in others.
 function sameValue(have: unknown, want: unknown): boolean {
   if (Array.isArray(want)) {
     return Array.isArray(have) && JSON.stringify([...have].sort()) === JSON.stringify([...want].sort());
+  }
+  if (typeof want === 'object' && want !== null) {
+    if (typeof have !== 'object' || have === null) return false;
+    return Object.entries(want).every(([k, v]) => v === undefined || sameValue((have as Record<string, unknown>)[k], v));
   }
   return have === want;
 }

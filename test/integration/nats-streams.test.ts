@@ -38,6 +38,10 @@ test('every field the configuration sets is compared, and only those', () => {
   const want = { name: 'S', subjects: ['a.>', 'b.>'], max_age: 5, replicas_like_new_field: 3 } as unknown as Partial<StreamConfig>;
   assert.deepEqual(differingStreamFields({ name: 'S', subjects: ['b.>', 'a.>'], max_age: 5, replicas_like_new_field: 3, max_msgs: 7 } as never, want), []);
   assert.deepEqual(differingStreamFields({ name: 'S', subjects: ['a.>'], max_age: 6 } as never, want), ['subjects', 'max_age', 'replicas_like_new_field']);
+  // Objects compare by the keys the configuration sets (the server fills in the others).
+  const placed = { name: 'S', placement: { cluster: 'c1' } } as unknown as Partial<StreamConfig>;
+  assert.deepEqual(differingStreamFields({ name: 'S', placement: { cluster: 'c1', tags: [] } } as never, placed), []);
+  assert.deepEqual(differingStreamFields({ name: 'S', placement: { cluster: 'c2' } } as never, placed), ['placement']);
 });
 
 test('a stream changed by hand in any updatable field is restored, and the log says which', async () => {
