@@ -83,6 +83,8 @@ export class Reconciler {
   /** Quarantined keys and the revision logged, so each is logged once per revision. */
   private readonly quarantineLogged = new Map<string, number>();
   private snapshot: Snapshot | undefined;
+  /** Agents whose last GetState failed, with the error logged. */
+  private readonly syncErrors = new Map<string, string>();
   /** host -> session -> "instance/generation" the agent refused; not re-sent until either changes. */
   private readonly refused = new Map<string, Map<string, { key: string; message: string }>>();
 
@@ -240,7 +242,10 @@ export class Reconciler {
     return out;
   }
 
-  /** Asks agents this controller has not heard from yet what they run (GetState), before dispatching to them. */
+  /**
+   * Pulls what agents run (GetState, in pages) from those whose heartbeat digest is new to
+   * this controller (or that just registered), before dispatching to them.
+   */
   private async syncAgents(): Promise<void> {
     await Promise.all(
       this.registry
@@ -252,9 +257,13 @@ export class Reconciler {
             if (a.synced || state.instanceId !== a.instanceId) return; // a heartbeat was quicker, or it restarted again
             a.observed = new Map(state.sessions.map((s) => [s.sessionId, s]));
             a.synced = true;
+            if (this.syncErrors.delete(a.host)) this.opts.log.info(`agent ${a.host}: GetState answers again`);
           } catch (err) {
-            // Dispatching re-sends what it may already run, which is harmless (ApplySession is idempotent).
-            this.opts.log.warn(`agent ${a.host}: GetState failed: ${callErrorText(err)}`);
+            // Dispatching re-sends what it may already run, which is harmless (ApplySession is
+            // idempotent). The next heartbeat's digest asks again: logged once per error.
+            const text = callErrorText(err);
+            if (this.syncErrors.get(a.host) !== text) this.opts.log.warn(`agent ${a.host}: GetState failed: ${text}`);
+            this.syncErrors.set(a.host, text);
             a.synced = true;
           }
         }),
