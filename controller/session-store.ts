@@ -1,6 +1,8 @@
 // Sessions in the JetStream KV bucket damon_sessions (key = session id, value = JSON).
 // Every change is a compare-and-set on the entry's revision; a conflicting writer re-reads
 // and re-applies its change, so concurrent writers never lose each other's updates.
+// Every entry read is checked against the session schema; one that breaks it is
+// quarantined (scan() lists it apart, get() answers FAILED_PRECONDITION, delete() removes it).
 import * as grpc from '@grpc/grpc-js';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
