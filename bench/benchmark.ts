@@ -1,5 +1,6 @@
 // What a benchmark module exports so that bench/run.ts finds and runs it: a file
 // bench/<name>.ts with `export const benchmark: Benchmark = {...}`.
+import { readFileSync } from 'node:fs';
 
 export interface BenchContext {
   /** Times each measurement is repeated; benchmarks report medians over them. */
@@ -31,6 +32,20 @@ export interface Benchmark {
   name: string;
   description: string;
   run(ctx: BenchContext): Promise<BenchResult>;
+}
+
+/** Nearest-rank percentile. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) throw new Error('percentile of no values');
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc. */
+export function processCpuS(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 export function median(xs: readonly number[]): number {

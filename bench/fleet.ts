@@ -34,7 +34,7 @@ import { spawnAgent, spawnController, type FleetProcess } from '../test/integrat
 import { controllerClient, unary, waitFor } from '../test/integration/support/grpc-client.js';
 import { freePort, startNatsServer, type NatsServer } from '../test/integration/support/nats-server.js';
 import { presetWorkload } from '../agent/ops/synthetic-presets.js';
-import { median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
+import { median, percentile, processCpuS, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const REGION_COUNTS = [10, 100, 1000] as const;
 /** A realistic origin: host names and pids are part of every record. */
@@ -48,13 +48,6 @@ const FLEET_HOSTS = Array.from({ length: FLEET_AGENTS }, (_, i) => `fleet-${Stri
 const SESSION_HOSTS = 50;
 const FLEET_HEARTBEAT_MS = 1000;
 const FLEET_LEASE_MS = 5000;
-
-/** Nearest-rank percentile. */
-function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) throw new Error('percentile of no values');
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
 
 /** Wall clock in milliseconds with sub-millisecond resolution. */
 function nowMs(): number {
@@ -224,7 +217,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     measuring = false;
     const session = await unary(c, 'getSession', { id });
     const direct = agentClient(agent.address, creds.grpc.controllerToAgent(LATENCY_HOST));
-    const observed = await unary(direct, 'getState', { epoch: 0n }).finally(() => direct.close());
+    const observed = await unary(direct, 'getState', { pageToken: '', epoch: 0n }).finally(() => direct.close());
     await unary(c, 'turnOff', { id });
     messages.stop();
     sub.unsubscribe();
@@ -260,13 +253,6 @@ interface TurnOnRun {
   allHeartbeatedMs: number;
   turnOffMs: number;
   oneHostTurnOnMs: number;
-}
-
-/** CPU seconds (user + system) of a process so far, from /proc. */
-function processCpuS(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, tick: (what: string) => void) {

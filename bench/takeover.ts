@@ -52,7 +52,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
   };
   const leads = async (i: number) => {
     try {
-      await unary(clients[i], 'listSessions', {});
+      await unary(clients[i], 'listSessions', { pageSize: 0, pageToken: '' });
       return true;
     } catch {
       return false;

@@ -226,15 +226,25 @@ function streamConfig(name: string, subjects: string[], l: StreamLimits): Partia
   };
 }
 
-// Storage cannot change on an existing stream; only what may be updated is compared.
-function differs(have: StreamConfig, want: Partial<StreamConfig>): boolean {
-  return (
-    have.max_age !== want.max_age ||
-    have.max_bytes !== want.max_bytes ||
-    have.duplicate_window !== want.duplicate_window ||
-    have.discard !== want.discard ||
-    JSON.stringify([...have.subjects].sort()) !== JSON.stringify([...(want.subjects ?? [])].sort())
-  );
+// Every field the configuration sets is compared, whatever it is: a field added to
+// streamConfig (or by an option) is restored without code here. Lists compare as sets;
+// objects (placement, ...) by the keys the configuration sets, as the server fills in others.
+function sameValue(have: unknown, want: unknown): boolean {
+  if (Array.isArray(want)) {
+    return Array.isArray(have) && JSON.stringify([...have].sort()) === JSON.stringify([...want].sort());
+  }
+  if (typeof want === 'object' && want !== null) {
+    if (typeof have !== 'object' || have === null) return false;
+    return Object.entries(want).every(([k, v]) => v === undefined || sameValue((have as Record<string, unknown>)[k], v));
+  }
+  return have === want;
+}
+
+/** The fields of `want` (but its name) whose value `have` does not hold. */
+export function differingStreamFields(have: Partial<StreamConfig>, want: Partial<StreamConfig>): string[] {
+  return Object.entries(want)
+    .filter(([k, v]) => k !== 'name' && v !== undefined && !sameValue(have[k as keyof StreamConfig], v))
+    .map(([k]) => k);
 }
 
 const STREAM_NAME_IN_USE = 10058;
@@ -243,9 +253,23 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const info = await jsm.streams.info(want.name);
-      if (differs(info.config, want)) {
-        await jsm.streams.update(want.name, { ...info.config, ...want });
-        log.info(`nats: updated stream ${want.name}`);
+      const fields = differingStreamFields(info.config, want);
+      if (fields.length > 0) {
+        const what = fields
+          .map((k) => `${k} ${JSON.stringify(info.config[k as keyof StreamConfig] ?? null)} -> ${JSON.stringify(want[k as keyof StreamConfig])}`)
+          .join(', ');
+        try {
+          await jsm.streams.update(want.name, { ...info.config, ...want });
+        } catch (err) {
+          if (!(err instanceof JetStreamApiError)) throw err;
+          // Some fields (storage, ...) cannot change in place, and the controller may not
+          // delete streams (what they hold is the users'): the operator decides.
+          throw new Error(
+            `stream ${want.name} differs from the configuration (${what}) and NATS refuses to change it in place ` +
+              `(${err.message}); it holds ${info.state.messages} messages: an operator may remove it (nats stream rm ${want.name}) to have it created again`,
+          );
+        }
+        log.warn(`nats: stream ${want.name} differed from the configuration (${what}); restored`);
       }
       return;
     } catch (err) {

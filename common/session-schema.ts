@@ -8,10 +8,10 @@
 // The size limits keep every message of a session within what carries it:
 //
 //   message                        carried by                   limit      worst case
-//   a session entry (JSON)         NATS publish (KV put)        1 MiB      620 KiB
-//   Session, GetSession answer     gRPC                         4 MiB      371 KiB
-//   ApplySession request (1 host)  gRPC                         4 MiB       19 KiB
-//   ApplySession answer (1 host)   gRPC                         4 MiB      200 KiB
+//   a session entry (JSON)         NATS publish (KV put)        1 MiB      922 KiB
+//   Session, GetSession answer     gRPC                         4 MiB      756 KiB
+//   ApplySession request (1 host)  gRPC                         4 MiB       20 KiB
+//   ApplySession answer (1 host)   gRPC                         4 MiB      414 KiB
 //   one AggregationRecord          NATS publish                 1 MiB      704 KiB
 //
 // A session entry is dominated by its targets: MAX_TARGETS_PER_SESSION of (host of
@@ -20,8 +20,8 @@
 // byte at worst: control characters are refused in both). A record is dominated by its
 // regions: at most MAX_NR_REGIONS per target (the merge brings them down to
 // max_nr_regions every aggregation), 36 protobuf bytes each. test/unit/session-schema.test.ts
-// builds each worst case and measures it. ListSessions and an agent's heartbeat carry many
-// sessions at once and are not bounded by these limits.
+// builds each worst case and measures it. What carries many sessions is paged instead:
+// ListSessions (3 MiB pages), Agent.GetState (1 MiB pages); a heartbeat carries a digest.
 import * as grpc from '@grpc/grpc-js';
 import { isAbsolute, posix } from 'node:path';
 import { AttributeError, DEFAULT_ATTRS, validateAttributes, type Attributes } from '../agent/engine/attrs.js';
@@ -34,9 +34,9 @@ import type { Attributes as ProtoAttributes } from '../gen/damon/v1/damon.js';
 // ---- limits ---------------------------------------------------------------------------
 
 /** Most targets (host, pid) one session may have. */
-export const MAX_TARGETS_PER_SESSION = 256;
+export const MAX_TARGETS_PER_SESSION = 512;
 /** Most distinct hosts one session may span (TurnOn calls each host's agent at once). */
-export const MAX_HOSTS_PER_SESSION = 64;
+export const MAX_HOSTS_PER_SESSION = 500;
 /** Most characters of a session id (one NATS subject token; SESSION_ID_RE). */
 export const MAX_SESSION_ID_CHARS = 64;
 /** Most bytes of a host name (RFC 1123; HOST_RE). */
@@ -57,7 +57,7 @@ export const MAX_RESULT_NAME_BYTES = 255;
 /** Most bytes (UTF-8) of a synthetic_workload (a preset name or a JSON workload). */
 export const MAX_SYNTHETIC_WORKLOAD_BYTES = 16_384;
 /** Most characters of a target status message as stored and reported (the rest is cut). */
-export const MAX_STATUS_MESSAGE_CHARS = 256;
+export const MAX_STATUS_MESSAGE_CHARS = 200;
 
 // ---- vocabulary -----------------------------------------------------------------------
 
@@ -356,7 +356,12 @@ export function toProtoAttrs(a: SessionAttrs): ProtoAttributes {
   };
 }
 
-/** A target status message as stored and reported: an excerpt, never the whole of it. */
-export function statusMessage(message: string): string {
-  return excerpt(message, MAX_STATUS_MESSAGE_CHARS);
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A target status message as stored and reported: an excerpt, never the whole of it, and
+ * well-formed (a lone surrogate would take 6 bytes of JSON where U+FFFD takes 3).
+ */
+export function statusMessage(message: string, max = MAX_STATUS_MESSAGE_CHARS): string {
+  return excerpt(message.replace(LONE_SURROGATE, '\uFFFD'), max);
 }

@@ -25,6 +25,9 @@ export interface AgentConnectionOptions {
   fence?: { epoch(): bigint; deposed(why: string): void };
 }
 
+/** Pages of one GetState pull at most (a page holds at least one session). */
+const MAX_STATE_PAGES = 10_000;
+
 /** A client of one agent address. */
 export class AgentConnection {
   private readonly client: AgentClient;
@@ -67,11 +70,23 @@ export class AgentConnection {
     await this.call(this.client.stopSession, { sessionId, epoch: this.epoch() });
   }
 
-  /** Agent.GetState: what the agent runs now (never refused by epoch; it tells the agent the leader's). */
+  /**
+   * Agent.GetState: what the agent runs now, every page of it (never refused by epoch; it
+   * tells the agent the leader's).
+   */
   async state(): Promise<GetStateResponse> {
-    return this.call(this.client.getState, { epoch: this.epoch() });
+    let res = await this.call(this.client.getState, { pageToken: '', epoch: this.epoch() });
+    const sessions = [...res.sessions];
+    for (let pages = 1; res.nextPageToken !== ''; pages++) {
+      // Tokens are increasing session ids: one that does not advance is an agent's bug.
+      const token = res.nextPageToken;
+      if (pages > MAX_STATE_PAGES) throw new Error(`GetState: more than ${MAX_STATE_PAGES} pages`);
+      res = await this.call(this.client.getState, { pageToken: token, epoch: this.epoch() });
+      if (res.nextPageToken !== '' && res.nextPageToken <= token) throw new Error('GetState: page token did not advance');
+      sessions.push(...res.sessions);
+    }
+    return { ...res, sessions, nextPageToken: '' };
   }
-
 
   close(): void {
     this.client.close();

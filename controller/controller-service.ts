@@ -7,7 +7,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { RpcError, type AsyncHandlers } from '../common/grpc-server.js';
 import { quoted, type BasicLogger as Logger } from '../common/log.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventOnSubject, eventsFilter, recordOnSubject, recordsFilter } from '../common/subjects.js';
-import { AggregationRecord, SessionEvent, type ControllerService } from '../gen/damon/v1/damon.js';
+import { AggregationRecord, Session, SessionEvent, type ControllerService, type ListSessionsResponse } from '../gen/damon/v1/damon.js';
 import type { SessionLifecycle } from './lifecycle.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import type { AgentRegistry } from './registry.js';
@@ -23,7 +23,7 @@ import {
   type StoredSession,
   type StoredTarget,
 } from './session-model.js';
-import type { SessionStore, Versioned } from './session-store.js';
+import { isQuarantined, type SessionStore, type Versioned } from './session-store.js';
 import { streamFromJetStream } from './watch.js';
 import { DEFAULT_RESULT_FORMAT } from '../common/session-schema.js';
 
@@ -58,6 +58,22 @@ function revisionArg(r: bigint): number {
   return Number(r);
 }
 
+/** ListSessions page size: the default (page_size 0) and the largest accepted. */
+export const LIST_PAGE_DEFAULT = 100;
+export const LIST_PAGE_MAX = 1000;
+/** A ListSessions page stops before its sessions pass this many bytes (gRPC's limit is 4 MiB). */
+const LIST_PAGE_BYTES = 3 * 1024 * 1024;
+
+// The token is the last key of the previous page (base64url): keys are listed in order.
+function pageTokenKey(token: string): string | undefined {
+  if (token === '') return undefined;
+  const key = Buffer.from(token, 'base64url').toString();
+  if (!/^[A-Za-z0-9_=-]+$/.test(token) || key === '' || Buffer.from(key).toString('base64url') !== token) {
+    throw new RpcError(grpc.status.INVALID_ARGUMENT, `page_token: not a token ListSessions gave: ${quoted(token)}`);
+  }
+  return key;
+}
+
 export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof ControllerService> {
   const now = d.now ?? Date.now;
   return {
@@ -88,8 +104,36 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
       return out(await d.store.mustGet(checkSessionId(req.id)));
     },
 
-    async listSessions() {
-      return { sessions: (await d.store.list()).map(out) };
+    async listSessions(req) {
+      const pageSize = req.pageSize === 0 ? LIST_PAGE_DEFAULT : req.pageSize;
+      if (pageSize > LIST_PAGE_MAX) {
+        throw new RpcError(grpc.status.INVALID_ARGUMENT, `page_size: too large: ${pageSize}; at most ${LIST_PAGE_MAX}`);
+      }
+      const after = pageTokenKey(req.pageToken);
+      const { keys } = await d.store.keys();
+      const res: ListSessionsResponse = { sessions: [], quarantined: [], nextPageToken: '' };
+      let bytes = 0;
+      let last = '';
+      const rest = keys.filter((k) => after === undefined || k > after);
+      for (const k of rest) {
+        if (res.sessions.length + res.quarantined.length >= pageSize) break;
+        const v = await d.store.read(k); // deleted since the listing: skipped
+        if (v !== null) {
+          if (isQuarantined(v)) {
+            res.quarantined.push({ id: v.id, revision: BigInt(v.revision), error: v.error });
+          } else {
+            const s = out(v);
+            const n = Session.encode(s).finish().length;
+            // A page stops before it would pass the byte budget (never before its first session).
+            if (bytes + n > LIST_PAGE_BYTES && res.sessions.length > 0) break;
+            res.sessions.push(s);
+            bytes += n;
+          }
+        }
+        last = k;
+      }
+      if (last !== '' && last !== rest[rest.length - 1]) res.nextPageToken = Buffer.from(last).toString('base64url');
+      return res;
     },
 
     async deleteSession(req) {

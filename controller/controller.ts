@@ -113,6 +113,21 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
+/** Tells `onChange` when the NATS connection drops (false) and comes back (true), logged. */
+function watchNatsHealth(nc: NatsConnection, log: Logger, onChange: (up: boolean) => void): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        onChange(false);
+        log.warn('health NOT_SERVING while NATS is unreachable');
+      } else if (s.type === 'reconnect') {
+        onChange(true);
+        log.info('health SERVING again (NATS reachable)');
+      }
+    }
+  })();
+}
+
 /** Starts a controller; resolves once it serves. */
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const log = o.log ?? silentLogger;
@@ -170,6 +185,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         }),
       onChange: () => reconciler?.nudge(),
       onConflict: (host, message) => void reportConflict(host, message),
+      unwanted: (agent) => reconciler?.unwantedOn(agent) ?? [],
     });
     // A host claimed twice is reported on the events of the sessions that target it.
     const reportConflict = async (host: string, message: string) => {
@@ -219,13 +235,29 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         },
       ],
     });
-    // Readiness (a load balancer, a Kubernetes probe of damon.v1.Controller) points at the leader.
+    // Health: "" follows NATS (a controller without NATS cannot serve); the damon.v1
+    // services are SERVING only on the leader while NATS is reachable, so readiness (a load
+    // balancer, a Kubernetes probe of damon.v1.Controller) points at the leader.
     const damonServices = [SERVICE_NAMES.controller, SERVICE_NAMES.registry];
-    const serving = (yes: boolean) => {
-      for (const s of damonServices) health.setStatus(s, yes ? 'SERVING' : 'NOT_SERVING');
+    let leading = false;
+    let natsUp = true;
+    const updateHealth = () => {
+      health.setStatus('', natsUp ? 'SERVING' : 'NOT_SERVING');
+      for (const s of damonServices) health.setStatus(s, leading && natsUp ? 'SERVING' : 'NOT_SERVING');
     };
-    serving(false);
-    const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls }));
+    updateHealth();
+    watchNatsHealth(nc, log, (up) => {
+      if (stopping) return;
+      natsUp = up;
+      updateHealth();
+    });
+    // Everything that can fail before serving comes before the port is bound: a controller
+    // that cannot serve is never reachable and SERVING (the caller exits non-zero).
+    const listing = await store.scan();
+    const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls })).catch((err: unknown) => {
+      server.forceShutdown();
+      throw err;
+    });
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     const advertise = o.advertise ?? (isWildcardHost(splitHostPort(o.listen).host) ? `${hostname()}:${port}` : address);
@@ -237,9 +269,11 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         registry.resync();
         reconciler = newReconciler();
         reconciler.start();
-        serving(true);
+        leading = true;
+        updateHealth();
       } else {
-        serving(false);
+        leading = false;
+        updateHealth();
         await reconciler?.stop();
         log.info(`standby${r.leader ? `; the leader is at ${r.leader}` : ''}`);
       }
@@ -251,12 +285,11 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       server.forceShutdown();
       throw err;
     }
-    const sessions = await store.list();
-    const on = sessions.filter((v) => v.session.state === 'on').length;
+    const on = listing.sessions.filter((v) => v.session.state === 'on').length;
     log.info(
       `controller listening on ${address} (${o.tls ? 'mutual TLS' : 'plain text'}, ` +
         `${o.insecure ? 'NO AUTHENTICATION (--insecure, loopback only)' : `${identities?.entries.length ?? 0} identities by token${o.tls ? ' and certificates' : ''}`}); ` +
-        `${sessions.length} sessions in store, ${on} on; ` +
+        `${listing.sessions.length} sessions in store, ${on} on${listing.quarantined.length ? `, ${listing.quarantined.length} quarantined` : ''}; ` +
         `lease ${leaseTtlMs} ms, heartbeat ${heartbeatIntervalMs} ms; ` +
         (leadership.currentEpoch() !== undefined
           ? `leading (epoch ${leadership.currentEpoch()})`
@@ -277,8 +310,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       fatal,
       stop() {
         stopping ??= (async () => {
-          health.setStatus('', 'NOT_SERVING');
-          serving(false);
+          leading = false;
+          natsUp = false;
+          updateHealth();
           await leadership.stop();
           await reconciler?.stop();
           await shutdownServer(server, 1000);

@@ -41,7 +41,7 @@ export function statusFrom(s: StoredSession, host: string, observed: ObservedSes
   return pidsOn(s, host).map((pid) => {
     const t = observed?.targets.find((o) => o.pid === pid);
     if (!t) return { host, pid, state: 'pending', operations: '', message: missing };
-    return { host, pid, state: fromProtoTargetState(t.state), operations: excerpt(t.operations, 32), message: statusMessage(t.message) };
+    return { host, pid, state: fromProtoTargetState(t.state), operations: statusMessage(t.operations, 32), message: statusMessage(t.message) };
   });
 }
 

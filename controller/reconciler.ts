@@ -3,8 +3,11 @@
 // dispatches ON sessions to their hosts' agents (again after an agent restarted or lost one),
 // stops sessions agents run that are not desired, records observed target status in the
 // session, and turns a session off once none of its targets is left to monitor.
+// Each session is reconciled on its own: an error with one (other than NATS being away)
+// backs that session off, exponentially and capped, while the pass goes on with the rest.
+// Bucket entries that break the session schema are quarantined: listed, never dispatched.
 import * as grpc from '@grpc/grpc-js';
-import type { BasicLogger as Logger } from '../common/log.js';
+import { excerpt, type BasicLogger as Logger } from '../common/log.js';
 import { isNatsUnavailable } from '../common/nats.js';
 import { RpcError } from '../common/grpc-server.js';
 import { SessionEventKind } from '../gen/damon/v1/damon.js';
@@ -14,7 +17,7 @@ import type { KeyedMutex } from './keyed-mutex.js';
 import { inTargetOrder, specFor, statusFrom, type SessionLifecycle } from './lifecycle.js';
 import type { AgentEntry, AgentRegistry } from './registry.js';
 import { targetHosts, type StoredSession, type StoredTargetStatus } from './session-model.js';
-import type { SessionStore } from './session-store.js';
+import { isQuarantined, type Quarantined, type SessionStore, type Versioned } from './session-store.js';
 
 export interface ReconcilerOptions {
   /** Time between passes when nothing nudges the loop. */
@@ -39,6 +42,25 @@ const TRANSIENT = new Set<number>([
   grpc.status.UNKNOWN,
 ]);
 
+/** Longest wait before a failing session is reconciled again. */
+export const MAX_SESSION_BACKOFF_MS = 30_000;
+
+/** A session whose reconcile failed: when to try again, and what was logged. */
+interface Backoff {
+  /** The entry's revision when it failed: a change resets the backoff. */
+  revision: number;
+  failures: number;
+  retryAtMs: number;
+  message: string;
+}
+
+/** What the last pass listed, to judge what agents run (see unwantedOn). */
+interface Snapshot {
+  seq: number;
+  sessions: Map<string, { state: 'on' | 'off'; revision: number; generation: number; hosts: string[] }>;
+  quarantined: Set<string>;
+}
+
 function isDone(t: StoredTargetStatus): boolean {
   return t.state === 'exited' || t.state === 'failed';
 }
@@ -57,6 +79,12 @@ export class Reconciler {
   private natsDown = false;
   private readonly startedAt: number;
   private readonly now: () => number;
+  private readonly backoff = new Map<string, Backoff>();
+  /** Quarantined keys and the revision logged, so each is logged once per revision. */
+  private readonly quarantineLogged = new Map<string, number>();
+  private snapshot: Snapshot | undefined;
+  /** Agents whose last GetState failed, with the error logged. */
+  private readonly syncErrors = new Map<string, string>();
   /** host -> session -> "instance/generation" the agent refused; not re-sent until either changes. */
   private readonly refused = new Map<string, Map<string, { key: string; message: string }>>();
 
@@ -110,12 +138,25 @@ export class Reconciler {
     try {
       this.registry.expire();
       await this.syncAgents();
-      const sessions = await this.store.list();
+      const listing = await this.store.scan();
+      this.noteQuarantined(listing.quarantined);
+      const { sessions } = listing;
       for (const v of sessions) {
-        if (v.session.state === 'on') await this.locks.run(v.session.id, () => this.reconcileSession(v.session.id));
+        if (v.session.state === 'on') await this.reconcileIsolated(v);
       }
       const on = new Set(sessions.filter((v) => v.session.state === 'on').map((v) => v.session.id));
+      for (const id of this.backoff.keys()) if (!on.has(id)) this.backoff.delete(id);
       for (const perHost of this.refused.values()) for (const id of perHost.keys()) if (!on.has(id)) perHost.delete(id);
+      this.snapshot = {
+        seq: listing.seq,
+        sessions: new Map(
+          sessions.map((v) => [
+            v.session.id,
+            { state: v.session.state, revision: v.revision, generation: v.session.generation, hosts: targetHosts(v.session) },
+          ]),
+        ),
+        quarantined: new Set(listing.quarantined.map((q) => q.id)),
+      };
       await this.stopUndesired(new Map(sessions.map((v) => [v.session.id, v.session])));
       if (this.natsDown) this.opts.log.info('reconcile: NATS reachable again');
       this.natsDown = false;
@@ -134,7 +175,79 @@ export class Reconciler {
     }
   }
 
-  /** Asks agents this controller has not heard from yet what they run (GetState), before dispatching to them. */
+  /**
+   * Reconciles one ON session unless it is backing off. NATS being away is the whole pass's
+   * problem (rethrown); any other error backs this session off alone.
+   */
+  private async reconcileIsolated(v: Versioned): Promise<void> {
+    const id = v.session.id;
+    const b = this.backoff.get(id);
+    if (b && b.revision === v.revision && this.now() < b.retryAtMs) return;
+    if (b && b.revision !== v.revision) this.backoff.delete(id); // changed: a fresh start
+    try {
+      await this.locks.run(id, () => this.reconcileSession(id));
+      const was = this.backoff.get(id);
+      if (was) {
+        this.backoff.delete(id);
+        this.opts.log.info(`session ${id}: reconciled again after ${was.failures} failed attempt${was.failures > 1 ? 's' : ''}`);
+      }
+    } catch (err) {
+      if (isNatsUnavailable(err)) throw err;
+      const message = excerpt(err instanceof Error ? err.message : String(err), 300);
+      const prev = this.backoff.get(id);
+      const failures = (prev?.failures ?? 0) + 1;
+      const delay = Math.min(this.opts.intervalMs * 2 ** (failures - 1), MAX_SESSION_BACKOFF_MS);
+      this.backoff.set(id, { revision: v.revision, failures, retryAtMs: this.now() + delay, message });
+      if (prev?.message !== message) {
+        // Once per distinct error, not once per attempt; a bug (not an RpcError) with its stack.
+        const detail = err instanceof RpcError ? '' : `\n${err instanceof Error ? err.stack : ''}`;
+        this.opts.log.warn(`session ${id}: reconcile failed: ${message}; backing off (up to ${MAX_SESSION_BACKOFF_MS} ms), the other sessions go on${detail}`);
+      }
+    }
+  }
+
+  /** Logs each quarantined entry once per revision. */
+  private noteQuarantined(quarantined: Quarantined[]): void {
+    const seen = new Set<string>();
+    for (const q of quarantined) {
+      seen.add(q.id);
+      if (this.quarantineLogged.get(q.id) === q.revision) continue;
+      this.quarantineLogged.set(q.id, q.revision);
+      this.opts.log.error(`session ${q.id} quarantined (revision ${q.revision}): ${q.error}`);
+    }
+    for (const id of this.quarantineLogged.keys()) {
+      if (!seen.has(id)) {
+        this.quarantineLogged.delete(id);
+        this.opts.log.info(`session ${id}: quarantined entry gone`);
+      }
+    }
+  }
+
+  /**
+   * Sessions `agent` runs (as this controller last heard) that the last pass's listing says
+   * it does not want on the agent's host: deleted, off since the generation the agent runs,
+   * or on without this host. A generation newer than the listing (a TurnOn since, which
+   * dispatches before it records ON) and quarantined entries are left alone.
+   */
+  unwantedOn(agent: AgentEntry): string[] {
+    const snap = this.snapshot;
+    if (!snap) return [];
+    const out: string[] = [];
+    for (const [id, o] of agent.observed) {
+      const g = Number(o.generation);
+      if (g > snap.seq || snap.quarantined.has(id)) continue;
+      const s = snap.sessions.get(id);
+      if (!s) out.push(id);
+      else if (s.state === 'off' && g < s.revision) out.push(id);
+      else if (s.state === 'on' && g < s.generation && !s.hosts.includes(agent.host)) out.push(id);
+    }
+    return out;
+  }
+
+  /**
+   * Pulls what agents run (GetState, in pages) from those whose heartbeat digest is new to
+   * this controller (or that just registered), before dispatching to them.
+   */
   private async syncAgents(): Promise<void> {
     await Promise.all(
       this.registry
@@ -146,9 +259,13 @@ export class Reconciler {
             if (a.synced || state.instanceId !== a.instanceId) return; // a heartbeat was quicker, or it restarted again
             a.observed = new Map(state.sessions.map((s) => [s.sessionId, s]));
             a.synced = true;
+            if (this.syncErrors.delete(a.host)) this.opts.log.info(`agent ${a.host}: GetState answers again`);
           } catch (err) {
-            // Dispatching re-sends what it may already run, which is harmless (ApplySession is idempotent).
-            this.opts.log.warn(`agent ${a.host}: GetState failed: ${callErrorText(err)}`);
+            // Dispatching re-sends what it may already run, which is harmless (ApplySession is
+            // idempotent). The next heartbeat's digest asks again: logged once per error.
+            const text = callErrorText(err);
+            if (this.syncErrors.get(a.host) !== text) this.opts.log.warn(`agent ${a.host}: GetState failed: ${text}`);
+            this.syncErrors.set(a.host, text);
             a.synced = true;
           }
         }),
@@ -270,14 +387,20 @@ export class Reconciler {
         // The pass's listing settles the common case; a session that looks undesired is re-read
         // under its lock, as it may have been turned on since.
         if (desiredOn(listed.get(id), agent.host)) continue;
-        await this.locks.run(id, async () => {
-          if (!agent.observed.has(id)) return; // stopped meanwhile
-          const v = await this.store.get(id);
-          if (desiredOn(v?.session, agent.host)) return;
-          const why = !v ? 'deleted' : v.session.state !== 'on' ? 'off' : 'no target on this host';
-          this.opts.log.info(`session ${id}: stopping on ${agent.host} (${why})`);
-          await this.lifecycle.stopOn([agent], id);
-        });
+        try {
+          await this.locks.run(id, async () => {
+            if (!agent.observed.has(id)) return; // stopped meanwhile
+            const v = await this.store.read(id);
+            if (v !== null && isQuarantined(v)) return; // unreadable: neither dispatched nor judged
+            if (desiredOn(v?.session, agent.host)) return;
+            const why = !v ? 'deleted' : v.session.state !== 'on' ? 'off' : 'no target on this host';
+            this.opts.log.info(`session ${id}: stopping on ${agent.host} (${why})`);
+            await this.lifecycle.stopOn([agent], id);
+          });
+        } catch (err) {
+          if (isNatsUnavailable(err)) throw err;
+          this.opts.log.warn(`session ${id}: stopping on ${agent.host} failed: ${excerpt(err instanceof Error ? err.message : String(err), 300)}`);
+        }
       }
     }
   }

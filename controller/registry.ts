@@ -16,6 +16,7 @@ import type {
   RegisterResponse,
 } from '../gen/damon/v1/damon.js';
 import type { AgentConnection } from './agent-client.js';
+import { observedDigest } from '../common/observed-digest.js';
 
 /** One registered agent. */
 export interface AgentEntry {
@@ -47,21 +48,17 @@ export interface RegistryOptions {
   onChange?: () => void;
   /** Called once per refused duplicate instance (a second agent claiming a live host). */
   onConflict?: (host: string, message: string) => void;
+  /** Sessions `agent` runs (as last pulled) that the controller does not want on its host. */
+  unwanted?: (agent: AgentEntry) => string[];
 }
+
+/** Sessions one heartbeat answer asks to stop (bounds the answer; the next names the rest). */
+const MAX_STOP_SESSIONS = 64;
 
 const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 function invalid(message: string): RpcError {
   return new RpcError(grpc.status.INVALID_ARGUMENT, message);
-}
-
-// What the reconcile compares: the set of sessions and their per-target states.
-function observedDigest(sessions: Iterable<ObservedSession>): string {
-  return JSON.stringify(
-    [...sessions]
-      .map((s) => [s.sessionId, String(s.generation), s.running, s.targets.map((t) => [t.pid, t.state, t.message])])
-      .sort(),
-  );
 }
 
 // An agent's credential names its host: it speaks for that host only.
@@ -157,17 +154,24 @@ export class AgentRegistry {
     throw new RpcError(grpc.status.ALREADY_EXISTS, message);
   }
 
-  /** Registry.Heartbeat: renews the lease of a known, live instance and records what it observed. */
+  /**
+   * Registry.Heartbeat: renews the lease of a known, live instance. A digest unlike that of
+   * what the controller knows the agent runs marks it for a GetState pull (the reconcile
+   * loop's). Names sessions the agent runs that the controller does not want there.
+   */
   heartbeat(req: HeartbeatRequest, caller?: Caller): Omit<HeartbeatResponse, 'epoch'> {
     checkHost(req.host, caller);
     const a = this.agents.get(req.host);
-    if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false };
+    if (!a || a.instanceId !== req.instanceId || !a.live) return { known: false, stopSessions: [] };
     a.lastHeartbeatMs = this.now();
-    a.synced = true;
-    const before = observedDigest(a.observed.values());
-    a.observed = new Map(req.sessions.map((s) => [s.sessionId, s]));
-    if (observedDigest(a.observed.values()) !== before) this.opts.onChange?.();
-    return { known: true };
+    const inSync = req.stateDigest === observedDigest(a.observed.values());
+    if (inSync !== a.synced) {
+      a.synced = inSync;
+      if (!inSync) this.opts.onChange?.();
+    }
+    // Only what the controller knows the agent runs now can be judged unwanted.
+    const stopSessions = inSync ? (this.opts.unwanted?.(a) ?? []).slice(0, MAX_STOP_SESSIONS) : [];
+    return { known: true, stopSessions };
   }
 
   /** Marks agents whose lease ran out as not live (logged once). */

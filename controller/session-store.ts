@@ -1,10 +1,14 @@
 // Sessions in the JetStream KV bucket damon_sessions (key = session id, value = JSON).
 // Every change is a compare-and-set on the entry's revision; a conflicting writer re-reads
 // and re-applies its change, so concurrent writers never lose each other's updates.
+// Every entry read is checked against the session schema; one that breaks it is
+// quarantined (scan() lists it apart, get() answers FAILED_PRECONDITION, delete() removes it).
 import * as grpc from '@grpc/grpc-js';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { RpcError } from '../common/grpc-server.js';
+import { excerpt } from '../common/log.js';
+import { MAX_SESSION_ID_CHARS } from '../common/session-schema.js';
 import { SESSIONS_BUCKET, SESSIONS_KEY_PREFIX, SESSIONS_STREAM } from '../common/subjects.js';
 import { StoredSessionError, decodeStoredSession, type StoredSession } from './session-model.js';
 
@@ -13,6 +17,29 @@ export interface Versioned {
   session: StoredSession;
   revision: number;
 }
+
+/** A bucket entry that breaks the session schema: listed, never dispatched, deletable. */
+export interface Quarantined {
+  /** The entry's key, as an excerpt. */
+  id: string;
+  revision: number;
+  /** What is wrong with it, as an excerpt. */
+  error: string;
+}
+
+/** Every entry of the bucket, by key, as one listing saw them. */
+export interface Listing {
+  sessions: Versioned[];
+  quarantined: Quarantined[];
+  /**
+   * The bucket stream's last sequence when the keys were listed: every entry written later
+   * (and so every generation turned on later) has a greater revision.
+   */
+  seq: number;
+}
+
+/** Longest error text of a quarantined entry. */
+const MAX_QUARANTINE_ERROR_CHARS = 300;
 
 /** What a read-modify-write did. */
 export interface UpdateResult {
@@ -58,10 +85,15 @@ function encode(s: StoredSession): string {
   return json;
 }
 
+/** Tells a quarantined entry from a session in what read() returns. */
+export function isQuarantined(v: Versioned | Quarantined): v is Quarantined {
+  return 'error' in v;
+}
+
 /** A stored value that is not a valid session: readable by nobody, deletable. */
 class BrokenSessionError extends RpcError {
-  constructor(readonly revision: number, cause: StoredSessionError) {
-    super(grpc.status.FAILED_PRECONDITION, `${cause.message}; delete it (DeleteSession) and create it again`);
+  constructor(readonly revision: number, readonly broken: StoredSessionError) {
+    super(grpc.status.FAILED_PRECONDITION, `${broken.message}; delete it (DeleteSession) and create it again`);
     this.name = 'BrokenSessionError';
   }
 }
@@ -127,8 +159,8 @@ export class SessionStore {
     return v;
   }
 
-  /** Every valid session, by id (a broken entry is left out: one must not hide the others). */
-  async list(): Promise<Versioned[]> {
+  /** Every key in the bucket, sorted, and the stream sequence they were listed at. */
+  async keys(): Promise<{ keys: string[]; seq: number }> {
     // The stream's subject list, not kv.keys(): its consumer only ends on an idle heartbeat
     // when keys are written meanwhile (up to 30 s), which would stall the reconcile loop.
     const prefix = SESSIONS_KEY_PREFIX;
@@ -136,16 +168,35 @@ export class SessionStore {
     const keys = Object.keys(info.state.subjects ?? {})
       .map((subject) => subject.slice(prefix.length))
       .sort();
-    const out: Versioned[] = [];
+    return { keys, seq: info.state.last_seq };
+  }
+
+  /** The entry at `key`: a session, a quarantined entry, or null (none, or deleted). */
+  async read(key: string): Promise<Versioned | Quarantined | null> {
+    try {
+      return await this.get(key);
+    } catch (err) {
+      if (!(err instanceof BrokenSessionError)) throw err;
+      return { id: excerpt(key, MAX_SESSION_ID_CHARS), revision: err.revision, error: excerpt(err.broken.message, MAX_QUARANTINE_ERROR_CHARS) };
+    }
+  }
+
+  /** Every entry: valid sessions, and the broken ones apart (one must not hide the others). */
+  async scan(): Promise<Listing> {
+    const { keys, seq } = await this.keys();
+    const out: Listing = { sessions: [], quarantined: [], seq };
     for (const k of keys) {
-      try {
-        const v = await this.get(k); // may have been deleted since the listing
-        if (v) out.push(v);
-      } catch (err) {
-        if (!(err instanceof BrokenSessionError)) throw err;
-      }
+      const v = await this.read(k); // may have been deleted since the listing
+      if (v === null) continue;
+      if (isQuarantined(v)) out.quarantined.push(v);
+      else out.sessions.push(v);
     }
     return out;
+  }
+
+  /** Every valid session, by id. */
+  async list(): Promise<Versioned[]> {
+    return (await this.scan()).sessions;
   }
 
   /** Stores a new session; ALREADY_EXISTS when the id is taken. */

@@ -5,6 +5,7 @@ import type { AgentService, GetStateResponse, ObservedSession, SessionSpec } fro
 import { checkSessionId } from '../../common/session-schema.js';
 import type { EpochFence } from './epoch-fence.js';
 import { parseSpec, type RunSpec } from './spec.js';
+import { observedDigest, observedPage } from '../../common/observed-digest.js';
 
 export interface SessionControl {
   /** `admit` runs first in the session's turn and throws to refuse. */
@@ -37,14 +38,18 @@ export function agentHandlers(
       await sessions.stop(id, () => fence.admit(req.epoch, `StopSession ${id}`));
       return {};
     },
-    async getState(req: { epoch: bigint }): Promise<GetStateResponse> {
+    async getState(req: { pageToken: string; epoch: bigint }): Promise<GetStateResponse> {
       fence.observe(req.epoch);
+      // Session ids order the pages; a token that is not one is refused like any bad id.
+      if (req.pageToken !== '') checkSessionId(req.pageToken, 'page_token');
+      const all = sessions.observed();
       return {
         host: identity.host,
         instanceId: identity.instanceId,
         operations: identity.operations,
         unavailable: identity.unavailable,
-        sessions: sessions.observed(),
+        ...observedPage(all, req.pageToken),
+        stateDigest: observedDigest(all),
       };
     },
   };

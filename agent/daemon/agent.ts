@@ -27,6 +27,7 @@ import { createLogger, errorMessage, type Logger } from '../../common/log.js';
 import { probeHostOperations, type HostOperations } from './ops-select.js';
 import { RecordPublisher, type PublisherStats } from './publisher.js';
 import { Registration } from './registration.js';
+import { observedDigest } from '../../common/observed-digest.js';
 import { SessionManager } from './sessions.js';
 import { checkTrust, isWildcardHost, splitHostPort } from '../../common/trust.js';
 
@@ -262,6 +263,14 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       clientOptions: extra,
       registration: { host, address: advertise, operations: hostOps.operations, unavailable: hostOps.unavailable, instanceId },
       observed: () => sessions.observed(),
+      // The controller names sessions it does not want here (deleted or turned off while
+      // this agent could not be reached): stop them without waiting to be called.
+      stopUnwanted: (ids) => {
+        for (const id of ids) {
+          log.info(`session ${id}: the controller does not want it on this host; stopping`);
+          sessions.stop(id).catch((err: unknown) => log.warn(`session ${id}: stopping failed: ${errorMessage(err)}`));
+        }
+      },
       log: log.child('registry'),
       defaultHeartbeatMs: opts.defaultHeartbeatMs,
     });
@@ -278,7 +287,10 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     advertise,
     port,
     dataDir,
-    state: () => ({ ...identity, sessions: sessions.observed() }),
+    state: () => {
+      const all = sessions.observed();
+      return { ...identity, sessions: all, nextPageToken: '', stateDigest: observedDigest(all) };
+    },
     publisherStats: () => publisher.stats(),
     registered: () => registration?.isRegistered ?? false,
     natsConnected: () => natsUp,

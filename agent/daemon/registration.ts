@@ -1,6 +1,8 @@
 // The agent's side of the controller's Registry: register (a new instance id per agent
-// start), then heartbeat with the observed sessions every interval the controller asked
-// for. A heartbeat answered "unknown" (the controller restarted or let the lease lapse)
+// start), then heartbeat every interval the controller asked for. A heartbeat is a lease of
+// fixed size: a digest of the observed sessions, not the sessions (the controller pulls
+// those with GetState when the digest is new to it); its answer names sessions the
+// controller does not want here, which the agent stops. A heartbeat answered "unknown" (the controller restarted or let the lease lapse)
 // leads to registering again. While the controller is unreachable the agent keeps
 // monitoring and keeps retrying; the log says so once per change, not per attempt.
 // Given several controllers (one leads, the others stand by), it talks to the leader: a
@@ -10,6 +12,7 @@ import { leaderNamedIn } from '../../common/fencing.js';
 import { channelCredentials, clientOptions, type Credentials } from '../../common/auth.js';
 import {
   RegistryClient,
+  type HeartbeatRequest,
   type HeartbeatResponse,
   type ObservedSession,
   type RegisterRequest,
@@ -17,6 +20,7 @@ import {
 } from '../../gen/damon/v1/damon.js';
 import { StateLog, type Logger } from '../../common/log.js';
 import { Sleeper } from './sleeper.js';
+import { observedDigest } from '../../common/observed-digest.js';
 
 export interface RegistrationOptions {
   /** The controllers' gRPC addresses ("host:port"): one leads, the agent finds which. */
@@ -28,6 +32,8 @@ export interface RegistrationOptions {
   registration: RegisterRequest;
   /** The sessions as the agent observes them now. */
   observed: () => ObservedSession[];
+  /** Sessions the controller does not want on this host (deleted, turned off): stop them. */
+  stopUnwanted?: (sessionIds: string[]) => void;
   log: Logger;
   /** Heartbeat interval until the controller names one. */
   defaultHeartbeatMs?: number;
@@ -212,19 +218,24 @@ export class Registration {
       }
       this.wakeRequested = false;
       try {
-        const res = await this.unary<{ host: string; instanceId: string; sessions: ObservedSession[] }, HeartbeatResponse>(
-          this.client.heartbeat,
-          {
-            host: this.opts.registration.host,
-            instanceId: this.opts.registration.instanceId,
-            sessions: this.opts.observed(),
-          },
-        );
+        const observed = this.opts.observed();
+        const res = await this.unary<HeartbeatRequest, HeartbeatResponse>(this.client.heartbeat, {
+          host: this.opts.registration.host,
+          instanceId: this.opts.registration.instanceId,
+          stateDigest: observedDigest(observed),
+          sessionCount: observed.length,
+        });
         this.heartbeats++;
         this.failedInARow = 0;
         this.opts.onEpoch?.(res.epoch);
         this.reach.set('reachable', `controller ${this.controller} reachable`);
         retry = retryMin;
+        if (res.known && res.stopSessions.length > 0) {
+          // Only ids this agent runs: the answer is about them, nothing else is acted on.
+          const running = new Set(observed.map((o) => o.sessionId));
+          const unwanted = res.stopSessions.filter((id) => running.has(id));
+          if (unwanted.length > 0) this.opts.stopUnwanted?.(unwanted);
+        }
         if (!res.known) {
           this.log.warn(
             `controller ${this.controller} does not know this agent (it restarted or the lease expired); registering again`,

@@ -2,6 +2,7 @@
 // registration, heartbeats with the observed sessions, an early heartbeat when a target
 // exits, registering again when the controller no longer knows it, and carrying on
 // (logging once) while the controller is unreachable.
+import { observedDigest } from '../../common/observed-digest.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -55,7 +56,7 @@ class StandInRegistry {
               },
               heartbeat: async (req) => {
                 this.heartbeats.push({ req, at: performance.now() });
-                return { known: this.known.has(req.instanceId), epoch: 0n };
+                return { known: this.known.has(req.instanceId), stopSessions: [], epoch: 0n };
               },
             },
             // Checks the agent's credential as the real controller does.
@@ -135,20 +136,23 @@ test('registers what it is and heartbeats its observed sessions', async () => {
   // regular heartbeat, so the next regular one is 1.5 s away.
   const n = registry.heartbeats.length;
   await waitFor('a regular heartbeat', () => registry.heartbeats.length > n, 3000, 5);
+  const digestBefore = registry.heartbeats.at(-1)!.req.stateDigest;
   await killTarget(t);
   const killedAt = performance.now();
+  // The heartbeat carries a digest, not the state: a new digest, then the state behind it.
   const exited = await waitFor(
-    'a heartbeat with the target EXITED',
-    () =>
-      registry.heartbeats.find(
-        (h) => h.at > killedAt && h.req.sessions.some((s) => s.sessionId === 'r-hb' && s.targets[0]?.state === TargetState.TARGET_STATE_EXITED),
-      ),
+    'a heartbeat with a new state digest',
+    () => registry.heartbeats.find((h) => h.at > killedAt && h.req.stateDigest !== digestBefore),
     3000,
     5,
   );
   assert.equal(exited.req.host, HOST);
   assert.equal(exited.req.instanceId, agent.instanceId);
-  assert.match(exited.req.sessions.find((s) => s.sessionId === 'r-hb')!.targets[0].message, /process exited/);
+  const state = await unary(client, 'getState', { pageToken: '', epoch: 0n });
+  const target = state.sessions.find((s) => s.sessionId === 'r-hb')!.targets[0];
+  assert.equal(target.state, TargetState.TARGET_STATE_EXITED);
+  assert.match(target.message, /process exited/);
+  assert.equal(observedDigest(state.sessions), exited.req.stateDigest, 'the digest is that of the state GetState gives');
   assert.ok(exited.at - killedAt < 500, `EXITED reported ${(exited.at - killedAt).toFixed(0)} ms after the exit`);
   await unary(client, 'stopSession', { epoch: 0n, sessionId: 'r-hb' });
 });
@@ -170,7 +174,7 @@ test('while the controller is unreachable: monitoring goes on, one log line, the
   await unary(client, 'applySession', { epoch: 0n, spec: syntheticSpec('r-down', [t.pid]) });
   await registry.stop();
   const logsBefore = logs.length;
-  const published = async () => (await unary(client, 'getState', { epoch: 0n })).sessions.find((s) => s.sessionId === 'r-down')!.recordsPublished;
+  const published = async () => (await unary(client, 'getState', { pageToken: '', epoch: 0n })).sessions.find((s) => s.sessionId === 'r-down')!.recordsPublished;
   const p0 = await published();
   await new Promise((r) => setTimeout(r, 1500)); // several heartbeat attempts fail meanwhile
   assert.ok((await published()) > p0, 'records still published while the controller is away');
@@ -182,8 +186,9 @@ test('while the controller is unreachable: monitoring goes on, one log line, the
   const n = registry.registers.length;
   await registry.start();
   await waitFor('registered again', () => registry.registers.length > n, 8000);
+  const running = observedDigest((await unary(client, 'getState', { pageToken: '', epoch: 0n })).sessions);
   await waitFor('the running session reported', () =>
-    registry.heartbeats.some((h) => h.req.sessions.some((s) => s.sessionId === 'r-down' && s.running)),
+    registry.heartbeats.some((h) => h.req.sessionCount === 1 && h.req.stateDigest === running),
   );
   assert.ok(logs.slice(logsBefore).some((l) => l.includes('reachable') && !l.includes('unreachable')));
   await unary(client, 'stopSession', { epoch: 0n, sessionId: 'r-down' });

@@ -54,7 +54,7 @@ async function apply(spec: SessionSpec): Promise<ObservedSession> {
 }
 
 async function observed(sessionId: string): Promise<ObservedSession | undefined> {
-  const st = await unary(client, 'getState', { epoch: 0n });
+  const st = await unary(client, 'getState', { pageToken: '', epoch: 0n });
   return st.sessions.find((s) => s.sessionId === sessionId);
 }
 
@@ -245,7 +245,7 @@ test('a pid that does not exist is EXITED with a clear message; the existing one
 
 test('default operations on a host without page_idle: FAILED with what is missing', async () => {
   const t = target();
-  const st = await unary(client, 'getState', { epoch: 0n });
+  const st = await unary(client, 'getState', { pageToken: '', epoch: 0n });
   assert.deepEqual(st.operations, ['synthetic'], 'this host has no page_idle');
   assert.ok(st.unavailable.some((u) => u.startsWith('page_idle: ')), st.unavailable.join('; '));
   for (const operations of ['', 'page_idle']) {

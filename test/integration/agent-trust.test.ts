@@ -62,13 +62,13 @@ test('with tokens: only the controller\'s token for this host is obeyed', async 
   const right = agentClient(agent.address, creds.grpc.controllerToAgent(HOST));
   const spec = syntheticSpec('t-1', [process.pid]);
   try {
-    await rejectsWith(unary(none, 'getState', { epoch: 0n }), grpc.status.UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
+    await rejectsWith(unary(none, 'getState', { pageToken: '', epoch: 0n }), grpc.status.UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
     await rejectsWith(unary(none, 'applySession', { epoch: 0n, spec }), grpc.status.UNAUTHENTICATED);
     await rejectsWith(unary(none, 'stopSession', { epoch: 0n, sessionId: 't-1' }), grpc.status.UNAUTHENTICATED);
     const basic = new grpc.Metadata();
     basic.set('authorization', 'Basic dXNlcjpwYXNz');
-    await rejectsWith(unary(none, 'getState', { epoch: 0n }, basic), grpc.status.UNAUTHENTICATED, /malformed authorization metadata/);
-    await rejectsWith(unary(wrong, 'getState', { epoch: 0n }), grpc.status.PERMISSION_DENIED, /token not accepted/);
+    await rejectsWith(unary(none, 'getState', { pageToken: '', epoch: 0n }, basic), grpc.status.UNAUTHENTICATED, /malformed authorization metadata/);
+    await rejectsWith(unary(wrong, 'getState', { pageToken: '', epoch: 0n }), grpc.status.PERMISSION_DENIED, /token not accepted/);
     // The token the controller shows another host does not open this one: an agent that
     // leaks what it was shown exposes itself only.
     await rejectsWith(unary(forOtherHost, 'applySession', { epoch: 0n, spec }), grpc.status.PERMISSION_DENIED, /token not accepted/);
@@ -76,12 +76,12 @@ test('with tokens: only the controller\'s token for this host is obeyed', async 
     await rejectsWith(unary(ownToken, 'applySession', { epoch: 0n, spec }), grpc.status.PERMISSION_DENIED, /token not accepted/);
     await rejectsWith(unary(operator, 'applySession', { epoch: 0n, spec }), grpc.status.PERMISSION_DENIED, /token not accepted/);
     // Nothing was started by the refused calls.
-    const st = await unary(right, 'getState', { epoch: 0n });
+    const st = await unary(right, 'getState', { pageToken: '', epoch: 0n });
     assert.equal(st.host, HOST);
     assert.equal(st.instanceId, agent.instanceId);
     assert.deepEqual(st.sessions, []);
     // The right token in a call's metadata works without the client interceptor too.
-    assert.equal((await unary(none, 'getState', { epoch: 0n }, tokenMetadata(creds.grpc.controllerToAgent(HOST).token!))).host, HOST);
+    assert.equal((await unary(none, 'getState', { pageToken: '', epoch: 0n }, tokenMetadata(creds.grpc.controllerToAgent(HOST).token!))).host, HOST);
   } finally {
     for (const c of [none, wrong, forOtherHost, ownToken, operator, right]) c.close();
   }
@@ -99,17 +99,17 @@ test('with mutual TLS: only the controller\'s certificate is obeyed', async () =
   const rogue = createTestCa('rogue-ca');
   const rogueClient = agentClient(agent.address, { tls: { ...rogue.issue('controller', { id: spiffeId('controller') }), ca: ca.caPem } }, byName);
   try {
-    const st = await unary(controller, 'getState', { epoch: 0n });
+    const st = await unary(controller, 'getState', { pageToken: '', epoch: 0n });
     assert.equal(st.instanceId, agent.instanceId);
     const spec = syntheticSpec('t-2', [process.pid]);
     await rejectsWith(unary(otherAgent, 'applySession', { epoch: 0n, spec }), grpc.status.PERMISSION_DENIED, /agent "other-host" may not call ApplySession/);
     await rejectsWith(unary(operator, 'applySession', { epoch: 0n, spec }), grpc.status.PERMISSION_DENIED, /operator may not call ApplySession/);
     // A certificate of the CA that names no identity (its CN says "controller") is not enough.
-    await rejectsWith(unary(anonymous, 'getState', { epoch: 0n }), grpc.status.PERMISSION_DENIED, /names no damon-fleet identity/);
+    await rejectsWith(unary(anonymous, 'getState', { pageToken: '', epoch: 0n }), grpc.status.PERMISSION_DENIED, /names no damon-fleet identity/);
     // The handshake itself refuses a client without a certificate, or with one of another CA.
-    await rejectsWith(unary(noCert, 'getState', { epoch: 0n }), grpc.status.UNAVAILABLE);
-    await rejectsWith(unary(rogueClient, 'getState', { epoch: 0n }), grpc.status.UNAVAILABLE);
-    assert.deepEqual((await unary(controller, 'getState', { epoch: 0n })).sessions, []);
+    await rejectsWith(unary(noCert, 'getState', { pageToken: '', epoch: 0n }), grpc.status.UNAVAILABLE);
+    await rejectsWith(unary(rogueClient, 'getState', { pageToken: '', epoch: 0n }), grpc.status.UNAVAILABLE);
+    assert.deepEqual((await unary(controller, 'getState', { pageToken: '', epoch: 0n })).sessions, []);
   } finally {
     for (const c of [controller, otherAgent, operator, anonymous, noCert, rogueClient]) c.close();
     rogue.remove();
@@ -136,7 +136,7 @@ test('refuses to start without credentials unless --insecure, and --insecure onl
   const agent = await start({ insecure: true, listen: '127.0.0.1:0' });
   const anyone = agentClient(agent.address, {});
   try {
-    assert.equal((await unary(anyone, 'getState', { epoch: 0n })).host, HOST);
+    assert.equal((await unary(anyone, 'getState', { pageToken: '', epoch: 0n })).host, HOST);
   } finally {
     anyone.close();
   }

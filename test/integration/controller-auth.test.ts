@@ -90,12 +90,12 @@ describe('controller identities by token', () => {
   test('no token UNAUTHENTICATED, malformed UNAUTHENTICATED, unknown PERMISSION_DENIED; the operator is served', async () => {
     const bare = controllerClient(env.controller.address);
     try {
-      await rejectsWith(unary(bare, 'listSessions', {}), UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
+      await rejectsWith(unary(bare, 'listSessions', { pageSize: 0, pageToken: '' }), UNAUTHENTICATED, /no credential: present "authorization: Bearer <token>"/);
       const basic = new grpc.Metadata();
       basic.set('authorization', 'Basic dXNlcjpwYXNz');
-      await rejectsWith(unary(bare, 'listSessions', {}, basic), UNAUTHENTICATED, /malformed authorization metadata/);
-      await rejectsWith(unary(bare, 'listSessions', {}, tokenMetadata('guess')), PERMISSION_DENIED, /token not accepted/);
-      const ok = await unary(bare, 'listSessions', {}, tokenMetadata(creds.grpc.operator.token!));
+      await rejectsWith(unary(bare, 'listSessions', { pageSize: 0, pageToken: '' }, basic), UNAUTHENTICATED, /malformed authorization metadata/);
+      await rejectsWith(unary(bare, 'listSessions', { pageSize: 0, pageToken: '' }, tokenMetadata('guess')), PERMISSION_DENIED, /token not accepted/);
+      const ok = await unary(bare, 'listSessions', { pageSize: 0, pageToken: '' }, tokenMetadata(creds.grpc.operator.token!));
       assert.deepEqual(ok.sessions, []);
     } finally {
       bare.close();
@@ -107,7 +107,7 @@ describe('controller identities by token', () => {
     const reader = controllerClient(env.controller.address, creds.grpc.reader());
     try {
       assert.equal((await unary(reader, 'getSession', { id: 'watched' })).revision, created.revision);
-      assert.ok((await unary(reader, 'listSessions', {})).sessions.some((s) => s.id === 'watched'));
+      assert.ok((await unary(reader, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.some((s) => s.id === 'watched'));
       assert.ok((await unary(reader, 'getAttributes', { id: 'watched' })).attrsText.length > 0);
       assert.deepEqual((await unary(reader, 'listAgents', {})).agents.map((a) => a.host), ['host-a']);
       const events = collect(reader.watchEvents({ sessionId: 'watched', replay: true }));
@@ -117,7 +117,7 @@ describe('controller identities by token', () => {
       const after = await unary(env.client, 'getSession', { id: 'watched' });
       assert.equal(after.revision, created.revision, 'a refused write changed the session');
       assert.equal(after.state, SessionState.SESSION_STATE_OFF);
-      assert.equal((await unary(env.client, 'listSessions', {})).sessions.some((s) => s.id === 'by-reader'), false);
+      assert.equal((await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.some((s) => s.id === 'by-reader'), false);
       events.cancel();
       assert.equal(grpc.status[(await events.ended)?.code ?? grpc.status.OK], 'CANCELLED');
     } finally {
@@ -141,12 +141,12 @@ describe('controller identities by token', () => {
       await rejectsWith(unary(reader, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /reader "test-reader" may not call Register/);
       await rejectsWith(unary(hostB, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /agent "host-b" may not speak for host "host-a"/);
       await rejectsWith(
-        unary(hostB, 'heartbeat', { host: 'host-a', instanceId: before[0].instanceId, sessions: [] }),
+        unary(hostB, 'heartbeat', { host: 'host-a', instanceId: before[0].instanceId, stateDigest: '', sessionCount: 0 }),
         PERMISSION_DENIED,
         /agent "host-b" may not speak for host "host-a"/,
       );
       await rejectsWith(unary(hostA, 'register', req('host-a', '10.9.9.9:7101')), PERMISSION_DENIED, /may not register address 10\.9\.9\.9:7101: its token names 127\.0\.0\.1, host-a/);
-      await rejectsWith(unary(hostAasClient, 'listSessions', {}), PERMISSION_DENIED, /agent "host-a" may not call ListSessions/);
+      await rejectsWith(unary(hostAasClient, 'listSessions', { pageSize: 0, pageToken: '' }), PERMISSION_DENIED, /agent "host-a" may not call ListSessions/);
       // The real host-a was never replaced: same address, same instance, still live.
       assert.deepEqual((await unary(env.client, 'listAgents', {})).agents.map((a) => [a.host, a.address, a.instanceId, a.live]),
         before.map((a) => [a.host, a.address, a.instanceId, true]));
@@ -192,7 +192,7 @@ describe('controller identities by token', () => {
     ensureGrpcCredentials(creds.layout.root, { agents: [], readers: ['late'] });
     const late = controllerClient(env.controller.address, { token: readTokenFile(creds.layout.reader('late').token) });
     try {
-      await waitFor('the new reader accepted', async () => (await unary(late, 'listSessions', {})).sessions, 8000, 200);
+      await waitFor('the new reader accepted', async () => (await unary(late, 'listSessions', { pageSize: 0, pageToken: '' })).sessions, 8000, 200);
       await rejectsWith(unary(late, 'turnOn', { id: 'tok' }), PERMISSION_DENIED, /reader "late" may not call TurnOn/);
     } finally {
       late.close();
@@ -268,10 +268,10 @@ describe('controller mutual TLS', () => {
     const anonymous = controllerClient(env.controller.address, { tls: ca.issue('operator') });
     try {
       await rejectsWith(unary(reader, 'turnOn', { id: 'tls' }), PERMISSION_DENIED, /reader "dash" may not call TurnOn/);
-      assert.ok((await unary(reader, 'listSessions', {})).sessions.length > 0);
+      assert.ok((await unary(reader, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.length > 0);
       await rejectsWith(unary(hostB, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /agent "host-b" may not speak for host "host-a"/);
       await rejectsWith(unary(elsewhere, 'register', req('host-a', '127.0.0.1:9')), PERMISSION_DENIED, /may not register address 127\.0\.0\.1:9: its certificate names host-a\.example, 10\.1\.2\.3/);
-      await rejectsWith(unary(anonymous, 'listSessions', {}), PERMISSION_DENIED, /names no damon-fleet identity/);
+      await rejectsWith(unary(anonymous, 'listSessions', { pageSize: 0, pageToken: '' }), PERMISSION_DENIED, /names no damon-fleet identity/);
     } finally {
       for (const c of [reader, hostB, elsewhere, anonymous]) c.close();
     }
@@ -284,9 +284,9 @@ describe('controller mutual TLS', () => {
     other.remove();
     const plain = controllerClient(env.controller.address);
     try {
-      await rejectsWith(unary(noCert, 'listSessions', {}), UNAVAILABLE);
-      await rejectsWith(unary(foreignCert, 'listSessions', {}), UNAVAILABLE);
-      await rejectsWith(unary(plain, 'listSessions', {}), UNAVAILABLE);
+      await rejectsWith(unary(noCert, 'listSessions', { pageSize: 0, pageToken: '' }), UNAVAILABLE);
+      await rejectsWith(unary(foreignCert, 'listSessions', { pageSize: 0, pageToken: '' }), UNAVAILABLE);
+      await rejectsWith(unary(plain, 'listSessions', { pageSize: 0, pageToken: '' }), UNAVAILABLE);
     } finally {
       noCert.close();
       foreignCert.close();

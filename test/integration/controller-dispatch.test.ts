@@ -184,6 +184,28 @@ describe('controller dispatch and reconcile', () => {
     await unary(env.client, 'turnOff', { id: s.id });
   });
 
+  test('an agent that cannot be stopped by call stops what the heartbeat answer says the controller does not want', async () => {
+    const s = await session([['host-b', 45]]);
+    await unary(env.client, 'turnOn', { id: s.id });
+    await waitFor('running', async () => (await get(s.id)).targetStatus[0].state === TargetState.TARGET_STATE_RUNNING);
+    b.stopError = new RpcError(grpc.status.UNAVAILABLE, 'stop calls do not get through');
+    try {
+      await unary(env.client, 'turnOff', { id: s.id });
+      await unary(env.client, 'deleteSession', { id: s.id });
+      await waitFor('host-b stopped it itself', () => b.stoppedItself(s.id).length === 1 && !b.sessions.has(s.id), 10_000);
+      assert.ok(b.stops(s.id).length >= 1, 'the stop call was tried and failed');
+    } finally {
+      b.stopError = undefined;
+    }
+    // A session it runs and the controller wants is never named.
+    const kept = await session([['host-b', 46]]);
+    await unary(env.client, 'turnOn', { id: kept.id });
+    const beats = b.heartbeatTimes.length;
+    await waitFor('five more heartbeats', () => b.heartbeatTimes.length >= beats + 5, 10_000);
+    assert.equal(b.stoppedItself(kept.id).length, 0);
+    await unary(env.client, 'turnOff', { id: kept.id });
+  });
+
   test('a lost lease shows targets pending; the agent returning restores them', async () => {
     const s = await session([['host-b', 51]]);
     await unary(env.client, 'turnOn', { id: s.id });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Kvm } from '@nats-io/kv';
 import { connectNats, jetStream } from '../../common/nats.js';
-import { MAX_TARGETS_PER_SESSION } from '../../common/session-schema.js';
+import { MAX_HOSTS_PER_SESSION, MAX_TARGETS_PER_SESSION } from '../../common/session-schema.js';
 import { SESSIONS_BUCKET } from '../../common/subjects.js';
 import { SessionState, TargetState } from '../../gen/damon/v1/damon.js';
 import { startEnv, type ControllerEnv } from './support/controller-env.js';
@@ -37,7 +37,7 @@ describe('controller limits', () => {
     assert.equal((await unary(env.client, 'getSession', { id: s.id })).attrsText, '5000 100000 1000000 10 1000');
     await unary(env.client, 'getAttributes', { id: s.id });
     await setTargets(s.id, [{ host: 'host-a', pid: 1 }]);
-    assert.ok((await unary(env.client, 'listSessions', {})).sessions.some((x) => x.id === s.id));
+    assert.ok((await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.some((x) => x.id === s.id));
   });
 
   test('an out-of-bounds entry already in the bucket: FAILED_PRECONDITION naming it; the others list; it can be deleted', async () => {
@@ -57,9 +57,14 @@ describe('controller limits', () => {
       FAILED_PRECONDITION,
       /stored value breaks the session schema: attrs\.max_nr_regions: too large: at most 20000.*delete it/,
     );
-    const listed = (await unary(env.client, 'listSessions', {})).sessions.map((x) => x.id);
+    const page = await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' });
+    const listed = page.sessions.map((x) => x.id);
     assert.ok(listed.includes(good.id) && !listed.includes('old-broken'));
+    const q = page.quarantined.find((x) => x.id === 'old-broken');
+    assert.ok(q && q.revision > 0n, 'listed as quarantined, with its revision');
+    assert.match(q.error, /breaks the session schema: attrs\.max_nr_regions: too large/);
     await unary(env.client, 'deleteSession', { id: 'old-broken' });
+    assert.ok(!(await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).quarantined.some((x) => x.id === 'old-broken'));
     await rejectsWith(unary(env.client, 'getSession', { id: 'old-broken' }), grpc.status.NOT_FOUND);
   });
 
@@ -97,14 +102,14 @@ describe('controller limits', () => {
   test('too many targets is RESOURCE_EXHAUSTED at SetTargets and CreateSession, never INTERNAL', async () => {
     const s = await create();
     const targets = (count: number) => Array.from({ length: count }, (_, i) => ({ host: 'host-a', pid: i + 1 }));
-    await rejectsWith(setTargets(s.id, targets(10_000)), RESOURCE_EXHAUSTED, /^targets: 10000 targets; a session has at most 256 \(MAX_TARGETS_PER_SESSION\)$/);
+    await rejectsWith(setTargets(s.id, targets(10_000)), RESOURCE_EXHAUSTED, new RegExp(`^targets: 10000 targets; a session has at most ${MAX_TARGETS_PER_SESSION} \\(MAX_TARGETS_PER_SESSION\\)$`));
     await rejectsWith(setTargets(s.id, targets(50_000)), RESOURCE_EXHAUSTED, /50000 targets/);
     await rejectsWith(
       unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', targets: targets(10_000), operations: '', syntheticWorkload: '' }),
       RESOURCE_EXHAUSTED,
     );
-    const spread = Array.from({ length: 65 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
-    await rejectsWith(setTargets(s.id, spread), RESOURCE_EXHAUSTED, /65 hosts; a session spans at most 64/);
+    const spread = Array.from({ length: MAX_HOSTS_PER_SESSION + 1 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
+    await rejectsWith(setTargets(s.id, spread), RESOURCE_EXHAUSTED, new RegExp(`${MAX_HOSTS_PER_SESSION + 1} hosts; a session spans at most ${MAX_HOSTS_PER_SESSION}`));
     // The most allowed fits, and turns on.
     const max = await setTargets(s.id, targets(MAX_TARGETS_PER_SESSION));
     assert.equal(max.targets.length, MAX_TARGETS_PER_SESSION);
@@ -129,5 +134,25 @@ describe('controller limits', () => {
       assert.ok(line.length < 2000, `a log line of ${line.length} characters: ${line.slice(0, 100)}`);
       assert.ok(!line.includes('\n'), `a log line with a newline: ${line.slice(0, 100)}`);
     }
+  });
+
+  test('ListSessions is paged: page_size up to 1000, a token that continues where the page ended, refusals for bad ones', async () => {
+    for (let i = 0; i < 5; i++) await create();
+    const all = (await unary(env.client, 'listSessions', { pageSize: 1000, pageToken: '' })).sessions.map((s) => s.id);
+    assert.ok(all.length >= 5);
+    const paged: string[] = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await unary(env.client, 'listSessions', { pageSize: 2, pageToken });
+      assert.ok(page.sessions.length <= 2);
+      paged.push(...page.sessions.map((s) => s.id));
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== '' && pages < 1000);
+    assert.deepEqual(paged, all, 'every session once, in id order');
+    assert.equal(pages, Math.ceil(all.length / 2));
+    await rejectsWith(unary(env.client, 'listSessions', { pageSize: 1001, pageToken: '' }), INVALID_ARGUMENT, /^page_size: too large: 1001; at most 1000$/);
+    await rejectsWith(unary(env.client, 'listSessions', { pageSize: 0, pageToken: 'not a token!' }), INVALID_ARGUMENT, /^page_token: not a token ListSessions gave/);
   });
 });

@@ -159,12 +159,12 @@ describe('controller sessions', () => {
     await setTargets(env, s.id, [{ host: 'host-a', pid: 22 }]);
     await unary(env.client, 'deleteSession', { id: s.id });
     await rejectsWith(unary(env.client, 'getSession', { id: s.id }), NOT_FOUND);
-    const ids = (await unary(env.client, 'listSessions', {})).sessions.map((x) => x.id);
+    const ids = (await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.map((x) => x.id);
     assert.ok(!ids.includes(s.id));
   });
 
   test('ListSessions lists every session by id', async () => {
-    const list = (await unary(env.client, 'listSessions', {})).sessions;
+    const list = (await unary(env.client, 'listSessions', { pageSize: 0, pageToken: '' })).sessions;
     const ids = list.map((s) => s.id);
     assert.deepEqual(ids, [...ids].sort());
     assert.ok(ids.includes('web-1'));

@@ -69,7 +69,7 @@ describe('two controllers on one NATS', () => {
     await unary(lc, 'createSession', { id: 'sb-1', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '' });
     const standbyText = new RegExp(`^standby; the leader is at ${leader.address.replace(/\./g, '\\.')}$`);
     await rejectsWith(unary(sc, 'getSession', { id: 'sb-1' }), grpc.status.UNAVAILABLE, standbyText);
-    await rejectsWith(unary(sc, 'listSessions', {}), grpc.status.UNAVAILABLE, standbyText);
+    await rejectsWith(unary(sc, 'listSessions', { pageSize: 0, pageToken: '' }), grpc.status.UNAVAILABLE, standbyText);
     await rejectsWith(unary(sc, 'turnOn', { id: 'sb-1' }), grpc.status.UNAVAILABLE, standbyText);
     // Credentials are checked first: a stranger learns nothing.
     await rejectsWith(unary(controllerClient(standby.address), 'getSession', { id: 'sb-1' }), grpc.status.UNAUTHENTICATED);
@@ -155,11 +155,11 @@ describe('an agent refuses a lower epoch than the highest it has seen', () => {
     );
     await rejectsWith(unary(client, 'stopSession', { sessionId: 'f-1', epoch: 5n }), grpc.status.FAILED_PRECONDITION, /stale controller epoch 5/);
     // A newer leader's GetState raises the epoch; its own calls pass.
-    const st = await unary(client, 'getState', { epoch: 9n });
+    const st = await unary(client, 'getState', { pageToken: '', epoch: 9n });
     assert.deepEqual(st.sessions.map((s) => [s.sessionId, s.generation]), [['f-1', 1n]]);
     await rejectsWith(unary(client, 'stopSession', { sessionId: 'f-1', epoch: 7n }), grpc.status.FAILED_PRECONDITION, /stale controller epoch 7: this agent has seen epoch 9/);
     await unary(client, 'stopSession', { sessionId: 'f-1', epoch: 9n });
-    assert.deepEqual((await unary(client, 'getState', { epoch: 0n })).sessions, [], 'GetState is never refused');
+    assert.deepEqual((await unary(client, 'getState', { pageToken: '', epoch: 0n })).sessions, [], 'GetState is never refused');
   });
 });
 

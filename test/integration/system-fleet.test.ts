@@ -76,7 +76,7 @@ describe('whole system: three agents', () => {
       }
       // Records of the third host: none; its agent was never given the session.
       assert.deepEqual(recs.items.filter((r) => ![A, B].includes(r.msg.host)), []);
-      assert.deepEqual((await unary(fleet.agentClient(C), 'getState', { epoch: 0n })).sessions, []);
+      assert.deepEqual((await unary(fleet.agentClient(C), 'getState', { pageToken: '', epoch: 0n })).sessions, []);
       // A dotted host name rides on its subject as one token and comes back whole in the record.
       for (const x of targets) {
         for (const r of recordsOf(recs.items, x.host, x.pid)) assert.equal(r.subject, `damon.records.two-hosts.${hostToken(x.host)}.${x.pid}`);
@@ -95,7 +95,7 @@ describe('whole system: three agents', () => {
         late.map((r) => `${r.msg.host} pid ${r.msg.pid} #${r.msg.sequence}: ends ${endMs(r.msg) - offAt} ms, arrived ${r.at - offAt} ms after off`),
         [],
       );
-      for (const h of [A, B]) assert.deepEqual((await unary(fleet.agentClient(h), 'getState', { epoch: 0n })).sessions, [], `${h} still runs it`);
+      for (const h of [A, B]) assert.deepEqual((await unary(fleet.agentClient(h), 'getState', { pageToken: '', epoch: 0n })).sessions, [], `${h} still runs it`);
     } finally {
       recs.stop();
     }
@@ -152,7 +152,7 @@ describe('whole system: three agents', () => {
       ]);
       // The controller stopped the session on both agents; no record followed the OFF event.
       for (const h of [A, C]) {
-        await waitFor(`${h} no longer runs it`, async () => (await unary(fleet.agentClient(h), 'getState', { epoch: 0n })).sessions.length === 0);
+        await waitFor(`${h} no longer runs it`, async () => (await unary(fleet.agentClient(h), 'getState', { pageToken: '', epoch: 0n })).sessions.length === 0);
       }
       assert.deepEqual(recs.items.filter((r) => r.at > offEv.at + AGGREGATION_MS).map((r) => `${r.msg.host} pid ${r.msg.pid}`), []);
     } finally {

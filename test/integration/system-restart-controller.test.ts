@@ -51,7 +51,7 @@ describe('whole system: controller killed (-9)', () => {
       // Meanwhile one target exits: its agent sees it, but can tell no controller yet.
       await killTarget(tb);
       await waitFor('ctl-b sees the exit', async () => {
-        const { sessions } = await unary(fleet.agentClient(B), 'getState', { epoch: 0n });
+        const { sessions } = await unary(fleet.agentClient(B), 'getState', { pageToken: '', epoch: 0n });
         return sessions.find((s) => s.sessionId === ID)?.targets[0]?.state === EXITED;
       });
       const downFor = Date.now() - killedAt;

@@ -46,7 +46,7 @@ describe('whole system: two controllers, one agent with both addresses', () => {
   };
   const leads = async (i: number) => {
     try {
-      await unary(clients[i], 'listSessions', {});
+      await unary(clients[i], 'listSessions', { pageSize: 0, pageToken: '' });
       return true;
     } catch {
       return false;
@@ -98,7 +98,7 @@ describe('whole system: two controllers, one agent with both addresses', () => {
 
   test('the leader killed (-9): the standby takes over; the session runs on untouched', { timeout: 90_000 }, async (t) => {
     assert.ok(await leads(0), 'the first controller leads');
-    await rejectsWith(unary(clients[1], 'listSessions', {}), grpc.status.UNAVAILABLE, new RegExp(`^standby; the leader is at ${addr[0]}$`));
+    await rejectsWith(unary(clients[1], 'listSessions', { pageSize: 0, pageToken: '' }), grpc.status.UNAVAILABLE, new RegExp(`^standby; the leader is at ${addr[0]}$`));
     await agentLiveOn(0);
     assert.ok(agent.log.some((l) => l.includes(`controller ${addr[1]} stands by; the leader is ${addr[0]}`)), agent.log.join('\n'));
 
@@ -140,7 +140,7 @@ describe('whole system: two controllers, one agent with both addresses', () => {
       assert.equal(off.state, SessionState.SESSION_STATE_OFF);
       const direct = agentClient(agent.address, nats.credentials.grpc.controllerToAgent(HOST));
       try {
-        await waitFor('the agent stopped it', async () => (await unary(direct, 'getState', { epoch: 0n })).sessions.length === 0);
+        await waitFor('the agent stopped it', async () => (await unary(direct, 'getState', { pageToken: '', epoch: 0n })).sessions.length === 0);
       } finally {
         direct.close();
       }
@@ -163,14 +163,14 @@ describe('whole system: two controllers, one agent with both addresses', () => {
     await unary(clients[0], 'turnOff', { id: 'paused' });
     const direct = agentClient(agent.address, nats.credentials.grpc.controllerToAgent(HOST));
     try {
-      await waitFor('the agent stopped it', async () => (await unary(direct, 'getState', { epoch: 0n })).sessions.length === 0);
+      await waitFor('the agent stopped it', async () => (await unary(direct, 'getState', { pageToken: '', epoch: 0n })).sessions.length === 0);
       ctl[1].child.kill('SIGCONT');
       await waitFor('the resumed one stands by', () => ctl[1].log.some((l) => /leadership: standing by \(epoch \d+ ended/.test(l)), 10_000);
       await rejectsWith(unary(clients[1], 'getSession', { id: 'paused' }), grpc.status.UNAVAILABLE, new RegExp(`^standby; the leader is at ${addr[0]}$`));
       assert.equal(await healthCheck(addr[1], grpc.credentials.createInsecure(), 'damon.v1.Controller'), 'NOT_SERVING');
       // Give a resumed reconcile loop time to act, were it going to.
       await new Promise((r) => setTimeout(r, 3 * TEST_HEARTBEAT_MS + 500));
-      const st = await unary(direct, 'getState', { epoch: 0n });
+      const st = await unary(direct, 'getState', { pageToken: '', epoch: 0n });
       assert.deepEqual(st.sessions, [], 'the deposed leader dispatched nothing');
       const s = await unary(clients[0], 'getSession', { id: 'paused' });
       assert.equal(s.state, SessionState.SESSION_STATE_OFF, 'the deposed leader wrote nothing');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, parseAgentArgs } from '../../agent/daemon/main.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
-import { SchemaError } from '../../common/session-schema.js';
+import { MAX_TARGETS_PER_SESSION, SchemaError } from '../../common/session-schema.js';
 import { TrustError, checkTrust, isLoopbackHost, splitHostPort } from '../../common/trust.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
 
@@ -120,5 +120,6 @@ test('spec: malformed ones are refused naming the field', () => {
   // The session schema's rules, the same as the controller's.
   bad({ attrs: { ...spec().attrs!, resultFile: '../x' } }, /^spec\.attrs\.result_file: escapes the agent's data directory/);
   bad({ operations: 'synthetic', syntheticWorkload: 'nope' }, /^spec\.synthetic_workload: not a preset/);
-  bad({ pids: Array.from({ length: 257 }, (_, i) => i + 1) }, /^spec\.pids: 257 pids; a session has at most 256/);
+  const over = MAX_TARGETS_PER_SESSION + 1;
+  bad({ pids: Array.from({ length: over }, (_, i) => i + 1) }, new RegExp(`^spec\\.pids: ${over} pids; a session has at most ${MAX_TARGETS_PER_SESSION}`));
 });

@@ -106,9 +106,9 @@ test('ids and targets: excerpts of what is wrong; too many targets or hosts is R
   assert.ok(id.message.length < 120);
   refuses(() => checkTargets([{ host: 'a\nb', pid: 1 }]), 'targets[0].host', /not a valid host name: "a\\x0ab"/);
   const many = Array.from({ length: MAX_TARGETS_PER_SESSION + 1 }, (_, i) => ({ host: 'h', pid: i + 1 }));
-  refuses(() => checkTargets(many), 'targets', /257 targets; a session has at most 256 \(MAX_TARGETS_PER_SESSION\)/, RESOURCE_EXHAUSTED);
+  refuses(() => checkTargets(many), 'targets', /513 targets; a session has at most 512 \(MAX_TARGETS_PER_SESSION\)/, RESOURCE_EXHAUSTED);
   const spread = Array.from({ length: MAX_HOSTS_PER_SESSION + 1 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
-  refuses(() => checkTargets(spread), 'targets', /65 hosts; a session spans at most 64 \(MAX_HOSTS_PER_SESSION\)/, RESOURCE_EXHAUSTED);
+  refuses(() => checkTargets(spread), 'targets', /501 hosts; a session spans at most 500 \(MAX_HOSTS_PER_SESSION\)/, RESOURCE_EXHAUSTED);
   assert.equal(checkTargets(many.slice(1)).length, MAX_TARGETS_PER_SESSION);
 });
 
@@ -126,8 +126,11 @@ function longHost(i: number): string {
   return `${label(String.fromCharCode(97 + (i % 26)))}.${label(String.fromCharCode(97 + Math.floor(i / 26)))}.${label('b')}.${'c'.repeat(61)}`;
 }
 
-/** Characters that grow most in JSON: lone surrogates (6 bytes each), '"' (2 bytes). */
-const WORST_MESSAGE = '\uDC00'.repeat(MAX_STATUS_MESSAGE_CHARS * 2);
+/**
+ * Characters that grow most once stored: control characters (escaped as \x0a, then the
+ * backslash by JSON: 5 bytes each); lone surrogates become U+FFFD (3 bytes).
+ */
+const WORST_MESSAGE = '\n'.repeat(MAX_STATUS_MESSAGE_CHARS * 2);
 
 function worstSession(): StoredSession {
   const component = '"'.repeat(MAX_RESULT_NAME_BYTES);
@@ -152,7 +155,7 @@ function worstSession(): StoredSession {
     syntheticWorkload,
     generation: Number.MAX_SAFE_INTEGER,
     targetStatus: [],
-    offReason: 'no target left to monitor (256 exited, 256 failed)',
+    offReason: 'no target left to monitor (256 exited, 256 failed)', // as long as any offReason
     createdAtMs: Number.MAX_SAFE_INTEGER,
     updatedAtMs: Number.MAX_SAFE_INTEGER,
   };

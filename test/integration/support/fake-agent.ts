@@ -1,6 +1,7 @@
 // A stand-in for the real agent: serves damon.v1.Agent (recording every call), registers
 // with the controller and heartbeats its observed sessions, registering again when the
 // controller no longer knows it. Tests steer what it reports.
+import { observedDigest, observedPage } from '../../../common/observed-digest.js';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { serverCredentials, type Credentials } from '../../../common/auth.js';
@@ -31,7 +32,9 @@ export interface FakeAgentOptions {
 
 export type AgentCall =
   | { method: 'apply'; spec: SessionSpec; instanceId: string }
-  | { method: 'stop'; sessionId: string; instanceId: string };
+  | { method: 'stop'; sessionId: string; instanceId: string }
+  /** Stopped by the agent itself, as a heartbeat's answer asked. */
+  | { method: 'stopped-itself'; sessionId: string; instanceId: string };
 
 export class FakeAgent {
   readonly host: string;
@@ -44,9 +47,13 @@ export class FakeAgent {
   readonly pidStates = new Map<number, { state: TargetState; message: string }>();
   /** When set, ApplySession fails with it. */
   applyError: RpcError | undefined;
+  /** When set, StopSession fails with it (and stops nothing). */
+  stopError: RpcError | undefined;
   /** False: stop heartbeating (the lease runs out). */
   heartbeating = true;
   registrations = 0;
+  /** Round trips of the answered heartbeats, with when each was sent (performance.now()). */
+  readonly heartbeatTimes: Array<{ at: number; ms: number }> = [];
   private server: grpc.Server | undefined;
   private registry: RegistryClient;
   private timer: NodeJS.Timeout | undefined;
@@ -85,15 +92,17 @@ export class FakeAgent {
           },
           stopSession: async (req) => {
             this.calls.push({ method: 'stop', sessionId: req.sessionId, instanceId: this.instanceId });
+            if (this.stopError) throw this.stopError;
             this.sessions.delete(req.sessionId);
             return {};
           },
-          getState: async () => ({
+          getState: async (req) => ({
             host: this.host,
             instanceId: this.instanceId,
             operations: this.o.operations ?? ['synthetic'],
             unavailable: this.o.unavailable ?? [],
-            sessions: [...this.sessions.values()],
+            ...observedPage([...this.sessions.values()], req.pageToken),
+            stateDigest: observedDigest(this.sessions.values()),
           }),
         },
         { authorize: this.o.accept && (this.o.accept.identities || this.o.accept.tls) ? accessAuthorizer(this.o.accept) : undefined },
@@ -121,11 +130,18 @@ export class FakeAgent {
     if (!this.heartbeating || this.beating) return;
     this.beating = true;
     try {
+      const sent = performance.now();
       const r = await unary(this.registry, 'heartbeat', {
         host: this.host,
         instanceId: this.instanceId,
-        sessions: [...this.sessions.values()],
+        stateDigest: observedDigest(this.sessions.values()),
+        sessionCount: this.sessions.size,
       });
+      this.heartbeatTimes.push({ at: sent, ms: performance.now() - sent });
+      // As the real agent: sessions the controller does not want here are stopped.
+      for (const id of r.stopSessions) {
+        if (this.sessions.delete(id)) this.calls.push({ method: 'stopped-itself', sessionId: id, instanceId: this.instanceId });
+      }
       if (!r.known) await this.register();
     } catch {
       // Controller unreachable: keep trying, as the real agent does.
@@ -163,6 +179,11 @@ export class FakeAgent {
 
   applies(sessionId?: string): Array<Extract<AgentCall, { method: 'apply' }>> {
     return this.calls.filter((c): c is Extract<AgentCall, { method: 'apply' }> => c.method === 'apply' && (!sessionId || c.spec.sessionId === sessionId));
+  }
+
+  /** Sessions it stopped because a heartbeat's answer named them. */
+  stoppedItself(sessionId?: string): Array<Extract<AgentCall, { method: 'stopped-itself' }>> {
+    return this.calls.filter((c): c is Extract<AgentCall, { method: 'stopped-itself' }> => c.method === 'stopped-itself' && (!sessionId || c.sessionId === sessionId));
   }
 
   stops(sessionId?: string): Array<Extract<AgentCall, { method: 'stop' }>> {

@@ -33,19 +33,6 @@ export function registryClient(address: string, creds: Credentials = {}, extra: 
   return new RegistryClient(address, channelCredentials(creds), clientOptions(creds, extra));
 }
 
-/** grpc.health.v1.Health/Check for `service` ('' = the server). */
-export async function healthCheck(address: string, creds: grpc.ChannelCredentials, service = ''): Promise<string> {
-  const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
-  const client = new Client(address, creds) as unknown as grpc.Client & {
-    check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-  };
-  try {
-    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
-  } finally {
-    client.close();
-  }
-}
-
 /** Asserts that `p` fails with gRPC status `code` and a message matching `re`; returns the message. */
 export async function rejectsWith(p: Promise<unknown>, code: grpc.status, re?: RegExp): Promise<string> {
   try {
@@ -92,4 +79,19 @@ export function collect<T>(stream: grpc.ClientReadableStream<T>): Collected<T> {
     stream.on('end', () => resolve(undefined));
   });
   return { items, ended, cancel: () => stream.cancel() };
+}
+
+/** grpc.health.v1.Health/Check for `service` ('' = the server): "SERVING", "NOT_SERVING", ... */
+export async function healthCheck(address: string, creds: grpc.ChannelCredentials, service = ''): Promise<string> {
+  const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
+  const client = new Client(address, creds) as unknown as grpc.Client & {
+    check(req: { service: string }, md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
+  };
+  try {
+    return await new Promise((resolve, reject) =>
+      client.check({ service }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e, r) => (e ? reject(e) : resolve(r.status))),
+    );
+  } finally {
+    client.close();
+  }
 }
