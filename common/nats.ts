@@ -202,6 +202,36 @@ export const DEFAULT_EVENTS_LIMITS: Readonly<StreamLimits> = Object.freeze({
 export interface StreamsOptions {
   records?: Partial<StreamLimits>;
   events?: Partial<StreamLimits>;
+  /** Copies JetStream keeps of each stream (and of the session bucket): 1 on a single server, 3 on a cluster of three. */
+  replicas?: number;
+}
+
+/** JetStream keeps at most five copies of a stream; an odd count tolerates as many failures as the next even one. */
+export const MAX_NATS_REPLICAS = 5;
+
+/** Checks a replica count (1..MAX_NATS_REPLICAS); throws naming `what` (e.g. the option). */
+export function checkReplicas(replicas: number, what = 'replicas'): number {
+  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > MAX_NATS_REPLICAS) {
+    throw new Error(`${what} ${replicas}: must be an integer from 1 to ${MAX_NATS_REPLICAS}`);
+  }
+  return replicas;
+}
+
+// JetStream's refusals of a replica count it cannot place: a single server (10074), not
+// enough peers in the cluster (10005 no suitable peers, 10023 insufficient resources).
+const REPLICA_REFUSALS = new Set([10074, 10005, 10023]);
+
+/**
+ * When `err` is JetStream refusing to place `replicas` copies (fewer JetStream servers than
+ * that, or a single server), an error that says so and what to do; otherwise undefined.
+ */
+export function replicasRefusal(err: unknown, replicas: number, what = 'replicas'): Error | undefined {
+  if (!(err instanceof JetStreamApiError) || !REPLICA_REFUSALS.has(err.code)) return undefined;
+  return new Error(
+    `${what} ${replicas}: NATS cannot keep ${replicas} copies (${err.message}); ` +
+      `JetStream needs at least ${replicas} servers in one cluster: run nats-server as a cluster (docs/nats.md) or lower ${what}`,
+    { cause: err },
+  );
 }
 
 function checkLimits(stream: string, l: StreamLimits): void {
@@ -213,10 +243,11 @@ function checkLimits(stream: string, l: StreamLimits): void {
   }
 }
 
-function streamConfig(name: string, subjects: string[], l: StreamLimits): Partial<StreamConfig> & { name: string } {
+function streamConfig(name: string, subjects: string[], l: StreamLimits, replicas: number): Partial<StreamConfig> & { name: string } {
   return {
     name,
     subjects,
+    num_replicas: replicas,
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,
@@ -233,6 +264,7 @@ function differs(have: StreamConfig, want: Partial<StreamConfig>): boolean {
     have.max_bytes !== want.max_bytes ||
     have.duplicate_window !== want.duplicate_window ||
     have.discard !== want.discard ||
+    have.num_replicas !== want.num_replicas ||
     JSON.stringify([...have.subjects].sort()) !== JSON.stringify([...(want.subjects ?? [])].sort())
   );
 }
@@ -266,16 +298,18 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
 /**
  * Creates or updates (idempotently; safe to call from every process at start) the
  * DAMON_RECORDS (damon.records.>) and DAMON_EVENTS (damon.events.>) streams: file storage,
- * limits by age and bytes, a duplicate window for Nats-Msg-Id de-duplication.
+ * limits by age and bytes, a duplicate window for Nats-Msg-Id de-duplication, `replicas`
+ * copies (default 1).
  */
 export async function ensureStreams(js: JetStreamClient, options: StreamsOptions = {}, log: Logger = silentLogger): Promise<void> {
   const records = { ...DEFAULT_RECORDS_LIMITS, ...options.records };
   const events = { ...DEFAULT_EVENTS_LIMITS, ...options.events };
   checkLimits(RECORDS_STREAM, records);
   checkLimits(EVENTS_STREAM, events);
+  const replicas = checkReplicas(options.replicas ?? 1);
   const jsm = await js.jetstreamManager();
-  await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records), log);
-  await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events), log);
+  await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records, replicas), log);
+  await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events, replicas), log);
 }
 
 /**

@@ -21,6 +21,7 @@ import {
   isNatsAuthRefusal,
   isNatsUnavailable,
   jetStream,
+  replicasRefusal,
   type NatsTlsFiles,
   type StreamsOptions,
 } from '../common/nats.js';
@@ -123,8 +124,15 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   fatal.catch(() => undefined); // observed by whoever awaits it (main)
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
-    await ensureStreams(js, o.streams, log);
-    const store = await SessionStore.open(js);
+    const replicas = o.streams?.replicas ?? 1;
+    if (replicas % 2 === 0) log.warn(`NATS replicas ${replicas}: an even count survives no more failures than ${replicas - 1}`);
+    let store: SessionStore;
+    try {
+      await ensureStreams(js, o.streams, log);
+      store = await SessionStore.open(js, Date.now, replicas);
+    } catch (err) {
+      throw replicasRefusal(err, replicas, 'NATS replicas (--nats-replicas)') ?? err;
+    }
     const locks = new KeyedMutex();
     const events = new EventPublisher(js, log);
     let reconciler: Reconciler | undefined;

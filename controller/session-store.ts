@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { RpcError } from '../common/grpc-server.js';
+import { checkReplicas } from '../common/nats.js';
 import { SESSIONS_BUCKET, SESSIONS_KEY_PREFIX, SESSIONS_STREAM } from '../common/subjects.js';
 import { StoredSessionError, decodeStoredSession, type StoredSession } from './session-model.js';
 
@@ -76,10 +77,18 @@ export class SessionStore {
     private readonly now: () => number,
   ) {}
 
-  /** Opens (creating if needed) the damon_sessions bucket. */
-  static async open(js: JetStreamClient, now: () => number = Date.now): Promise<SessionStore> {
-    const kv = await new Kvm(js).create(SESSIONS_BUCKET, { history: 1 });
-    return new SessionStore(kv, await js.jetstreamManager(), now);
+  /**
+   * Opens (creating if needed) the damon_sessions bucket with `replicas` copies (default 1);
+   * an existing bucket with another count is changed to it (JetStream moves the data).
+   */
+  static async open(js: JetStreamClient, now: () => number = Date.now, replicas = 1): Promise<SessionStore> {
+    checkReplicas(replicas);
+    const kv = await new Kvm(js).create(SESSIONS_BUCKET, { history: 1, replicas });
+    const jsm = await js.jetstreamManager();
+    // Kvm.create leaves an existing bucket as it is.
+    const { config } = await jsm.streams.info(SESSIONS_STREAM);
+    if (config.num_replicas !== replicas) await jsm.streams.update(SESSIONS_STREAM, { ...config, num_replicas: replicas });
+    return new SessionStore(kv, jsm, now);
   }
 
   /** The session, or null when there is none. */
