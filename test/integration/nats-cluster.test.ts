@@ -98,6 +98,14 @@ describe('NATS as a cluster of three, replicas 3', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
+  test('a controller asking for more copies than the cluster has servers does not start, and says why', { timeout: 60_000 }, async () => {
+    await assert.rejects(
+      spawnController({ listen: `127.0.0.1:${await freePort()}`, nats: cluster.urls, credentials: cluster.credentials, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS, natsReplicas: 5 }),
+      /exited with 1 before it was ready:[\s\S]*--nats-replicas\) 5: NATS cannot keep 5 copies \(.*\); JetStream needs at least 5 servers in one cluster/,
+    );
+    for (const s of STREAMS) assert.equal((await streamPlacement(nc, s)).replicas, 3, `${s}: left as it was`);
+  });
+
   test('kill -9 of one node, recovery, kill -9 of another: no session, no acknowledged record lost; everyone reconnects', { timeout: 150_000 }, async (t) => {
     for (const s of STREAMS) assert.equal((await streamPlacement(nc, s)).replicas, 3, `${s}: replicas`);
     await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
