@@ -6,7 +6,7 @@
 // are 0600 as well; nats-server redacts it from the route URLs it logs.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseHostPort } from './cli-values.js';
 import { credentialsLayout, ensureSecretFile, writeCredentialFile } from './credentials-layout.js';
 import { quoted } from './log.js';
@@ -122,13 +122,12 @@ export function renderClusterNodeConf(
 export function writeClusterConfs(dir: string, confDir: string, cluster: NatsClusterSettings): { confs: string[]; passwordCreated: boolean } {
   checkClusterNodes(cluster.nodes);
   const layout = credentialsLayout(dir);
+  const confs = cluster.nodes.map((node) => join(confDir, `${node.name}.conf`));
+  const clash = confs.findIndex((path) => resolve(path) === resolve(layout.natsConf));
+  if (clash >= 0) throw new Error(`node ${cluster.nodes[clash].name}: its configuration would replace ${layout.natsConf}; give --server-conf another folder`);
   const passwordCreated = ensureRoutePassword(dir);
   const password = readRoutePassword(layout.natsRoutePassword);
-  const confs = cluster.nodes.map((node) => {
-    const path = join(confDir, `${node.name}.conf`);
-    writeCredentialFile(path, renderClusterNodeConf(path, layout.natsConf, cluster, node, password));
-    return path;
-  });
+  cluster.nodes.forEach((node, i) => writeCredentialFile(confs[i], renderClusterNodeConf(confs[i], layout.natsConf, cluster, node, password)));
   return { confs, passwordCreated };
 }
 

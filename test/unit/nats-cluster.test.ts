@@ -124,6 +124,9 @@ test('damon-fleet credentials --node: one 0600 configuration per node; the passw
     const two = credentials([...args, '--node', 'nats-1', '--node', 'nats-2']);
     assert.equal(two.code, 2);
     assert.match(two.err, /at least 3 nodes/);
+    const clash = credentials(['--dir', creds, '--server-conf', join(creds, 'nats'), '--listen', '0.0.0.0:4222', '--store', '/data', '--node', 'nats', '--node', 'b', '--node', 'c']);
+    assert.equal(clash.code, 1);
+    assert.match(clash.err, /node nats: its configuration would replace .*nats\.conf; give --server-conf another folder/);
     const alone = credentials(['--dir', creds, ...nodes]);
     assert.equal(alone.code, 2);
     assert.match(alone.err, /--node needs --server-conf DIR, --listen HOST:PORT and --store DIR/);
