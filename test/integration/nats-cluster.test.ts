@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats } from '../../common/nats.js';
+import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
+import { SessionStore } from '../../controller/session-store.js';
 import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_STREAM } from '../../common/subjects.js';
 import { SessionState, TargetState, type AgentClient, type ControllerClient, type Session } from '../../gen/damon/v1/damon.js';
 import { FAST_ATTRS, agentClient } from './support/agent-env.js';
@@ -204,6 +205,31 @@ describe('NATS as a cluster of three, replicas 3', () => {
       for (const n of cluster.nodes) assert.ok(!n.log.some((l) => l.includes(password)), `${n.name}: the route password in its log`);
     } finally {
       recs.stop();
+    }
+  });
+});
+
+describe('changing the replica count', () => {
+  test('streams and the bucket made with 1 copy are kept in 3 once the controller asks for 3', { timeout: 90_000 }, async () => {
+    const c = await startNatsCluster();
+    let nc: NatsConnection | undefined;
+    try {
+      nc = await connectNats({ servers: c.urls, nkeyFile: c.credentials.controller });
+      const js = jetStream(nc);
+      await waitFor('JetStream answering', () => ensureStreams(js, { replicas: 1 }).then(() => true), 30_000, 500);
+      await SessionStore.open(js, Date.now, 1);
+      for (const s of STREAMS) assert.equal((await streamPlacement(nc, s)).replicas, 1, s);
+      await ensureStreams(js, { replicas: 3 });
+      await SessionStore.open(js, Date.now, 3);
+      for (const s of STREAMS) {
+        await waitFor(`${s}: 3 copies, all current`, async () => {
+          const p = await streamPlacement(nc!, s);
+          return p.replicas === 3 && p.current;
+        }, 30_000);
+      }
+    } finally {
+      await nc?.close();
+      await c.stop();
     }
   });
 });
