@@ -175,6 +175,32 @@ export function isNatsUnavailable(err: unknown): boolean {
   return err instanceof Error && NATS_UNAVAILABLE_ERRORS.has(err.name);
 }
 
+// The cluster's "JetStream system temporarily unavailable": it is electing its leaders.
+const JETSTREAM_CLUSTER_NOT_AVAILABLE = 10008;
+
+/** True when JetStream is reachable but does not answer yet: a request timed out, or the cluster is electing. */
+export function isJetStreamStarting(err: unknown): boolean {
+  return (err instanceof Error && err.name === 'TimeoutError') || (err instanceof JetStreamApiError && err.code === JETSTREAM_CLUSTER_NOT_AVAILABLE);
+}
+
+/**
+ * Runs `f`, again while JetStream does not answer yet, for at most `forMs`: a cluster whose
+ * nodes all restarted answers nothing until it has elected its stream leaders (seconds).
+ * Any other error is thrown at once.
+ */
+export async function whenJetStreamAnswers<T>(f: () => Promise<T>, forMs: number, log: Logger = silentLogger): Promise<T> {
+  const end = Date.now() + forMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (!isJetStreamStarting(err) || Date.now() >= end) throw err;
+      if (attempt === 1) log.warn(`nats: JetStream does not answer yet (${(err as Error).message}); trying again for up to ${Math.round(forMs / 1000)} s`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** Retention limits of one stream. */
 export interface StreamLimits {
   /** Messages older than this are dropped. */

@@ -22,6 +22,7 @@ import {
   isNatsUnavailable,
   jetStream,
   replicasRefusal,
+  whenJetStreamAnswers,
   type NatsTlsFiles,
   type StreamsOptions,
 } from '../common/nats.js';
@@ -73,6 +74,10 @@ export interface ControllerOptions {
   natsTimeoutMs?: number;
   log?: Logger;
 }
+
+// How long a starting controller waits for JetStream to answer (a NATS cluster that
+// restarted whole elects its stream leaders first) before it gives up.
+const JETSTREAM_START_WAIT_MS = 60_000;
 
 // NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
 function natsUnavailable(err: unknown): RpcError | undefined {
@@ -128,8 +133,10 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     if (replicas % 2 === 0) log.warn(`NATS replicas ${replicas}: an even count survives no more failures than ${replicas - 1}`);
     let store: SessionStore;
     try {
-      await ensureStreams(js, o.streams, log);
-      store = await SessionStore.open(js, Date.now, replicas);
+      store = await whenJetStreamAnswers(async () => {
+        await ensureStreams(js, o.streams, log);
+        return SessionStore.open(js, Date.now, replicas);
+      }, JETSTREAM_START_WAIT_MS, log);
     } catch (err) {
       throw replicasRefusal(err, replicas, 'NATS replicas (--nats-replicas)') ?? err;
     }
@@ -183,7 +190,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     reconciler.start();
-    const sessions = await store.list();
+    const sessions = await whenJetStreamAnswers(() => store.list(), JETSTREAM_START_WAIT_MS, log);
     const on = sessions.filter((v) => v.session.state === 'on').length;
     log.info(
       `controller listening on ${address} (${o.tls ? 'mutual TLS' : 'plain text'}, ` +

@@ -234,6 +234,31 @@ describe('changing the replica count', () => {
   });
 });
 
+describe('a cluster restarted whole', () => {
+  test('a controller started while the nodes elect their leaders waits for them, and finds its sessions', { timeout: 120_000 }, async () => {
+    const c = await startNatsCluster();
+    const opts = { listen: `127.0.0.1:${await freePort()}`, nats: c.urls, credentials: c.credentials, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS, natsReplicas: 3 };
+    let controller: FleetProcess | undefined;
+    let client: ControllerClient | undefined;
+    try {
+      controller = await spawnController(opts);
+      client = controllerClient(opts.listen, c.credentials.grpc.operator);
+      await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: 1 }], operations: '', syntheticWorkload: '' });
+      await controller.stop(3000);
+      // Every node down at once (a host reboot, `docker compose down` then `up`), all back at once.
+      await Promise.all(c.nodes.map((n) => n.kill9()));
+      await Promise.all(c.nodes.map((n) => n.restart()));
+      controller = await spawnController(opts);
+      const s = await waitFor('the session, after the restart', () => unary(client!, 'getSession', { id: IDLE }), 30_000);
+      assert.equal(s.targets[0]?.host, HOST);
+    } finally {
+      client?.close();
+      await controller?.stop(3000);
+      await c.stop();
+    }
+  });
+});
+
 describe('NATS replicas the servers cannot keep', () => {
   test('a controller with --nats-replicas 3 on a single nats-server does not start, and says why', { timeout: 60_000 }, async () => {
     const nats = await startNatsServer();
