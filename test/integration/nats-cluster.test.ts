@@ -44,6 +44,12 @@ function reconnectedSince(p: FleetProcess, from: number): boolean {
   return p.log.slice(from).some((l) => /nats: reconnected to /.test(l));
 }
 
+/** The last sequence DAMON_RECORDS stored (undefined while it does not answer). */
+async function lastSeq(nc: NatsConnection): Promise<number | undefined> {
+  const info = await (await jetStream(nc, 3000).jetstreamManager()).streams.info(RECORDS_STREAM);
+  return info.state.last_seq;
+}
+
 /** Records per (session, host, pid): an added field (an agent instance, say) does not split them. */
 function byTarget(records: AggregationRecord[]): Map<string, bigint[]> {
   const out = new Map<string, bigint[]>();
@@ -141,7 +147,7 @@ describe('NATS as a cluster of three, replicas 3', () => {
         await observe();
         // The victim: a node the controller or the agent uses, the one leading most streams.
         const used = [controller, agent].map((p) => cluster.nodes.find((n) => n.port === natsPortOf(p))).filter((n): n is ClusterNode => n !== undefined);
-        const leaders = await Promise.all(STREAMS.map(async (s) => (await streamPlacement(nc, s)).leader));
+        const leaders = await waitFor(`round ${round}: the streams' leaders`, () => Promise.all(STREAMS.map(async (s) => (await streamPlacement(nc, s)).leader)), 30_000);
         const candidates = [...new Set(used)].filter((n) => n !== previous && n.running());
         assert.ok(candidates.length > 0, `round ${round}: the controller and the agent are connected to a running node`);
         const victim = candidates.sort((a, b) => leaders.filter((l) => l === b.name).length - leaders.filter((l) => l === a.name).length)[0];
@@ -151,12 +157,16 @@ describe('NATS as a cluster of three, replicas 3', () => {
             `leads ${STREAMS.filter((_, i) => leaders[i] === victim.name).join(', ') || 'no stream'}); ${published} records acknowledged so far`,
         );
         const marks = users.map((p) => p.log.length);
+        const lastStored = await waitFor(`round ${round}: ${RECORDS_STREAM}'s last sequence`, () => lastSeq(nc), 30_000);
         await victim.kill9();
         const killedAt = Date.now();
 
         await waitFor(`round ${round}: ${users.map((p) => p.name).join(' and ')} reconnected to another node`, () =>
           users.every((p, i) => reconnectedSince(p, marks[i]) && natsPortOf(p) !== victim.port), 30_000);
+        const reconnectedMs = Date.now() - killedAt;
         await recordsFlowAfter(`round ${round}`, killedAt);
+        await waitFor(`round ${round}: records stored again`, async () => ((await lastSeq(nc)) ?? 0) > lastStored, 45_000, 100);
+        t.diagnostic(`round ${round}: reconnected within ${reconnectedMs} ms; ${RECORDS_STREAM} stored records again within ${Date.now() - killedAt} ms of the kill`);
         await sessionFine(`round ${round}, ${victim.name} down`);
         await waitFor(`round ${round}: the agent reports`, observe, 15_000);
         for (const s of STREAMS) {
