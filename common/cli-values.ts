@@ -1,5 +1,6 @@
-// Durations and sizes as the commands take them ("500ms", "10s", "64M"), with errors that
-// name the option. One syntax for every command.
+// Durations, sizes and addresses as the commands take them ("500ms", "10s", "64M",
+// "127.0.0.1:4222"), with errors that name the option. One syntax for every command.
+import { quoted } from './log.js';
 
 /** A bad command-line value: the command prints its usage and exits 2. */
 export class OptionError extends Error {}
@@ -29,4 +30,11 @@ export function parseBytes(option: string, text: string): number {
   const v = Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
   if (v <= 0 || !Number.isSafeInteger(v)) throw new OptionError(`${option} ${text}: must be positive`);
   return v;
+}
+
+/** "HOST:PORT", "[::1]:PORT" or ":PORT" (every interface) -> host (brackets removed) and port. */
+export function parseHostPort(option: string, text: string): { host: string; port: number } {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[2]) > 65535) throw new OptionError(`${option} ${quoted(text)}: expected HOST:PORT`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }

@@ -2,6 +2,7 @@
 // so that what one machine needs can be copied to it alone (a host gets agents/<host>/).
 //
 //   DIR/nats/nats.conf                 NATS users and permissions (public keys only)
+//   DIR/nats/route.password            a NATS cluster's route credential (made with --node)
 //   DIR/controller/nats.nk             the controller's NATS nkey seed
 //   DIR/controller/identities.json     who may call the controller, by token hash
 //   DIR/controller/agent-call.key      the key the controller's per-agent tokens derive from
@@ -23,6 +24,8 @@ export interface IdentityFiles {
 export interface CredentialsLayout {
   root: string;
   natsConf: string;
+  /** The password a NATS cluster's routes present to each other. */
+  natsRoutePassword: string;
   controller: IdentityFiles & { identities: string; agentKey: string };
   operator: IdentityFiles;
   agent(host: string): IdentityFiles & { identities: string };
@@ -38,6 +41,7 @@ export function credentialsLayout(root: string): CredentialsLayout {
   return {
     root,
     natsConf: join(root, 'nats', 'nats.conf'),
+    natsRoutePassword: join(root, 'nats', 'route.password'),
     controller: { ...controller, identities: join(controller.dir, 'identities.json'), agentKey: join(controller.dir, 'agent-call.key') },
     operator: identity(join(root, 'operator')),
     agent(host) {

@@ -4,12 +4,15 @@
 // are kept. Prints paths only, never a secret.
 import { parseArgs } from 'node:util';
 import { credentialsLayout } from './credentials-layout.js';
-import { quoted } from './log.js';
+import { join } from 'node:path';
+import { parseHostPort } from './cli-values.js';
 import { ensureNatsCredentials, publicKeyOfSeedFile, writeServerConf, type NatsServerSettings } from './nats-access.js';
+import { checkClusterNodes, parseClusterNode, writeClusterConfs, type NatsClusterSettings } from './nats-cluster.js';
 import { ensureGrpcCredentials, type GrpcCredentialsPlan } from './grpc-credentials.js';
 
 export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST[=ADDR,...]]... [--reader NAME]...
                               [--server-conf FILE --listen HOST:PORT --store DIR]
+                              [--node NAME[,listen=HOST:PORT][,cluster=HOST:PORT][,route=HOST:PORT]]...
 
   --dir DIR          the credentials directory (created 0700)
   --agent HOST[=ADDR,...]
@@ -20,9 +23,18 @@ export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST[=AD
                      on NATS (e.g. an optimizer, a dashboard; repeat)
   --server-conf FILE also write a whole nats-server configuration there: listening on
                      --listen, JetStream in --store, including DIR/nats/nats.conf
+  --node NAME[,listen=HOST:PORT][,cluster=HOST:PORT][,route=HOST:PORT]
+                     a node of a NATS cluster (repeat, at least 3): --server-conf is
+                     then a folder that gets one configuration per node, NAME.conf
+                     (0600: it holds the route password), JetStream in --store/NAME.
+                     listen: its clients' address (default --listen); cluster: where
+                     it listens for routes (default listen's host, port 6222); route:
+                     where the others reach it (default cluster's address, or
+                     NAME:PORT when cluster is 0.0.0.0, as in docker-compose.yml)
 
 Creates what is missing and keeps what exists (secrets 0600, directories 0700):
   DIR/nats/nats.conf                 NATS users and permissions (public keys only)
+  DIR/nats/route.password            with --node: the password routes present (0600)
   DIR/controller/nats.nk             the controller's NATS nkey seed
   DIR/controller/identities.json     who may call the controller (token hashes)
   DIR/controller/agent-call.key      the key of the tokens the controller shows agents
@@ -38,10 +50,7 @@ JetStream itself (--server-conf writes one; -js on the command line does not sur
 reload). After adding or removing a host or reader, reload nats-server
 (nats-server --signal reload=PID, or SIGHUP).`;
 
-interface ServerConfRequest {
-  path: string;
-  settings: NatsServerSettings;
-}
+type ServerConfRequest = { path: string; settings: NatsServerSettings } | { confDir: string; cluster: NatsClusterSettings };
 
 function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server?: ServerConfRequest } {
   const { values, positionals } = parseArgs({
@@ -54,6 +63,7 @@ function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server
       'server-conf': { type: 'string' },
       listen: { type: 'string' },
       store: { type: 'string' },
+      node: { type: 'string', multiple: true, default: [] },
     },
   });
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
@@ -64,12 +74,18 @@ function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server
   });
   const plan = { agents, readers: values.reader! };
   const given = [values['server-conf'], values.listen, values.store].filter(Boolean).length;
-  if (given === 0) return { dir: values.dir, plan };
+  if (given === 0) {
+    if (values.node!.length > 0) throw new Error('--node needs --server-conf DIR, --listen HOST:PORT and --store DIR');
+    return { dir: values.dir, plan };
+  }
   if (given !== 3) throw new Error('--server-conf, --listen and --store go together');
-  const m = /^(.+):(\d{1,5})$/.exec(values.listen!);
-  if (!m || Number(m[2]) > 65535) throw new Error(`--listen ${quoted(values.listen!)}: expected HOST:PORT`);
-  const settings = { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]), storeDir: values.store! };
-  return { dir: values.dir, plan, server: { path: values['server-conf']!, settings } };
+  const listen = parseHostPort('--listen', values.listen!);
+  if (values.node!.length > 0) {
+    const nodes = values.node!.map((n) => parseClusterNode(n, listen));
+    checkClusterNodes(nodes);
+    return { dir: values.dir, plan, server: { confDir: values['server-conf']!, cluster: { nodes, storeDir: values.store! } } };
+  }
+  return { dir: values.dir, plan, server: { path: values['server-conf']!, settings: { ...listen, storeDir: values.store! } } };
 }
 
 /** Creates the credentials; resolves the exit code (0 done, 1 failed, 2 bad usage). */
@@ -97,11 +113,17 @@ export async function main(argv: string[]): Promise<number> {
     for (const f of ensureGrpcCredentials(dir, plan)) process.stdout.write(`created ${f}\n`);
     const layout = credentialsLayout(dir);
     process.stdout.write(`wrote   ${layout.controller.identities} and agents/*/identities.json\n`);
-    if (server) {
+    let conf = 'SERVER.conf (including the file above)';
+    if (server && 'path' in server) {
       writeServerConf(server.path, credentialsLayout(dir).natsConf, server.settings);
       process.stdout.write(`wrote   ${server.path}\n`);
+      conf = server.path;
+    } else if (server) {
+      const written = writeClusterConfs(dir, server.confDir, server.cluster);
+      process.stdout.write(`${written.passwordCreated ? 'created' : 'kept   '} ${layout.natsRoutePassword}  (the routes' password)\n`);
+      for (const p of written.confs) process.stdout.write(`wrote   ${p}\n`);
+      conf = `${join(server.confDir, 'NODE.conf')} on each node`;
     }
-    const conf = server?.path ?? 'SERVER.conf (including the file above)';
     process.stdout.write(`NATS: nats-server -c ${conf}; if it runs already: nats-server --signal reload=PID\n`);
     return 0;
   } catch (err) {

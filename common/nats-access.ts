@@ -72,20 +72,23 @@ const DATA_STREAMS = [RECORDS_STREAM, EVENTS_STREAM] as const;
  * (added by permissionsOf). Least privilege: only what the role's code was seen to use.
  */
 export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & { role: R }) => NatsPermissions } = {
-  // The bucket's only writer; sets up the two data streams (ensureStreams: info, create,
-  // update; never purge or delete), publishes events, reads both streams for WatchRecords /
-  // WatchEvents. Never publishes records.
+  // The bucket's only writer; sets up the two data streams and the bucket (info, create,
+  // update: limits, replicas; never purge or delete), publishes events, reads both streams
+  // for WatchRecords / WatchEvents. Never publishes records.
   controller: () => ({
     publish: [
       `${API}.INFO`,
       ...DATA_STREAMS.flatMap((s) => [streamApi('CREATE', s), streamApi('UPDATE', s), ...consumeStream(s)]),
       streamApi('CREATE', SESSIONS_STREAM),
+      streamApi('UPDATE', SESSIONS_STREAM),
       ...readBucket(),
       `${SESSIONS_KEY_PREFIX}>`,
       eventsFilter(),
-      // The leader lease (controller/leadership.ts): its bucket, and reading and writing its one key.
+      // The leader lease (controller/leadership.ts): its bucket (update: its replica count),
+      // and reading and writing its one key.
       streamApi('INFO', LEADER_STREAM),
       streamApi('CREATE', LEADER_STREAM),
+      streamApi('UPDATE', LEADER_STREAM),
       `${API}.DIRECT.GET.${LEADER_STREAM}.${LEADER_KEY_SUBJECT}`,
       LEADER_KEY_SUBJECT,
     ],

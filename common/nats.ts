@@ -13,6 +13,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
 import { EVENTS_STREAM, RECORDS_STREAM, eventsFilter, recordsFilter } from './subjects.js';
 import { silentLogger, type BasicLogger as Logger } from './log.js';
 import { inboxPrefix, publicKeyOfSeedFile, readNkeySeed } from './nats-access.js';
@@ -175,6 +176,32 @@ export function isNatsUnavailable(err: unknown): boolean {
   return err instanceof Error && NATS_UNAVAILABLE_ERRORS.has(err.name);
 }
 
+// The cluster's "JetStream system temporarily unavailable": it is electing its leaders.
+const JETSTREAM_CLUSTER_NOT_AVAILABLE = 10008;
+
+/** True when JetStream is reachable but does not answer yet: a request timed out, or the cluster is electing. */
+export function isJetStreamStarting(err: unknown): boolean {
+  return (err instanceof Error && err.name === 'TimeoutError') || (err instanceof JetStreamApiError && err.code === JETSTREAM_CLUSTER_NOT_AVAILABLE);
+}
+
+/**
+ * Runs `f`, again while JetStream does not answer yet, for at most `forMs`: a cluster whose
+ * nodes all restarted answers nothing until it has elected its stream leaders (seconds).
+ * Any other error is thrown at once.
+ */
+export async function whenJetStreamAnswers<T>(f: () => Promise<T>, forMs: number, log: Logger = silentLogger): Promise<T> {
+  const end = Date.now() + forMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (!isJetStreamStarting(err) || Date.now() >= end) throw err;
+      if (attempt === 1) log.warn(`nats: JetStream does not answer yet (${(err as Error).message}); trying again for up to ${Math.round(forMs / 1000)} s`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** Retention limits of one stream. */
 export interface StreamLimits {
   /** Messages older than this are dropped. */
@@ -202,6 +229,51 @@ export const DEFAULT_EVENTS_LIMITS: Readonly<StreamLimits> = Object.freeze({
 export interface StreamsOptions {
   records?: Partial<StreamLimits>;
   events?: Partial<StreamLimits>;
+  /** Copies JetStream keeps of each stream (and of the session bucket): 1 on a single server, 3 on a cluster of three. */
+  replicas?: number;
+}
+
+/** JetStream keeps at most five copies of a stream; an odd count tolerates as many failures as the next even one. */
+export const MAX_NATS_REPLICAS = 5;
+
+/** Checks a replica count (1..MAX_NATS_REPLICAS); throws naming `what` (e.g. the option). */
+export function checkReplicas(replicas: number, what = 'replicas'): number {
+  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > MAX_NATS_REPLICAS) {
+    throw new Error(`${what} ${replicas}: must be an integer from 1 to ${MAX_NATS_REPLICAS}`);
+  }
+  return replicas;
+}
+
+/**
+ * Opens (creating if needed) the KV bucket `bucket` with `replicas` copies; an existing
+ * bucket with another count is changed to it (JetStream moves the data), since Kvm.create
+ * leaves an existing bucket as it is.
+ */
+export async function openBucket(js: JetStreamClient, bucket: string, replicas = 1): Promise<KV> {
+  checkReplicas(replicas);
+  const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
+  const jsm = await js.jetstreamManager();
+  const stream = `KV_${bucket}`;
+  const { config } = await jsm.streams.info(stream);
+  if (config.num_replicas !== replicas) await jsm.streams.update(stream, { ...config, num_replicas: replicas });
+  return kv;
+}
+
+// JetStream's refusals of a replica count it cannot place: a single server (10074), not
+// enough peers in the cluster (10005 no suitable peers, 10023 insufficient resources).
+const REPLICA_REFUSALS = new Set([10074, 10005, 10023]);
+
+/**
+ * When `err` is JetStream refusing to place `replicas` copies (fewer JetStream servers than
+ * that, or a single server), an error that says so and what to do; otherwise undefined.
+ */
+export function replicasRefusal(err: unknown, replicas: number, what = 'replicas'): Error | undefined {
+  if (!(err instanceof JetStreamApiError) || !REPLICA_REFUSALS.has(err.code)) return undefined;
+  return new Error(
+    `${what} ${replicas}: NATS cannot keep ${replicas} copies (${err.message}); ` +
+      `JetStream needs at least ${replicas} servers in one cluster: run nats-server as a cluster (docs/nats.md) or lower ${what}`,
+    { cause: err },
+  );
 }
 
 function checkLimits(stream: string, l: StreamLimits): void {
@@ -213,10 +285,11 @@ function checkLimits(stream: string, l: StreamLimits): void {
   }
 }
 
-function streamConfig(name: string, subjects: string[], l: StreamLimits): Partial<StreamConfig> & { name: string } {
+function streamConfig(name: string, subjects: string[], l: StreamLimits, replicas: number): Partial<StreamConfig> & { name: string } {
   return {
     name,
     subjects,
+    num_replicas: replicas,
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,
@@ -290,16 +363,18 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
 /**
  * Creates or updates (idempotently; safe to call from every process at start) the
  * DAMON_RECORDS (damon.records.>) and DAMON_EVENTS (damon.events.>) streams: file storage,
- * limits by age and bytes, a duplicate window for Nats-Msg-Id de-duplication.
+ * limits by age and bytes, a duplicate window for Nats-Msg-Id de-duplication, `replicas`
+ * copies (default 1).
  */
 export async function ensureStreams(js: JetStreamClient, options: StreamsOptions = {}, log: Logger = silentLogger): Promise<void> {
   const records = { ...DEFAULT_RECORDS_LIMITS, ...options.records };
   const events = { ...DEFAULT_EVENTS_LIMITS, ...options.events };
   checkLimits(RECORDS_STREAM, records);
   checkLimits(EVENTS_STREAM, events);
+  const replicas = checkReplicas(options.replicas ?? 1);
   const jsm = await js.jetstreamManager();
-  await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records), log);
-  await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events), log);
+  await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records, replicas), log);
+  await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events, replicas), log);
 }
 
 /**

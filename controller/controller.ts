@@ -24,6 +24,8 @@ import {
   isNatsAuthRefusal,
   isNatsUnavailable,
   jetStream,
+  replicasRefusal,
+  whenJetStreamAnswers,
   type NatsTlsFiles,
   type StreamsOptions,
 } from '../common/nats.js';
@@ -89,6 +91,10 @@ export interface ControllerOptions {
 function raise(err: Error): never {
   throw err;
 }
+
+// How long a starting controller waits for JetStream to answer (a NATS cluster that
+// restarted whole elects its stream leaders first) before it gives up.
+const JETSTREAM_START_WAIT_MS = 60_000;
 
 // NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
 function natsUnavailable(err: unknown): RpcError | undefined {
@@ -159,7 +165,6 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   fatal.catch(() => undefined); // observed by whoever awaits it (main)
   try {
     const js = jetStream(nc, o.natsTimeoutMs);
-    await ensureStreams(js, o.streams, log);
     // Set once the server is bound (its address is what standbys name); until then this
     // controller answers as a standby that knows no leader.
     let leadership: Leadership | undefined;
@@ -167,7 +172,17 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       epoch: () => (leadership ? leadership.assertLeader() : raise(standbyError(undefined))),
       deposed: (why: string) => leadership?.deposed(why),
     };
-    const store = await SessionStore.open(js, Date.now, fence);
+    const replicas = o.streams?.replicas ?? 1;
+    if (replicas % 2 === 0) log.warn(`NATS replicas ${replicas}: an even count survives no more failures than ${replicas - 1}`);
+    let store: SessionStore;
+    try {
+      store = await whenJetStreamAnswers(async () => {
+        await ensureStreams(js, o.streams, log);
+        return SessionStore.open(js, Date.now, fence, replicas);
+      }, JETSTREAM_START_WAIT_MS, log);
+    } catch (err) {
+      throw replicasRefusal(err, replicas, 'NATS replicas (--nats-replicas)') ?? err;
+    }
     const locks = new KeyedMutex();
     const events = new EventPublisher(js, log);
     let reconciler: Reconciler | undefined;
@@ -253,7 +268,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     });
     // Everything that can fail before serving comes before the port is bound: a controller
     // that cannot serve is never reachable and SERVING (the caller exits non-zero).
-    const listing = await store.scan();
+    const listing = await whenJetStreamAnswers(() => store.scan(), JETSTREAM_START_WAIT_MS, log);
     const port = await bindServer(server, o.listen, serverCredentials({ tls: o.tls })).catch((err: unknown) => {
       server.forceShutdown();
       throw err;
@@ -279,7 +294,11 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       }
     };
     try {
-      leadership = await Leadership.open(js, { id: randomUUID(), address: advertise, ttlMs: o.leaderLeaseMs ?? 3000, log, onRole });
+      leadership = await whenJetStreamAnswers(
+        () => Leadership.open(js, { id: randomUUID(), address: advertise, ttlMs: o.leaderLeaseMs ?? 3000, log, onRole }, replicas),
+        JETSTREAM_START_WAIT_MS,
+        log,
+      );
       await leadership.start();
     } catch (err) {
       server.forceShutdown();

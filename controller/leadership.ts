@@ -8,7 +8,8 @@
 // are refused.
 import { performance } from 'node:perf_hooks';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { openBucket } from '../common/nats.js';
 import { standbyError } from '../common/fencing.js';
 import { RpcError } from '../common/grpc-server.js';
 import { errorMessage, excerpt, type BasicLogger as Logger } from '../common/log.js';
@@ -84,9 +85,9 @@ export class Leadership {
     this.value = JSON.stringify({ id: opts.id, address: opts.address } satisfies LeaseHolder);
   }
 
-  /** Opens (creating if needed) the damon_leader bucket. */
-  static async open(js: JetStreamClient, opts: LeadershipOptions): Promise<Leadership> {
-    const kv = await new Kvm(js).create(LEADER_BUCKET, { history: 1 });
+  /** Opens (creating if needed) the damon_leader bucket with `replicas` copies. */
+  static async open(js: JetStreamClient, opts: LeadershipOptions, replicas = 1): Promise<Leadership> {
+    const kv = await openBucket(js, LEADER_BUCKET, replicas);
     return new Leadership(js, kv, opts);
   }
 

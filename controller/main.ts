@@ -1,8 +1,8 @@
 // `damon-fleet controller`: runs the controller until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { readTokenFile } from '../common/auth.js';
-import { createLogger } from '../common/log.js';
-import type { StreamLimits } from '../common/nats.js';
+import { createLogger, quoted } from '../common/log.js';
+import { MAX_NATS_REPLICAS, checkReplicas, type StreamLimits } from '../common/nats.js';
 import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../common/credential-options.js';
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
@@ -42,6 +42,9 @@ export const USAGE = `usage: damon-fleet controller [options]
   --events-max-age DURATION   DAMON_EVENTS retention by age (default 7d)
   --events-max-bytes BYTES    DAMON_EVENTS retention by size (default 64M)
   --dedup-window DURATION     Nats-Msg-Id de-duplication window of both streams (default 2m)
+  --nats-replicas N           copies JetStream keeps of both streams and the session
+                              bucket, 1 to 5 (default 1: a single nats-server); 3 on a
+                              cluster of three servers survives the loss of any one
 
 Callers present "authorization: Bearer <token>" or a client certificate. Health and
 reflection answer without a credential; every damon.v1 method demands one.
@@ -65,6 +68,7 @@ function parseControllerOptions(argv: string[]) {
       'events-max-age': { type: 'string' },
       'events-max-bytes': { type: 'string' },
       'dedup-window': { type: 'string' },
+      'nats-replicas': { type: 'string', default: '1' },
     },
   });
 }
@@ -97,6 +101,14 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
     if (dedup) l.duplicateWindowMs = dedup;
     return l;
   };
+  const replicasText = values['nats-replicas']!;
+  if (!/^\d{1,2}$/.test(replicasText)) throw new UsageError(`--nats-replicas ${quoted(replicasText)}: expected an integer from 1 to ${MAX_NATS_REPLICAS}`);
+  let replicas: number;
+  try {
+    replicas = checkReplicas(Number(replicasText), '--nats-replicas');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
     listen: values.listen!,
     ...credentials,
@@ -106,7 +118,7 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
     leaderLeaseMs: parseDurationMs('--leader-lease', values['leader-lease']!),
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),
-    streams: { records: limits('records'), events: limits('events') },
+    streams: { records: limits('records'), events: limits('events'), replicas },
   };
 }
 

@@ -8,6 +8,7 @@ import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStr
 import { Kvm, type KV } from '@nats-io/kv';
 import { RpcError } from '../common/grpc-server.js';
 import { excerpt } from '../common/log.js';
+import { openBucket } from '../common/nats.js';
 import { MAX_SESSION_ID_CHARS } from '../common/session-schema.js';
 import { SESSIONS_BUCKET, SESSIONS_KEY_PREFIX, SESSIONS_STREAM } from '../common/subjects.js';
 import { StoredSessionError, decodeStoredSession, type StoredSession } from './session-model.js';
@@ -122,9 +123,12 @@ export class SessionStore {
     private readonly fence: WriteFence,
   ) {}
 
-  /** Opens (creating if needed) the damon_sessions bucket. */
-  static async open(js: JetStreamClient, now: () => number = Date.now, fence: WriteFence = UNFENCED): Promise<SessionStore> {
-    const kv = await new Kvm(js).create(SESSIONS_BUCKET, { history: 1 });
+  /**
+   * Opens (creating if needed) the damon_sessions bucket with `replicas` copies (default 1);
+   * an existing bucket with another count is changed to it (JetStream moves the data).
+   */
+  static async open(js: JetStreamClient, now: () => number = Date.now, fence: WriteFence = UNFENCED, replicas = 1): Promise<SessionStore> {
+    const kv = await openBucket(js, SESSIONS_BUCKET, replicas);
     return new SessionStore(kv, await js.jetstreamManager(), now, fence);
   }
 

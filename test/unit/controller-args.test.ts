@@ -27,7 +27,7 @@ test('defaults: loopback, local NATS, 5 s lease, 1 s heartbeat', () => {
   assert.equal(o.identities, join(dir, 'identities.json'));
   assert.equal(o.agentKey, 's3cret');
   assert.equal(o.insecure, false);
-  assert.deepEqual(o.streams, { records: {}, events: {} });
+  assert.deepEqual(o.streams, { records: {}, events: {}, replicas: 1 });
   assert.throws(() => parseControllerArgs(['--identities', 'i', '--agent-key-file', join(dir, 'missing')]), /token file .*missing: ENOENT/);
 });
 
@@ -53,6 +53,7 @@ test('stream limits and timings', () => {
   assert.deepEqual(o.streams, {
     records: { maxAgeMs: 6 * 3600_000, maxBytes: 512 * 1024 ** 2, duplicateWindowMs: 90_000 },
     events: { maxAgeMs: 30 * 86_400_000, duplicateWindowMs: 90_000 },
+    replicas: 1,
   });
   assert.equal(o.leaseTtlMs, 3000);
   assert.equal(o.heartbeatIntervalMs, 500);
@@ -68,4 +69,13 @@ test('stream limits and timings', () => {
   assert.equal(parseBytes('--x', '1G'), 1024 ** 3);
   assert.throws(() => parseBytes('--records-max-bytes', '1T'), /--records-max-bytes 1T: expected bytes/);
   assert.throws(() => parseControllerArgs(['extra']), /unexpected argument: extra/);
+});
+
+test('--nats-replicas: 1 to 5 copies of the streams and the bucket', () => {
+  assert.equal(parseControllerArgs(['--nats-replicas', '3', ...access]).streams?.replicas, 3);
+  assert.equal(parseControllerArgs(['--nats-replicas', '5', ...access]).streams?.replicas, 5);
+  for (const bad of ['0', '6', '-1', '2.5', 'three', '']) {
+    assert.throws(() => parseControllerArgs([`--nats-replicas=${bad}`, ...access]), /--nats-replicas .*from 1 to 5/, bad);
+  }
+  assert.throws(() => parseControllerArgs(['--nats-replicas', 'x'.repeat(5000), ...access]), (err: Error) => err.message.length < 200);
 });

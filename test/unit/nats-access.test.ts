@@ -100,7 +100,9 @@ test('permission table: allow-lists only; the bucket is the controller\'s; an ag
     assert.ok(!p.subscribe.some((s) => s.startsWith('_INBOX.') || s === '_INBOX_>'), `${id.role}: no shared inbox`);
     const writesBucket = p.publish.some((s) => s.startsWith(SESSIONS_KEY_PREFIX));
     assert.equal(writesBucket, id.role === 'controller', `${id.role}: bucket writes`);
-    for (const op of ['PURGE', 'DELETE', 'UPDATE']) assert.ok(!p.publish.includes(`$JS.API.STREAM.${op}.${SESSIONS_STREAM}`), `${id.role}: ${op} of the bucket`);
+    for (const op of ['PURGE', 'DELETE']) assert.ok(!p.publish.includes(`$JS.API.STREAM.${op}.${SESSIONS_STREAM}`), `${id.role}: ${op} of the bucket`);
+    // Only the bucket's owner changes its stream (its replica count).
+    assert.equal(p.publish.includes(`$JS.API.STREAM.UPDATE.${SESSIONS_STREAM}`), id.role === 'controller', `${id.role}: UPDATE of the bucket`);
   }
   assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).publish, ['damon.records.*.db1_example_com.*']);
   assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).subscribe, [`${inboxPrefix(KEY)}.>`]);

@@ -109,7 +109,8 @@ async function spawnFleet(
 export interface ControllerProcessOptions {
   /** "127.0.0.1:PORT": a fixed port, so that a restarted controller is found where it was. */
   listen: string;
-  nats: string;
+  /** One NATS URL, or every node's of a cluster. */
+  nats: string | readonly string[];
   /** Every identity's credentials, as `damon-fleet credentials` makes them. */
   credentials: TestCredentials;
   leaseTtlMs: number;
@@ -118,16 +119,19 @@ export interface ControllerProcessOptions {
   name?: string;
   /** --leader-lease (default: the controller's). */
   leaderLeaseMs?: number;
+  /** --nats-replicas (the controller's default, 1, when absent). */
+  natsReplicas?: number;
 }
 
 /** Runs `damon-fleet controller`; resolves once it listens (leading or standing by). */
 export async function spawnController(o: ControllerProcessOptions): Promise<FleetProcess> {
   const { proc } = await spawnFleet(
     o.name ?? 'controller',
-    ['controller', '--listen', o.listen, '--nats', o.nats, '--nats-nkey', o.credentials.controller,
+    ['controller', '--listen', o.listen, '--nats', [o.nats].flat().join(','), '--nats-nkey', o.credentials.controller,
       '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
       ...(o.leaderLeaseMs === undefined ? [] : ['--leader-lease', `${o.leaderLeaseMs}ms`]),
-      '--identities', o.credentials.layout.controller.identities, '--agent-key-file', o.credentials.layout.controller.agentKey],
+      '--identities', o.credentials.layout.controller.identities, '--agent-key-file', o.credentials.layout.controller.agentKey,
+      ...(o.natsReplicas === undefined ? [] : ['--nats-replicas', String(o.natsReplicas)])],
     {},
     /controller listening on /,
     READY_TIMEOUT_MS,
@@ -139,7 +143,8 @@ export interface AgentProcessOptions {
   host: string;
   /** "ADDR" or, with several controllers, "ADDR1,ADDR2". */
   controller: string;
-  nats: string;
+  /** One NATS URL, or every node's of a cluster. */
+  nats: string | readonly string[];
   credentials: TestCredentials;
   dataDir: string;
 }
@@ -154,7 +159,7 @@ export interface AgentProcess extends FleetProcess {
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
   const { proc, match } = await spawnFleet(
     `agent ${o.host}`,
-    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', o.nats,
+    ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', [o.nats].flat().join(','),
       '--nats-nkey', o.credentials.agent(o.host), '--data-dir', o.dataDir,
       '--token-file', o.credentials.layout.agent(o.host).token, '--identities', o.credentials.layout.agent(o.host).identities],
     {},

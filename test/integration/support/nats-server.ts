@@ -40,6 +40,11 @@ export function runNatsServer(credentials: TestCredentials, storeDir: string, po
   const conf = join(credentials.dir, 'nats-server.conf');
   writeServerConf(conf, credentials.conf, { host: '127.0.0.1', port, storeDir });
   if (extraConf) appendFileSync(conf, extraConf);
+  return spawnNatsServer(conf);
+}
+
+/** Runs nats-server -c `conf`; resolves once it is ready (logs with `label` when DAMON_TEST_LOG=1). */
+export function spawnNatsServer(conf: string, label = 'nats-server'): Promise<NatsProcess> {
   const child = spawn(NATS_SERVER_BIN, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   const log: string[] = [];
   let partial = '';
@@ -49,7 +54,7 @@ export function runNatsServer(credentials: TestCredentials, storeDir: string, po
     partial = lines.pop()!;
     for (const l of lines) {
       log.push(l);
-      if (process.env.DAMON_TEST_LOG === '1') process.stderr.write(`[nats-server] ${l}\n`);
+      if (process.env.DAMON_TEST_LOG === '1') process.stderr.write(`[${label}] ${l}\n`);
       if (l.includes('Server is ready')) ready?.();
     }
   });
