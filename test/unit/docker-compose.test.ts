@@ -102,14 +102,18 @@ test('docker-compose.yml: three NATS nodes forming one cluster, every client giv
     }
 
     const clients = Object.entries(services).filter(([, s]) => (s.command ?? []).includes('--nats'));
-    assert.deepEqual(clients.map(([n]) => n).sort(), ['agent', 'controller']);
+    assert.deepEqual(clients.map(([n]) => n).sort(), ['agent', 'controller', 'controller-standby']);
     for (const [name, svc] of clients) {
       const urls = option(svc.command!, '--nats')[0].split(',');
       assert.deepEqual(urls.sort(), [...clientUrls].sort(), `${name}: every node's URL`);
       for (const n of natsNodes) assert.ok(name === 'agent' || svc.depends_on?.includes(n), `${name}: starts after ${n}`);
     }
-    const controller = services.controller.command!;
-    assert.deepEqual(option(controller, '--nats-replicas'), [String(natsNodes.length)], 'the controller keeps a copy on every node');
+    for (const name of ['controller', 'controller-standby']) {
+      assert.deepEqual(option(services[name].command!, '--nats-replicas'), [String(natsNodes.length)], `${name} keeps a copy on every node`);
+    }
+    // Either controller may lead: the agent is given both.
+    const agentControllers = option(services.agent.command!, '--controller')[0].split(',').sort();
+    assert.deepEqual(agentControllers, ['controller-standby:7100', 'controller:7100']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
