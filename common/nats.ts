@@ -334,7 +334,8 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
         try {
           await jsm.streams.update(want.name, { ...info.config, ...want });
         } catch (err) {
-          if (!(err instanceof JetStreamApiError)) throw err;
+          // Too few servers for the copies asked for: the caller says so (replicasRefusal).
+          if (!(err instanceof JetStreamApiError) || REPLICA_REFUSALS.has(err.code)) throw err;
           // Some fields (storage, ...) cannot change in place, and the controller may not
           // delete streams (what they hold is the users'): the operator decides.
           throw new Error(
