@@ -1,6 +1,7 @@
 // The fleet's data and control planes:
-//  - wire size: protobuf bytes of an AggregationRecord per region, at 10, 100 and 1000
-//    regions (records the engine produced, converted as the agent converts them);
+//  - wire size: bytes of an AggregationRecord per region, at 10, 100 and 1000 regions
+//    (records the engine produced, converted as the agent converts them), packed as the
+//    agent publishes them and plain (the former encoding), in the same run;
 //  - publishing: the most records per second one agent's publisher (RecordPublisher, the
 //    agent's own) gets acknowledged by JetStream, at those region counts;
 //  - latency: from the end of an aggregation (record end_time) to a NATS consumer
@@ -22,11 +23,13 @@ import type { AggregationRecord as EngineRecord } from '../agent/records/record.
 import { SyntheticOperations } from '../agent/ops/synthetic.js';
 import { seededRandom } from '../agent/ops/seeded-random.js';
 import { RecordPublisher } from '../agent/daemon/publisher.js';
-import { encodeRecord, toProtoRecord } from '../agent/daemon/record-convert.js';
+import { toProtoRecord } from '../agent/daemon/record-convert.js';
+import { decodeRecord, encodePlainRecord, encodeRecord } from '../common/record-wire.js';
+import { RecordSpool } from '../agent/daemon/spool.js';
 import { silentLogger } from '../common/log.js';
 import { connectNats, ensureStreams, jetStream, recordMsgId } from '../common/nats.js';
 import { RECORDS_STREAM, recordsFilter, recordsSubject } from '../common/subjects.js';
-import { AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
+import { type AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
 import { agentClient, killTarget, spawnTarget, tempDir } from '../test/integration/support/agent-env.js';
 import { FakeAgent } from '../test/integration/support/fake-agent.js';
 import { IdentityTable } from '../common/grpc-access.js';
@@ -37,8 +40,8 @@ import { presetWorkload } from '../agent/ops/synthetic-presets.js';
 import { median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const REGION_COUNTS = [10, 100, 1000] as const;
-/** A realistic origin: host names and pids are part of every record. */
-const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678 };
+/** A realistic origin: host names, pids and the agent's instance id are part of every record. */
+const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678, agentInstance: '0b7c4e2a-6f1d-4c1e-9a57-3f2d8e6b1c90' };
 /** The host of the real agent whose records' latency is measured. */
 const LATENCY_HOST = 'latency-host';
 
@@ -77,7 +80,7 @@ function engineRecords(n: number, count: number): EngineRecord[] {
 }
 
 function toWire(rec: EngineRecord, sequence: bigint): AggregationRecord {
-  const proto = toProtoRecord(rec, { sessionId: ORIGIN.sessionId, host: ORIGIN.host, operations: 'synthetic', sequence });
+  const proto = toProtoRecord(rec, { sessionId: ORIGIN.sessionId, host: ORIGIN.host, operations: 'synthetic', sequence, agentInstance: ORIGIN.agentInstance });
   return { ...proto, pid: ORIGIN.pid };
 }
 
@@ -87,7 +90,10 @@ interface WireSize {
   bytesMedian: number;
   bytesMax: number;
   bytesPerRegion: number;
-  /** Everything but the regions: ids, times, operations, sequence. */
+  /** The former encoding (plain Region messages) of the same records. */
+  plainBytesMedian: number;
+  plainBytesPerRegion: number;
+  /** Everything but the regions: ids, times, operations, sequence, instance. */
   headerBytes: number;
   /** Subject plus Nats-Msg-Id header value, which also travel with every message. */
   subjectAndMsgIdBytes: number;
@@ -100,7 +106,8 @@ function wireSizes(): { sizes: WireSize[]; samples: Map<number, AggregationRecor
     const recs = engineRecords(n, 20).map((r, i) => toWire(r, BigInt(1000 + i)));
     if (recs.some((r) => r.regions.length !== n)) throw new Error(`engine records with other than ${n} regions`);
     const bytes = recs.map((r) => encodeRecord(r).length);
-    const headerBytes = encodeRecord({ ...recs[0], regions: [] }).length;
+    const plain = recs.map((r) => encodePlainRecord(r).length);
+    const headerBytes = encodePlainRecord({ ...recs[0], regions: [] }).length;
     const subject = recordsSubject(recs[0].sessionId, recs[0].host, recs[0].pid);
     sizes.push({
       regions: n,
@@ -108,6 +115,8 @@ function wireSizes(): { sizes: WireSize[]; samples: Map<number, AggregationRecor
       bytesMedian: median(bytes),
       bytesMax: Math.max(...bytes),
       bytesPerRegion: median(bytes) / n,
+      plainBytesMedian: median(plain),
+      plainBytesPerRegion: median(plain) / n,
       headerBytes,
       subjectAndMsgIdBytes: subject.length + recordMsgId(recs[0]).length,
     });
@@ -133,19 +142,22 @@ let publishRunNo = 0;
 async function publishOnce(nc: NatsConnection, agentNc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
   const jsm = await jetStream(nc).jetstreamManager();
   await jsm.streams.purge(RECORDS_STREAM);
-  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, capacity: count });
+  const dir = tempDir('damon-bench-spool-');
+  const spool = RecordSpool.open(dir.path, { log: silentLogger, maxBytes: 1 << 30 });
+  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, spool });
   const base = BigInt(++publishRunNo) * 1_000_000n;
   const msgs = Array.from({ length: count }, (_, i) => {
     const r = { ...sample, sequence: base + BigInt(i + 1), startTimeNs: sample.startTimeNs + BigInt(i) };
-    return { subject: recordsSubject(r.sessionId, r.host, r.pid), data: encodeRecord(r), msgId: recordMsgId(r) };
+    return { subject: recordsSubject(r.sessionId, r.host, r.pid), data: encodeRecord(r), msgId: recordMsgId(r), seq: r.sequence };
   });
   const bytes = msgs.reduce((a, m) => a + m.data.length, 0);
   const t0 = performance.now();
-  for (const m of msgs) publisher.enqueue(m.subject, m.data, m.msgId);
+  for (const m of msgs) publisher.enqueue(m.subject, m.data, m.msgId, m.seq);
   const done = await publisher.flush(publisher.lastMark(), 120_000);
   const ms = performance.now() - t0;
   const st = publisher.stats();
   await publisher.close(0);
+  dir.remove();
   if (!done || st.published !== count || st.dropped !== 0) {
     throw new Error(`publisher: ${st.published} of ${count} records acknowledged, ${st.dropped} dropped`);
   }
@@ -191,7 +203,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     let measuring = false;
     const jsLat: number[] = [];
     const subLat: number[] = [];
-    const latency = (bytes: Uint8Array) => nowMs() - Number(AggregationRecord.decode(bytes).endTimeNs) / 1e6;
+    const latency = (bytes: Uint8Array) => nowMs() - Number(decodeRecord(bytes).endTimeNs) / 1e6;
     const reading = (async () => {
       for await (const m of messages) {
         const l = latency(m.data);

@@ -1,14 +1,16 @@
 // Engine records (one target, one aggregation interval) to the published protobuf form.
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
-import { AggregationRecord } from '../../gen/damon/v1/damon.js';
+import type { AggregationRecord } from '../../gen/damon/v1/damon.js';
 
 export interface RecordOrigin {
   sessionId: string;
   host: string;
   /** Operations that produced the record ("page_idle", "synthetic", ...). */
   operations: string;
-  /** Per session, host and target, from 1. */
+  /** Per session, host and target, from 1; goes on across restarts (spool.ts). */
   sequence: bigint;
+  /** This agent process's instance id. */
+  agentInstance: string;
 }
 
 export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): AggregationRecord {
@@ -27,9 +29,8 @@ export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): Aggregat
     })),
     operations: origin.operations,
     sequence: origin.sequence,
+    agentInstance: origin.agentInstance,
+    droppedBefore: 0n,
+    packed: undefined,
   };
-}
-
-export function encodeRecord(rec: AggregationRecord): Uint8Array {
-  return AggregationRecord.encode(rec).finish();
 }
