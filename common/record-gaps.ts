@@ -20,11 +20,14 @@ export type RecordGap =
 
 /** Missing ranges remembered per target, to recognise late arrivals. */
 const MAX_MISSING_RANGES = 32;
+/** Recent records remembered per target, to recognise repeats (a plain subscription sees retried publishes). */
+const RECENT = 64;
 
 interface TargetTrack {
   last: bigint;
-  lastStart: bigint;
   instance: string;
+  /** sequence -> start time of the latest records. */
+  recent: Map<bigint, bigint>;
   /** [from, to] inclusive, oldest first. */
   missing: [bigint, bigint][];
 }
@@ -46,15 +49,15 @@ export class RecordGaps {
     const t = this.targets.get(target);
     const out: RecordGap[] = [];
     if (!t) {
-      this.targets.set(target, { last: r.sequence, lastStart: r.startTimeNs, instance: r.agentInstance, missing: [] });
+      this.targets.set(target, { last: r.sequence, instance: r.agentInstance, recent: new Map([[r.sequence, r.startTimeNs]]), missing: [] });
       return out;
     }
     if (r.sequence <= t.last) {
       if (this.takeLate(t, r.sequence)) out.push({ kind: 'late', target, sequence: r.sequence });
-      else if (r.sequence === t.last && r.startTimeNs === t.lastStart) out.push({ kind: 'duplicate', target, sequence: r.sequence });
+      else if (t.recent.get(r.sequence) === r.startTimeNs) out.push({ kind: 'duplicate', target, sequence: r.sequence });
       else {
         out.push({ kind: 'reset', target, sequence: r.sequence, previous: t.last });
-        Object.assign(t, { last: r.sequence, lastStart: r.startTimeNs, instance: r.agentInstance, missing: [] });
+        Object.assign(t, { last: r.sequence, instance: r.agentInstance, recent: new Map([[r.sequence, r.startTimeNs]]), missing: [] });
       }
       return out;
     }
@@ -69,8 +72,9 @@ export class RecordGaps {
       if (t.missing.length > MAX_MISSING_RANGES) t.missing.shift();
     }
     t.last = r.sequence;
-    t.lastStart = r.startTimeNs;
     t.instance = r.agentInstance;
+    t.recent.set(r.sequence, r.startTimeNs);
+    if (t.recent.size > RECENT) t.recent.delete(t.recent.keys().next().value!);
     return out;
   }
 

@@ -1,7 +1,7 @@
 // Publishes records to JetStream without ever blocking the engine: the engine hands a
-// record over (it is appended to the spool on disk, spool.ts) and returns; each record
-// goes out at once, up to a window of them awaiting acknowledgement, each with a
-// Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by the
+// record over (it is appended to the spool on disk, spool.ts) and returns; records go
+// out in batches of up to a window, the next as soon as the last is acknowledged, each
+// with a Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by the
 // stream. While NATS does not accept records (down, restarting, no stream) they wait in
 // the spool, bounded by bytes; beyond that the oldest are dropped, counted, and reported
 // to consumers as dropped_before on the next record of their target.
@@ -48,17 +48,16 @@ export class RecordPublisher {
   /** Records the spool could not take (too large, or a write failed). */
   private unspooled = 0;
 
-  private inflight = 0;
   private published = 0;
   /** Records dropped up to the last acknowledgement before an outage. */
   private droppedAtOutage = 0;
-  private failing = false;
   private backoff: number;
-  private firstError: unknown;
   private closed = false;
+  private pumping = false;
+  private kicked = false;
+  private pumpDone: Promise<void> = Promise.resolve();
   private readonly sleeper = new Sleeper();
   private waiters: { mark: number; resolve: () => void }[] = [];
-  private idle: (() => void) | undefined;
 
   constructor(
     private sink: RecordSink | undefined,
@@ -75,13 +74,13 @@ export class RecordPublisher {
     this.health = new StateLog(this.log);
     this.spoolHealth = new StateLog(this.log);
     if (this.spool.queued > 0) this.health.set('failing', `${this.spool.queued} records from the spool to publish`);
-    this.fill();
+    this.kick();
   }
 
   /** Sets (or replaces) the JetStream client; spooled records go out through it. */
   setSink(sink: RecordSink): void {
     this.sink = sink;
-    this.fill();
+    this.kick();
   }
 
   /** The next record sequence of a target (by subject); they go on across restarts. */
@@ -105,7 +104,7 @@ export class RecordPublisher {
     }
     if (this.spoolHealth.current === 'failing') this.spoolHealth.set('ok', 'writing the record spool again');
     e.onPublished = onPublished;
-    this.fill();
+    this.kick();
     return e.id;
   }
 
@@ -150,7 +149,7 @@ export class RecordPublisher {
     await this.flush(this.lastMark(), timeoutMs);
     this.closed = true;
     this.sleeper.wake();
-    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
+    await this.pumpDone; // a batch in flight finishes (or fails) within the acknowledgement timeout
     const left = this.spool.queued;
     this.spool.close();
     if (left > 0) this.log.warn(`closing with ${left} records not yet published (NATS did not accept them in time); kept in the spool for the next start`);
@@ -168,80 +167,84 @@ export class RecordPublisher {
     this.waiters = still;
   }
 
-  /** Sends queued records while the window has room (not while retrying after a failure). */
-  private fill(): void {
-    if (this.closed || this.failing || !this.sink) {
-      this.settle(); // drops may have finished marks
-      return;
-    }
-    while (this.inflight < this.window) {
-      const e = this.spool.take();
-      if (!e) break;
-      this.send(this.sink, e);
-    }
-    this.settle();
+  /**
+   * Starts the pump on the next microtask: the engine hands over every target's record of
+   * one aggregation in one go, and they go out in one batch.
+   */
+  private kick(): void {
+    if (this.pumping || this.kicked || this.closed || !this.sink || this.sleeper.sleeping) return;
+    this.kicked = true;
+    queueMicrotask(() => {
+      this.kicked = false;
+      if (!this.pumping) this.pumpDone = this.pump();
+    });
   }
 
-  private send(sink: RecordSink, e: SpoolEntry): void {
-    this.inflight++;
+  /**
+   * Publishes a window of records at a time, the next batch as soon as the last is
+   * acknowledged. A batch at a time keeps each target's records in order in the stream:
+   * a failed one is retried before anything newer goes out.
+   */
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (!this.closed && this.sink) {
+        const sink = this.sink;
+        const batch: SpoolEntry[] = [];
+        while (batch.length < this.window) {
+          const e = this.spool.take();
+          if (!e) break;
+          batch.push(e);
+        }
+        if (batch.length === 0) break;
+        const results = await Promise.allSettled(batch.map((e) => this.send(sink, e)));
+        let firstError: unknown;
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') this.acked(batch[i]);
+          else {
+            this.spool.requeue(batch[i]);
+            firstError ??= r.reason;
+          }
+        });
+        this.settle();
+        if (firstError === undefined) {
+          this.backoff = this.retryMinMs;
+          this.healthy();
+          continue;
+        }
+        this.health.set(
+          'failing',
+          `cannot publish records to NATS (${errorMessage(firstError)}); spooling up to ${this.spool.maxBytes} bytes and retrying`,
+          'warn',
+        );
+        if (this.closed) break;
+        await this.sleeper.sleep(this.backoff);
+        this.backoff = Math.min(this.backoff * 2, this.retryMaxMs);
+      }
+    } finally {
+      this.pumping = false;
+      this.settle();
+    }
+  }
+
+  private send(sink: RecordSink, e: SpoolEntry): Promise<unknown> {
     e.droppedBefore ??= this.spool.claimDroppedBefore(e);
-    const data = withDroppedBefore(e.data, e.droppedBefore);
-    sink.publish(e.subject, data, { msgID: e.msgId, timeout: this.ackTimeoutMs }).then(
-      () => this.acked(e),
-      (err) => this.failed(e, err),
-    );
+    return sink.publish(e.subject, withDroppedBefore(e.data, e.droppedBefore), { msgID: e.msgId, timeout: this.ackTimeoutMs });
   }
 
   private acked(e: SpoolEntry): void {
-    this.inflight--;
     this.spool.done(e);
     this.published++;
     e.onPublished?.();
-    if (!this.failing) {
-      this.backoff = this.retryMinMs;
-      const dropped = this.stats().dropped;
-      if (this.health.current === 'failing') {
-        this.health.set('ok', `publishing records to NATS again (${dropped - this.droppedAtOutage} dropped while it did not accept them)`);
-      } else if (this.health.current === undefined) {
-        this.health.set('ok', 'publishing records to NATS');
-      }
-      this.droppedAtOutage = dropped;
-    }
-    this.afterSettled();
   }
 
-  private failed(e: SpoolEntry, err: unknown): void {
-    this.inflight--;
-    this.spool.requeue(e);
-    if (!this.failing) {
-      this.failing = true;
-      this.firstError = err;
+  private healthy(): void {
+    const dropped = this.stats().dropped;
+    if (this.health.current === 'failing') {
+      this.health.set('ok', `publishing records to NATS again (${dropped - this.droppedAtOutage} dropped while it did not accept them)`);
+    } else if (this.health.current === undefined) {
+      this.health.set('ok', 'publishing records to NATS');
     }
-    this.afterSettled();
-  }
-
-  private afterSettled(): void {
-    if (this.inflight === 0 && this.idle) {
-      this.idle();
-      this.idle = undefined;
-    }
-    if (!this.failing) {
-      this.fill();
-      return;
-    }
-    this.settle();
-    // Retry once everything sent has settled: in order, from the oldest.
-    if (this.inflight > 0 || this.closed || this.sleeper.sleeping) return;
-    this.health.set(
-      'failing',
-      `cannot publish records to NATS (${errorMessage(this.firstError)}); spooling up to ${this.spool.maxBytes} bytes and retrying`,
-      'warn',
-    );
-    const wait = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.retryMaxMs);
-    void this.sleeper.sleep(wait).then(() => {
-      this.failing = false;
-      this.fill();
-    });
+    this.droppedAtOutage = dropped;
   }
 }

@@ -42,6 +42,7 @@ test('late arrivals take a gap back; a repeat is a duplicate; going back is a re
   assert.deepEqual(g.observe(r(2n)), [{ kind: 'late', target: 's/h/1', sequence: 2n }]);
   assert.equal(g.missing, 1n);
   assert.deepEqual(g.observe(r(4n)), [{ kind: 'duplicate', target: 's/h/1', sequence: 4n }]);
+  assert.deepEqual(g.observe(r(1n)), [{ kind: 'duplicate', target: 's/h/1', sequence: 1n }]);
   assert.deepEqual(g.observe(r(1n, { inst: 'z', start: 99_999n })), [{ kind: 'reset', target: 's/h/1', sequence: 1n, previous: 4n }]);
   assert.deepEqual(g.observe(r(2n, { inst: 'z' })), []);
 });
