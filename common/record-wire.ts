@@ -73,8 +73,146 @@ export function unpackRegions(p: PackedRegions): Region[] {
 /** The wire form of a record: its regions packed (a record already packed is left so). */
 export function encodeRecord(rec: AggregationRecord): Uint8Array {
   if (rec.packed !== undefined && rec.regions.length > 0) throw new RecordWireError('a record with both plain and packed regions');
-  const packed = rec.packed ?? packRegions(rec.regions);
-  return AggregationRecord.encode({ ...rec, regions: [], packed }).finish();
+  const numbers = rec.packed === undefined ? asNumbers(rec.regions) : undefined;
+  if (!numbers) return AggregationRecord.encode({ ...rec, regions: [], packed: rec.packed ?? packRegions(rec.regions) }).finish();
+  return encodeRecordOfNumbers(rec, numbers);
+}
+
+/** A region as the engine holds it: addresses as numbers, below 2^53. */
+export interface NumberRegion {
+  start: number;
+  end: number;
+  nrAccesses: number;
+  age: number;
+}
+
+/**
+ * encodeRecord for regions held as numbers (the agent's engine records): the same bytes
+ * without a BigInt per address. `header`'s own regions and packed are ignored.
+ */
+export function encodeRecordOfNumbers(header: AggregationRecord, regions: readonly NumberRegion[]): Uint8Array {
+  const packed = packedField(regions);
+  // Fields may come in any order: the header as ts-proto writes it, then field 12.
+  const head = AggregationRecord.encode({ ...header, regions: [], packed: undefined }).finish();
+  const out = new Uint8Array(head.length + packed.length);
+  out.set(head);
+  out.set(packed, head.length);
+  return out;
+}
+
+/** The regions with number addresses, or undefined when one is at or above 2^53. */
+function asNumbers(regions: readonly Region[]): NumberRegion[] | undefined {
+  const out = new Array<NumberRegion>(regions.length);
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (r.start > MAX_SAFE || r.end > MAX_SAFE) return undefined;
+    out[i] = { start: Number(r.start), end: Number(r.end), nrAccesses: r.nrAccesses, age: r.age };
+  }
+  return out;
+}
+
+// ---- the packed field in plain number arithmetic ------------------------------------------
+// Addresses below 2^53 (every user-space address is): varints written from doubles,
+// without a BigInt per value (4 a region).
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const TWO32 = 2 ** 32;
+
+/** Writes protobuf varints into a buffer sized by its user (at most 10 bytes a value). */
+class VarintWriter {
+  readonly buf: Uint8Array;
+  len = 0;
+
+  constructor(capacity: number) {
+    this.buf = new Uint8Array(capacity);
+  }
+
+  /** A non-negative safe integer. */
+  varint(v: number): void {
+    const b = this.buf;
+    if (v < 0x80000000) {
+      while (v > 0x7f) {
+        b[this.len++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
+      b[this.len++] = v;
+      return;
+    }
+    while (v >= 128) {
+      b[this.len++] = (v % 128) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    b[this.len++] = v;
+  }
+
+  bigVarint(v: bigint): void {
+    while (v >= 128n) {
+      this.buf[this.len++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.len++] = Number(v);
+  }
+
+  /** A length-delimited field holding what `w` wrote. */
+  field(field: number, w: VarintWriter): void {
+    this.varint((field << 3) | 2);
+    this.varint(w.len);
+    this.buf.set(w.buf.subarray(0, w.len), this.len);
+    this.len += w.len;
+  }
+}
+
+/** Trailing zero bits of a positive safe integer. */
+function trailingZeros(v: number): number {
+  const low = v % TWO32;
+  if (low !== 0) return 31 - Math.clz32(low & -low);
+  return 32 + trailingZeros(Math.floor(v / TWO32));
+}
+
+/** Field 12 (PackedRegions) of a record, encoded, as packRegions and ts-proto would. */
+function packedField(regions: readonly NumberRegion[]): Uint8Array {
+  const n = regions.length;
+  let shift = 63;
+  for (let i = 0; i < n; i++) {
+    const r = regions[i];
+    if (!(r.start <= Number.MAX_SAFE_INTEGER && r.end <= Number.MAX_SAFE_INTEGER)) {
+      throw new RecordWireError(`region ${i}: addresses as numbers must be safe integers`);
+    }
+    if (r.start !== 0) shift = Math.min(shift, trailingZeros(r.start));
+    if (r.end !== 0) shift = Math.min(shift, trailingZeros(r.end));
+  }
+  if (shift === 63) shift = 0; // every address 0 (or none): as commonShift says
+  const unit = 2 ** shift;
+  const list = new VarintWriter(10 * n);
+  const body = new VarintWriter(4 * (10 * n + 12) + 4);
+  if (shift !== 0) {
+    body.varint(1 << 3);
+    body.varint(shift);
+  }
+  let prevEnd = 0;
+  for (let i = 0; i < n; i++) {
+    const gap = regions[i].start / unit - prevEnd;
+    prevEnd = regions[i].end / unit;
+    if (gap >= 0) list.varint(gap);
+    else list.bigVarint(BigInt.asUintN(U64, BigInt(gap))); // out of order: modulo 2^64
+  }
+  body.field(2, list);
+  list.len = 0;
+  for (let i = 0; i < n; i++) {
+    const size = (regions[i].end - regions[i].start) / unit;
+    if (size >= 0) list.varint(size);
+    else list.bigVarint(BigInt.asUintN(U64, BigInt(size)));
+  }
+  body.field(3, list);
+  list.len = 0;
+  for (let i = 0; i < n; i++) list.varint(regions[i].nrAccesses);
+  body.field(4, list);
+  list.len = 0;
+  for (let i = 0; i < n; i++) list.varint(regions[i].age);
+  body.field(5, list);
+  const out = new VarintWriter(body.len + 12);
+  out.field(12, body);
+  return out.buf.subarray(0, out.len);
 }
 
 /** The former wire form (plain Region messages), which decodeRecord still reads; for comparisons. */

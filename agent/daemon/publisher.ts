@@ -1,7 +1,7 @@
 // Publishes records to JetStream without ever blocking the engine: the engine hands a
 // record over (it is appended to the spool on disk, spool.ts) and returns; records go
-// out in batches of up to a window, the next as soon as the last is acknowledged, each
-// with a Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by the
+// out at once in batches of up to a window, the next as soon as the last is acknowledged,
+// each with a Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by the
 // stream. While NATS does not accept records (down, restarting, no stream) they wait in
 // the spool, bounded by bytes; beyond that the oldest are dropped, counted, and reported
 // to consumers as dropped_before on the next record of their target.
@@ -9,6 +9,11 @@ import { StateLog, errorMessage, type Logger } from '../../common/log.js';
 import { withDroppedBefore } from '../../common/record-wire.js';
 import { Sleeper } from './sleeper.js';
 import type { RecordSpool, SpoolEntry } from './spool.js';
+
+interface Batch {
+  entries: SpoolEntry[];
+  sends: Promise<unknown>[];
+}
 
 /** What the publisher needs of a JetStream client (its publish). */
 export interface RecordSink {
@@ -54,7 +59,8 @@ export class RecordPublisher {
   private backoff: number;
   private closed = false;
   private pumping = false;
-  private kicked = false;
+  /** The batch taking records until the current task ends. */
+  private open: Batch | undefined;
   private pumpDone: Promise<void> = Promise.resolve();
   private readonly sleeper = new Sleeper();
   private waiters: { mark: number; resolve: () => void }[] = [];
@@ -149,6 +155,7 @@ export class RecordPublisher {
     await this.flush(this.lastMark(), timeoutMs);
     this.closed = true;
     this.sleeper.wake();
+    await Promise.resolve(); // a batch still open is handed to the pump first
     await this.pumpDone; // a batch in flight finishes (or fails) within the acknowledgement timeout
     const left = this.spool.queued;
     this.spool.close();
@@ -168,41 +175,52 @@ export class RecordPublisher {
   }
 
   /**
-   * Starts the pump on the next microtask: the engine hands over every target's record of
-   * one aggregation in one go, and they go out in one batch.
+   * Sends what the spool holds, now: a batch opened here takes every record handed over
+   * until the current task ends (the engine hands over all targets' records of one
+   * aggregation in one go), and then waits for their acknowledgements.
    */
   private kick(): void {
-    if (this.pumping || this.kicked || this.closed || !this.sink || this.sleeper.sleeping) return;
-    this.kicked = true;
+    if (this.closed || !this.sink || this.sleeper.sleeping) return;
+    if (this.open) {
+      this.fillBatch(this.open);
+      return;
+    }
+    if (this.pumping) return; // the pump takes them after the batch in flight
+    this.pumping = true;
+    const batch: Batch = { entries: [], sends: [] };
+    this.open = batch;
+    this.fillBatch(batch);
     queueMicrotask(() => {
-      this.kicked = false;
-      if (!this.pumping) this.pumpDone = this.pump();
+      this.open = undefined;
+      this.pumpDone = this.pump(batch);
     });
   }
 
+  private fillBatch(b: Batch): void {
+    const sink = this.sink!;
+    while (b.entries.length < this.window) {
+      const e = this.spool.take();
+      if (!e) break;
+      b.entries.push(e);
+      b.sends.push(this.send(sink, e));
+    }
+  }
+
   /**
-   * Publishes a window of records at a time, the next batch as soon as the last is
-   * acknowledged. A batch at a time keeps each target's records in order in the stream:
-   * a failed one is retried before anything newer goes out.
+   * Waits for a batch, then sends the next, as long as records wait. A batch at a time
+   * keeps each target's records in order in the stream: a failed one is retried before
+   * anything newer goes out.
    */
-  private async pump(): Promise<void> {
-    this.pumping = true;
+  private async pump(first: Batch): Promise<void> {
+    let batch: Batch | undefined = first;
     try {
-      while (!this.closed && this.sink) {
-        const sink = this.sink;
-        const batch: SpoolEntry[] = [];
-        while (batch.length < this.window) {
-          const e = this.spool.take();
-          if (!e) break;
-          batch.push(e);
-        }
-        if (batch.length === 0) break;
-        const results = await Promise.allSettled(batch.map((e) => this.send(sink, e)));
+      while (batch) {
+        const results = await Promise.allSettled(batch.sends);
         let firstError: unknown;
         results.forEach((r, i) => {
-          if (r.status === 'fulfilled') this.acked(batch[i]);
+          if (r.status === 'fulfilled') this.acked(batch!.entries[i]);
           else {
-            this.spool.requeue(batch[i]);
+            this.spool.requeue(batch!.entries[i]);
             firstError ??= r.reason;
           }
         });
@@ -210,16 +228,20 @@ export class RecordPublisher {
         if (firstError === undefined) {
           this.backoff = this.retryMinMs;
           this.healthy();
-          continue;
+        } else {
+          this.health.set(
+            'failing',
+            `cannot publish records to NATS (${errorMessage(firstError)}); spooling up to ${this.spool.maxBytes} bytes and retrying`,
+            'warn',
+          );
+          if (this.closed) break;
+          await this.sleeper.sleep(this.backoff);
+          this.backoff = Math.min(this.backoff * 2, this.retryMaxMs);
         }
-        this.health.set(
-          'failing',
-          `cannot publish records to NATS (${errorMessage(firstError)}); spooling up to ${this.spool.maxBytes} bytes and retrying`,
-          'warn',
-        );
-        if (this.closed) break;
-        await this.sleeper.sleep(this.backoff);
-        this.backoff = Math.min(this.backoff * 2, this.retryMaxMs);
+        if (this.closed || !this.sink) break;
+        batch = { entries: [], sends: [] };
+        this.fillBatch(batch);
+        if (batch.entries.length === 0) batch = undefined;
       }
     } finally {
       this.pumping = false;

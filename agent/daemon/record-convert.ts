@@ -13,7 +13,8 @@ export interface RecordOrigin {
   agentInstance: string;
 }
 
-export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): AggregationRecord {
+/** The record without its regions: what the header of the wire form holds. */
+export function toProtoHeader(rec: EngineRecord, origin: RecordOrigin): AggregationRecord {
   return {
     sessionId: origin.sessionId,
     host: origin.host,
@@ -21,16 +22,18 @@ export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): Aggregat
     startTimeNs: rec.startNs,
     endTimeNs: rec.endNs,
     maxNrAccesses: rec.maxNrAccesses,
-    regions: rec.regions.map((r) => ({
-      start: BigInt(r.start),
-      end: BigInt(r.end),
-      nrAccesses: r.nrAccesses,
-      age: r.age,
-    })),
+    regions: [],
     operations: origin.operations,
     sequence: origin.sequence,
     agentInstance: origin.agentInstance,
     droppedBefore: 0n,
     packed: undefined,
+  };
+}
+
+export function toProtoRecord(rec: EngineRecord, origin: RecordOrigin): AggregationRecord {
+  return {
+    ...toProtoHeader(rec, origin),
+    regions: rec.regions.map((r) => ({ start: BigInt(r.start), end: BigInt(r.end), nrAccesses: r.nrAccesses, age: r.age })),
   };
 }

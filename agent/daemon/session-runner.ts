@@ -27,8 +27,8 @@ import { chooseOperations, type EngineChoice, type HostOperations, type KdamondC
 import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';
 import type { RecordPublisher } from './publisher.js';
-import { toProtoRecord } from './record-convert.js';
-import { encodeRecord } from '../../common/record-wire.js';
+import { toProtoHeader } from './record-convert.js';
+import { encodeRecordOfNumbers } from '../../common/record-wire.js';
 import { ResultPathError, openConfinedLocation } from './result-path.js';
 import type { RunSpec } from './spec.js';
 import { resultFileFormat, statusMessage } from '../../common/session-schema.js';
@@ -219,14 +219,14 @@ export class SessionRunner {
     const { sessionId } = this.spec;
     const { publisher, host, instanceId } = this.deps;
     const subject = recordsSubject(sessionId, host, rec.targetId);
-    const proto = toProtoRecord(rec, {
+    const header = toProtoHeader(rec, {
       sessionId,
       host,
       operations: this.opsName,
       sequence: publisher.nextSequence(subject),
       agentInstance: instanceId,
     });
-    publisher.enqueue(subject, encodeRecord(proto), recordMsgId(proto), proto.sequence, () => this.published++);
+    publisher.enqueue(subject, encodeRecordOfNumbers(header, rec.regions), recordMsgId(header), header.sequence, () => this.published++);
     if (this.writer && !this.writeFailed) {
       // The engine emits every target's record of one aggregation in one go: one snapshot.
       if (this.snapshot.length === 0) queueMicrotask(() => this.flushSnapshot());
