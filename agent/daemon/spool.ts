@@ -6,9 +6,10 @@
 // It also keeps each target's last record sequence, so sequences survive restarts.
 //
 // Files (0600 in a 0700 directory): segments <first id, 16 hex>.seg of entries
-// [u32 body length][u32 crc32 of body][body], and state.json (replaced by rename). A kill
+// [u32 body length][u32 crc32 of body][body], state.json (replaced by rename), and a lock
+// naming the agent's pid. A kill
 // mid-append leaves a torn last entry, which the next start cuts off; nothing else changes.
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { errorMessage, type Logger } from '../../common/log.js';
@@ -127,6 +128,7 @@ export class RecordSpool {
   /** Per target: records dropped and not yet reported (`claimed` of them given to entries in flight). */
   private readonly drops = new Map<string, { count: bigint; lastId: number; claimed: bigint }>();
   private saveScheduled = false;
+  private lockPath: string | undefined;
   private closed = false;
   /** Records dropped because the spool was full, since it was opened. */
   dropped = 0;
@@ -146,12 +148,33 @@ export class RecordSpool {
     const s = new RecordSpool(dir, opts);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      s.lock();
       s.load();
     } catch (err) {
       if (err instanceof SpoolError) throw err;
       throw new SpoolError(`record spool ${dir}: ${errorMessage(err)}`, { cause: err });
     }
     return s;
+  }
+
+  /**
+   * Two agents on one data directory would interleave their files: the second refuses to
+   * start. A lock left by a process that is gone (a kill) is taken over.
+   */
+  private lock(): void {
+    const path = join(this.dir, 'lock');
+    let holder: number | undefined;
+    try {
+      holder = Number(readFileSync(path, 'utf8').trim());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (holder !== undefined && holder !== process.pid && isAgentProcess(holder)) {
+      throw new SpoolError(`record spool ${this.dir} is in use by process ${holder} (another agent with this data directory?)`);
+    }
+    writeFileSync(`${path}.tmp`, `${process.pid}\n`, { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
+    this.lockPath = path;
   }
 
   private load(): void {
@@ -401,11 +424,22 @@ export class RecordSpool {
       closeSync(this.fd);
       this.fd = undefined;
     }
+    if (this.lockPath) rmSync(this.lockPath, { force: true });
   }
 
   /** Bytes of the spool's files on disk (for tests and logs). */
   diskBytes(): number {
     return this.segments.reduce((a, s) => a + (statSafe(s.path) ?? 0), 0);
+  }
+}
+
+/** Whether `pid` is a live damon-fleet process (a pid reused by anything else after a reboot is not). */
+function isAgentProcess(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('damon-fleet');
+  } catch {
+    return false;
   }
 }
 

@@ -3,9 +3,11 @@
 // bounded, and record sequences survive restarts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
-import { RecordSpool, type SpoolEntry } from '../../agent/daemon/spool.js';
+import { RecordSpool, SpoolError, type SpoolEntry } from '../../agent/daemon/spool.js';
 import { createLogger, silentLogger } from '../../common/log.js';
 import { tempSpoolDir } from './temp-spool.js';
 
@@ -90,4 +92,22 @@ test('bounded by bytes: the oldest queued go first, counted per target; the file
   const e = again.take()!;
   assert.equal(e.id, first.id);
   assert.equal(again.claimDroppedBefore(e), claimed);
+});
+
+test('a second agent on the same data directory is refused; a lock left by a killed one is taken over', async () => {
+  const dir = tempSpoolDir();
+  RecordSpool.open(dir, { log: silentLogger }).close();
+  // A live process that looks like an agent holds the lock.
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', 'damon-fleet', 'agent'], { stdio: 'ignore' });
+  try {
+    await once(other, 'spawn');
+    writeFileSync(join(dir, 'lock'), `${other.pid}\n`);
+    assert.throws(() => RecordSpool.open(dir, { log: silentLogger }), (e: unknown) => e instanceof SpoolError && new RegExp(`in use by process ${other.pid}`).test((e as Error).message));
+  } finally {
+    other.kill('SIGKILL');
+    await once(other, 'exit');
+  }
+  const s = RecordSpool.open(dir, { log: silentLogger });
+  assert.equal(readFileSync(join(dir, 'lock'), 'utf8').trim(), String(process.pid));
+  s.close();
 });

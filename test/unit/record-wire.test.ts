@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AggregationRecord, type Region } from '../../gen/damon/v1/damon.js';
-import { RecordWireError, decodeRecord, encodePlainRecord, encodeRecord, packRegions, unpackRegions, withDroppedBefore } from '../../common/record-wire.js';
+import { RecordWireError, decodeRecord, encodePlainRecord, encodeRecord, encodeRecordOfNumbers, packRegions, unpackRegions, withDroppedBefore } from '../../common/record-wire.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 const U32_MAX = 2 ** 32 - 1;
@@ -34,6 +34,26 @@ test('any regions round-trip: unaligned, unsorted, overlapping, up to 2^64-1', (
     }),
     { numRuns: 500 },
   );
+});
+
+test('regions held as numbers (the agent\'s path) encode to the same bytes, in any order', () => {
+  const small = fc.record({
+    start: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    end: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    nrAccesses: fc.integer({ min: 0, max: U32_MAX }),
+    age: fc.integer({ min: 0, max: U32_MAX }),
+  });
+  const aligned = small.map((r) => ({ ...r, start: r.start - (r.start % 4096), end: r.end - (r.end % 4096) }));
+  fc.assert(
+    fc.property(fc.array(fc.oneof(small, aligned), { maxLength: 60 }), (arb) => {
+      const regions = arb.map((r) => ({ start: BigInt(r.start), end: BigInt(r.end), nrAccesses: r.nrAccesses, age: r.age }));
+      const bytes = encodeRecordOfNumbers(rec([]), arb);
+      assert.deepEqual(bytes, encodeRecord(rec(regions)));
+      assert.deepEqual(decodeRecord(bytes), rec(regions));
+    }),
+    { numRuns: 300 },
+  );
+  assert.throws(() => encodeRecordOfNumbers(rec([]), [{ start: 2 ** 53, end: 2 ** 53 + 2, nrAccesses: 0, age: 0 }]), /safe integers/);
 });
 
 test('page-aligned, sorted regions (what DAMON reports) round-trip with any shift', () => {

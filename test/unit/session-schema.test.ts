@@ -86,6 +86,9 @@ test('result paths: relative, no "..", no control characters, bounded; the sessi
   refuses(() => attrsFromMessage(msg({ resultFile: 'a/../../x' })), 'result_file', /escapes the agent's data directory through '\.\.'/);
   refuses(() => attrsFromMessage(msg({ resultFile: 'a\nb' })), 'result_file', /contains a control character/);
   refuses(() => checkResultPath('d/'.repeat(16) + 'r'), 'result_file', /has 17 components; result paths have at most 16/);
+  refuses(() => checkResultPath('.spool/state.json'), 'result_file', /\.spool in the data directory is the agent's record spool/);
+  refuses(() => checkResultPath('./.spool/x/../y'), 'result_file', /record spool/);
+  assert.equal(checkResultPath('a/.spool').relative, 'a/.spool');
   refuses(() => checkResultPath('x'.repeat(MAX_RESULT_NAME_BYTES + 1)), 'result_file', /component "x{64}…" is 256 bytes long; a component has at most 255/);
   const huge = refuses(() => checkResultPath('a/'.repeat(1_500_000) + 'r'), 'result_file', new RegExp(`is 3000001 bytes long; result paths have at most ${MAX_RESULT_PATH_BYTES}`));
   assert.ok(huge.message.length < 120, huge.message);
