@@ -111,6 +111,7 @@ export class RecordPublisher {
     if (this.spoolHealth.current === 'failing') this.spoolHealth.set('ok', 'writing the record spool again');
     e.onPublished = onPublished;
     this.kick();
+    this.settle(); // records the spool dropped to make room may finish a flush
     return e.id;
   }
 

@@ -208,8 +208,12 @@ export class RecordSpool {
           closeSync(fd);
         }
       }
+      if (entries.length === 0) {
+        unlinkSync(path); // created just before a kill: nothing in it
+        continue;
+      }
       const firstId = parseInt(f.slice(0, 16), 16);
-      this.segments.push({ firstId, lastId: entries.at(-1)?.id ?? firstId - 1, path, bytes: good });
+      this.segments.push({ firstId, lastId: entries.at(-1)!.id, path, bytes: good });
       for (const e of entries) {
         this.nextId = Math.max(this.nextId, e.id + 1);
         const known = this.sequences.get(e.subject);
