@@ -1,6 +1,7 @@
 // The fleet's data and control planes:
-//  - wire size: protobuf bytes of an AggregationRecord per region, at 10, 100 and 1000
-//    regions (records the engine produced, converted as the agent converts them);
+//  - wire size: bytes of an AggregationRecord per region, at 10, 100 and 1000 regions
+//    (records the engine produced, converted as the agent converts them), packed as the
+//    agent publishes them and plain (the former encoding), in the same run;
 //  - publishing: the most records per second one agent's publisher (RecordPublisher, the
 //    agent's own) gets acknowledged by JetStream, at those region counts;
 //  - latency: from the end of an aggregation (record end_time) to a NATS consumer
@@ -22,11 +23,13 @@ import type { AggregationRecord as EngineRecord } from '../agent/records/record.
 import { SyntheticOperations } from '../agent/ops/synthetic.js';
 import { seededRandom } from '../agent/ops/seeded-random.js';
 import { RecordPublisher } from '../agent/daemon/publisher.js';
-import { encodeRecord, toProtoRecord } from '../agent/daemon/record-convert.js';
+import { toProtoHeader, toProtoRecord } from '../agent/daemon/record-convert.js';
+import { decodeRecord, encodePlainRecord, encodeRecord, encodeRecordOfNumbers } from '../common/record-wire.js';
+import { RecordSpool } from '../agent/daemon/spool.js';
 import { silentLogger } from '../common/log.js';
 import { connectNats, ensureStreams, jetStream, recordMsgId } from '../common/nats.js';
 import { RECORDS_STREAM, recordsFilter, recordsSubject } from '../common/subjects.js';
-import { AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
+import { type AggregationRecord, SessionState, TargetState, type ControllerClient } from '../gen/damon/v1/damon.js';
 import { agentClient, killTarget, spawnTarget, tempDir } from '../test/integration/support/agent-env.js';
 import { FakeAgent } from '../test/integration/support/fake-agent.js';
 import { IdentityTable } from '../common/grpc-access.js';
@@ -34,11 +37,12 @@ import { spawnAgent, spawnController, type FleetProcess } from '../test/integrat
 import { controllerClient, unary, waitFor } from '../test/integration/support/grpc-client.js';
 import { freePort, startNatsServer, type NatsServer } from '../test/integration/support/nats-server.js';
 import { presetWorkload } from '../agent/ops/synthetic-presets.js';
+import { workloadForPids } from '../agent/daemon/ops-select.js';
 import { median, percentile, processCpuS, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const REGION_COUNTS = [10, 100, 1000] as const;
-/** A realistic origin: host names and pids are part of every record. */
-const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678 };
+/** A realistic origin: host names, pids and the agent's instance id are part of every record. */
+const ORIGIN = { sessionId: 'web-frontend-1', host: 'worker-017.dc1.example.com', pid: 2_345_678, agentInstance: '0b7c4e2a-6f1d-4c1e-9a57-3f2d8e6b1c90' };
 /** The host of the real agent whose records' latency is measured. */
 const LATENCY_HOST = 'latency-host';
 
@@ -70,7 +74,7 @@ function engineRecords(n: number, count: number): EngineRecord[] {
 }
 
 function toWire(rec: EngineRecord, sequence: bigint): AggregationRecord {
-  const proto = toProtoRecord(rec, { sessionId: ORIGIN.sessionId, host: ORIGIN.host, operations: 'synthetic', sequence });
+  const proto = toProtoRecord(rec, { sessionId: ORIGIN.sessionId, host: ORIGIN.host, operations: 'synthetic', sequence, agentInstance: ORIGIN.agentInstance });
   return { ...proto, pid: ORIGIN.pid };
 }
 
@@ -80,7 +84,10 @@ interface WireSize {
   bytesMedian: number;
   bytesMax: number;
   bytesPerRegion: number;
-  /** Everything but the regions: ids, times, operations, sequence. */
+  /** The former encoding (plain Region messages) of the same records. */
+  plainBytesMedian: number;
+  plainBytesPerRegion: number;
+  /** Everything but the regions: ids, times, operations, sequence, instance. */
   headerBytes: number;
   /** Subject plus Nats-Msg-Id header value, which also travel with every message. */
   subjectAndMsgIdBytes: number;
@@ -93,7 +100,8 @@ function wireSizes(): { sizes: WireSize[]; samples: Map<number, AggregationRecor
     const recs = engineRecords(n, 20).map((r, i) => toWire(r, BigInt(1000 + i)));
     if (recs.some((r) => r.regions.length !== n)) throw new Error(`engine records with other than ${n} regions`);
     const bytes = recs.map((r) => encodeRecord(r).length);
-    const headerBytes = encodeRecord({ ...recs[0], regions: [] }).length;
+    const plain = recs.map((r) => encodePlainRecord(r).length);
+    const headerBytes = encodePlainRecord({ ...recs[0], regions: [] }).length;
     const subject = recordsSubject(recs[0].sessionId, recs[0].host, recs[0].pid);
     sizes.push({
       regions: n,
@@ -101,6 +109,8 @@ function wireSizes(): { sizes: WireSize[]; samples: Map<number, AggregationRecor
       bytesMedian: median(bytes),
       bytesMax: Math.max(...bytes),
       bytesPerRegion: median(bytes) / n,
+      plainBytesMedian: median(plain),
+      plainBytesPerRegion: median(plain) / n,
       headerBytes,
       subjectAndMsgIdBytes: subject.length + recordMsgId(recs[0]).length,
     });
@@ -126,19 +136,22 @@ let publishRunNo = 0;
 async function publishOnce(nc: NatsConnection, agentNc: NatsConnection, sample: AggregationRecord, count: number): Promise<PublishRun> {
   const jsm = await jetStream(nc).jetstreamManager();
   await jsm.streams.purge(RECORDS_STREAM);
-  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, capacity: count });
+  const dir = tempDir('damon-bench-spool-');
+  const spool = RecordSpool.open(dir.path, { log: silentLogger, maxBytes: 1 << 30 });
+  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, spool });
   const base = BigInt(++publishRunNo) * 1_000_000n;
   const msgs = Array.from({ length: count }, (_, i) => {
     const r = { ...sample, sequence: base + BigInt(i + 1), startTimeNs: sample.startTimeNs + BigInt(i) };
-    return { subject: recordsSubject(r.sessionId, r.host, r.pid), data: encodeRecord(r), msgId: recordMsgId(r) };
+    return { subject: recordsSubject(r.sessionId, r.host, r.pid), data: encodeRecord(r), msgId: recordMsgId(r), seq: r.sequence };
   });
   const bytes = msgs.reduce((a, m) => a + m.data.length, 0);
   const t0 = performance.now();
-  for (const m of msgs) publisher.enqueue(m.subject, m.data, m.msgId);
+  for (const m of msgs) publisher.enqueue(m.subject, m.data, m.msgId, m.seq);
   const done = await publisher.flush(publisher.lastMark(), 120_000);
   const ms = performance.now() - t0;
   const st = publisher.stats();
   await publisher.close(0);
+  dir.remove();
   if (!done || st.published !== count || st.dropped !== 0) {
     throw new Error(`publisher: ${st.published} of ${count} records acknowledged, ${st.dropped} dropped`);
   }
@@ -184,7 +197,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     let measuring = false;
     const jsLat: number[] = [];
     const subLat: number[] = [];
-    const latency = (bytes: Uint8Array) => nowMs() - Number(AggregationRecord.decode(bytes).endTimeNs) / 1e6;
+    const latency = (bytes: Uint8Array) => nowMs() - Number(decodeRecord(bytes).endTimeNs) / 1e6;
     const reading = (async () => {
       for await (const m of messages) {
         const l = latency(m.data);
@@ -241,6 +254,69 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     await Promise.all(targets.map(killTarget));
     data.remove();
   }
+}
+
+// ---- where the time goes: the agent's pipeline in this process -------------------------------
+
+interface StageLatency {
+  regions: number;
+  /** end_time -> the record handed to the publisher (engine, encoding, spool). */
+  handedOverMs: number[];
+  /** end_time -> a plain subscriber (this process) received it. */
+  receivedMs: number[];
+  /** end_time -> JetStream acknowledged it to the publisher. */
+  acknowledgedMs: number[];
+}
+
+/**
+ * The agent's own path (engine, encoding, spool, publisher) run in this process against
+ * the same nats-server, with a subscriber here too: one process hop instead of two, and
+ * the handover stage timed. Four targets with exactly `regions` regions each.
+ */
+async function latencyStages(nats: NatsServer, nc: NatsConnection, regions: number, seconds: number): Promise<StageLatency> {
+  const agentNc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.agent(ORIGIN.host) });
+  const dir = tempDir('damon-bench-stages-');
+  const publisher = new RecordPublisher(jetStream(agentNc), { log: silentLogger, spool: RecordSpool.open(dir.path, { log: silentLogger }) });
+  const sessionId = `stages-${regions}`;
+  const out: StageLatency = { regions, handedOverMs: [], receivedMs: [], acknowledgedMs: [] };
+  let measuring = false;
+  const sub = nc.subscribe(recordsFilter(sessionId));
+  const reading = (async () => {
+    for await (const m of sub) {
+      const t = nowMs();
+      if (measuring) out.receivedMs.push(t - Number(decodeRecord(m.data).endTimeNs) / 1e6);
+    }
+  })();
+  await nc.flush();
+  const attrs = validateAttributes({ ...DEFAULT_ATTRS, minNrRegions: regions, maxNrRegions: regions });
+  const ops = new SyntheticOperations(workloadForPids(presetWorkload('islands'), [1, 2, 3, 4]));
+  const ctx = new DamonContext({ attrs, targetIds: ops.targetIds(), ops, random: seededRandom(regions) });
+  ctx.on('aggregate', (rec) => {
+    const subject = recordsSubject(sessionId, ORIGIN.host, rec.targetId);
+    const header = toProtoHeader(rec, { sessionId, host: ORIGIN.host, operations: 'synthetic', sequence: publisher.nextSequence(subject), agentInstance: ORIGIN.agentInstance });
+    const end = Number(rec.endNs) / 1e6;
+    const m = measuring;
+    publisher.enqueue(subject, encodeRecordOfNumbers(header, rec.regions), recordMsgId(header), header.sequence, () => {
+      if (m) out.acknowledgedMs.push(nowMs() - end);
+    });
+    if (m) out.handedOverMs.push(nowMs() - end);
+  });
+  try {
+    ctx.start();
+    await sleep(1000); // warm-up
+    measuring = true;
+    await sleep(seconds * 1000);
+    measuring = false;
+    await ctx.stop();
+    await publisher.flush(publisher.lastMark(), 5000);
+  } finally {
+    await publisher.close(0);
+    sub.unsubscribe();
+    await reading;
+    await agentNc.close();
+    dir.remove();
+  }
+  return out;
 }
 
 // ---- control plane: 200 agents, a 50-host session -----------------------------------------
@@ -343,7 +419,7 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
 // ---- the benchmark ------------------------------------------------------------------------
 
 async function run(b: BenchContext): Promise<BenchResult> {
-  const total = 1 + REGION_COUNTS.length * b.repeats + 2 + 1 + (b.quick ? 1 : FLEET_AGENTS / SESSION_HOSTS) + b.repeats + 1;
+  const total = 1 + REGION_COUNTS.length * b.repeats + 2 + 2 + 1 + (b.quick ? 1 : FLEET_AGENTS / SESSION_HOSTS) + b.repeats + 1;
   let done = 0;
   const tick = (what: string) => b.progress(what, ++done, total);
   const note = (what: string) => b.progress(what, done, total);
@@ -376,6 +452,11 @@ async function run(b: BenchContext): Promise<BenchResult> {
     });
 
     const latency = await deliveryLatency(nats, nc, b.quick ? 3 : 12, { tick, note });
+    const stages: StageLatency[] = [];
+    for (const n of [100, 1000]) {
+      stages.push(await latencyStages(nats, nc, n, b.quick ? 2 : 6));
+      tick(`latency stages: ${n} regions`);
+    }
     const fleet = await controlPlane(nats, b.repeats, b.quick, tick);
     tick('done');
 
@@ -391,6 +472,10 @@ async function run(b: BenchContext): Promise<BenchResult> {
         bytesPerRegion10: size(10).bytesPerRegion,
         bytesPerRegion100: size(100).bytesPerRegion,
         bytesPerRegion1000: size(1000).bytesPerRegion,
+        plainBytesPerRegion10: size(10).plainBytesPerRegion,
+        plainBytesPerRegion100: size(100).plainBytesPerRegion,
+        plainBytesPerRegion1000: size(1000).plainBytesPerRegion,
+        packedToPlainBytes1000: size(1000).bytesMedian / size(1000).plainBytesMedian,
         recordHeaderBytes: size(1000).headerBytes,
         publishRecordsPerSec10: at(10).recordsPerSec,
         publishRecordsPerSec100: at(100).recordsPerSec,
@@ -402,6 +487,8 @@ async function run(b: BenchContext): Promise<BenchResult> {
         latencySubscriptionP50Ms: percentile(sub, 50),
         latencySubscriptionP99Ms: percentile(sub, 99),
         latencySamples: js.length,
+        latencyStagesHandedOverP99Ms1000Regions: percentile(stages[1].handedOverMs, 99),
+        latencyStagesReceivedP99Ms1000Regions: percentile(stages[1].receivedMs, 99),
         fleetTurnOn50HostsMedianMs: median(again.map((r) => r.turnOnMs)),
         fleetTurnOn50HostsFirstMedianMs: median(first.map((r) => r.turnOnMs)),
         fleetTurnOn50To1HostRatio: median(again.map((r) => r.turnOnMs)) / median(again.map((r) => r.oneHostTurnOnMs)),
@@ -413,9 +500,9 @@ async function run(b: BenchContext): Promise<BenchResult> {
       },
       tables: [
         {
-          title: 'AggregationRecord on the wire (protobuf payload; engine records of the synthetic "islands" process, min = max = regions)',
-          columns: ['regions', 'records', 'bytes (median)', 'bytes (max)', 'bytes / region', 'header bytes', 'subject + msg id'],
-          rows: sizes.map((s) => [s.regions, s.records, s.bytesMedian, s.bytesMax, s.bytesPerRegion, s.headerBytes, s.subjectAndMsgIdBytes]),
+          title: 'AggregationRecord on the wire (protobuf payload; engine records of the synthetic "islands" process, min = max = regions): packed as published, and plain (the former encoding)',
+          columns: ['regions', 'records', 'bytes (median)', 'bytes (max)', 'bytes / region', 'plain bytes', 'plain bytes / region', 'header bytes', 'subject + msg id'],
+          rows: sizes.map((s) => [s.regions, s.records, s.bytesMedian, s.bytesMax, s.bytesPerRegion, s.plainBytesMedian, s.plainBytesPerRegion, s.headerBytes, s.subjectAndMsgIdBytes]),
         },
         {
           title: `One agent's publisher draining a full queue to JetStream (file storage), median of ${b.repeats}`,
@@ -431,21 +518,31 @@ async function run(b: BenchContext): Promise<BenchResult> {
           ],
         },
         {
+          title: 'Where the time goes: the agent\'s path (engine, encoding, spool, publisher) in the benchmark process, 4 targets, end of aggregation -> stage (ms)',
+          columns: ['regions', 'stage', 'samples', 'p50', 'p90', 'p99', 'max'],
+          rows: stages.flatMap((st) =>
+            ([['handed to the publisher', st.handedOverMs], ['plain subscriber received', st.receivedMs], ['JetStream acknowledged', st.acknowledgedMs]] as const).map(
+              ([what, xs]) => [st.regions, what, xs.length, percentile(xs, 50), percentile(xs, 90), percentile(xs, 99), Math.max(...xs)],
+            ),
+          ),
+        },
+        {
           title: `Controller with ${FLEET_AGENTS} registered (fake) agents, a ${SESSION_HOSTS}-host session (ms from the TurnOn request)`,
           columns: ['run', 'TurnOn reply', 'RUNNING in reply', 'all RUNNING (GetSession)', 'all heartbeated since', 'TurnOff', '1-host TurnOn'],
           rows: fleet.runs.map((r) => [r.label, r.turnOnMs, r.runningInReply, r.allRunningMs, r.allHeartbeatedMs, r.turnOffMs, r.oneHostTurnOnMs]),
         },
       ],
       notes: [
-        'Wire size: records the engine produced for one simulated process (the "islands" preset: a process-like layout with 4 GiB of data at 0x7f00_0000_0000) with min_nr_regions = max_nr_regions = N (so exactly N regions), converted with the agent\'s toProtoRecord and encoded; session id, host and pid set to realistic values (they are in every record\'s header). Addresses of that size take 7-byte varints; the subject and the Nats-Msg-Id header travel with each message too (last column).',
-        'Publishing: the agent\'s RecordPublisher (window of 64 publishes in flight, each acknowledged by JetStream) draining a queue filled at once, to a local nats-server with file storage; records/s is the drain rate, which is the most it sustains. The last column divides it by one target\'s record rate at DAMON\'s default 100 ms aggregation interval.',
-        'Latency: the real controller and one real agent as processes, synthetic operations on 4 real processes (sleep), DAMON\'s default attributes; the consumer runs in the benchmark process on the same host and clock. end_time is the engine\'s aggregation end; the latency includes protobuf encoding, the publisher queue, the JetStream store and delivery.',
+        'Wire size: records the engine produced for one simulated process (the "islands" preset: a process-like layout with 4 GiB of data at 0x7f00_0000_0000) with min_nr_regions = max_nr_regions = N (so exactly N regions), converted with the agent\'s toProtoRecord and encoded by common/record-wire.ts (packed: gaps and sizes in pages, nr_accesses and ages as packed varints) and, for comparison, as plain Region messages (whose 7-byte address varints made the former 20-30 bytes a region); session id, host, pid and the agent instance set to realistic values (they are in every record\'s header). The subject and the Nats-Msg-Id header travel with each message too (last column).',
+        'Publishing: the agent\'s RecordPublisher (batches of up to 64 publishes, each acknowledged by JetStream, every record appended to its spool on disk first) draining a spool filled at once, to a local nats-server with file storage; records/s is the drain rate, which is the most it sustains. The last column divides it by one target\'s record rate at DAMON\'s default 100 ms aggregation interval.',
+        'Latency: the real controller and one real agent as processes, synthetic operations on 4 real processes (sleep), DAMON\'s default attributes; the consumer runs in the benchmark process on the same host and clock. end_time is the engine\'s aggregation end; the latency includes the encoding, the spool on disk, the publisher, the JetStream store and delivery, and the scheduling of three processes (agent, nats-server, consumer) on a shared machine.',
         `Control plane: the controller is the real one, as a process; the ${FLEET_AGENTS} agents are FAKES (test/integration/support/fake-agent.ts, in the benchmark process): they register, heartbeat every ${FLEET_HEARTBEAT_MS} ms and answer ApplySession at once with every target RUNNING, as the real agent does once its engine runs. So "RUNNING in reply" is the TurnOn reply already carrying the status; "all heartbeated since" is when every one of the 50 had reported again by heartbeat (bounded by the heartbeat interval). Real agents would add their engine start to each ApplySession.`,
+        'Where the time goes: the same code as the agent\'s (DamonContext, toProtoHeader + encodeRecordOfNumbers, RecordSpool, RecordPublisher) in the benchmark process with a plain subscriber beside it, the "islands" process with exactly 100 or 1000 regions per target: "handed to the publisher" is the engine (merge) and encoding after end_time; the rest is the spool, NATS and one process hop.',
         `Latency run: the agent's engine kept a mean sampling interval of ${latency.samplingIntervalMeanUs.toFixed(0)} us and aggregation interval of ${latency.aggregationIntervalMeanUs.toFixed(0)} us (configured 5000 / 100000) and published ${latency.recordsPublished} records.`,
         `Controller idle with ${FLEET_AGENTS} agents heartbeating: ${fleet.idle.cpuPercent.toFixed(1)}% of one CPU over ${fleet.idle.seconds} s (${fleet.idle.cpuUsPerHeartbeat.toFixed(0)} us per heartbeat).`,
         'The machine is shared (2 cores, other work running): absolute figures vary between runs; the ratios and percentiles are within one run.',
       ],
-      data: { sizes, publish, latency, fleet },
+      data: { sizes, publish, latency, stages, fleet },
     };
   } finally {
     await nc?.close();

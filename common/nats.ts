@@ -380,7 +380,8 @@ export async function ensureStreams(js: JetStreamClient, options: StreamsOptions
 
 /**
  * Nats-Msg-Id of an aggregation record: stable across retries of one publish, distinct for
- * distinct records (start time in ns disambiguates the sequence restarting with the agent).
+ * distinct records (the start time keeps them apart should an agent that lost its data
+ * directory start its sequences at 1 again).
  */
 export function recordMsgId(r: { sessionId: string; host: string; pid: number; startTimeNs: bigint; sequence: bigint }): string {
   return `${r.sessionId}/${r.host}/${r.pid}/${r.startTimeNs}/${r.sequence}`;

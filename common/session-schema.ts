@@ -58,6 +58,8 @@ export const MAX_RESULT_NAME_BYTES = 255;
 export const MAX_SYNTHETIC_WORKLOAD_BYTES = 16_384;
 /** Most characters of a target status message as stored and reported (the rest is cut). */
 export const MAX_STATUS_MESSAGE_CHARS = 200;
+/** The agent's record spool, in its data directory: no result file may go there. */
+export const SPOOL_DIR_NAME = '.spool';
 
 // ---- vocabulary -----------------------------------------------------------------------
 
@@ -233,6 +235,7 @@ export function checkResultPath(resultFile: string): ResultPathParts {
     const n = Buffer.byteLength(part);
     if (n > MAX_RESULT_NAME_BYTES) no(`component ${quoted(part)} is ${n} bytes long; a component has at most ${MAX_RESULT_NAME_BYTES}`);
   }
+  if (parts[0] === SPOOL_DIR_NAME) no(`${SPOOL_DIR_NAME} in the data directory is the agent's record spool`);
   const name = parts.pop()!;
   return { dirs: parts, name, relative: normalized };
 }

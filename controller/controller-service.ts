@@ -8,6 +8,7 @@ import { RpcError, type AsyncHandlers } from '../common/grpc-server.js';
 import { quoted, type BasicLogger as Logger } from '../common/log.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventOnSubject, eventsFilter, recordOnSubject, recordsFilter } from '../common/subjects.js';
 import { AggregationRecord, Session, SessionEvent, type ControllerService, type ListSessionsResponse } from '../gen/damon/v1/damon.js';
+import { decodeRecord } from '../common/record-wire.js';
 import type { SessionLifecycle } from './lifecycle.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import type { AgentRegistry } from './registry.js';
@@ -215,7 +216,8 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
           stream: RECORDS_STREAM,
           filter: recordsFilter(sessionId, host || undefined),
           replay,
-          decode: (b, subject) => recordOnSubject(AggregationRecord.decode(b), subject),
+          // Plain regions: what grpcurl shows readably (the packed form is for NATS's volume).
+          decode: (b, subject) => recordOnSubject(decodeRecord(b), subject),
           what: `records of session ${sessionId}${host ? ` on ${host}` : ''}`,
         },
         d.log,

@@ -3,7 +3,8 @@
 // address ranges with their access frequency (nr_accesses / max_nr_accesses, as damo
 // prints it) and a memory plan: what it would keep in fast memory and what it would
 // reclaim. It only prints; acting on the plan (mlock, madvise(MADV_PAGEOUT), moving pages
-// between tiers) is the job of a real optimizer built the same way.
+// between tiers) is the job of a real optimizer built the same way. Records missing
+// (sequence gaps, records the agent had to drop) are reported on stderr as they show.
 //
 //   node dist/examples/optimizer.js --nats nats://127.0.0.1:4222 --nats-nkey FILE [--session ID]
 //        [--host NAME] [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]
@@ -12,8 +13,10 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { connectNats, natsTlsOption } from '../common/nats.js';
-import { AggregationRecord } from '../gen/damon/v1/damon.js';
+import type { AggregationRecord } from '../gen/damon/v1/damon.js';
 import { RECORDS_STREAM, recordOnSubject, recordsFilter } from '../common/subjects.js';
+import { decodeRecord } from '../common/record-wire.js';
+import { RecordGaps, describeGap } from '../common/record-gaps.js';
 
 export interface PlanOptions {
   /** Frequency (%) at or above which a range is hot: keep it in fast memory. */
@@ -203,17 +206,19 @@ export async function main(argv: string[]): Promise<void> {
   process.once('SIGTERM', stop);
 
   const lastPrinted = new Map<string, number>();
+  const gaps = new RecordGaps();
   let seen = 0;
   const messages = await consumer.consume();
   for await (const m of messages) {
     let rec: AggregationRecord;
     try {
-      rec = recordOnSubject(AggregationRecord.decode(m.data), m.subject);
+      rec = recordOnSubject(decodeRecord(m.data), m.subject);
     } catch (err) {
       process.stderr.write(`optimizer: skipping a message on ${m.subject}: ${(err as Error).message}\n`);
       continue;
     }
     seen++;
+    for (const g of gaps.observe(rec)) process.stderr.write(`optimizer: ${describeGap(g)}\n`);
     const p = planTarget(rec, plan);
     const now = Date.now();
     if (now - (lastPrinted.get(p.key) ?? -Infinity) >= everyMs || seen >= count) {
@@ -222,6 +227,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (seen >= count) break;
   }
+  if (gaps.missing > 0n) process.stderr.write(`optimizer: ${gaps.missing} record(s) missing in all (${gaps.droppedByAgents} dropped by agents)\n`);
   await nc.close();
 }
 

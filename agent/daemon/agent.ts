@@ -5,6 +5,7 @@
 // background, and monitoring goes on while either is away.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -26,6 +27,8 @@ import { EpochFence } from './epoch-fence.js';
 import { createLogger, errorMessage, type Logger } from '../../common/log.js';
 import { probeHostOperations, type HostOperations } from './ops-select.js';
 import { RecordPublisher, type PublisherStats } from './publisher.js';
+import { RecordSpool } from './spool.js';
+import { SPOOL_DIR_NAME } from '../../common/session-schema.js';
 import { Registration } from './registration.js';
 import { observedDigest } from '../../common/observed-digest.js';
 import { SessionManager } from './sessions.js';
@@ -70,8 +73,8 @@ export interface AgentOptions {
   controllerTlsName?: string;
   /** No authentication, on a loopback address only. */
   insecure?: boolean;
-  /** Records held while NATS does not accept them (default 10000). */
-  queueCapacity?: number;
+  /** Bytes of records the spool (DATA_DIR/.spool) holds while NATS does not accept them (default 64 MiB). */
+  spoolMaxBytes?: number;
   /** How often target processes are checked for exit (default 200 ms). */
   processPollMs?: number;
   /** Heartbeat interval until the controller names one (default 2000 ms). */
@@ -125,6 +128,8 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   } catch (err) {
     throw new Error(`--data-dir ${dataDir}: ${errorMessage(err)}`);
   }
+  // Records wait on disk until acknowledged: a restart publishes what an earlier run left.
+  const spool = RecordSpool.open(join(dataDir, SPOOL_DIR_NAME), { maxBytes: opts.spoolMaxBytes, log: log.child('records') });
   const callers = typeof opts.identities === 'string' ? new WatchedIdentities(opts.identities, log) : opts.identities;
   const closeCallers = () => {
     if (callers instanceof WatchedIdentities) callers.close();
@@ -137,13 +142,14 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       (hostOps.unavailable.length ? `; unavailable: ${hostOps.unavailable.join('; ')}` : ''),
   );
 
-  const publisher = new RecordPublisher(undefined, { log: log.child('records'), capacity: opts.queueCapacity });
+  const publisher = new RecordPublisher(undefined, { spool, log: log.child('records') });
   let registration: Registration | undefined;
   const sessions = new SessionManager({
     host,
     dataDir,
     hostOps,
     publisher,
+    instanceId,
     onChange: () => registration?.heartbeatSoon(),
     log,
     processPollMs: opts.processPollMs,
@@ -207,7 +213,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     if (!nc && !stopping) {
       log.warn(
         `nats: no connection to ${[opts.nats].flat().join(', ')} yet; still trying ` +
-          `(records are held, up to ${opts.queueCapacity ?? 10_000}, then the oldest dropped)`,
+          `(records are spooled, up to ${spool.maxBytes} bytes, then the oldest dropped)`,
       );
     }
   }, 5000);

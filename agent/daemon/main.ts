@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
 import { readTokenFile } from '../../common/auth.js';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, startAgent, type AgentOptions } from './agent.js';
+import { DEFAULT_SPOOL_MAX_BYTES, MIN_SPOOL_BYTES } from './spool.js';
 import { createLogger } from '../../common/log.js';
 import { runServiceMain } from '../../common/service-main.js';
 import { TrustError, splitHostPort } from '../../common/trust.js';
@@ -41,7 +42,9 @@ export const USAGE = `usage: damon-fleet agent --controller HOST:PORT[,HOST:PORT
   --controller-tls-name NAME  with TLS: verify the controller's certificate against NAME
                               instead of the --controller host
   --insecure                  no authentication at all; only with a loopback --listen
-  --queue-capacity N          records held while NATS is unreachable (default 10000)
+  --spool-max-bytes N         bytes of records kept on disk (DATA_DIR/.spool) while
+                              NATS does not accept them; beyond it the oldest are
+                              dropped (default ${DEFAULT_SPOOL_MAX_BYTES}, 64 MiB)
 
 The agent reveals any process's memory layout, so it takes orders only from its
 controller: it refuses to start without --identities or TLS unless --insecure is
@@ -54,6 +57,14 @@ function positiveInt(option: string, text: string | undefined): number | undefin
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) <= 0) throw new UsageError(`${option} ${text}: expected a positive integer`);
   return Number(text);
+}
+
+function spoolBytes(text: string | undefined): number | undefined {
+  const n = positiveInt('--spool-max-bytes', text);
+  if (n !== undefined && (n < MIN_SPOOL_BYTES || !Number.isSafeInteger(n))) {
+    throw new UsageError(`--spool-max-bytes ${text}: expected at least ${MIN_SPOOL_BYTES}`);
+  }
+  return n;
 }
 
 /** Parses the command line into agent options; throws UsageError naming the bad option. */
@@ -72,7 +83,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
         'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
         'token-file': { type: 'string' },
         'controller-tls-name': { type: 'string' },
-        'queue-capacity': { type: 'string' },
+        'spool-max-bytes': { type: 'string' },
       },
     });
   } catch (err) {
@@ -104,7 +115,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     dataDir: values['data-dir'],
     token,
     controllerTlsName: values['controller-tls-name'],
-    queueCapacity: positiveInt('--queue-capacity', values['queue-capacity']),
+    spoolMaxBytes: spoolBytes(values['spool-max-bytes']),
   };
 }
 

@@ -1,11 +1,19 @@
 // Publishes records to JetStream without ever blocking the engine: the engine hands a
-// record over and returns; a pump publishes in order, a window of them at a time, each
-// with a Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by
-// the stream. While NATS does not accept records (down, restarting, no stream), they
-// wait in a bounded queue; when it is full the oldest are dropped and counted, because
-// a downstream consumer wants the freshest access pattern more than a complete history.
+// record over (it is appended to the spool on disk, spool.ts) and returns; records go
+// out at once in batches of up to a window, the next as soon as the last is acknowledged,
+// each with a Nats-Msg-Id so that a retry after a lost acknowledgement is de-duplicated by the
+// stream. While NATS does not accept records (down, restarting, no stream) they wait in
+// the spool, bounded by bytes; beyond that the oldest are dropped, counted, and reported
+// to consumers as dropped_before on the next record of their target.
 import { StateLog, errorMessage, type Logger } from '../../common/log.js';
+import { withDroppedBefore } from '../../common/record-wire.js';
 import { Sleeper } from './sleeper.js';
+import type { RecordSpool, SpoolEntry } from './spool.js';
+
+interface Batch {
+  entries: SpoolEntry[];
+  sends: Promise<unknown>[];
+}
 
 /** What the publisher needs of a JetStream client (its publish). */
 export interface RecordSink {
@@ -13,9 +21,9 @@ export interface RecordSink {
 }
 
 export interface PublisherOptions {
-  /** Records held at most while NATS does not accept them (plus one window in flight). */
-  capacity?: number;
-  /** Publishes in flight at once. */
+  /** Where records wait until acknowledged. */
+  spool: RecordSpool;
+  /** Publishes awaiting acknowledgement at once. */
   window?: number;
   /** How long to wait for one acknowledgement. */
   ackTimeoutMs?: number;
@@ -24,38 +32,36 @@ export interface PublisherOptions {
   log: Logger;
 }
 
-interface Pending {
-  id: number;
-  subject: string;
-  data: Uint8Array;
-  msgId: string;
-  onPublished?: () => void;
-}
-
 export interface PublisherStats {
   published: number;
+  /** Dropped because the spool was full or could not take them. */
   dropped: number;
+  /** In the spool: waiting or awaiting acknowledgement. */
   queued: number;
+  spooledBytes: number;
 }
 
 export class RecordPublisher {
-  private readonly capacity: number;
+  private readonly spool: RecordSpool;
   private readonly window: number;
   private readonly ackTimeoutMs: number;
   private readonly retryMinMs: number;
   private readonly retryMaxMs: number;
   private readonly log: Logger;
   private readonly health: StateLog<'ok' | 'failing'>;
+  private readonly spoolHealth: StateLog<'ok' | 'failing'>;
+  /** Records the spool could not take (too large, or a write failed). */
+  private unspooled = 0;
 
-  private queue: Pending[] = [];
-  private inflight: Pending[] = [];
-  private nextId = 1;
   private published = 0;
-  private dropped = 0;
-  private droppedInOutage = 0;
-  private pumping = false;
-  private pumpDone: Promise<void> = Promise.resolve();
+  /** Records dropped up to the last acknowledgement before an outage. */
+  private droppedAtOutage = 0;
+  private backoff: number;
   private closed = false;
+  private pumping = false;
+  /** The batch taking records until the current task ends. */
+  private open: Batch | undefined;
+  private pumpDone: Promise<void> = Promise.resolve();
   private readonly sleeper = new Sleeper();
   private waiters: { mark: number; resolve: () => void }[] = [];
 
@@ -63,50 +69,59 @@ export class RecordPublisher {
     private sink: RecordSink | undefined,
     opts: PublisherOptions,
   ) {
-    this.capacity = opts.capacity ?? 10_000;
+    this.spool = opts.spool;
     this.window = opts.window ?? 64;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 2_000;
     this.retryMinMs = opts.retryMinMs ?? 100;
     this.retryMaxMs = opts.retryMaxMs ?? 2_000;
-    if (!(this.capacity >= 1 && this.window >= 1)) throw new Error('publisher capacity and window must be at least 1');
+    if (!(this.window >= 1)) throw new Error('publisher window must be at least 1');
+    this.backoff = this.retryMinMs;
     this.log = opts.log;
     this.health = new StateLog(this.log);
+    this.spoolHealth = new StateLog(this.log);
+    if (this.spool.queued > 0) this.health.set('failing', `${this.spool.queued} records from the spool to publish`);
+    this.kick();
   }
 
-  /** Sets (or replaces) the JetStream client; queued records go out through it. */
+  /** Sets (or replaces) the JetStream client; spooled records go out through it. */
   setSink(sink: RecordSink): void {
     this.sink = sink;
     this.kick();
   }
 
+  /** The next record sequence of a target (by subject); they go on across restarts. */
+  nextSequence(subject: string): bigint {
+    return this.spool.nextSequence(subject);
+  }
+
   /**
-   * Queues one record; never blocks. Returns a mark for flush(). When the queue is full
-   * the oldest record is dropped.
+   * Spools one record and sends it if the window allows; never waits for NATS. Returns a
+   * mark for flush().
    */
-  enqueue(subject: string, data: Uint8Array, msgId: string, onPublished?: () => void): number {
-    const id = this.nextId++;
-    if (this.closed) {
-      this.dropped++;
-      return id;
+  enqueue(subject: string, data: Uint8Array, msgId: string, sequence: bigint, onPublished?: () => void): number {
+    let e: SpoolEntry;
+    try {
+      e = this.spool.append(subject, msgId, sequence, data);
+    } catch (err) {
+      // Counted against its target (dropped_before of the next record); the engine goes on.
+      this.unspooled++;
+      this.spoolHealth.set('failing', `${errorMessage(err)} (further failures are counted, not logged)`, 'error');
+      return this.lastMark();
     }
-    // Records in flight are older still: if they fail they come back in front and the
-    // trim after a failed batch drops them first (so at most capacity + window are held).
-    if (this.queue.length >= this.capacity) {
-      this.queue.shift();
-      this.countDrop();
-    }
-    this.queue.push({ id, subject, data, msgId, onPublished });
+    if (this.spoolHealth.current === 'failing') this.spoolHealth.set('ok', 'writing the record spool again');
+    e.onPublished = onPublished;
     this.kick();
-    return id;
+    this.settle(); // records the spool dropped to make room may finish a flush
+    return e.id;
   }
 
   stats(): PublisherStats {
-    return { published: this.published, dropped: this.dropped, queued: this.queue.length + this.inflight.length };
+    return { published: this.published, dropped: this.spool.dropped + this.unspooled, queued: this.spool.queued, spooledBytes: this.spool.bytes };
   }
 
   /** The mark of the last record enqueued so far. */
   lastMark(): number {
-    return this.nextId - 1;
+    return this.spool.lastId();
   }
 
   /**
@@ -132,25 +147,25 @@ export class RecordPublisher {
   }
 
   /**
-   * Publishes what it can within `timeoutMs`, then drops what is still queued (and says
-   * so); a batch in flight finishes (or fails) within the acknowledgement timeout.
+   * Publishes what it can within `timeoutMs`, waits for what is in flight (at most the
+   * acknowledgement timeout), and closes the spool: what is left is published at the next
+   * start.
    */
   async close(timeoutMs = 2_000): Promise<void> {
+    if (this.closed) return;
     await this.flush(this.lastMark(), timeoutMs);
     this.closed = true;
-    const droppedBefore = this.dropped;
-    this.dropped += this.queue.length;
-    this.queue = [];
     this.sleeper.wake();
-    await this.pumpDone;
-    const lost = this.dropped - droppedBefore;
-    if (lost > 0) this.log.warn(`closing with ${lost} records not published (NATS did not accept them in time); dropped`);
+    await Promise.resolve(); // a batch still open is handed to the pump first
+    await this.pumpDone; // a batch in flight finishes (or fails) within the acknowledgement timeout
+    const left = this.spool.queued;
+    this.spool.close();
+    if (left > 0) this.log.warn(`closing with ${left} records not yet published (NATS did not accept them in time); kept in the spool for the next start`);
     this.settle();
   }
 
   private doneThrough(mark: number): boolean {
-    const oldest = this.inflight[0]?.id ?? this.queue[0]?.id;
-    return oldest === undefined || oldest > mark;
+    return this.spool.oldestLiveId() > mark;
   }
 
   private settle(): void {
@@ -160,79 +175,99 @@ export class RecordPublisher {
     this.waiters = still;
   }
 
-  private countDrop(): void {
-    this.dropped++;
-    if (this.droppedInOutage++ === 0) {
-      this.log.warn(
-        `record queue full (${this.capacity} records): dropping the oldest until NATS accepts records again`,
-      );
+  /**
+   * Sends what the spool holds, now: a batch opened here takes every record handed over
+   * until the current task ends (the engine hands over all targets' records of one
+   * aggregation in one go), and then waits for their acknowledgements.
+   */
+  private kick(): void {
+    if (this.closed || !this.sink || this.sleeper.sleeping) return;
+    if (this.open) {
+      this.fillBatch(this.open);
+      return;
+    }
+    if (this.pumping) return; // the pump takes them after the batch in flight
+    this.pumping = true;
+    const batch: Batch = { entries: [], sends: [] };
+    this.open = batch;
+    this.fillBatch(batch);
+    queueMicrotask(() => {
+      this.open = undefined;
+      this.pumpDone = this.pump(batch);
+    });
+  }
+
+  private fillBatch(b: Batch): void {
+    const sink = this.sink!;
+    while (b.entries.length < this.window) {
+      const e = this.spool.take();
+      if (!e) break;
+      b.entries.push(e);
+      b.sends.push(this.send(sink, e));
     }
   }
 
-  private kick(): void {
-    if (this.sleeper.sleeping) return; // sleeping between retries: the retry comes soon enough
-    if (!this.pumping) this.pumpDone = this.pump();
-  }
-
-  private async pump(): Promise<void> {
-    this.pumping = true;
-    let backoff = this.retryMinMs;
+  /**
+   * Waits for a batch, then sends the next, as long as records wait. A batch at a time
+   * keeps each target's records in order in the stream: a failed one is retried before
+   * anything newer goes out.
+   */
+  private async pump(first: Batch): Promise<void> {
+    let batch: Batch | undefined = first;
     try {
-      while (!this.closed && this.queue.length > 0 && this.sink) {
-        const sink = this.sink;
-        const batch = this.queue.splice(0, this.window);
-        this.inflight = batch;
-        const results = await Promise.allSettled(
-          batch.map((p) => sink.publish(p.subject, p.data, { msgID: p.msgId, timeout: this.ackTimeoutMs })),
-        );
-        this.inflight = [];
-        const failed: Pending[] = [];
+      while (batch) {
+        const results = await Promise.allSettled(batch.sends);
         let firstError: unknown;
         results.forEach((r, i) => {
-          if (r.status === 'fulfilled') {
-            this.published++;
-            batch[i].onPublished?.();
-          } else {
-            failed.push(batch[i]);
+          if (r.status === 'fulfilled') this.acked(batch!.entries[i]);
+          else {
+            this.spool.requeue(batch!.entries[i]);
             firstError ??= r.reason;
           }
         });
-        if (failed.length > 0 && this.closed) {
-          this.dropped += failed.length;
-          break;
-        }
-        if (failed.length > 0) {
-          // Keep their order: they go back in front of what came since.
-          this.queue.unshift(...failed);
-          while (this.queue.length > this.capacity) {
-            this.queue.shift();
-            this.countDrop();
-          }
+        this.settle();
+        if (firstError === undefined) {
+          this.backoff = this.retryMinMs;
+          this.healthy();
+        } else {
           this.health.set(
             'failing',
-            `cannot publish records to NATS (${errorMessage(firstError)}); holding up to ${this.capacity} and retrying`,
+            `cannot publish records to NATS (${errorMessage(firstError)}); spooling up to ${this.spool.maxBytes} bytes and retrying`,
             'warn',
           );
-          this.settle();
-          await this.sleeper.sleep(backoff);
-          backoff = Math.min(backoff * 2, this.retryMaxMs);
-          continue;
+          if (this.closed) break;
+          await this.sleeper.sleep(this.backoff);
+          this.backoff = Math.min(this.backoff * 2, this.retryMaxMs);
         }
-        backoff = this.retryMinMs;
-        if (this.health.current === 'failing') {
-          this.health.set(
-            'ok',
-            `publishing records to NATS again (${this.droppedInOutage} dropped while it did not accept them)`,
-          );
-          this.droppedInOutage = 0;
-        } else if (this.health.current === undefined) {
-          this.health.set('ok', 'publishing records to NATS');
-        }
-        this.settle();
+        if (this.closed || !this.sink) break;
+        batch = { entries: [], sends: [] };
+        this.fillBatch(batch);
+        if (batch.entries.length === 0) batch = undefined;
       }
     } finally {
       this.pumping = false;
       this.settle();
     }
+  }
+
+  private send(sink: RecordSink, e: SpoolEntry): Promise<unknown> {
+    e.droppedBefore ??= this.spool.claimDroppedBefore(e);
+    return sink.publish(e.subject, withDroppedBefore(e.data, e.droppedBefore), { msgID: e.msgId, timeout: this.ackTimeoutMs });
+  }
+
+  private acked(e: SpoolEntry): void {
+    this.spool.done(e);
+    this.published++;
+    e.onPublished?.();
+  }
+
+  private healthy(): void {
+    const dropped = this.stats().dropped;
+    if (this.health.current === 'failing') {
+      this.health.set('ok', `publishing records to NATS again (${dropped - this.droppedAtOutage} dropped while it did not accept them)`);
+    } else if (this.health.current === undefined) {
+      this.health.set('ok', 'publishing records to NATS');
+    }
+    this.droppedAtOutage = dropped;
   }
 }

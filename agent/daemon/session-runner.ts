@@ -27,7 +27,8 @@ import { chooseOperations, type EngineChoice, type HostOperations, type KdamondC
 import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';
 import type { RecordPublisher } from './publisher.js';
-import { encodeRecord, toProtoRecord } from './record-convert.js';
+import { toProtoHeader } from './record-convert.js';
+import { encodeRecordOfNumbers } from '../../common/record-wire.js';
 import { ResultPathError, openConfinedLocation } from './result-path.js';
 import type { RunSpec } from './spec.js';
 import { resultFileFormat, statusMessage } from '../../common/session-schema.js';
@@ -37,8 +38,8 @@ export interface RunnerDeps {
   dataDir: string;
   hostOps: HostOperations;
   publisher: RecordPublisher;
-  /** The next record sequence of (session, pid): 1, 2, ... per agent instance. */
-  nextSequence(sessionId: string, pid: number): bigint;
+  /** This agent process's instance id (records carry it). */
+  instanceId: string;
   /** Called when a target's observed state changed (the agent heartbeats early). */
   onChange(): void;
   log: Logger;
@@ -216,18 +217,16 @@ export class SessionRunner {
     // The engine keeps an exited process until its next update; its records end now.
     if (this.targets.get(rec.targetId)?.state !== TargetState.TARGET_STATE_RUNNING) return;
     const { sessionId } = this.spec;
-    const proto = toProtoRecord(rec, {
+    const { publisher, host, instanceId } = this.deps;
+    const subject = recordsSubject(sessionId, host, rec.targetId);
+    const header = toProtoHeader(rec, {
       sessionId,
-      host: this.deps.host,
+      host,
       operations: this.opsName,
-      sequence: this.deps.nextSequence(sessionId, rec.targetId),
+      sequence: publisher.nextSequence(subject),
+      agentInstance: instanceId,
     });
-    this.deps.publisher.enqueue(
-      recordsSubject(sessionId, this.deps.host, rec.targetId),
-      encodeRecord(proto),
-      recordMsgId(proto),
-      () => this.published++,
-    );
+    publisher.enqueue(subject, encodeRecordOfNumbers(header, rec.regions), recordMsgId(header), header.sequence, () => this.published++);
     if (this.writer && !this.writeFailed) {
       // The engine emits every target's record of one aggregation in one go: one snapshot.
       if (this.snapshot.length === 0) queueMicrotask(() => this.flushSnapshot());

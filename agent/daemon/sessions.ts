@@ -8,16 +8,11 @@ import type { Logger } from '../../common/log.js';
 import { SessionRunner, type RunnerDeps } from './session-runner.js';
 import type { RunSpec } from './spec.js';
 
-export type SessionDeps = Omit<RunnerDeps, 'nextSequence' | 'log'> & { log: Logger };
+export type SessionDeps = Omit<RunnerDeps, 'log'> & { log: Logger };
 
 export class SessionManager {
   private readonly runners = new Map<string, SessionRunner>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  /**
-   * Record sequences per session and pid: they continue across restarts of a session
-   * (new generation) and restart only with the agent, as the API says.
-   */
-  private readonly sequences = new Map<string, bigint>();
   private closed = false;
 
   constructor(private readonly deps: SessionDeps) {}
@@ -33,13 +28,6 @@ export class SessionManager {
     return next;
   }
 
-  private nextSequence = (sessionId: string, pid: number): bigint => {
-    const key = `${sessionId}/${pid}`;
-    const n = (this.sequences.get(key) ?? 0n) + 1n;
-    this.sequences.set(key, n);
-    return n;
-  };
-
   /** Runs (or keeps) `spec`; `admit`, if given, runs first in the session's turn and throws to refuse. */
   apply(spec: RunSpec, admit?: () => void): Promise<ObservedSession> {
     return this.serialized(spec.sessionId, async () => {
@@ -54,7 +42,7 @@ export class SessionManager {
         this.runners.delete(spec.sessionId);
         await current.stop();
       }
-      const runner = new SessionRunner(spec, { ...this.deps, nextSequence: this.nextSequence });
+      const runner = new SessionRunner(spec, this.deps);
       this.runners.set(spec.sessionId, runner);
       await runner.start();
       return runner.observed();

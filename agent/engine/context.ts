@@ -164,8 +164,9 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.attrs.samplingUs));
     this.nextAggregationSample = this.samplesPerAggregation;
     this.nextUpdateSample = this.samplesPerUpdate;
+    // Anchored below the millisecond: Date.now() would put every record time up to 1 ms early.
     this.hrOriginNs = process.hrtime.bigint();
-    this.wallOriginNs = BigInt(Date.now()) * 1_000_000n;
+    this.wallOriginNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
   }
 
   // ---- OpsContext -----------------------------------------------------------------------
@@ -407,6 +408,9 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
       };
     });
     this.aggregationStartNs = endNs;
+    // Linux 6.12 kdamond_fn: after_aggregation callbacks run after the merge and before
+    // reset and split; so do listeners here, and records do not wait for the split.
+    for (const rec of records) this.emit('aggregate', rec);
     let total = 0;
     for (const t of this._targets) {
       t.regions = resetAggregated(t.regions);
@@ -428,8 +432,6 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
         this.lastSplitNrRegions = total;
       }
     }
-    // Listeners run last, on a consistent context (they may read targets or call stop()).
-    for (const rec of records) this.emit('aggregate', rec);
   }
 
   private update(): void {

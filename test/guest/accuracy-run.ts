@@ -23,6 +23,9 @@
 //          [--parts direct,kernel-adjust,agent] [--phase-ms 4000] [--tlb-flush-ms 1] [--pause-us 1000]
 // Prints one JSON line (AccuracyCase) per THP mode and part; progress goes to stderr.
 import { pathToFileURL } from 'node:url';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
 import { DamonContext, type AdjustMode, type StopReason } from '../../agent/engine/context.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
@@ -33,7 +36,9 @@ import { RecordPublisher } from '../../agent/daemon/publisher.js';
 import { createLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
-import { AggregationRecord as ProtoRecord, TargetState } from '../../gen/damon/v1/damon.js';
+import { TargetState } from '../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../common/record-wire.js';
+import { RecordSpool } from '../../agent/daemon/spool.js';
 import { recordToJson, type RecordJson } from './record-json.js';
 import type { WorkloadEvent } from './workload.js';
 import { WorkloadProcess } from './workload-process.js';
@@ -138,7 +143,7 @@ function agentEngine(pid: number): Engine {
   const publisher = new RecordPublisher(
     {
       async publish(_subject, data) {
-        const p = ProtoRecord.decode(data);
+        const p = decodeRecord(data);
         operations.add(p.operations);
         records.push({
           t: p.pid,
@@ -150,15 +155,14 @@ function agentEngine(pid: number): Engine {
         return {};
       },
     },
-    { log: createLogger('accuracy-run/publisher') },
+    { spool: RecordSpool.open(mkdtempSync(join(tmpdir(), 'accuracy-spool-')), { log: createLogger('accuracy-run/spool') }), log: createLogger('accuracy-run/publisher') },
   );
-  let seq = 0n;
   const runner = new SessionRunner(spec, {
     host: 'guest',
     dataDir: '/tmp',
     hostOps,
     publisher,
-    nextSequence: () => ++seq,
+    instanceId: 'accuracy-run',
     onChange: () => undefined,
     log: createLogger('accuracy-run/agent'),
     processPollMs: 100,

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { connectNats } from '../../common/nats.js';
 import { eventsSubject, recordsFilter } from '../../common/subjects.js';
-import { AggregationRecord, SessionEvent, SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
+import { SessionEvent, SessionEventKind, SessionState, TargetState } from '../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { controllerClient, unary, waitFor } from '../integration/support/grpc-client.js';
 import { freePort, startNatsServer } from '../integration/support/nats-server.js';
 import { recordToJson, type RecordJson } from './record-json.js';
@@ -150,7 +151,7 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     const evSub = nc.subscribe(eventsSubject(SESSION));
     void (async () => {
       for await (const m of recSub) {
-        const r = AggregationRecord.decode(m.data);
+        const r = decodeRecord(m.data);
         const record = recordToJson({
           targetId: r.pid,
           startNs: r.startTimeNs,

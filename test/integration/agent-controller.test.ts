@@ -10,12 +10,13 @@ import { connectNats } from '../../common/nats.js';
 import { recordsFilter } from '../../common/subjects.js';
 import { startController, type RunningController } from '../../controller/controller.js';
 import {
-  AggregationRecord,
+  type AggregationRecord,
   SessionState,
   TargetState,
   type ControllerClient,
   type Session,
 } from '../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { controllerClient, rejectsWith, unary, waitFor } from './support/grpc-client.js';
@@ -59,7 +60,7 @@ before(async () => {
   nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
   sub = nc.subscribe(recordsFilter());
   void (async () => {
-    for await (const m of sub) records.push(AggregationRecord.decode(m.data));
+    for await (const m of sub) records.push(decodeRecord(m.data));
   })();
   data = tempDir('damon-agent-e2e-');
   agent = await startAgent({

@@ -12,7 +12,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import { RECORDS_STREAM, recordsFilter } from '../../common/subjects.js';
-import { AggregationRecord, type AgentClient } from '../../gen/damon/v1/damon.js';
+import { type AggregationRecord, type AgentClient } from '../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { unary, waitFor } from './support/grpc-client.js';
 import {
@@ -77,7 +78,7 @@ async function storedRecords(): Promise<AggregationRecord[]> {
   const out: AggregationRecord[] = [];
   while (out.length < total) {
     const batch = await consumer.fetch({ max_messages: total - out.length, expires: 2000 });
-    for await (const m of batch) out.push(AggregationRecord.decode(m.data));
+    for await (const m of batch) out.push(decodeRecord(m.data));
   }
   return out;
 }

@@ -10,12 +10,13 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import { recordsFilter } from '../../common/subjects.js';
 import {
-  AggregationRecord,
+  type AggregationRecord,
   TargetState,
   type AgentClient,
   type ObservedSession,
   type SessionSpec,
 } from '../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { readResultFile } from '../../agent/records/result-reader.js';
 import { startAgent, type AgentHandle } from '../../agent/daemon/main.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -72,7 +73,7 @@ before(async () => {
   sub = nc.subscribe(recordsFilter());
   void (async () => {
     for await (const m of sub) {
-      received.push({ rec: AggregationRecord.decode(m.data), at: performance.now(), msgId: m.headers?.get('Nats-Msg-Id') });
+      received.push({ rec: decodeRecord(m.data), at: performance.now(), msgId: m.headers?.get('Nats-Msg-Id') });
     }
   })();
   data = tempDir('damon-agent-data-');

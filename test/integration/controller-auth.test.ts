@@ -160,8 +160,8 @@ describe('controller identities by token', () => {
     const reader = controllerClient(env.controller.address, creds.grpc.reader());
     const record = (host: string, sequence: bigint) =>
       AggregationRecord.encode({
-        sessionId: 'w', host, pid: 7, startTimeNs: 1n, endTimeNs: 2n, maxNrAccesses: 20, regions: [], operations: 'page_idle', sequence,
-      } as AggregationRecord).finish();
+        sessionId: 'w', host, pid: 7, startTimeNs: 1n, endTimeNs: 2n, maxNrAccesses: 20, regions: [], operations: 'page_idle', sequence, agentInstance: 'i', droppedBefore: 0n, packed: undefined,
+      }).finish();
     try {
       await unary(env.client, 'createSession', { id: 'w', ...SESSION_REQ, targets: [] });
       const js = jetStream(nc);

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../../common/grpc-server.js';
 import { connectNats, jetStream, recordMsgId } from '../../common/nats.js';
+import { encodeRecord } from '../../common/record-wire.js';
 import { RECORDS_STREAM, recordsSubject } from '../../common/subjects.js';
 import {
   AggregationRecord,
@@ -349,8 +350,9 @@ describe('controller dispatch and reconcile', () => {
         const rec: AggregationRecord = {
           sessionId, host, pid, startTimeNs: 1000n * id, endTimeNs: 1000n * id + 999n, maxNrAccesses: 20,
           regions: [{ start: 0x1000n, end: 0x3000n, nrAccesses: 3, age: 1 }], operations: 'synthetic', sequence: id,
+          agentInstance: 'test-instance', droppedBefore: 0n, packed: undefined,
         };
-        await jetStream(agentConns.get(host)!).publish(recordsSubject(sessionId, host, pid), AggregationRecord.encode(rec).finish(), { msgID: recordMsgId(rec) });
+        await jetStream(agentConns.get(host)!).publish(recordsSubject(sessionId, host, pid), encodeRecord(rec), { msgID: recordMsgId(rec) });
         return rec;
       };
       // Watching a session that does not exist is NOT_FOUND, not a silent stream.
@@ -369,6 +371,9 @@ describe('controller dispatch and reconcile', () => {
       const all = collect(env.client.watchRecords({ sessionId: 'rec', host: '', replay: true }));
       await waitFor('replayed records', () => all.items.length >= 2);
       assert.deepEqual(all.items.map((r) => [r.host, r.pid, r.sequence]), [['host-a', 1, 1n], ['host.b.example', 2, 2n]]);
+      // Packed on NATS, plain regions over gRPC (what grpcurl shows).
+      assert.deepEqual(all.items[0].regions, [{ start: 0x1000n, end: 0x3000n, nrAccesses: 3, age: 1 }]);
+      assert.equal(all.items[0].packed, undefined);
 
       const onlyB = collect(env.client.watchRecords({ sessionId: 'rec', host: 'host.b.example', replay: true }));
       const consumers = async () => (await jsm.streams.info(RECORDS_STREAM)).state.consumer_count;

@@ -17,7 +17,7 @@ test('command line: the documented flags; credentials from files', () => {
     const o = parseAgentArgs(
       ['--host', 'agent-1', '--listen', '0.0.0.0:7101', '--advertise', 'agent:7101', '--controller', 'controller:7100',
         '--nats', 'nats://a:4222,nats://b:4222', '--token-file', join(dir, 'token'), '--identities', join(dir, 'identities.json'),
-        '--data-dir', dir, '--queue-capacity', '500'],
+        '--data-dir', dir, '--spool-max-bytes', '8388608'],
     );
     assert.equal(o.host, 'agent-1');
     assert.equal(o.listen, '0.0.0.0:7101');
@@ -27,7 +27,7 @@ test('command line: the documented flags; credentials from files', () => {
     assert.equal(o.token, 's3cret');
     assert.equal(o.identities, join(dir, 'identities.json'));
     assert.equal(o.dataDir, dir);
-    assert.equal(o.queueCapacity, 500);
+    assert.equal(o.spoolMaxBytes, 8_388_608);
     assert.equal(o.insecure, false);
     assert.deepEqual(parseAgentArgs(['--controller', 'c1:7100, c2:7100,[::1]:7100', '--insecure']).controller, ['c1:7100', 'c2:7100', '[::1]:7100']);
     const local = parseAgentArgs(['--controller', 'c:1', '--insecure']);
@@ -48,7 +48,8 @@ test('command line: mistakes are named', () => {
   bad(['--controller', 'c:1', '--listen', '1.2.3.4'], /--listen 1\.2\.3\.4: expected HOST:PORT/);
   bad(['--controller', 'c:1', '--tls-cert', 'x'], /--tls-cert, --tls-key and --tls-ca go together/);
   bad(['--controller', 'c:1', '--insecure', '--controller-tls-name', 'x'], /--controller-tls-name needs --tls-cert/);
-  bad(['--controller', 'c:1', '--insecure', '--queue-capacity', '0'], /--queue-capacity 0: expected a positive integer/);
+  bad(['--controller', 'c:1', '--insecure', '--spool-max-bytes', '0'], /--spool-max-bytes 0: expected a positive integer/);
+  bad(['--controller', 'c:1', '--insecure', '--spool-max-bytes', '1000'], /--spool-max-bytes 1000: expected at least 4194304/);
   bad(['--controller', 'c:1', '--bogus'], /Unknown option '--bogus'/);
   bad(['--controller', 'c:1'], /refusing to start without a way to check callers: give --identities FILE/);
   bad(['--controller', 'c:1', '--identities', 'i.json'], /without a credential to present: give --token-file FILE/);

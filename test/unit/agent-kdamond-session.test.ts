@@ -8,6 +8,8 @@ import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseOperations, probeHostOperations, type HostOperations } from '../../agent/daemon/ops-select.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
+import { tempSpool } from './temp-spool.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
 import { silentLogger } from '../../common/log.js';
 import { parseSpec, type RunSpec } from '../../agent/daemon/spec.js';
@@ -105,17 +107,16 @@ function runner(s: RunSpec, hostOps: HostOperations): { runner: SessionRunner; p
   const published: AggregationRecord[] = [];
   const sink: RecordSink = {
     async publish(_subject, data) {
-      published.push(AggregationRecord.decode(data));
+      published.push(decodeRecord(data));
       return {};
     },
   };
-  let seq = 0n;
   const r = new SessionRunner(s, {
     host: 'unit-host',
     dataDir: '/nonexistent',
     hostOps,
-    publisher: new RecordPublisher(sink, { log: silentLogger }),
-    nextSequence: () => ++seq,
+    publisher: new RecordPublisher(sink, { spool: tempSpool(), log: silentLogger }),
+    instanceId: 'unit-instance',
     onChange: () => undefined,
     log: silentLogger,
   });

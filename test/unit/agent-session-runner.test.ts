@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../../agent/engine/operations.js';
 import { newRegion } from '../../agent/engine/region.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
+import { tempSpool } from './temp-spool.js';
+import { decodeRecord } from '../../common/record-wire.js';
 import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.js';
 import { silentLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
@@ -85,13 +87,12 @@ function setup(make: () => Operations) {
     syntheticWorkload: '',
     generation: 1n,
   });
-  let seq = 0n;
   const runner = new SessionRunner(spec, {
     host: 'unit-host',
     dataDir: '/nonexistent',
     hostOps: host(make),
-    publisher: new RecordPublisher(sink, { log: silentLogger }),
-    nextSequence: () => ++seq,
+    publisher: new RecordPublisher(sink, { spool: tempSpool(), log: silentLogger }),
+    instanceId: 'unit-instance',
     onChange: () => changes++,
     log: silentLogger,
   });

@@ -18,6 +18,9 @@ function rec(regions: [bigint, bigint, number, number][]): AggregationRecord {
     regions: regions.map(([start, end, nrAccesses, age]) => ({ start, end, nrAccesses, age })),
     operations: 'synthetic',
     sequence: 7n,
+    agentInstance: 'i',
+    droppedBefore: 0n,
+    packed: undefined,
   };
 }
 

@@ -36,6 +36,7 @@ import {
   TargetState,
   type Attributes,
 } from '../../gen/damon/v1/damon.js';
+import { encodePlainRecord, encodeRecord } from '../../common/record-wire.js';
 
 const { INVALID_ARGUMENT, RESOURCE_EXHAUSTED } = grpc.status;
 const MiB = 1024 * 1024;
@@ -85,6 +86,9 @@ test('result paths: relative, no "..", no control characters, bounded; the sessi
   refuses(() => attrsFromMessage(msg({ resultFile: 'a/../../x' })), 'result_file', /escapes the agent's data directory through '\.\.'/);
   refuses(() => attrsFromMessage(msg({ resultFile: 'a\nb' })), 'result_file', /contains a control character/);
   refuses(() => checkResultPath('d/'.repeat(16) + 'r'), 'result_file', /has 17 components; result paths have at most 16/);
+  refuses(() => checkResultPath('.spool/state.json'), 'result_file', /\.spool in the data directory is the agent's record spool/);
+  refuses(() => checkResultPath('./.spool/x/../y'), 'result_file', /record spool/);
+  assert.equal(checkResultPath('a/.spool').relative, 'a/.spool');
   refuses(() => checkResultPath('x'.repeat(MAX_RESULT_NAME_BYTES + 1)), 'result_file', /component "x{64}…" is 256 bytes long; a component has at most 255/);
   const huge = refuses(() => checkResultPath('a/'.repeat(1_500_000) + 'r'), 'result_file', new RegExp(`is 3000001 bytes long; result paths have at most ${MAX_RESULT_PATH_BYTES}`));
   assert.ok(huge.message.length < 120, huge.message);
@@ -198,13 +202,18 @@ test('worst case: one host\'s ApplySession request and answer fit gRPC messages'
   assert.ok(request < GRPC_LIMIT && answer < GRPC_LIMIT);
 });
 
-test('worst case: one record of max_nr_regions regions fits one NATS message', (t) => {
+test('worst case: one record of max_nr_regions regions fits one NATS message, packed or plain', (t) => {
   const u64 = (1n << 64n) - 1n;
-  const record = AggregationRecord.encode({
+  const rec: AggregationRecord = {
     sessionId: 'x'.repeat(64), host: longHost(0), pid: -(2 ** 31), startTimeNs: u64, endTimeNs: u64,
     maxNrAccesses: 2 ** 32 - 1, operations: 'page_idle', sequence: u64,
-    regions: Array.from({ length: MAX_NR_REGIONS }, () => ({ start: u64 - 1n, end: u64, nrAccesses: 2 ** 32 - 1, age: 2 ** 32 - 1 })),
-  }).finish().length;
-  t.diagnostic(`record ${record} bytes (${(record / MiB).toFixed(2)} MiB)`);
-  assert.ok(record < NATS_BUDGET, `record of ${record} bytes`);
+    agentInstance: 'f'.repeat(36), droppedBefore: u64, packed: undefined,
+    // Descending, unaligned: every gap and size takes the longest varint.
+    regions: Array.from({ length: MAX_NR_REGIONS }, (_, i) => ({ start: u64 - BigInt(2 * i + 1), end: u64 - BigInt(2 * i) - (1n << 62n), nrAccesses: 2 ** 32 - 1, age: 2 ** 32 - 1 })),
+  };
+  const plain = encodePlainRecord(rec).length;
+  const packed = encodeRecord(rec).length;
+  t.diagnostic(`record ${plain} bytes plain (${(plain / MiB).toFixed(2)} MiB), ${packed} packed`);
+  assert.ok(plain < NATS_BUDGET, `plain record of ${plain} bytes`);
+  assert.ok(packed < NATS_BUDGET, `packed record of ${packed} bytes`);
 });

@@ -4,7 +4,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { jetStream } from '../../../common/nats.js';
 import { RECORDS_STREAM, eventsSubject, recordsFilter } from '../../../common/subjects.js';
-import { AggregationRecord, SessionEvent } from '../../../gen/damon/v1/damon.js';
+import { SessionEvent, type AggregationRecord } from '../../../gen/damon/v1/damon.js';
+import { decodeRecord } from '../../../common/record-wire.js';
+import { RecordGaps, type RecordGap } from '../../../common/record-gaps.js';
 
 export interface Arrived<T> {
   /** Date.now() when it arrived here. */
@@ -29,7 +31,7 @@ function watch<T>(nc: NatsConnection, subject: string, decode: (b: Uint8Array) =
 
 /** A session's records as published (a plain subscription: from now on). */
 export function watchRecords(nc: NatsConnection, sessionId: string): Watch<AggregationRecord> {
-  return watch(nc, recordsFilter(sessionId), (b) => AggregationRecord.decode(b));
+  return watch(nc, recordsFilter(sessionId), decodeRecord);
 }
 
 /** A session's events as published (from now on). */
@@ -47,12 +49,12 @@ export async function storedRecords(nc: NatsConnection, sessionId: string): Prom
   const out: AggregationRecord[] = [];
   while (out.length < total) {
     const batch = await consumer.fetch({ max_messages: total - out.length, expires: 2000 });
-    for await (const m of batch) out.push(AggregationRecord.decode(m.data));
+    for await (const m of batch) out.push(decodeRecord(m.data));
   }
   return out;
 }
 
-/** A record's identity within its session: sequences restart with the agent, the start time keeps those apart. */
+/** A record's identity within its session (the start time keeps apart sequences of an agent that lost its data directory). */
 export function recordKey(r: AggregationRecord): string {
   return `${r.host}/${r.pid}/${r.sequence}/${r.startTimeNs}`;
 }
@@ -65,4 +67,10 @@ export function endMs(r: AggregationRecord): number {
 /** The records of one target (host and pid), in arrival order. */
 export function recordsOf(items: Arrived<AggregationRecord>[], host: string, pid: number): Arrived<AggregationRecord>[] {
   return items.filter((r) => r.msg.host === host && r.msg.pid === pid);
+}
+
+/** What a consumer's gap detection reports over these records, in order (restarts left out). */
+export function recordGaps(records: readonly AggregationRecord[]): RecordGap[] {
+  const g = new RecordGaps();
+  return records.flatMap((r) => g.observe(r)).filter((x) => x.kind !== 'restart');
 }
