@@ -68,7 +68,7 @@ describe('whole system: a corrupt store, a controller that cannot start, a froze
       const fresh = await fleet.startAgent(A);
       const readyAt = Date.now();
       const first = await waitFor('a record of the new instance', () =>
-        recordsOf(recs.items, A, ta.pid).find((r) => r.at > restartAt && r.msg.sequence === 1n), 15_000);
+        recordsOf(recs.items, A, ta.pid).find((r) => r.at > restartAt && r.msg.agentInstance === fresh.instanceId), 15_000);
       const backMs = first.at - readyAt;
       // The record needs one aggregation interval after dispatch; the dispatch waits on no other session.
       assert.ok(backMs < 3000 + AGGREGATION_MS, `the session came back ${backMs} ms after the agent served`);
