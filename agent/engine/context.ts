@@ -7,7 +7,7 @@
 //   ctx.on('targetExited', (targetId: number) => ...)
 //   ctx.on('stopped', (reason: 'off' | 'no-targets' | 'error', error?: Error) => ...)  // exactly once
 //   ctx.step() / ctx.runFor(us)     // sampling intervals back to back, in virtual time
-//   ctx.start() / await ctx.stop()  // the real-time loop on timers
+//   ctx.start() / await ctx.stop()  // the real-time loop on timers (the Monitor contract, monitor.ts)
 //   ctx.drift()                     // real interval lengths measured by the real-time loop
 //
 // One step is one sampling interval: check accesses; at an aggregation boundary merge,
@@ -25,16 +25,17 @@ import {
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
 import type { AggregationRecord } from '../records/record.js';
-import { StatsWindow, type IntervalStats } from './stats-window.js';
+import { StatsWindow } from './stats-window.js';
+import type { DriftStats, Monitor, MonitorEvents, StopReason } from './monitor.js';
 
 export { DRIFT_WINDOW, type IntervalStats } from './stats-window.js';
+export type { DriftStats, StopReason } from './monitor.js';
 
 /** Record timestamps of a virtual-clock context count from here: 2024-01-01T00:00:00Z. */
 export const VIRTUAL_EPOCH_NS = 1_704_067_200_000_000_000n;
 
 
 export type ClockKind = 'real' | 'virtual';
-export type StopReason = 'off' | 'no-targets' | 'error';
 
 export interface DamonContextOptions {
   /** Checked with validateAttributes; a bad value throws AttributeError. */
@@ -64,25 +65,6 @@ export interface DamonContextOptions {
 export type AdjustMode = 'kernel' | 'refined';
 export const ADJUST_MODES: readonly AdjustMode[] = ['kernel', 'refined'];
 
-export interface DamonContextEvents {
-  aggregate: [record: AggregationRecord];
-  targetExited: [targetId: number];
-  stopped: [reason: StopReason, error?: Error];
-}
-
-export interface DriftStats {
-  /** Real time between the starts of consecutive sampling steps. */
-  sampling: IntervalStats;
-  /** Real time between consecutive aggregations (the first from start()); configuredUs is aggregationUs. */
-  aggregation: IntervalStats;
-  /** Wall time one step took. */
-  stepWallUs: IntervalStats;
-  /** Process CPU time (all threads, from process.cpuUsage) during one step. */
-  stepCpuUs: IntervalStats;
-  /** Sampling slots skipped because the loop was more than one interval late. */
-  missedSamples: number;
-}
-
 /** Monotonic time in microseconds (fractional). */
 function hrUs(): number {
   return Number(process.hrtime.bigint()) / 1000;
@@ -97,7 +79,7 @@ type State = 'new' | 'running' | 'stopped';
  * an operations call that throws TargetError for a target that targetValid() now
  * reports gone removes that target ('targetExited') instead.
  */
-export class DamonContext extends EventEmitter<DamonContextEvents> implements OpsContext {
+export class DamonContext extends EventEmitter<MonitorEvents> implements OpsContext, Monitor {
   readonly attrs: Attributes;
   readonly ops: Operations;
   readonly clock: ClockKind;
@@ -107,6 +89,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
 
   private state: State = 'new';
   private initialized = false;
+  private initDone = false;
   private inStep = false;
   private stopRequested = false;
   private stopWaiters: (() => void)[] = [];
@@ -199,6 +182,11 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     return this.state !== 'stopped';
   }
 
+  /** True once ops.init and the first prepareAccessChecks succeeded. */
+  get started(): boolean {
+    return this.initDone;
+  }
+
   /** Record time (ns since the Unix epoch) of the current moment. */
   private nowNs(): bigint {
     if (this.clock === 'virtual') return VIRTUAL_EPOCH_NS + BigInt(Math.round(this.virtualUs * 1000));
@@ -240,18 +228,20 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
    * keeps serving other work between steps. Deadlines follow the ideal schedule
    * start + k * samplingUs, so timer lateness does not accumulate; when a step is more
    * than one interval late, the missed slots are skipped (counted in drift()) rather than
-   * run back to back. Throws if the context already stopped or runs its loop.
+   * run back to back. Throws at once if the context already stopped or runs its loop;
+   * resolves whether the loop runs (false: init failed, and 'stopped' said why).
    */
-  start(): void {
+  start(): Promise<boolean> {
     if (this.state === 'stopped') throw new Error('start(): the context has stopped');
     if (this.looping) throw new Error('start(): already started');
     if (this.inStep) throw new Error('start(): called from inside a step');
     this.looping = true;
-    if (this.state === 'new' && !this.initialize()) return;
+    if (this.state === 'new' && !this.initialize()) return Promise.resolve(false);
     // The schedule starts after init and the first prepareAccessChecks, however long they took.
     this.loopOriginUs = hrUs();
     this.lastAggregationUs = this.loopOriginUs;
     this.schedule(1);
+    return Promise.resolve(true);
   }
 
   /**
@@ -332,6 +322,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
       this.szLimit = regionSizeLimit(this._targets.map((t) => t.regions), this.attrs.minNrRegions);
       this.aggregationStartNs = this.nowNs();
       this.withExits(() => this.ops.prepareAccessChecks(this));
+      this.initDone = true;
     } catch (e) {
       this.inStep = false;
       this.finish('error', e);

@@ -3,7 +3,7 @@
 // turns what it reports into the same AggregationRecords, events and stop semantics as the
 // project's DamonContext, so the agent can run either.
 //
-// API (mirrors agent/engine/context.ts):
+// API (the Monitor contract of agent/engine/monitor.ts, plus):
 //   const ctx = new KdamondContext({ attrs, targetIds, sysfsRoot, tracefsRoot, ... });
 //   ctx.on('aggregate', (record) => ...)      // once per target per aggregation the source delivers
 //   ctx.on('targetExited', (pid) => ...)
@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { validateAttributes, maxNrAccesses, type Attributes } from '../engine/attrs.js';
-import type { DamonContextEvents, DriftStats, StopReason } from '../engine/context.js';
+import type { DriftStats, Monitor, MonitorEvents, StopReason } from '../engine/monitor.js';
 import { OperationsUnavailableError } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
 import { probeProcess } from '../ops/process-stat.js';
@@ -105,7 +105,7 @@ function cpuUsOfTask(procRoot: string, pid: number): number | undefined {
   }
 }
 
-export class KdamondContext extends EventEmitter<DamonContextEvents> {
+export class KdamondContext extends EventEmitter<MonitorEvents> implements Monitor {
   readonly attrs: Attributes;
   readonly recordSource: RecordSourceName;
   readonly sysfsRoot: string;
@@ -209,6 +209,11 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
   /** True until the context stopped. */
   get running(): boolean {
     return this.phase !== 'stopped';
+  }
+
+  /** True once our kdamond was turned on. */
+  get started(): boolean {
+    return this.kpid !== undefined;
   }
 
   /** The pids still monitored (DamonContext.targets holds Target objects; a kdamond's regions stay in the kernel). */
