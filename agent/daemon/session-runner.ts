@@ -67,6 +67,8 @@ export class SessionRunner {
   private published = 0n;
   private stopping = false;
   private drift = { samplingMeanUs: 0, aggregationMeanUs: 0 };
+  /** The engine's intervals when last seen (kept once it stopped). */
+  private intervals = { samplingUs: 0, aggregationUs: 0 };
 
   constructor(
     readonly spec: RunSpec,
@@ -141,6 +143,7 @@ export class SessionRunner {
       const d = this.ctx.drift();
       if (d.sampling.count > 0) this.drift.samplingMeanUs = d.sampling.meanUs;
       if (d.aggregation.count > 0) this.drift.aggregationMeanUs = d.aggregation.meanUs;
+      this.intervals = this.ctx.intervals();
     }
     const targets: ObservedTarget[] = [...this.targets].map(([pid, t]) => ({ pid, ...t }));
     return {
@@ -151,6 +154,8 @@ export class SessionRunner {
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
       recordsPublished: this.published,
+      samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
+      aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
     };
   }
 

@@ -24,9 +24,10 @@ import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
+import { tuneSamplingUs } from './intervals-tuning.js';
 import type { AggregationRecord } from '../records/record.js';
 import { StatsWindow } from './stats-window.js';
-import type { DriftStats, Monitor, MonitorEvents, StopReason } from './monitor.js';
+import type { DriftStats, Intervals, Monitor, MonitorEvents, StopReason } from './monitor.js';
 
 export { DRIFT_WINDOW, type IntervalStats } from './stats-window.js';
 export type { DriftStats, StopReason } from './monitor.js';
@@ -95,10 +96,13 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   private stopWaiters: (() => void)[] = [];
 
   private readonly samplesPerAggregation: number;
-  private readonly samplesPerUpdate: number;
+  private samplesPerUpdate: number;
+  /** The sampling interval now: attrs.samplingUs, or as the intervals goal tuned it. */
+  private samplingUs: number;
   private _passedSamples = 0;
   private nextAggregationSample: number;
   private nextUpdateSample: number;
+  private nextTuneSample: number;
   private szLimit = PAGE_SIZE;
   /** Total regions at the last split; per context (the kernel's is one static for all). */
   private lastSplitNrRegions = 0;
@@ -113,6 +117,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   private looping = false;
   private timer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | undefined;
   private loopOriginUs = 0;
+  private loopSlot = 0;
   private lastStepStartUs = -1;
   private lastAggregationUs = -1;
   private missedSamples = 0;
@@ -144,9 +149,11 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     if (!ADJUST_MODES.includes(adjust)) throw new RangeError(`adjust: must be 'kernel' or 'refined', got ${String(adjust)}`);
     this.adjust = adjust;
     this.samplesPerAggregation = maxNrAccesses(this.attrs);
-    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.attrs.samplingUs));
+    this.samplingUs = this.attrs.samplingUs;
+    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.samplingUs));
     this.nextAggregationSample = this.samplesPerAggregation;
     this.nextUpdateSample = this.samplesPerUpdate;
+    this.nextTuneSample = this.samplesPerAggregation * (this.attrs.intervalsGoal?.aggrs ?? 0);
     // Anchored below the millisecond: Date.now() would put every record time up to 1 ms early.
     this.hrOriginNs = process.hrtime.bigint();
     this.wallOriginNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -182,6 +189,11 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     return this.state !== 'stopped';
   }
 
+  /** The intervals the loop runs with now (tuned when attrs.intervalsGoal is set). */
+  intervals(): Intervals {
+    return { samplingUs: this.samplingUs, aggregationUs: this.samplingUs * this.samplesPerAggregation };
+  }
+
   /** True once ops.init and the first prepareAccessChecks succeeded. */
   get started(): boolean {
     return this.initDone;
@@ -198,7 +210,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   /**
    * Runs one sampling interval at once, without waiting (the first call also runs
    * ops.init and the first prepareAccessChecks). With the virtual clock, time advances by
-   * samplingUs. Returns whether the context still runs afterwards.
+   * the sampling interval. Returns whether the context still runs afterwards.
    */
   step(): boolean {
     if (this.state === 'stopped') return false;
@@ -210,14 +222,19 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   }
 
   /**
-   * Steps through `us` microseconds of sampling intervals (floor(us / samplingUs) steps),
-   * stopping early if the context stops. Returns the number of steps run.
+   * Steps through `us` microseconds of sampling intervals (as many whole intervals as fit,
+   * at the sampling interval of each step), stopping early if the context stops. Returns
+   * the number of steps run.
    */
   runFor(us: number): number {
     if (!Number.isFinite(us) || us < 0) throw new RangeError(`runFor: duration must be a non-negative number of microseconds, got ${us}`);
-    const steps = Math.floor(us / this.attrs.samplingUs);
+    let left = us;
     let done = 0;
-    while (done < steps && this.step()) done++;
+    while (left >= this.samplingUs && this.running) {
+      left -= this.samplingUs;
+      if (!this.step()) break;
+      done++;
+    }
     return done;
   }
 
@@ -259,11 +276,13 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
 
   /** Real-time loop measurements; see DriftStats. */
   drift(): DriftStats {
+    const now = this.intervals();
+    const tuned = (this.attrs.intervalsGoal ?? null) !== null;
     return {
-      sampling: this.samplingWindow.stats(this.attrs.samplingUs),
+      sampling: this.samplingWindow.stats(now.samplingUs),
       // The configured value, although aggregations come every floor(aggregationUs /
       // samplingUs) samples, as in the kernel: a remainder shows up as drift.
-      aggregation: this.aggregationWindow.stats(this.attrs.aggregationUs),
+      aggregation: this.aggregationWindow.stats(tuned ? now.aggregationUs : this.attrs.aggregationUs),
       stepWallUs: this.stepWallWindow.stats(0),
       stepCpuUs: this.stepCpuWindow.stats(0),
       missedSamples: this.missedSamples,
@@ -271,7 +290,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   }
 
   private schedule(slot: number): void {
-    const deadline = this.loopOriginUs + slot * this.attrs.samplingUs;
+    const deadline = this.loopOriginUs + slot * this.samplingUs;
     const wait = deadline - hrUs();
     // Timers have millisecond granularity: sleep while more than half a millisecond is
     // left, run the step once less is, so a step is at most ~0.5 ms early.
@@ -289,6 +308,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     if (this.lastStepStartUs >= 0) this.samplingWindow.add(startUs - this.lastStepStartUs);
     this.lastStepStartUs = startUs;
     const cpu0 = process.cpuUsage();
+    this.loopSlot = slot;
     this.runStep();
     const cpu = process.cpuUsage(cpu0);
     const endUs = hrUs();
@@ -303,7 +323,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     // a late step that ran the next one at once would check an almost empty window and
     // under-count accesses (the kernel always sleeps a whole interval). Slots it skips for
     // that are counted as missed; the schedule stays on the ideal grid.
-    const earliest = Math.ceil((endUs - this.loopOriginUs + this.attrs.samplingUs / 2) / this.attrs.samplingUs);
+    const earliest = Math.ceil((endUs - this.loopOriginUs + this.samplingUs / 2) / this.samplingUs);
     const next = Math.max(slot + 1, earliest);
     this.missedSamples += next - slot - 1;
     this.schedule(next);
@@ -339,7 +359,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     this.aggregatedInStep = false;
     try {
       this._passedSamples++;
-      this.virtualUs = this._passedSamples * this.attrs.samplingUs;
+      this.virtualUs += this.samplingUs;
       const maxSeen = this.checkAccesses();
       if (this._passedSamples >= this.nextAggregationSample) {
         this.nextAggregationSample += this.samplesPerAggregation;
@@ -395,6 +415,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
         startNs: this.aggregationStartNs,
         endNs,
         maxNrAccesses: maxNr,
+        samplingUs: this.samplingUs,
         regions: t.regions.map((r) => ({ start: r.start, end: r.end, nrAccesses: r.nrAccesses, age: r.age })),
       };
     });
@@ -402,6 +423,8 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     // Linux 6.12 kdamond_fn: after_aggregation callbacks run after the merge and before
     // reset and split; so do listeners here, and records do not wait for the split.
     for (const rec of records) this.emit('aggregate', rec);
+    // Linux 6.15 kdamond_fn: intervals are tuned after the merge, before the reset.
+    this.tuneIntervals();
     let total = 0;
     for (const t of this._targets) {
       t.regions = resetAggregated(t.regions);
@@ -423,6 +446,28 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
         this.lastSplitNrRegions = total;
       }
     }
+  }
+
+  /** Every intervalsGoal.aggrs aggregations, scales the sampling interval toward the goal. */
+  private tuneIntervals(): void {
+    const goal = this.attrs.intervalsGoal ?? null;
+    if (goal === null || this._passedSamples < this.nextTuneSample) return;
+    this.nextTuneSample += this.samplesPerAggregation * goal.aggrs;
+    const next = tuneSamplingUs(this._targets.map((t) => t.regions), this.samplesPerAggregation, this.samplingUs, goal);
+    if (next !== this.samplingUs) this.setSamplingUs(next);
+  }
+
+  /**
+   * Runs the next steps at `us`. The next update stays due at the same time (the kernel's
+   * damon_set_attrs restarts its countdown, which postpones it for ever when tuning comes
+   * more often); the real-time loop's grid keeps the current slot's deadline.
+   */
+  private setSamplingUs(us: number): void {
+    const updateLeftUs = (this.nextUpdateSample - this._passedSamples) * this.samplingUs;
+    this.nextUpdateSample = this._passedSamples + Math.max(1, Math.round(updateLeftUs / us));
+    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / us));
+    if (this.looping) this.loopOriginUs += this.loopSlot * (this.samplingUs - us);
+    this.samplingUs = us;
   }
 
   private update(): void {

@@ -29,6 +29,12 @@ export interface DriftStats {
   missedSamples: number;
 }
 
+/** The intervals an engine runs with, in microseconds. */
+export interface Intervals {
+  samplingUs: number;
+  aggregationUs: number;
+}
+
 export interface Monitor extends EventEmitter<MonitorEvents> {
   /** True until 'stopped' was emitted. */
   readonly running: boolean;
@@ -46,4 +52,6 @@ export interface Monitor extends EventEmitter<MonitorEvents> {
   stop(): Promise<void>;
   /** Real interval lengths measured while running. */
   drift(): DriftStats;
+  /** The sampling and aggregation intervals now: as set, or as an intervals goal tuned them. */
+  intervals(): Intervals;
 }

@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { validateAttributes, maxNrAccesses, type Attributes } from '../engine/attrs.js';
-import type { DriftStats, Monitor, MonitorEvents, StopReason } from '../engine/monitor.js';
+import type { DriftStats, Intervals, Monitor, MonitorEvents, StopReason } from '../engine/monitor.js';
 import { OperationsUnavailableError } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
 import { probeProcess } from '../ops/process-stat.js';
@@ -279,6 +279,15 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
     };
   }
 
+  /**
+   * The intervals set. With an intervals goal the kernel tunes them out of our sight
+   * (6.15 exposes them only on an update_tuned_intervals command), so records then say
+   * their sampling interval is unknown (0).
+   */
+  intervals(): Intervals {
+    return { samplingUs: this.attrs.samplingUs, aggregationUs: this.attrs.aggregationUs };
+  }
+
   costs(): KdamondCosts {
     if (this.phase === 'running' && this.kpid !== undefined) this.sampleKdamondCpu();
     const end = this.offHrUs ?? hrUs();
@@ -474,6 +483,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
         const startNs = contiguous ? prev : r.endNs - aggr;
         this.lastEndNs.set(pid, r.endNs);
         const rec: AggregationRecord = { targetId: pid, startNs, endNs: r.endNs, maxNrAccesses: this.maxNr, regions: r.regions };
+        if (!this.attrs.intervalsGoal) rec.samplingUs = this.attrs.samplingUs;
         this.records++;
         this.regions += r.regions.length;
         this.emit('aggregate', rec);

@@ -31,6 +31,8 @@ export interface FakeKernelOptions {
   kallsyms?: string | null;
   /** avail_operations of new contexts (default "vaddr\nfvaddr\npaddr"). */
   availOperations?: string;
+  /** Contexts have monitoring_attrs/intervals/intervals_goal (Linux 6.15+; default false, as 6.12). */
+  intervalsGoal?: boolean;
 }
 
 export const KALLSYMS_WITH_VADDR =
@@ -58,6 +60,7 @@ export class FakeKernel implements KernelFiles {
   private readonly openPipes = new Map<string, number>();
   private readonly failures = new Map<string, { code: string; times: number }>();
   private readonly availOperations: string;
+  private readonly intervalsGoal: boolean;
   private autoTimer: NodeJS.Timeout | undefined;
   /** kdamond directories turned on at least once since they were created (the kernel keeps their context). */
   private readonly ran = new Set<string>();
@@ -68,6 +71,7 @@ export class FakeKernel implements KernelFiles {
     this.tracefsRoot = path.join(this.root, 'sys/kernel/tracing');
     this.procRoot = path.join(this.root, 'proc');
     this.availOperations = o.availOperations ?? 'vaddr\nfvaddr\npaddr';
+    this.intervalsGoal = o.intervalsGoal ?? false;
     fs.mkdirSync(this.procRoot, { recursive: true });
     if (o.damon !== false) {
       fs.mkdirSync(path.join(this.sysfsRoot, 'admin/kdamonds'), { recursive: true });
@@ -426,6 +430,13 @@ export class FakeKernel implements KernelFiles {
         w('monitoring_attrs/intervals/sample_us', '5000');
         w('monitoring_attrs/intervals/aggr_us', '100000');
         w('monitoring_attrs/intervals/update_us', '60000000');
+        if (this.intervalsGoal) {
+          // Linux 6.15's defaults: tuning off (aggrs 0).
+          w('monitoring_attrs/intervals/intervals_goal/access_bp', '0');
+          w('monitoring_attrs/intervals/intervals_goal/aggrs', '0');
+          w('monitoring_attrs/intervals/intervals_goal/min_sample_us', '0');
+          w('monitoring_attrs/intervals/intervals_goal/max_sample_us', '0');
+        }
         w('monitoring_attrs/nr_regions/min', '10');
         w('monitoring_attrs/nr_regions/max', '1000');
         w('targets/nr_targets', '0');
