@@ -13,6 +13,8 @@ export interface RatePhase {
   /** Access events per second of each page in the hot range, and of every other page. */
   hotRate: number;
   baseRate: number;
+  /** Where the hot range is in this phase; the workload's by default (a hot set that hops). */
+  hot?: { start: number; end: number };
 }
 
 export interface RateWorkload {
@@ -20,7 +22,7 @@ export interface RateWorkload {
   /** The target's one mapping, page aligned. */
   start: number;
   end: number;
-  /** The hot range, inside the mapping. */
+  /** The hot range, inside the mapping (phases may move it). */
   hotStart: number;
   hotEnd: number;
   phases: RatePhase[];
@@ -32,7 +34,8 @@ export class RateOperations implements Operations {
   private armedAtUs = 0;
 
   constructor(readonly workload: RateWorkload) {
-    for (const v of [workload.start, workload.end, workload.hotStart, workload.hotEnd]) {
+    const hops = workload.phases.flatMap((p) => (p.hot ? [p.hot.start, p.hot.end] : []));
+    for (const v of [workload.start, workload.end, workload.hotStart, workload.hotEnd, ...hops]) {
       if (v % PAGE_SIZE !== 0) throw new RangeError(`rate workload: ${v} is not page aligned`);
     }
     if (workload.phases.length === 0) throw new RangeError('rate workload: at least one phase');
@@ -47,6 +50,11 @@ export class RateOperations implements Operations {
       left -= ps[i].durationUs;
     }
     return { phase: ps[ps.length - 1], index: ps.length - 1 };
+  }
+
+  /** The hot range at monitoring time `us`. */
+  hotAt(us: number): { start: number; end: number } {
+    return this.phaseAt(us).phase.hot ?? { start: this.workload.hotStart, end: this.workload.hotEnd };
   }
 
   init(ctx: OpsContext): void {
@@ -71,11 +79,11 @@ export class RateOperations implements Operations {
     const now = ctx.nowUs();
     const seconds = (now - this.armedAtUs) / 1e6;
     const { phase } = this.phaseAt(now);
-    const w = this.workload;
+    const range = this.hotAt(now);
     let max = 0;
     for (const t of ctx.targets) {
       for (const r of t.regions) {
-        const hot = r.samplingAddr >= w.hotStart && r.samplingAddr < w.hotEnd;
+        const hot = r.samplingAddr >= range.start && r.samplingAddr < range.end;
         const p = 1 - Math.exp(-(hot ? phase.hotRate : phase.baseRate) * seconds);
         if (r.samplingAddr >= 0 && ctx.random() < p) r.nrAccesses++;
         max = Math.max(max, r.nrAccesses);
