@@ -9,13 +9,15 @@
 //   ctx.step() / ctx.runFor(us)     // sampling intervals back to back, in virtual time
 //   ctx.start() / await ctx.stop()  // the real-time loop on timers (the Monitor contract, monitor.ts)
 //   ctx.drift()                     // real interval lengths measured by the real-time loop
+//   ctx.intervals()                 // the sampling/aggregation intervals now (tuned by attrs.intervalsGoal)
 //
 // One step is one sampling interval: check accesses; at an aggregation boundary merge,
 // report, reset and split; at an update boundary drop exited targets and let the
 // operations update the regions; then prepare the next checks. Boundaries are counted in
 // sampling intervals, as in the kernel, so an aggregation always holds exactly
 // maxNrAccesses(attrs) samples. The split is the kernel's rule or, by default, the refined
-// one (adjust-refined.ts says why); everything else is the kernel's.
+// one (adjust-refined.ts says why); everything else is the kernel's. With an intervals
+// goal the sampling interval is tuned every goal.aggrs aggregations (intervals-tuning.ts).
 import { EventEmitter } from 'node:events';
 import { maxNrAccesses, validateAttributes, type Attributes } from './attrs.js';
 import { TargetError, type Operations, type OpsContext } from './operations.js';
