@@ -136,6 +136,8 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
   private indexToPid: number[] = [];
   private readonly lastEndNs = new Map<number, bigint>();
   private _releaseReport: ReleaseReport | undefined;
+  /** The intervals the kernel runs with, as last read back (tuned by an intervals goal). */
+  private tuned: Intervals;
 
   // Measurements.
   private readonly aggregationWindow = new StatsWindow();
@@ -175,6 +177,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
     this.pollIntervalMs = poll;
     this.autoPoll = o.autoPoll ?? true;
     this.maxNr = maxNrAccesses(this.attrs);
+    this.tuned = { samplingUs: this.attrs.samplingUs, aggregationUs: this.attrs.aggregationUs };
 
     const hrOrigin = process.hrtime.bigint();
     const wallOrigin = BigInt(Date.now()) * 1_000_000n;
@@ -280,12 +283,12 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
   }
 
   /**
-   * The intervals set. With an intervals goal the kernel tunes them out of our sight
-   * (6.15 exposes them only on an update_tuned_intervals command), so records then say
-   * their sampling interval is unknown (0).
+   * The intervals set; with an intervals goal, as the kernel tuned them when last polled.
+   * Records then leave their sampling interval unknown: the kernel may have tuned it
+   * between their aggregation and our read.
    */
   intervals(): Intervals {
-    return { samplingUs: this.attrs.samplingUs, aggregationUs: this.attrs.aggregationUs };
+    return { ...this.tuned };
   }
 
   costs(): KdamondCosts {
@@ -406,6 +409,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
         if (this.source.name === 'tracepoint') recs = recs.concat(await this.source.collect());
       } else {
         this.sampleKdamondCpu();
+        if (this.attrs.intervalsGoal) await this.readTunedIntervals();
       }
       this.checkLiveness();
       await this.emitRecords(recs);
@@ -432,6 +436,15 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
       this.pollCpuWindow.add(cpu.user + cpu.system);
       this.pollWallWindow.add(hrUs() - t0);
       this.polls++;
+    }
+  }
+
+  private async readTunedIntervals(): Promise<void> {
+    try {
+      this.tuned = await this.driver!.tunedIntervals();
+    } catch (e) {
+      // Stopped since the status read: the next poll reports it.
+      if (!(await this.kdamondGone(e))) throw e;
     }
   }
 

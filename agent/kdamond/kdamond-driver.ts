@@ -396,6 +396,23 @@ export class KdamondDriver {
   }
 
   /**
+   * The intervals as the kernel tuned them for an intervals goal (Linux 6.15+): the
+   * "update_tuned_intervals" command writes them into sample_us and aggr_us, which our
+   * ledger then holds as they read, since the change is our doing.
+   */
+  async tunedIntervals(): Promise<{ samplingUs: number; aggregationUs: number }> {
+    await this.command('update_tuned_intervals');
+    const read = async (name: string): Promise<number> => {
+      const path = this.resolve(`contexts/0/monitoring_attrs/intervals/${name}`);
+      const text = (await readRetrying(this.files, path)).trim();
+      const v = parseSysfsInt(text, path);
+      if (this.ledger.has(path)) this.ledger.set(path, text);
+      return v;
+    };
+    return { samplingUs: await read('sample_us'), aggregationUs: await read('aggr_us') };
+  }
+
+  /**
    * Throws unless the kdamond is still ours: the pid of the thread we started while it
    * runs, every value we wrote otherwise.
    */

@@ -261,5 +261,10 @@ test('an intervals goal on a kernel with intervals_goal (6.15+) is handed to the
   await until('kdamond records', () => published.length >= 2);
   const g = 'sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/monitoring_attrs/intervals/intervals_goal';
   assert.deepEqual(['access_bp', 'aggrs', 'min_sample_us', 'max_sample_us'].map((f) => k.get(`${g}/${f}`)), ['400', '3', '1000', '100000']);
-  assert.ok(published.every((x) => x.operations === 'kdamond' && x.samplingIntervalUs === undefined), 'the kernel tunes out of our sight: unknown');
+  assert.ok(published.every((x) => x.operations === 'kdamond' && x.samplingIntervalUs === undefined), 'when each record ran is the kernel\'s to know');
+  // The kernel tuned 5 ms / 50 ms to 2.5 ms / 50 ms (the fake's answer to update_tuned_intervals).
+  await until('the tuned intervals read back', () => r.observed().samplingIntervalUs === 2_500n);
+  assert.equal(r.observed().aggregationIntervalUs, 50_000n);
+  await r.stop();
+  assert.equal(k.get('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds'), '0', 'the tuned values are ours: the kdamond is still removed');
 });

@@ -53,6 +53,8 @@ export class FakeKernel implements KernelFiles {
   readonly procRoot: string;
   /** Every write, mkdir and rmdir, in order, with paths relative to root. */
   readonly log: FakeOp[] = [];
+  /** What "update_tuned_intervals" (intervalsGoal kernels) writes into sample_us and aggr_us. */
+  tunedIntervals = { sampleUs: 2_500, aggrUs: 50_000 };
   /** Regions "update_schemes_tried_regions" dumps, per target index. */
   triedRegions: RegionRecord[][] = [];
   nextKdamondPid = 9001;
@@ -534,6 +536,12 @@ export class FakeKernel implements KernelFiles {
       if (state !== 'on') fail(this.ran.has(kdamondDir) ? 'EPERM' : 'EINVAL');
       fs.writeFileSync(path.join(kdamondDir, 'state'), 'off\n');
       fs.writeFileSync(path.join(kdamondDir, 'pid'), '-1\n');
+      return;
+    }
+    if (cmd === 'update_tuned_intervals') {
+      if (!this.intervalsGoal || state !== 'on') fail('EINVAL');
+      fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/sample_us'), `${this.tunedIntervals.sampleUs}\n`);
+      fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/aggr_us'), `${this.tunedIntervals.aggrUs}\n`);
       return;
     }
     if (cmd === 'update_schemes_tried_regions') {
