@@ -9,8 +9,8 @@ import { DEFAULT_ATTRS } from '../agent/engine/attrs.js';
 import { SyntheticOperations } from '../agent/ops/synthetic.js';
 import { PRESET_DATA_START, presetWorkload, processLayout } from '../agent/ops/synthetic-presets.js';
 import { parseWorkload, type Workload } from '../agent/ops/synthetic-workload.js';
-import { seededRandom } from '../agent/ops/seeded-random.js';
-import { meetsBar, PROJECT_ACCURACY_BAR, scoreAggregations, type ScoredAggregation } from '../agent/ops/synthetic-accuracy.js';
+import { seededRandom } from '../test/support/seeded-random.js';
+import { meetsBar, PROJECT_ACCURACY_BAR, scoreAggregations, type ScoredAggregation } from '../test/support/synthetic-accuracy.js';
 import { median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const PRESETS = ['hot5', 'islands'];

@@ -21,7 +21,7 @@ import { DamonContext } from '../agent/engine/context.js';
 import { DEFAULT_ATTRS, validateAttributes } from '../agent/engine/attrs.js';
 import type { AggregationRecord as EngineRecord } from '../agent/records/record.js';
 import { SyntheticOperations } from '../agent/ops/synthetic.js';
-import { seededRandom } from '../agent/ops/seeded-random.js';
+import { seededRandom } from '../test/support/seeded-random.js';
 import { RecordPublisher } from '../agent/daemon/publisher.js';
 import { toProtoHeader, toProtoRecord } from '../agent/daemon/record-convert.js';
 import { decodeRecord, encodePlainRecord, encodeRecord, encodeRecordOfNumbers } from '../common/record-wire.js';

@@ -1,7 +1,7 @@
 // Runs INSIDE the guest, for bench/guest-cpu.ts: the CPU time of the agent's engine with
 // the page_idle operations against the CPU time of the kernel's kdamond thread, both
 // monitoring the same workload at the same time, at several max_nr_regions; then the cost
-// of the kdamond's two record sources (agent/kdamond/source-benchmark.ts).
+// of the kdamond's two record sources (bench/kdamond-sources.ts).
 //
 // The engine runs in a process of its own (this file with --engine), as in the agent, so
 // that its CPU time (process.cpuUsage: every thread, GC included) is the engine's alone.
@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DEFAULT_ATTRS, validateAttributes } from '../agent/engine/attrs.js';
 import { DamonContext } from '../agent/engine/context.js';
 import { KdamondContext } from '../agent/kdamond/kdamond-context.js';
-import { cheaperSource, compareRecordSources, type SourceBenchmarkResult } from '../agent/kdamond/source-benchmark.js';
+import { cheaperSource, compareRecordSources, type SourceBenchmarkResult } from './kdamond-sources.js';
 import { DEFAULT_RECORD_SOURCE } from '../agent/kdamond/record-source.js';
 import { PageIdleOperations } from '../agent/ops/page-idle.js';
 import { WorkloadProcess } from '../test/guest/workload-process.js';

@@ -94,7 +94,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
       '"ratio per aggregation" divides each side\'s CPU by the aggregations it completed: where the engine cannot keep up with 5 ms sampling under emulation it samples less, which the plain ratio hides.',
       `Under QEMU's software emulation on ${cpus().length} shared host cores: absolute times are many times a real machine's, and the ratios need not carry over to real hardware as they are.`,
       'Where "engine aggr" falls well below "kdamond aggr" the engine used a whole emulated CPU and still could not sample every 5 ms: its plain ratio is then capped by the window, and the per-aggregation ratio is the one to read.',
-      `Record sources: the source with the least CPU (collector + kdamond) per delivered aggregation wins (cheaperSource in agent/kdamond/source-benchmark.ts); the default is ${rep.defaultRecordSource}.`,
+      `Record sources: the source with the least CPU (collector + kdamond) per delivered aggregation wins (cheaperSource in bench/kdamond-sources.ts); the default is ${rep.defaultRecordSource}.`,
     ],
     data: rep,
   };

@@ -12,7 +12,7 @@ import { PAGE_SIZE } from '../agent/engine/region.js';
 import { SyntheticOperations } from '../agent/ops/synthetic.js';
 import { parseWorkload, type Workload } from '../agent/ops/synthetic-workload.js';
 import { presetWorkload } from '../agent/ops/synthetic-presets.js';
-import { seededRandom } from '../agent/ops/seeded-random.js';
+import { seededRandom } from '../test/support/seeded-random.js';
 import { cpuUs, median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
 const GiB = 2 ** 30;

@@ -33,7 +33,7 @@ import type { OpsContext } from '../agent/engine/operations.js';
 import { newRegion, PAGE_SIZE, type Region, type Target } from '../agent/engine/region.js';
 import { ArmedPages, loadNativeAccess, type AccessFiles, type AccessStats, type NativeAccess } from '../agent/ops/native.js';
 import { PageIdleOperations } from '../agent/ops/page-idle.js';
-import { seededRandom } from '../agent/ops/seeded-random.js';
+import { seededRandom } from '../test/support/seeded-random.js';
 import { cpuUs, median, type BenchContext, type BenchResult, type BenchTable, type Benchmark } from './benchmark.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -24,12 +24,12 @@
 // ListSessions (3 MiB pages), Agent.GetState (1 MiB pages); a heartbeat carries a digest.
 import * as grpc from '@grpc/grpc-js';
 import { isAbsolute, posix } from 'node:path';
-import { AttributeError, DEFAULT_ATTRS, validateAttributes, type Attributes } from '../agent/engine/attrs.js';
+import { AttributeError, DEFAULT_ATTRS, MAX_ACCESS_BP, maxNrAccesses, validateAttributes, type Attributes, type IntervalsGoal } from '../agent/engine/attrs.js';
 import { PRESET_NAMES, resolveWorkload } from '../agent/ops/synthetic-presets.js';
 import { RpcError } from './grpc-server.js';
 import { excerpt, quoted } from './log.js';
 import { HOST_RE, SESSION_ID_RE } from './subjects.js';
-import type { Attributes as ProtoAttributes } from '../gen/damon/v1/damon.js';
+import type { Attributes as ProtoAttributes, IntervalsGoal as ProtoIntervalsGoal } from '../gen/damon/v1/damon.js';
 
 // ---- limits ---------------------------------------------------------------------------
 
@@ -50,6 +50,8 @@ export const MAX_NR_REGIONS = 20_000;
 export const MAX_INTERVAL_US = 86_400_000_000;
 /** Most components a result path may have, the file name included. */
 export const MAX_RESULT_PATH_DEPTH = 16;
+/** Most aggregations between two intervals adjustments of an intervals goal. */
+export const MAX_INTERVALS_GOAL_AGGRS = 10_000;
 /** Most bytes (UTF-8) a result path may have. */
 export const MAX_RESULT_PATH_BYTES = 1024;
 /** Most bytes one result path component may have (NAME_MAX). */
@@ -272,6 +274,42 @@ function bounded(field: NumberField, v: bigint): number {
   return Number(v);
 }
 
+/** Largest value of each intervals goal number; what else binds them is DAMON's (engine/attrs.ts). */
+const GOAL_BOUNDS = {
+  access_bp: MAX_ACCESS_BP,
+  aggrs: MAX_INTERVALS_GOAL_AGGRS,
+  min_sample_us: MAX_INTERVAL_US,
+  max_sample_us: MAX_INTERVAL_US,
+} as const;
+
+function boundedGoal(field: keyof typeof GOAL_BOUNDS, v: bigint | number): number {
+  const max = GOAL_BOUNDS[field];
+  if (BigInt(v) > BigInt(max)) fail(`intervals_goal.${field}`, `too large: at most ${max}, got ${excerpt(v.toString(), 24)}`);
+  return Number(v);
+}
+
+function goalFromMessage(g: ProtoIntervalsGoal): IntervalsGoal {
+  return {
+    accessBp: boundedGoal('access_bp', g.accessBp),
+    aggrs: boundedGoal('aggrs', g.aggrs),
+    minSampleUs: boundedGoal('min_sample_us', g.minSampleUs),
+    maxSampleUs: boundedGoal('max_sample_us', g.maxSampleUs),
+  };
+}
+
+/** The tuned aggregation interval (max_sample_us times the samples of one) stays within MAX_INTERVAL_US. */
+function checkTunedBound(a: Attributes): void {
+  const g = a.intervalsGoal;
+  if (!g) return;
+  const samples = maxNrAccesses(a);
+  if (g.maxSampleUs * samples > MAX_INTERVAL_US) {
+    fail(
+      'intervals_goal.max_sample_us',
+      `too large for ${samples} samples an aggregation: the tuned aggregation interval would reach ${g.maxSampleUs * samples} us (at most ${MAX_INTERVAL_US})`,
+    );
+  }
+}
+
 /** DAMON's relations between the numbers (engine/attrs.ts), as a SchemaError. */
 function damonRules(partial: Partial<Attributes>): Attributes {
   try {
@@ -338,7 +376,10 @@ export function attrsFromMessage(m: ProtoAttributes | undefined): SessionAttrs {
   for (const field of TEXT_FIELDS) {
     if (values[field] !== 0n) (partial as Record<string, number>)[ATTR_KEYS[field]] = bounded(field, values[field]);
   }
-  return sessionAttrs(damonRules(partial), m.resultFormat);
+  if (m.intervalsGoal !== undefined) partial.intervalsGoal = goalFromMessage(m.intervalsGoal);
+  const a = damonRules(partial);
+  checkTunedBound(a);
+  return sessionAttrs(a, m.resultFormat);
 }
 
 /** Attributes from DAMON's text form, with the result format kept from elsewhere. */
@@ -356,6 +397,14 @@ export function toProtoAttrs(a: SessionAttrs): ProtoAttributes {
     maxNrRegions: a.maxNrRegions,
     resultFile: a.resultFile,
     resultFormat: a.resultFormat,
+    intervalsGoal: a.intervalsGoal
+      ? {
+          accessBp: a.intervalsGoal.accessBp,
+          aggrs: a.intervalsGoal.aggrs,
+          minSampleUs: BigInt(a.intervalsGoal.minSampleUs),
+          maxSampleUs: BigInt(a.intervalsGoal.maxSampleUs),
+        }
+      : undefined,
   };
 }
 

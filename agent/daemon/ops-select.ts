@@ -5,10 +5,14 @@
 //
 // kdamond is the kernel's own DAMON driven through its sysfs interface (agent/kdamond/):
 // a whole monitoring context of its own rather than Operations for the engine, so a choice
-// says which engine runs the session. The probe is read-only: it writes nothing under
-// /sys/kernel/mm/damon, which on most hosts belongs to the machine.
+// says which engine runs the session; either way it makes a Monitor (engine/monitor.ts).
+// The probe is read-only: it writes nothing under /sys/kernel/mm/damon, which on most
+// hosts belongs to the machine.
 import type { Attributes } from '../engine/attrs.js';
+import { DamonContext } from '../engine/context.js';
+import type { Monitor } from '../engine/monitor.js';
 import type { Operations } from '../engine/operations.js';
+import type { Target } from '../engine/region.js';
 import { KdamondContext } from '../kdamond/kdamond-context.js';
 import type { KdamondProbe } from '../kdamond/probe.js';
 import { PageIdleOperations, type PageIdleProbe } from '../ops/page-idle.js';
@@ -67,20 +71,30 @@ export function probeHostOperations(o: ProbeHostOptions = {}): HostOperations {
   };
 }
 
-/** Operations for the project's engine (agent/engine/context.ts). */
-export interface EngineChoice {
+/** Whether a target's process still lives, as the session's process watch sees it. */
+export type TargetAlive = (pid: number) => boolean;
+
+/** An engine for a session's targets on this host. */
+interface MonitorChoice {
   ok: true;
-  engine: 'damon';
   name: string;
+  /**
+   * The engine over `pids`. The project's engine also ends a target once `alive` says its
+   * process is gone; the kdamond context watches the processes in /proc itself.
+   */
+  createMonitor(pids: number[], attrs: Attributes, alive: TargetAlive): Monitor;
+}
+
+/** Operations for the project's engine (agent/engine/context.ts). */
+export interface EngineChoice extends MonitorChoice {
+  engine: 'damon';
   create(pids: readonly number[]): Operations;
 }
 
 /** The kernel's DAMON as the engine. */
-export interface KdamondChoice {
-  ok: true;
+export interface KdamondChoice extends MonitorChoice {
   engine: 'kdamond';
   name: 'kdamond';
-  createContext(pids: number[], attrs: Attributes): KdamondContext;
   /**
    * For a session that left the operations to the agent: what to run instead when the
    * kernel's DAMON turns out to be taken at start (another session of this agent, or
@@ -99,6 +113,31 @@ export function workloadForPids(w: Workload, pids: readonly number[]): Workload 
   return { ...w, targets: pids.map((pid, i) => ({ ...w.targets[i % w.targets.length], id: pid })) };
 }
 
+/** Operations whose targets also end when the watched process exits. */
+function withProcessLiveness(inner: Operations, alive: TargetAlive): Operations {
+  return {
+    name: inner.name,
+    init: (ctx) => inner.init(ctx),
+    update: (ctx) => inner.update(ctx),
+    prepareAccessChecks: (ctx) => inner.prepareAccessChecks(ctx),
+    checkAccesses: (ctx) => inner.checkAccesses(ctx),
+    targetValid: (t: Target) => alive(t.id) && inner.targetValid(t),
+    cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
+  };
+}
+
+/** The project's engine over the operations `create` makes. */
+function engineChoice(name: string, create: (pids: readonly number[]) => Operations): EngineChoice {
+  return {
+    ok: true,
+    engine: 'damon',
+    name,
+    create,
+    createMonitor: (pids, attrs, alive) =>
+      new DamonContext({ attrs, targetIds: pids, ops: withProcessLiveness(create(pids), alive) }),
+  };
+}
+
 export function chooseOperations(spec: RunSpec, host: HostOperations): OpsChoice {
   const wanted = spec.operations;
   if (wanted === 'synthetic') {
@@ -108,16 +147,14 @@ export function chooseOperations(spec: RunSpec, host: HostOperations): OpsChoice
     } catch (err) {
       return { ok: false, message: (err as Error).message };
     }
-    return { ok: true, engine: 'damon', name: 'synthetic', create: (pids) => new SyntheticOperations(workloadForPids(workload, pids)) };
+    return engineChoice('synthetic', (pids) => new SyntheticOperations(workloadForPids(workload, pids)));
   }
-  const pageIdle: EngineChoice | undefined = host.pageIdle.usable
-    ? { ok: true, engine: 'damon', name: 'page_idle', create: () => host.createPageIdle() }
-    : undefined;
+  const pageIdle = host.pageIdle.usable ? engineChoice('page_idle', () => host.createPageIdle()) : undefined;
   const kdamond = (fallback?: EngineChoice): KdamondChoice => ({
     ok: true,
     engine: 'kdamond',
     name: 'kdamond',
-    createContext: (pids, attrs) => host.createKdamond(pids, attrs),
+    createMonitor: (pids, attrs) => host.createKdamond(pids, attrs),
     ...(fallback ? { fallback } : {}),
   });
   const pageIdleMissing = `page_idle unavailable: ${host.pageIdle.missing.join('; ')}`;

@@ -28,6 +28,7 @@ export function toProtoHeader(rec: EngineRecord, origin: RecordOrigin): Aggregat
     agentInstance: origin.agentInstance,
     droppedBefore: 0n,
     packed: undefined,
+    ...(rec.samplingUs !== undefined && { samplingIntervalUs: BigInt(rec.samplingUs) }),
   };
 }
 

@@ -10,12 +10,11 @@
 // fails every target still running, with the error's message.
 //
 // The engine is the project's (DamonContext with the chosen operations) or the kernel's
-// own DAMON (KdamondContext): both emit the same events. A session that left the choice
-// to the agent and finds the kernel's DAMON taken at start runs on page_idle instead.
-import { DamonContext, type StopReason } from '../engine/context.js';
-import type { KdamondContext } from '../kdamond/kdamond-context.js';
-import { OperationsUnavailableError, TargetError, type Operations } from '../engine/operations.js';
-import type { Target } from '../engine/region.js';
+// own DAMON (KdamondContext), driven only through the Monitor contract (engine/monitor.ts).
+// A session that left the choice to the agent and finds the kernel's DAMON taken at start
+// runs on page_idle instead.
+import type { Monitor, StopReason } from '../engine/monitor.js';
+import { OperationsUnavailableError, TargetError } from '../engine/operations.js';
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
 import { openResultWriter } from '../records/result-writer.js';
 import type { ResultWriter } from '../records/result-format.js';
@@ -53,21 +52,6 @@ interface TargetView {
   message: string;
 }
 
-/** Operations whose targets also end when the watched process exits. */
-function withProcessLiveness(inner: Operations, alive: (pid: number) => boolean): Operations {
-  return {
-    name: inner.name,
-    init: (ctx) => inner.init(ctx),
-    update: (ctx) => inner.update(ctx),
-    prepareAccessChecks: (ctx) => inner.prepareAccessChecks(ctx),
-    checkAccesses: (ctx) => inner.checkAccesses(ctx),
-    targetValid: (t: Target) => alive(t.id) && inner.targetValid(t),
-    cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
-  };
-}
-
-type Monitor = DamonContext | KdamondContext;
-
 export class SessionRunner {
   private readonly targets = new Map<number, TargetView>();
   private readonly log: Logger;
@@ -83,6 +67,8 @@ export class SessionRunner {
   private published = 0n;
   private stopping = false;
   private drift = { samplingMeanUs: 0, aggregationMeanUs: 0 };
+  /** The engine's intervals when last seen (kept once it stopped). */
+  private intervals = { samplingUs: 0, aggregationUs: 0 };
 
   constructor(
     readonly spec: RunSpec,
@@ -157,6 +143,7 @@ export class SessionRunner {
       const d = this.ctx.drift();
       if (d.sampling.count > 0) this.drift.samplingMeanUs = d.sampling.meanUs;
       if (d.aggregation.count > 0) this.drift.aggregationMeanUs = d.aggregation.meanUs;
+      this.intervals = this.ctx.intervals();
     }
     const targets: ObservedTarget[] = [...this.targets].map(([pid, t]) => ({ pid, ...t }));
     return {
@@ -167,6 +154,8 @@ export class SessionRunner {
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
       recordsPublished: this.published,
+      samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
+      aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
     };
   }
 
@@ -176,11 +165,7 @@ export class SessionRunner {
     const choice = this.choice!;
     let ctx: Monitor;
     try {
-      if (choice.engine === 'kdamond') ctx = choice.createContext(pids, this.spec.attrs);
-      else {
-        const ops = withProcessLiveness(choice.create(pids), (pid) => this.watch.isWatched(pid));
-        ctx = new DamonContext({ attrs: this.spec.attrs, targetIds: pids, ops });
-      }
+      ctx = choice.createMonitor(pids, this.spec.attrs, (pid) => this.watch.isWatched(pid));
     } catch (err) {
       this.failActive(errorMessage(err));
       return;
@@ -190,9 +175,8 @@ export class SessionRunner {
     ctx.on('targetExited', (pid) => this.engineExit(pid));
     ctx.on('stopped', (reason, err) => this.engineStopped(ctx, reason, err));
     for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_RUNNING, '');
-    // A kdamond context reports a failed start through 'stopped' as well.
-    if (ctx instanceof DamonContext) ctx.start();
-    else void ctx.start();
+    // A failed start is reported through 'stopped'.
+    void ctx.start();
   }
 
   /**
@@ -202,7 +186,7 @@ export class SessionRunner {
   private tryFallback(ctx: Monitor, err: Error): boolean {
     const choice = this.choice;
     if (choice?.engine !== 'kdamond' || !choice.fallback || this.stopping) return false;
-    if (!(err instanceof OperationsUnavailableError) || (ctx as KdamondContext).kdamondPid !== undefined) return false;
+    if (!(err instanceof OperationsUnavailableError) || ctx.started) return false;
     const pids = this.activePids();
     if (pids.length === 0) return false;
     this.log.warn(`${err.message}; running on ${choice.fallback.name} instead`);

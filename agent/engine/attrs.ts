@@ -1,6 +1,21 @@
 // Monitoring attributes, their defaults and DAMON's rules between them. Their text form
 // and the bounds a session puts on them are in common/session-schema.ts.
 
+/**
+ * Intervals auto-tuning (Linux 6.15's damon_intervals_goal): every `aggrs` aggregations
+ * the sampling interval is scaled so that the observed access events come to `accessBp`
+ * basis points of the most possible, within [minSampleUs, maxSampleUs]; the aggregation
+ * interval keeps its ratio to it (intervals-tuning.ts).
+ */
+export interface IntervalsGoal {
+  /** Target ratio of observed access events to the most possible, in 1/10000 (1..10000). */
+  accessBp: number;
+  /** Aggregations between two adjustments (>= 1). */
+  aggrs: number;
+  minSampleUs: number;
+  maxSampleUs: number;
+}
+
 export interface Attributes {
   samplingUs: number;
   aggregationUs: number;
@@ -10,6 +25,8 @@ export interface Attributes {
   maxNrRegions: number;
   /** Result file path; empty for none. */
   resultFile: string;
+  /** Intervals auto-tuning; null or absent (default) keeps the intervals as set. */
+  intervalsGoal?: IntervalsGoal | null;
 }
 
 export const DEFAULT_ATTRS: Readonly<Attributes> = Object.freeze({
@@ -19,7 +36,11 @@ export const DEFAULT_ATTRS: Readonly<Attributes> = Object.freeze({
   minNrRegions: 10,
   maxNrRegions: 1000,
   resultFile: '',
+  intervalsGoal: null,
 });
+
+/** Most basis points: 10000 = every possible access event observed. */
+export const MAX_ACCESS_BP = 10_000;
 
 /** A bad attribute value; `field` names it the way users write it. */
 export class AttributeError extends Error {
@@ -66,5 +87,21 @@ export function validateAttributes(partial: Partial<Attributes>): Attributes {
   if (typeof a.resultFile !== 'string' || a.resultFile.includes('\0')) {
     throw new AttributeError('result_file', 'must be a path without NUL bytes');
   }
+  if (a.intervalsGoal !== null && a.intervalsGoal !== undefined) a.intervalsGoal = validateIntervalsGoal(a.intervalsGoal);
+  else a.intervalsGoal = null;
   return a;
+}
+
+/** A checked copy of an intervals goal, or AttributeError naming the field. */
+export function validateIntervalsGoal(g: IntervalsGoal): IntervalsGoal {
+  const f = (name: string) => `intervals_goal.${name}`;
+  positiveInt(f('access_bp'), g.accessBp);
+  if (g.accessBp > MAX_ACCESS_BP) throw new AttributeError(f('access_bp'), `must be at most ${MAX_ACCESS_BP} (all access events), got ${g.accessBp}`);
+  positiveInt(f('aggrs'), g.aggrs);
+  positiveInt(f('min_sample_us'), g.minSampleUs);
+  positiveInt(f('max_sample_us'), g.maxSampleUs);
+  if (g.maxSampleUs < g.minSampleUs) {
+    throw new AttributeError(f('max_sample_us'), `must be at least min_sample_us (${g.maxSampleUs} < ${g.minSampleUs})`);
+  }
+  return { accessBp: g.accessBp, aggrs: g.aggrs, minSampleUs: g.minSampleUs, maxSampleUs: g.maxSampleUs };
 }

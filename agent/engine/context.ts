@@ -7,15 +7,17 @@
 //   ctx.on('targetExited', (targetId: number) => ...)
 //   ctx.on('stopped', (reason: 'off' | 'no-targets' | 'error', error?: Error) => ...)  // exactly once
 //   ctx.step() / ctx.runFor(us)     // sampling intervals back to back, in virtual time
-//   ctx.start() / await ctx.stop()  // the real-time loop on timers
+//   ctx.start() / await ctx.stop()  // the real-time loop on timers (the Monitor contract, monitor.ts)
 //   ctx.drift()                     // real interval lengths measured by the real-time loop
+//   ctx.intervals()                 // the sampling/aggregation intervals now (tuned by attrs.intervalsGoal)
 //
 // One step is one sampling interval: check accesses; at an aggregation boundary merge,
 // report, reset and split; at an update boundary drop exited targets and let the
 // operations update the regions; then prepare the next checks. Boundaries are counted in
 // sampling intervals, as in the kernel, so an aggregation always holds exactly
 // maxNrAccesses(attrs) samples. The split is the kernel's rule or, by default, the refined
-// one (adjust-refined.ts says why); everything else is the kernel's.
+// one (adjust-refined.ts says why); everything else is the kernel's. With an intervals
+// goal the sampling interval is tuned every goal.aggrs aggregations (intervals-tuning.ts).
 import { EventEmitter } from 'node:events';
 import { maxNrAccesses, validateAttributes, type Attributes } from './attrs.js';
 import { TargetError, type Operations, type OpsContext } from './operations.js';
@@ -24,17 +26,19 @@ import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
+import { tuneSamplingUs } from './intervals-tuning.js';
 import type { AggregationRecord } from '../records/record.js';
-import { StatsWindow, type IntervalStats } from './stats-window.js';
+import { StatsWindow } from './stats-window.js';
+import type { DriftStats, Intervals, Monitor, MonitorEvents, StopReason } from './monitor.js';
 
 export { DRIFT_WINDOW, type IntervalStats } from './stats-window.js';
+export type { DriftStats, StopReason } from './monitor.js';
 
 /** Record timestamps of a virtual-clock context count from here: 2024-01-01T00:00:00Z. */
 export const VIRTUAL_EPOCH_NS = 1_704_067_200_000_000_000n;
 
 
 export type ClockKind = 'real' | 'virtual';
-export type StopReason = 'off' | 'no-targets' | 'error';
 
 export interface DamonContextOptions {
   /** Checked with validateAttributes; a bad value throws AttributeError. */
@@ -64,25 +68,6 @@ export interface DamonContextOptions {
 export type AdjustMode = 'kernel' | 'refined';
 export const ADJUST_MODES: readonly AdjustMode[] = ['kernel', 'refined'];
 
-export interface DamonContextEvents {
-  aggregate: [record: AggregationRecord];
-  targetExited: [targetId: number];
-  stopped: [reason: StopReason, error?: Error];
-}
-
-export interface DriftStats {
-  /** Real time between the starts of consecutive sampling steps. */
-  sampling: IntervalStats;
-  /** Real time between consecutive aggregations (the first from start()); configuredUs is aggregationUs. */
-  aggregation: IntervalStats;
-  /** Wall time one step took. */
-  stepWallUs: IntervalStats;
-  /** Process CPU time (all threads, from process.cpuUsage) during one step. */
-  stepCpuUs: IntervalStats;
-  /** Sampling slots skipped because the loop was more than one interval late. */
-  missedSamples: number;
-}
-
 /** Monotonic time in microseconds (fractional). */
 function hrUs(): number {
   return Number(process.hrtime.bigint()) / 1000;
@@ -97,7 +82,7 @@ type State = 'new' | 'running' | 'stopped';
  * an operations call that throws TargetError for a target that targetValid() now
  * reports gone removes that target ('targetExited') instead.
  */
-export class DamonContext extends EventEmitter<DamonContextEvents> implements OpsContext {
+export class DamonContext extends EventEmitter<MonitorEvents> implements OpsContext, Monitor {
   readonly attrs: Attributes;
   readonly ops: Operations;
   readonly clock: ClockKind;
@@ -107,15 +92,19 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
 
   private state: State = 'new';
   private initialized = false;
+  private initDone = false;
   private inStep = false;
   private stopRequested = false;
   private stopWaiters: (() => void)[] = [];
 
   private readonly samplesPerAggregation: number;
-  private readonly samplesPerUpdate: number;
+  private samplesPerUpdate: number;
+  /** The sampling interval now: attrs.samplingUs, or as the intervals goal tuned it. */
+  private samplingUs: number;
   private _passedSamples = 0;
   private nextAggregationSample: number;
   private nextUpdateSample: number;
+  private nextTuneSample: number;
   private szLimit = PAGE_SIZE;
   /** Total regions at the last split; per context (the kernel's is one static for all). */
   private lastSplitNrRegions = 0;
@@ -130,6 +119,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   private looping = false;
   private timer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | undefined;
   private loopOriginUs = 0;
+  private loopSlot = 0;
   private lastStepStartUs = -1;
   private lastAggregationUs = -1;
   private missedSamples = 0;
@@ -161,9 +151,11 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     if (!ADJUST_MODES.includes(adjust)) throw new RangeError(`adjust: must be 'kernel' or 'refined', got ${String(adjust)}`);
     this.adjust = adjust;
     this.samplesPerAggregation = maxNrAccesses(this.attrs);
-    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.attrs.samplingUs));
+    this.samplingUs = this.attrs.samplingUs;
+    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.samplingUs));
     this.nextAggregationSample = this.samplesPerAggregation;
     this.nextUpdateSample = this.samplesPerUpdate;
+    this.nextTuneSample = this.samplesPerAggregation * (this.attrs.intervalsGoal?.aggrs ?? 0);
     // Anchored below the millisecond: Date.now() would put every record time up to 1 ms early.
     this.hrOriginNs = process.hrtime.bigint();
     this.wallOriginNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -199,6 +191,16 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     return this.state !== 'stopped';
   }
 
+  /** The intervals the loop runs with now (tuned when attrs.intervalsGoal is set). */
+  intervals(): Intervals {
+    return { samplingUs: this.samplingUs, aggregationUs: this.samplingUs * this.samplesPerAggregation };
+  }
+
+  /** True once ops.init and the first prepareAccessChecks succeeded. */
+  get started(): boolean {
+    return this.initDone;
+  }
+
   /** Record time (ns since the Unix epoch) of the current moment. */
   private nowNs(): bigint {
     if (this.clock === 'virtual') return VIRTUAL_EPOCH_NS + BigInt(Math.round(this.virtualUs * 1000));
@@ -210,7 +212,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   /**
    * Runs one sampling interval at once, without waiting (the first call also runs
    * ops.init and the first prepareAccessChecks). With the virtual clock, time advances by
-   * samplingUs. Returns whether the context still runs afterwards.
+   * the sampling interval. Returns whether the context still runs afterwards.
    */
   step(): boolean {
     if (this.state === 'stopped') return false;
@@ -222,14 +224,19 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   }
 
   /**
-   * Steps through `us` microseconds of sampling intervals (floor(us / samplingUs) steps),
-   * stopping early if the context stops. Returns the number of steps run.
+   * Steps through `us` microseconds of sampling intervals (as many whole intervals as fit,
+   * at the sampling interval of each step), stopping early if the context stops. Returns
+   * the number of steps run.
    */
   runFor(us: number): number {
     if (!Number.isFinite(us) || us < 0) throw new RangeError(`runFor: duration must be a non-negative number of microseconds, got ${us}`);
-    const steps = Math.floor(us / this.attrs.samplingUs);
+    let left = us;
     let done = 0;
-    while (done < steps && this.step()) done++;
+    while (left >= this.samplingUs && this.running) {
+      left -= this.samplingUs;
+      if (!this.step()) break;
+      done++;
+    }
     return done;
   }
 
@@ -240,18 +247,20 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
    * keeps serving other work between steps. Deadlines follow the ideal schedule
    * start + k * samplingUs, so timer lateness does not accumulate; when a step is more
    * than one interval late, the missed slots are skipped (counted in drift()) rather than
-   * run back to back. Throws if the context already stopped or runs its loop.
+   * run back to back. Throws at once if the context already stopped or runs its loop;
+   * resolves whether the loop runs (false: init failed, and 'stopped' said why).
    */
-  start(): void {
+  start(): Promise<boolean> {
     if (this.state === 'stopped') throw new Error('start(): the context has stopped');
     if (this.looping) throw new Error('start(): already started');
     if (this.inStep) throw new Error('start(): called from inside a step');
     this.looping = true;
-    if (this.state === 'new' && !this.initialize()) return;
+    if (this.state === 'new' && !this.initialize()) return Promise.resolve(false);
     // The schedule starts after init and the first prepareAccessChecks, however long they took.
     this.loopOriginUs = hrUs();
     this.lastAggregationUs = this.loopOriginUs;
     this.schedule(1);
+    return Promise.resolve(true);
   }
 
   /**
@@ -269,11 +278,13 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
 
   /** Real-time loop measurements; see DriftStats. */
   drift(): DriftStats {
+    const now = this.intervals();
+    const tuned = (this.attrs.intervalsGoal ?? null) !== null;
     return {
-      sampling: this.samplingWindow.stats(this.attrs.samplingUs),
+      sampling: this.samplingWindow.stats(now.samplingUs),
       // The configured value, although aggregations come every floor(aggregationUs /
       // samplingUs) samples, as in the kernel: a remainder shows up as drift.
-      aggregation: this.aggregationWindow.stats(this.attrs.aggregationUs),
+      aggregation: this.aggregationWindow.stats(tuned ? now.aggregationUs : this.attrs.aggregationUs),
       stepWallUs: this.stepWallWindow.stats(0),
       stepCpuUs: this.stepCpuWindow.stats(0),
       missedSamples: this.missedSamples,
@@ -281,7 +292,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
   }
 
   private schedule(slot: number): void {
-    const deadline = this.loopOriginUs + slot * this.attrs.samplingUs;
+    const deadline = this.loopOriginUs + slot * this.samplingUs;
     const wait = deadline - hrUs();
     // Timers have millisecond granularity: sleep while more than half a millisecond is
     // left, run the step once less is, so a step is at most ~0.5 ms early.
@@ -299,6 +310,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     if (this.lastStepStartUs >= 0) this.samplingWindow.add(startUs - this.lastStepStartUs);
     this.lastStepStartUs = startUs;
     const cpu0 = process.cpuUsage();
+    this.loopSlot = slot;
     this.runStep();
     const cpu = process.cpuUsage(cpu0);
     const endUs = hrUs();
@@ -313,7 +325,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     // a late step that ran the next one at once would check an almost empty window and
     // under-count accesses (the kernel always sleeps a whole interval). Slots it skips for
     // that are counted as missed; the schedule stays on the ideal grid.
-    const earliest = Math.ceil((endUs - this.loopOriginUs + this.attrs.samplingUs / 2) / this.attrs.samplingUs);
+    const earliest = Math.ceil((endUs - this.loopOriginUs + this.samplingUs / 2) / this.samplingUs);
     const next = Math.max(slot + 1, earliest);
     this.missedSamples += next - slot - 1;
     this.schedule(next);
@@ -332,6 +344,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
       this.szLimit = regionSizeLimit(this._targets.map((t) => t.regions), this.attrs.minNrRegions);
       this.aggregationStartNs = this.nowNs();
       this.withExits(() => this.ops.prepareAccessChecks(this));
+      this.initDone = true;
     } catch (e) {
       this.inStep = false;
       this.finish('error', e);
@@ -348,7 +361,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     this.aggregatedInStep = false;
     try {
       this._passedSamples++;
-      this.virtualUs = this._passedSamples * this.attrs.samplingUs;
+      this.virtualUs += this.samplingUs;
       const maxSeen = this.checkAccesses();
       if (this._passedSamples >= this.nextAggregationSample) {
         this.nextAggregationSample += this.samplesPerAggregation;
@@ -404,6 +417,7 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
         startNs: this.aggregationStartNs,
         endNs,
         maxNrAccesses: maxNr,
+        samplingUs: this.samplingUs,
         regions: t.regions.map((r) => ({ start: r.start, end: r.end, nrAccesses: r.nrAccesses, age: r.age })),
       };
     });
@@ -411,6 +425,8 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
     // Linux 6.12 kdamond_fn: after_aggregation callbacks run after the merge and before
     // reset and split; so do listeners here, and records do not wait for the split.
     for (const rec of records) this.emit('aggregate', rec);
+    // Linux 6.15 kdamond_fn: intervals are tuned after the merge, before the reset.
+    this.tuneIntervals();
     let total = 0;
     for (const t of this._targets) {
       t.regions = resetAggregated(t.regions);
@@ -432,6 +448,28 @@ export class DamonContext extends EventEmitter<DamonContextEvents> implements Op
         this.lastSplitNrRegions = total;
       }
     }
+  }
+
+  /** Every intervalsGoal.aggrs aggregations, scales the sampling interval toward the goal. */
+  private tuneIntervals(): void {
+    const goal = this.attrs.intervalsGoal ?? null;
+    if (goal === null || this._passedSamples < this.nextTuneSample) return;
+    this.nextTuneSample += this.samplesPerAggregation * goal.aggrs;
+    const next = tuneSamplingUs(this._targets.map((t) => t.regions), this.samplesPerAggregation, this.samplingUs, goal);
+    if (next !== this.samplingUs) this.setSamplingUs(next);
+  }
+
+  /**
+   * Runs the next steps at `us`. The next update stays due at the same time (the kernel's
+   * damon_set_attrs restarts its countdown, which postpones it for ever when tuning comes
+   * more often); the real-time loop's grid keeps the current slot's deadline.
+   */
+  private setSamplingUs(us: number): void {
+    const updateLeftUs = (this.nextUpdateSample - this._passedSamples) * this.samplingUs;
+    this.nextUpdateSample = this._passedSamples + Math.max(1, Math.round(updateLeftUs / us));
+    this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / us));
+    if (this.looping) this.loopOriginUs += this.loopSlot * (this.samplingUs - us);
+    this.samplingUs = us;
   }
 
   private update(): void {

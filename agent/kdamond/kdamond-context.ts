@@ -3,7 +3,7 @@
 // turns what it reports into the same AggregationRecords, events and stop semantics as the
 // project's DamonContext, so the agent can run either.
 //
-// API (mirrors agent/engine/context.ts):
+// API (the Monitor contract of agent/engine/monitor.ts, plus):
 //   const ctx = new KdamondContext({ attrs, targetIds, sysfsRoot, tracefsRoot, ... });
 //   ctx.on('aggregate', (record) => ...)      // once per target per aggregation the source delivers
 //   ctx.on('targetExited', (pid) => ...)
@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { validateAttributes, maxNrAccesses, type Attributes } from '../engine/attrs.js';
-import type { DamonContextEvents, DriftStats, StopReason } from '../engine/context.js';
+import type { DriftStats, Intervals, Monitor, MonitorEvents, StopReason } from '../engine/monitor.js';
 import { OperationsUnavailableError } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
 import { probeProcess } from '../ops/process-stat.js';
@@ -105,7 +105,7 @@ function cpuUsOfTask(procRoot: string, pid: number): number | undefined {
   }
 }
 
-export class KdamondContext extends EventEmitter<DamonContextEvents> {
+export class KdamondContext extends EventEmitter<MonitorEvents> implements Monitor {
   readonly attrs: Attributes;
   readonly recordSource: RecordSourceName;
   readonly sysfsRoot: string;
@@ -136,6 +136,8 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
   private indexToPid: number[] = [];
   private readonly lastEndNs = new Map<number, bigint>();
   private _releaseReport: ReleaseReport | undefined;
+  /** The intervals the kernel runs with, as last read back (tuned by an intervals goal). */
+  private tuned: Intervals;
 
   // Measurements.
   private readonly aggregationWindow = new StatsWindow();
@@ -175,6 +177,7 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
     this.pollIntervalMs = poll;
     this.autoPoll = o.autoPoll ?? true;
     this.maxNr = maxNrAccesses(this.attrs);
+    this.tuned = { samplingUs: this.attrs.samplingUs, aggregationUs: this.attrs.aggregationUs };
 
     const hrOrigin = process.hrtime.bigint();
     const wallOrigin = BigInt(Date.now()) * 1_000_000n;
@@ -209,6 +212,11 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
   /** True until the context stopped. */
   get running(): boolean {
     return this.phase !== 'stopped';
+  }
+
+  /** True once our kdamond was turned on. */
+  get started(): boolean {
+    return this.kpid !== undefined;
   }
 
   /** The pids still monitored (DamonContext.targets holds Target objects; a kdamond's regions stay in the kernel). */
@@ -272,6 +280,15 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
       missedAggregations: this.missedAggregations,
       recordSource: this.recordSource,
     };
+  }
+
+  /**
+   * The intervals set; with an intervals goal, as the kernel tuned them when last polled.
+   * Records then leave their sampling interval unknown: the kernel may have tuned it
+   * between their aggregation and our read.
+   */
+  intervals(): Intervals {
+    return { ...this.tuned };
   }
 
   costs(): KdamondCosts {
@@ -392,6 +409,7 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
         if (this.source.name === 'tracepoint') recs = recs.concat(await this.source.collect());
       } else {
         this.sampleKdamondCpu();
+        if (this.attrs.intervalsGoal) await this.readTunedIntervals();
       }
       this.checkLiveness();
       await this.emitRecords(recs);
@@ -418,6 +436,15 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
       this.pollCpuWindow.add(cpu.user + cpu.system);
       this.pollWallWindow.add(hrUs() - t0);
       this.polls++;
+    }
+  }
+
+  private async readTunedIntervals(): Promise<void> {
+    try {
+      this.tuned = await this.driver!.tunedIntervals();
+    } catch (e) {
+      // Stopped since the status read: the next poll reports it.
+      if (!(await this.kdamondGone(e))) throw e;
     }
   }
 
@@ -469,6 +496,7 @@ export class KdamondContext extends EventEmitter<DamonContextEvents> {
         const startNs = contiguous ? prev : r.endNs - aggr;
         this.lastEndNs.set(pid, r.endNs);
         const rec: AggregationRecord = { targetId: pid, startNs, endNs: r.endNs, maxNrAccesses: this.maxNr, regions: r.regions };
+        if (!this.attrs.intervalsGoal) rec.samplingUs = this.attrs.samplingUs;
         this.records++;
         this.regions += r.regions.length;
         this.emit('aggregate', rec);

@@ -22,7 +22,7 @@
 // A window remains that the interface cannot close: another tool that writes nr_kdamonds
 // between our read of 0 and our write of 1 loses its fresh directories.
 import { OperationsUnavailableError } from '../engine/operations.js';
-import type { Attributes } from '../engine/attrs.js';
+import type { Attributes, IntervalsGoal } from '../engine/attrs.js';
 import { KernelFileError, type KernelFiles } from './kernel-files.js';
 
 /** The interface is in use by another user's kdamond (or directories we did not create). */
@@ -344,10 +344,25 @@ export class KdamondDriver {
     await this.set(`${c}/monitoring_attrs/intervals/sample_us`, attrs.samplingUs);
     await this.set(`${c}/monitoring_attrs/intervals/aggr_us`, attrs.aggregationUs);
     await this.set(`${c}/monitoring_attrs/intervals/update_us`, attrs.updateUs);
+    if (attrs.intervalsGoal) await this.configureIntervalsGoal(`${c}/monitoring_attrs/intervals/intervals_goal`, attrs.intervalsGoal);
     await this.set(`${c}/monitoring_attrs/nr_regions/min`, attrs.minNrRegions);
     await this.set(`${c}/monitoring_attrs/nr_regions/max`, attrs.maxNrRegions);
     await this.set(`${c}/targets/nr_targets`, pids.length);
     for (let i = 0; i < pids.length; i++) await this.set(`${c}/targets/${i}/pid_target`, pids[i]);
+  }
+
+  /** The intervals goal files (Linux 6.15+); a kernel without them says so before anything runs. */
+  private async configureIntervalsGoal(dir: string, goal: IntervalsGoal): Promise<void> {
+    if (!(await this.files.exists(this.resolve(dir)))) {
+      throw new OperationsUnavailableError(
+        'kdamond',
+        `intervals_goal is not supported by this kernel (no ${this.resolve(dir)}; Linux 6.15 added intervals auto-tuning)`,
+      );
+    }
+    await this.set(`${dir}/access_bp`, goal.accessBp);
+    await this.set(`${dir}/aggrs`, goal.aggrs);
+    await this.set(`${dir}/min_sample_us`, goal.minSampleUs);
+    await this.set(`${dir}/max_sample_us`, goal.maxSampleUs);
   }
 
   /** Writes "on" and returns the kdamond thread's pid. */
@@ -378,6 +393,23 @@ export class KdamondDriver {
     if (this.kpid === undefined) throw new Error(`kdamond ${this.index}: "${cmd}" before it was turned on`);
     await this.verify();
     await writeRetrying(this.files, this.resolve('state'), cmd);
+  }
+
+  /**
+   * The intervals as the kernel tuned them for an intervals goal (Linux 6.15+): the
+   * "update_tuned_intervals" command writes them into sample_us and aggr_us, which our
+   * ledger then holds as they read, since the change is our doing.
+   */
+  async tunedIntervals(): Promise<{ samplingUs: number; aggregationUs: number }> {
+    await this.command('update_tuned_intervals');
+    const read = async (name: string): Promise<number> => {
+      const path = this.resolve(`contexts/0/monitoring_attrs/intervals/${name}`);
+      const text = (await readRetrying(this.files, path)).trim();
+      const v = parseSysfsInt(text, path);
+      if (this.ledger.has(path)) this.ledger.set(path, text);
+      return v;
+    };
+    return { samplingUs: await read('sample_us'), aggregationUs: await read('aggr_us') };
   }
 
   /**

@@ -11,7 +11,7 @@
 // four sysfs file reads per region; and it yields at most one snapshot per update, so at
 // short aggregation intervals it misses aggregations. It needs no tracefs, though, which
 // is why it exists. Measured on the rig's Linux 6.12 guest (bench/guest-cpu.ts, which runs
-// source-benchmark.ts there, DAMON's default intervals, one 256 MiB target): tracepoint
+// bench/kdamond-sources.ts there, DAMON's default intervals, one 256 MiB target): tracepoint
 // cost 15 ms of collector CPU and 34 ms of kdamond CPU per aggregation and missed none;
 // tried_regions 310 ms and 107 ms, and delivered 12 of 46 aggregations. The default stays.
 import type { RegionRecord } from '../records/record.js';

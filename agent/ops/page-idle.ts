@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../engine/operations.js';
 import { isExitedState, parseProcStat } from './process-stat.js';
 import { PAGE_SIZE, type Region, type Target } from '../engine/region.js';
-import { initRegions, MappingError, setRegions, threeRegionsOfMaps } from '../engine/three-regions.js';
+import { MappingError, setRegions } from '../engine/set-regions.js';
+import { initRegions, threeRegionsOfMaps } from './vaddr-regions.js';
 import {
   ArmedPages,
   describeErrno,

@@ -10,7 +10,8 @@
 import type { Operations, OpsContext } from '../engine/operations.js';
 import { TargetError } from '../engine/operations.js';
 import { PAGE_SIZE, type Target } from '../engine/region.js';
-import { initRegions, setRegions, threeRegions, type AddressRange } from '../engine/three-regions.js';
+import { setRegions, type AddressRange } from '../engine/set-regions.js';
+import { initRegions, threeRegions } from './vaddr-regions.js';
 import {
   exitedAt, hotRanges, layoutAt, phaseAt, probabilityRuns, ProbabilityCursor,
   type ProbabilityRange, type Span, type Workload, type WorkloadTarget,

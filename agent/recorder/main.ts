@@ -2,7 +2,7 @@
 // show a live summary. Works without any controller, agent or NATS.
 import { parseArgs } from 'node:util';
 import { ADJUST_MODES, DamonContext, type AdjustMode, type StopReason } from '../engine/context.js';
-import { AttributeError, validateAttributes, type Attributes } from '../engine/attrs.js';
+import { AttributeError, validateAttributes, type Attributes, type IntervalsGoal } from '../engine/attrs.js';
 import { RESULT_FORMATS, SchemaError, parseAttrsText, resultFileFormat, type ResultFormatName } from '../../common/session-schema.js';
 import type { Operations } from '../engine/operations.js';
 import type { AggregationRecord } from '../records/record.js';
@@ -26,6 +26,10 @@ Monitors processes with DAMON's engine and writes one snapshot per aggregation i
                          min/max number of regions (default "5000 100000 1000000 10 1000")
   --sample D --aggr D --update D   the intervals as durations (5ms, 100ms, 1s)
   --min-nr-regions N --max-nr-regions N
+  --intervals-goal BP,AGGRS,MIN,MAX  tune the sampling interval every AGGRS aggregations so
+                         that BP basis points of the possible access events are seen,
+                         within MIN..MAX (durations); e.g. 400,3,1ms,100ms (Linux 6.15's
+                         intervals_goal)
   --ops NAME             page_idle (default; needs CONFIG_IDLE_PAGE_TRACKING and root) or
                          synthetic (a SIMULATED address space; for demos and tests)
   --workload W           with --ops synthetic: a preset (${PRESET_NAMES.join(', ')}) or a JSON file
@@ -50,6 +54,17 @@ interface RecordOptions {
 
 class UsageError extends Error {}
 
+function parseIntervalsGoal(v: string, int: (v: string, name: string) => number): IntervalsGoal {
+  const parts = v.split(',');
+  if (parts.length !== 4) throw new UsageError(`--intervals-goal: expected ACCESS_BP,AGGRS,MIN,MAX (e.g. 400,3,1ms,100ms), got "${v}"`);
+  return {
+    accessBp: int(parts[0], 'intervals-goal access_bp'),
+    aggrs: int(parts[1], 'intervals-goal aggrs'),
+    minSampleUs: parseDurationUs('--intervals-goal min', parts[2]),
+    maxSampleUs: parseDurationUs('--intervals-goal max', parts[3]),
+  };
+}
+
 function parseFormat(f: string | undefined): { format: ResultFormat | undefined; version: 0 | 2 | undefined } {
   if (f === undefined) return { format: undefined, version: undefined };
   if (!(RESULT_FORMATS as readonly string[]).includes(f)) {
@@ -71,6 +86,7 @@ function parseOptions(argv: string[]): RecordOptions {
       update: { type: 'string' },
       'min-nr-regions': { type: 'string' },
       'max-nr-regions': { type: 'string' },
+      'intervals-goal': { type: 'string' },
       ops: { type: 'string' },
       workload: { type: 'string' },
       duration: { type: 'string' },
@@ -94,6 +110,7 @@ function parseOptions(argv: string[]): RecordOptions {
     ...(values.update !== undefined && { updateUs: parseDurationUs('--update', values.update) }),
     ...(values['min-nr-regions'] !== undefined && { minNrRegions: int(values['min-nr-regions'], 'min-nr-regions') }),
     ...(values['max-nr-regions'] !== undefined && { maxNrRegions: int(values['max-nr-regions'], 'max-nr-regions') }),
+    ...(values['intervals-goal'] !== undefined && { intervalsGoal: parseIntervalsGoal(values['intervals-goal'], int) }),
   });
 
   const opsName = values.ops ?? 'page_idle';

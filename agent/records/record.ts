@@ -16,5 +16,7 @@ export interface AggregationRecord {
   endNs: bigint;
   /** aggregation interval / sampling interval: the largest nrAccesses possible. */
   maxNrAccesses: number;
+  /** The sampling interval the samples were taken at (tuned by an intervals goal); absent where unknown. */
+  samplingUs?: number;
   regions: RegionRecord[];
 }

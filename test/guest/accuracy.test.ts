@@ -3,7 +3,7 @@
 // with the page_idle operations and by the kernel's own DAMON (kdamond), both with DAMON's
 // default attributes (5 ms, 100 ms, 1 s, 10, 1000), with transparent huge pages on and off
 // (accuracy-run.ts runs in the guest; this file scores what it reports, with
-// agent/ops/phase-accuracy.ts, against the hot ranges the workload printed).
+// test/support/phase-accuracy.ts, against the hot ranges the workload printed).
 //
 // The bar, for the engine's default region adjustment ('refined'): first detection (the
 // aggregation at which regions at >= 50% of the maximum nr_accesses cover >= 99% of the hot
@@ -19,7 +19,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   compareHotSets, comparisonFailures, KERNEL_COMPARISON_BAR, scoreEngine, type EngineScore, type PhasedTruth,
-} from '../../agent/ops/phase-accuracy.js';
+} from '../support/phase-accuracy.js';
 import type { AccuracyCase, EngineRun, Part } from './accuracy-run.js';
 import { recordFromJson } from './record-json.js';
 import { runInGuest } from './rig.js';

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { frequentSpans } from '../../agent/ops/synthetic-accuracy.js';
+import { frequentSpans } from '../support/synthetic-accuracy.js';
 import { overlapBytes } from '../../agent/ops/synthetic-workload.js';
 import type { KdamondRunReport, LoggedOp, SourceRun } from './kdamond-run.js';
 import { recordFromJson } from './record-json.js';

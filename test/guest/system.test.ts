@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { frequentSpans } from '../../agent/ops/synthetic-accuracy.js';
+import { frequentSpans } from '../support/synthetic-accuracy.js';
 import { overlapBytes } from '../../agent/ops/synthetic-workload.js';
 import { recordFromJson } from './record-json.js';
 import { runInGuest } from './rig.js';

@@ -18,10 +18,10 @@ import { DamonContext } from '../../agent/engine/context.js';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
 import { SyntheticOperations } from '../../agent/ops/synthetic.js';
 import { presetWorkload } from '../../agent/ops/synthetic-presets.js';
-import { seededRandom } from '../../agent/ops/seeded-random.js';
+import { seededRandom } from '../support/seeded-random.js';
 import {
   meetsBar, PROJECT_ACCURACY_BAR, scoreAggregations, type ScoredAggregation,
-} from '../../agent/ops/synthetic-accuracy.js';
+} from '../support/synthetic-accuracy.js';
 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 /** Aggregations allowed to meet the bar, from the start and from the move. */

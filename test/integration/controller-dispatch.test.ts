@@ -350,7 +350,7 @@ describe('controller dispatch and reconcile', () => {
         const rec: AggregationRecord = {
           sessionId, host, pid, startTimeNs: 1000n * id, endTimeNs: 1000n * id + 999n, maxNrAccesses: 20,
           regions: [{ start: 0x1000n, end: 0x3000n, nrAccesses: 3, age: 1 }], operations: 'synthetic', sequence: id,
-          agentInstance: 'test-instance', droppedBefore: 0n, packed: undefined,
+          agentInstance: 'test-instance', droppedBefore: 0n, packed: undefined, samplingIntervalUs: undefined,
         };
         await jetStream(agentConns.get(host)!).publish(recordsSubject(sessionId, host, pid), encodeRecord(rec), { msgID: recordMsgId(rec) });
         return rec;

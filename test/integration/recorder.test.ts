@@ -88,10 +88,29 @@ test('a target that exits ends the recording, and the file stays readable', asyn
   assert.ok(file.snapshots.length >= 3 && file.snapshots.length <= 9, `${file.snapshots.length} snapshots`);
 });
 
+test('record --intervals-goal tunes the sampling interval, and the aggregations with it', async () => {
+  const out = join(dir, 'tuned.json');
+  const r = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--intervals-goal', '400,1,2ms,20ms', '--duration', '1500ms', '--out', out, '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const file = await readResultFile(out);
+  // hot5 shows more than 4% of the events at 5 ms, so the interval shrinks toward 2 ms; an
+  // aggregation keeps its 20 samples, so snapshots come faster than the 90 ms that 20
+  // samples of 5 ms take at the least (late timers only lengthen them).
+  const gapsMs = file.snapshots.slice(1).map((x, i) => Number(x.endNs - file.snapshots[i].endNs) / 1e6);
+  assert.ok(gapsMs.some((g) => g < 70), `snapshot gaps ${gapsMs.map((g) => g.toFixed(0)).join(', ')} ms`);
+});
+
 test('bad input: each a clear error and a non-zero exit', async () => {
   const bad = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--attrs', '5000 1000 1000000 10 1000']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /sampling_interval_us: must not exceed aggregation_interval_us/);
+
+  const badGoal = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--intervals-goal', '400,3,100ms,1ms']);
+  assert.equal(badGoal.code, 2);
+  assert.match(badGoal.stderr, /intervals_goal\.max_sample_us: must be at least min_sample_us \(1000 < 100000\)/);
+  const shortGoal = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--intervals-goal', '400,3']);
+  assert.equal(shortGoal.code, 2);
+  assert.match(shortGoal.stderr, /--intervals-goal: expected ACCESS_BP,AGGRS,MIN,MAX/);
 
   const fewRegions = await run(['record', '--ops', 'synthetic', '--workload', 'hot5', '--min-nr-regions', '2']);
   assert.equal(fewRegions.code, 2);

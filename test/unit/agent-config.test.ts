@@ -98,12 +98,14 @@ function spec(o: Partial<SessionSpec> = {}): SessionSpec {
 
 test('spec: unset attributes take the defaults; the key tells specs apart', () => {
   const s = parseSpec(spec());
-  assert.deepEqual(s.attrs, { samplingUs: 5000, aggregationUs: 100_000, updateUs: 1_000_000, minNrRegions: 10, maxNrRegions: 1000, resultFile: '' });
+  assert.deepEqual(s.attrs, { samplingUs: 5000, aggregationUs: 100_000, updateUs: 1_000_000, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', intervalsGoal: null });
   assert.equal(s.resultFormat, 'binary');
   assert.equal(parseSpec(spec()).key, s.key);
   assert.notEqual(parseSpec(spec({ generation: 4n })).key, s.key);
   assert.notEqual(parseSpec(spec({ pids: [10] })).key, s.key);
   assert.notEqual(parseSpec(spec({ operations: 'synthetic', syntheticWorkload: 'islands' })).key, s.key);
+  const goal = { accessBp: 400, aggrs: 3, minSampleUs: 1_000n, maxSampleUs: 100_000n };
+  assert.notEqual(parseSpec(spec({ attrs: { ...spec().attrs!, intervalsGoal: goal } })).key, s.key);
   assert.equal(parseSpec(spec({ attrs: { ...spec().attrs!, resultFormat: 'binary_v0' } })).resultFormat, 'binary_v0');
 });
 

@@ -16,7 +16,7 @@ import { parseSpec, type RunSpec } from '../../agent/daemon/spec.js';
 import type { Operations, OpsContext } from '../../agent/engine/operations.js';
 import { newRegion } from '../../agent/engine/region.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
-import { AggregationRecord, TargetState } from '../../gen/damon/v1/damon.js';
+import { AggregationRecord, TargetState, type IntervalsGoal } from '../../gen/damon/v1/damon.js';
 import type { RegionRecord } from '../../agent/records/record.js';
 import { FakeKernel } from './kdamond-fake-kernel.js';
 
@@ -84,7 +84,7 @@ function fake(): FakeKernel {
   return k;
 }
 
-function spec(operations: string, pids = PIDS): RunSpec {
+function spec(operations: string, pids = PIDS, intervalsGoal?: IntervalsGoal): RunSpec {
   return parseSpec({
     sessionId: 'k1',
     attrs: {
@@ -95,6 +95,7 @@ function spec(operations: string, pids = PIDS): RunSpec {
       maxNrRegions: 100,
       resultFile: '',
       resultFormat: '',
+      intervalsGoal,
     },
     pids,
     operations,
@@ -232,4 +233,38 @@ test('kdamond asked for by name and taken at start: every target FAILED saying s
     assert.equal(t.operations, 'kdamond');
     assert.match(t.message, /kdamond operations unavailable: .*is in use: nr_kdamonds is 1 \(kdamond 0: off\)/);
   }
+});
+
+const GOAL: IntervalsGoal = { accessBp: 400, aggrs: 3, minSampleUs: 1_000n, maxSampleUs: 100_000n };
+
+test('an intervals goal on a kernel without intervals_goal (6.12): kdamond by name fails saying so; by default page_idle runs it', async () => {
+  const k = fake();
+  const { runner: named } = runner(spec('kdamond', PIDS, GOAL), fakeHost(k, PAGE_IDLE_OK));
+  await named.start();
+  await until('the targets FAILED', () => named.observed().targets.every((t) => t.state === TargetState.TARGET_STATE_FAILED));
+  for (const t of named.observed().targets) assert.match(t.message, /kdamond operations unavailable: intervals_goal is not supported by this kernel/);
+  assert.equal(k.get('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds'), '0', 'the kdamond we had claimed is removed again');
+
+  const { runner: auto, published } = runner(spec('', PIDS, GOAL), fakeHost(k, PAGE_IDLE_OK));
+  await auto.start();
+  await until('page_idle records', () => published.length >= 2);
+  assert.ok(auto.observed().targets.every((t) => t.state === TargetState.TARGET_STATE_RUNNING && t.operations === 'page_idle'));
+});
+
+test('an intervals goal on a kernel with intervals_goal (6.15+) is handed to the kdamond', async () => {
+  const k = new FakeKernel({ intervalsGoal: true });
+  fakes.push(k);
+  for (const pid of PIDS) k.addProcess(pid);
+  k.autoAggregate(20, () => REGIONS);
+  const { runner: r, published } = runner(spec('kdamond', PIDS, GOAL), fakeHost(k, PAGE_IDLE_OK));
+  await r.start();
+  await until('kdamond records', () => published.length >= 2);
+  const g = 'sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/monitoring_attrs/intervals/intervals_goal';
+  assert.deepEqual(['access_bp', 'aggrs', 'min_sample_us', 'max_sample_us'].map((f) => k.get(`${g}/${f}`)), ['400', '3', '1000', '100000']);
+  assert.ok(published.every((x) => x.operations === 'kdamond' && x.samplingIntervalUs === undefined), 'when each record ran is the kernel\'s to know');
+  // The kernel tuned 5 ms / 50 ms to 2.5 ms / 50 ms (the fake's answer to update_tuned_intervals).
+  await until('the tuned intervals read back', () => r.observed().samplingIntervalUs === 2_500n);
+  assert.equal(r.observed().aggregationIntervalUs, 50_000n);
+  await r.stop();
+  assert.equal(k.get('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds'), '0', 'the tuned values are ours: the kdamond is still removed');
 });

@@ -12,7 +12,7 @@ import { RecordPublisher, type RecordSink } from '../../agent/daemon/publisher.j
 import { silentLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
 import type { HostOperations } from '../../agent/daemon/ops-select.js';
-import { TargetState } from '../../gen/damon/v1/damon.js';
+import { TargetState, type IntervalsGoal } from '../../gen/damon/v1/damon.js';
 
 const MiB = 2 ** 20;
 
@@ -61,11 +61,13 @@ function host(make: () => Operations): HostOperations {
   };
 }
 
-function setup(make: () => Operations) {
+function setup(make: () => Operations, intervalsGoal?: IntervalsGoal) {
   const subjects: string[] = [];
+  const payloads: Uint8Array[] = [];
   const sink: RecordSink = {
-    async publish(subject) {
+    async publish(subject, payload) {
       subjects.push(subject);
+      payloads.push(payload);
       return {};
     },
   };
@@ -80,6 +82,7 @@ function setup(make: () => Operations) {
       maxNrRegions: 100,
       resultFile: '',
       resultFormat: '',
+      intervalsGoal,
     },
     // Two live processes: this one and its parent.
     pids: [process.pid, process.ppid],
@@ -96,7 +99,7 @@ function setup(make: () => Operations) {
     onChange: () => changes++,
     log: silentLogger,
   });
-  return { runner, subjects, changes: () => changes };
+  return { runner, subjects, payloads, changes: () => changes };
 }
 
 const state = (runner: SessionRunner, pid: number) => runner.observed().targets.find((t) => t.pid === pid)!;
@@ -133,4 +136,22 @@ test('operations that become unavailable fail every running target with their me
     assert.equal(t.message, 'page_idle operations unavailable: PFNs in /proc/PID/pagemap read as zero');
   }
   await runner.stop();
+});
+
+test('with an intervals goal the session reports the intervals as tuned, in its observed state and in every record', async () => {
+  // Every sample is accessed: 100% of the events against a goal of 4%, so each adjustment
+  // halves the sampling interval until the lower bound: 5000, 2500, then 2000 us.
+  const { runner, payloads } = setup(() => new StandInOps({}), { accessBp: 400, aggrs: 1, minSampleUs: 2_000n, maxSampleUs: 10_000n });
+  await runner.start();
+  const deadline = Date.now() + 20_000;
+  const lastTuned = () => (payloads.length === 0 ? undefined : decodeRecord(payloads[payloads.length - 1]).samplingIntervalUs);
+  while (lastTuned() !== 2_000n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const o = runner.observed();
+  assert.equal(o.samplingIntervalUs, 2_000n);
+  assert.equal(o.aggregationIntervalUs, 20_000n, 'the aggregation interval keeps its 10 samples');
+  await runner.stop();
+  const tuned = payloads.map((p) => decodeRecord(p).samplingIntervalUs);
+  assert.equal(tuned[0], 5_000n, 'the first aggregation ran at the interval set');
+  assert.ok(tuned.includes(2_500n) && tuned[tuned.length - 1] === 2_000n, tuned.join(', '));
+  for (const p of payloads) assert.equal(decodeRecord(p).maxNrAccesses, 10);
 });

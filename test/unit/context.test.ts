@@ -6,7 +6,8 @@ import { PAGE_SIZE, type Target } from '../../agent/engine/region.js';
 import { AttributeError, type Attributes } from '../../agent/engine/attrs.js';
 import { TargetError, type Operations, type OpsContext } from '../../agent/engine/operations.js';
 import { DamonContext, VIRTUAL_EPOCH_NS, type StopReason } from '../../agent/engine/context.js';
-import { initRegions, type AddressRange } from '../../agent/engine/three-regions.js';
+import type { AddressRange } from '../../agent/engine/set-regions.js';
+import { initRegions } from '../../agent/ops/vaddr-regions.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 
 const P = PAGE_SIZE;

@@ -39,7 +39,8 @@ import fc from 'fast-check';
 import { PAGE_SIZE, type Region, type Target } from '../../agent/engine/region.js';
 import type { Operations, OpsContext } from '../../agent/engine/operations.js';
 import { DamonContext } from '../../agent/engine/context.js';
-import { initRegions, parseMaps, setRegions, threeRegions, type AddressRange } from '../../agent/engine/three-regions.js';
+import { setRegions, type AddressRange } from '../../agent/engine/set-regions.js';
+import { initRegions, parseMaps, threeRegions } from '../../agent/ops/vaddr-regions.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 
 const P = PAGE_SIZE;

@@ -31,6 +31,8 @@ export interface FakeKernelOptions {
   kallsyms?: string | null;
   /** avail_operations of new contexts (default "vaddr\nfvaddr\npaddr"). */
   availOperations?: string;
+  /** Contexts have monitoring_attrs/intervals/intervals_goal (Linux 6.15+; default false, as 6.12). */
+  intervalsGoal?: boolean;
 }
 
 export const KALLSYMS_WITH_VADDR =
@@ -51,6 +53,8 @@ export class FakeKernel implements KernelFiles {
   readonly procRoot: string;
   /** Every write, mkdir and rmdir, in order, with paths relative to root. */
   readonly log: FakeOp[] = [];
+  /** What "update_tuned_intervals" (intervalsGoal kernels) writes into sample_us and aggr_us. */
+  tunedIntervals = { sampleUs: 2_500, aggrUs: 50_000 };
   /** Regions "update_schemes_tried_regions" dumps, per target index. */
   triedRegions: RegionRecord[][] = [];
   nextKdamondPid = 9001;
@@ -58,6 +62,7 @@ export class FakeKernel implements KernelFiles {
   private readonly openPipes = new Map<string, number>();
   private readonly failures = new Map<string, { code: string; times: number }>();
   private readonly availOperations: string;
+  private readonly intervalsGoal: boolean;
   private autoTimer: NodeJS.Timeout | undefined;
   /** kdamond directories turned on at least once since they were created (the kernel keeps their context). */
   private readonly ran = new Set<string>();
@@ -68,6 +73,7 @@ export class FakeKernel implements KernelFiles {
     this.tracefsRoot = path.join(this.root, 'sys/kernel/tracing');
     this.procRoot = path.join(this.root, 'proc');
     this.availOperations = o.availOperations ?? 'vaddr\nfvaddr\npaddr';
+    this.intervalsGoal = o.intervalsGoal ?? false;
     fs.mkdirSync(this.procRoot, { recursive: true });
     if (o.damon !== false) {
       fs.mkdirSync(path.join(this.sysfsRoot, 'admin/kdamonds'), { recursive: true });
@@ -426,6 +432,13 @@ export class FakeKernel implements KernelFiles {
         w('monitoring_attrs/intervals/sample_us', '5000');
         w('monitoring_attrs/intervals/aggr_us', '100000');
         w('monitoring_attrs/intervals/update_us', '60000000');
+        if (this.intervalsGoal) {
+          // Linux 6.15's defaults: tuning off (aggrs 0).
+          w('monitoring_attrs/intervals/intervals_goal/access_bp', '0');
+          w('monitoring_attrs/intervals/intervals_goal/aggrs', '0');
+          w('monitoring_attrs/intervals/intervals_goal/min_sample_us', '0');
+          w('monitoring_attrs/intervals/intervals_goal/max_sample_us', '0');
+        }
         w('monitoring_attrs/nr_regions/min', '10');
         w('monitoring_attrs/nr_regions/max', '1000');
         w('targets/nr_targets', '0');
@@ -523,6 +536,12 @@ export class FakeKernel implements KernelFiles {
       if (state !== 'on') fail(this.ran.has(kdamondDir) ? 'EPERM' : 'EINVAL');
       fs.writeFileSync(path.join(kdamondDir, 'state'), 'off\n');
       fs.writeFileSync(path.join(kdamondDir, 'pid'), '-1\n');
+      return;
+    }
+    if (cmd === 'update_tuned_intervals') {
+      if (!this.intervalsGoal || state !== 'on') fail('EINVAL');
+      fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/sample_us'), `${this.tunedIntervals.sampleUs}\n`);
+      fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/aggr_us'), `${this.tunedIntervals.aggrUs}\n`);
       return;
     }
     if (cmd === 'update_schemes_tried_regions') {

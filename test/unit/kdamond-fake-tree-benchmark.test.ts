@@ -3,7 +3,7 @@
 // named, and the command line is checked. (The numbers that matter come from the guest.)
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cheaperSource, compareRecordSources, parseArgs, type SourceBenchmarkResult } from '../../agent/kdamond/source-benchmark.js';
+import { cheaperSource, compareRecordSources, parseArgs, type SourceBenchmarkResult } from '../../bench/kdamond-sources.js';
 import { FakeKernel } from './kdamond-fake-kernel.js';
 
 const fakes: FakeKernel[] = [];

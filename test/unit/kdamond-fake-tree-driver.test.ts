@@ -57,6 +57,37 @@ test('fake tree: claim, configure, on and release write exactly nr_kdamonds and 
   assert.deepEqual(await d.release(), { turnedOff: false, removed: false }, 'release is idempotent');
 });
 
+test('fake tree: an intervals goal goes to intervals_goal/ where the kernel has it, and is refused clearly where it does not', async () => {
+  const goal = { accessBp: 400, aggrs: 3, minSampleUs: 1_000, maxSampleUs: 200_000 };
+  const attrs = validateAttributes({ ...ATTRS, intervalsGoal: goal });
+  const g = `${KD}/0/contexts/0/monitoring_attrs/intervals/intervals_goal`;
+
+  const k615 = fake({ intervalsGoal: true });
+  k615.addProcess(100);
+  const d = await KdamondDriver.claim(k615, k615.sysfsRoot);
+  await d.configureMonitoring(attrs, [100]);
+  assert.deepEqual(
+    ['access_bp', 'aggrs', 'min_sample_us', 'max_sample_us'].map((f) => k615.get(`${g}/${f}`)),
+    ['400', '3', '1000', '200000'],
+  );
+  await d.release();
+
+  const k612 = fake();
+  k612.addProcess(100);
+  const old = await KdamondDriver.claim(k612, k612.sysfsRoot);
+  await assert.rejects(old.configureMonitoring(attrs, [100]), (e: unknown) =>
+    e instanceof OperationsUnavailableError && /intervals_goal is not supported by this kernel \(no .*intervals_goal; Linux 6\.15 added/.test(e.message));
+  assert.equal(k612.written().some((w) => w.path.includes('intervals_goal')), false, 'nothing written there');
+  await old.release();
+  // Without a goal a 6.15 kernel's intervals_goal is left alone (tuning stays off).
+  const plain = fake({ intervalsGoal: true });
+  plain.addProcess(100);
+  const p = await KdamondDriver.claim(plain, plain.sysfsRoot);
+  await p.configureMonitoring(ATTRS, [100]);
+  assert.equal(plain.written().some((w) => w.path.includes('intervals_goal')), false);
+  await p.release();
+});
+
 test('fake tree: refuses when another user\'s kdamond runs, writing nothing', async () => {
   const k = fake();
   k.addForeignKdamond('on', 812);

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { validateAttributes } from '../../agent/engine/attrs.js';
 import { OperationsUnavailableError, TargetError, type OpsContext } from '../../agent/engine/operations.js';
 import { newRegion, type Target } from '../../agent/engine/region.js';
-import { initRegions, setRegions, threeRegionsOfMaps } from '../../agent/engine/three-regions.js';
+import { setRegions } from '../../agent/engine/set-regions.js';
+import { initRegions, threeRegionsOfMaps } from '../../agent/ops/vaddr-regions.js';
 import { PageIdleOperations } from '../../agent/ops/page-idle.js';
 import { buildNative, FakeHost, KPF_LRU, PAGE, seededRandom, statLine } from './page-idle-fakes.js';
 

@@ -1,10 +1,10 @@
-// Scoring records against a phased truth and comparing two engines (agent/ops/phase-accuracy.ts),
+// Scoring records against a phased truth and comparing two engines (test/support/phase-accuracy.ts),
 // on hand-made records whose scores are known.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   compareHotSets, comparisonFailures, jaccard, scoreEngine, type PhasedTruth,
-} from '../../agent/ops/phase-accuracy.js';
+} from '../support/phase-accuracy.js';
 import type { AggregationRecord, RegionRecord } from '../../agent/records/record.js';
 
 const MiB = 2 ** 20;

@@ -13,7 +13,7 @@ const U32_MAX = 2 ** 32 - 1;
 function rec(regions: Region[], o: Partial<AggregationRecord> = {}): AggregationRecord {
   return {
     sessionId: 's1', host: 'h.example', pid: 4242, startTimeNs: 1n, endTimeNs: 2n, maxNrAccesses: 20, regions,
-    operations: 'page_idle', sequence: 9n, agentInstance: 'inst', droppedBefore: 0n, packed: undefined, ...o,
+    operations: 'page_idle', sequence: 9n, agentInstance: 'inst', droppedBefore: 0n, packed: undefined, samplingIntervalUs: undefined, ...o,
   };
 }
 
@@ -76,7 +76,7 @@ test('empty records and records of maximum values', () => {
   const empty = rec([], { sessionId: '', host: '', pid: 0, startTimeNs: 0n, endTimeNs: 0n, maxNrAccesses: 0, operations: '', sequence: 0n, agentInstance: '' });
   assert.deepEqual(decodeRecord(encodeRecord(empty)), empty);
   const max = rec([{ start: U64_MAX, end: U64_MAX, nrAccesses: U32_MAX, age: U32_MAX }, { start: 0n, end: U64_MAX, nrAccesses: U32_MAX, age: U32_MAX }], {
-    pid: -(2 ** 31), startTimeNs: U64_MAX, endTimeNs: U64_MAX, maxNrAccesses: U32_MAX, sequence: U64_MAX, droppedBefore: U64_MAX,
+    pid: -(2 ** 31), startTimeNs: U64_MAX, endTimeNs: U64_MAX, maxNrAccesses: U32_MAX, sequence: U64_MAX, droppedBefore: U64_MAX, samplingIntervalUs: U64_MAX,
   });
   assert.deepEqual(decodeRecord(encodeRecord(max)), max);
 });

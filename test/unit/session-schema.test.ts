@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { presetWorkloadJson } from '../../agent/ops/synthetic-presets.js';
 import {
   MAX_HOSTS_PER_SESSION,
+  MAX_INTERVALS_GOAL_AGGRS,
   MAX_INTERVAL_US,
   MAX_NR_REGIONS,
   MAX_RESULT_NAME_BYTES,
@@ -17,6 +18,7 @@ import {
   SchemaError,
   attrsFromMessage,
   attrsFromText,
+  toProtoAttrs,
   checkOperations,
   checkResultPath,
   checkSessionId,
@@ -79,6 +81,23 @@ test('attrs message: wire values bounded the same way; 0 takes the default', () 
   assert.equal(a.resultFormat, 'binary');
   refuses(() => attrsFromMessage(msg({ resultFormat: 'xml\n'.repeat(100) })), 'result_format', /unknown format "xml\\x0axml.*…" \(formats: binary, binary_v0, json, json_compressed\)$/);
   assert.deepEqual(resultFileFormat('binary_v0'), { format: 'binary', version: 0 });
+});
+
+test('attrs message: an intervals goal is bounded at the door, naming its field; unset keeps the intervals fixed', () => {
+  const goal = { accessBp: 400, aggrs: 3, minSampleUs: 1_000n, maxSampleUs: 200_000n };
+  const a = attrsFromMessage(msg({ intervalsGoal: goal }));
+  assert.deepEqual(a.intervalsGoal, { accessBp: 400, aggrs: 3, minSampleUs: 1_000, maxSampleUs: 200_000 });
+  assert.deepEqual(toProtoAttrs(a).intervalsGoal, goal, 'round-trips through the stored form');
+  assert.equal(attrsFromMessage(msg({})).intervalsGoal, null);
+  assert.equal(toProtoAttrs(attrsFromMessage(msg({}))).intervalsGoal, undefined);
+  const bad = (g: Partial<typeof goal>) => () => attrsFromMessage(msg({ intervalsGoal: { ...goal, ...g } }));
+  refuses(bad({ accessBp: 0 }), 'intervals_goal.access_bp', /must be a positive integer, got 0/);
+  refuses(bad({ accessBp: 10_001 }), 'intervals_goal.access_bp', /too large: at most 10000, got 10001/);
+  refuses(bad({ aggrs: MAX_INTERVALS_GOAL_AGGRS + 1 }), 'intervals_goal.aggrs', /too large: at most 10000/);
+  refuses(bad({ maxSampleUs: (1n << 64n) - 1n }), 'intervals_goal.max_sample_us', /too large: at most 86400000000, got 18446744073709551615$/);
+  refuses(bad({ minSampleUs: 300_000n }), 'intervals_goal.max_sample_us', /at least min_sample_us \(200000 < 300000\)/);
+  // 20 samples an aggregation: a sampling interval of a day would make aggregations of 20 days.
+  refuses(bad({ maxSampleUs: BigInt(MAX_INTERVAL_US) }), 'intervals_goal.max_sample_us', /tuned aggregation interval would reach 1728000000000 us \(at most 86400000000\)/);
 });
 
 test('result paths: relative, no "..", no control characters, bounded; the session refuses what the agent would', () => {

@@ -6,7 +6,7 @@ import { TargetError } from '../../agent/engine/operations.js';
 import { SyntheticOperations, monitoredRanges } from '../../agent/ops/synthetic.js';
 import { parseWorkload, spanBytes } from '../../agent/ops/synthetic-workload.js';
 import { presetWorkload } from '../../agent/ops/synthetic-presets.js';
-import { seededRandom } from '../../agent/ops/seeded-random.js';
+import { seededRandom } from '../support/seeded-random.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 
 const MiB = 2 ** 20;

@@ -1,11 +1,11 @@
-// /proc/PID/maps parsing, the three regions, the initial split and the update
-// (damon_set_regions), against cases computed by hand. Addresses are in pages.
+// /proc/PID/maps parsing, the three regions, the initial split (agent/ops/vaddr-regions.ts)
+// and the update (damon_set_regions, agent/engine/set-regions.ts), against cases computed
+// by hand. Addresses are in pages.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PAGE_SIZE, type Region } from '../../agent/engine/region.js';
-import {
-  MappingError, initRegions, parseMaps, setRegions, threeRegions, threeRegionsOfMaps, type AddressRange,
-} from '../../agent/engine/three-regions.js';
+import { MappingError, setRegions, type AddressRange } from '../../agent/engine/set-regions.js';
+import { initRegions, parseMaps, threeRegions, threeRegionsOfMaps } from '../../agent/ops/vaddr-regions.js';
 
 const P = PAGE_SIZE;
 

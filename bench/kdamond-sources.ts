@@ -5,17 +5,17 @@
 // builds the tried-regions directories), and the kernel files touched. Meant for the guest
 // (a kernel whose DAMON is ours); KdamondContext refuses hosts whose DAMON is busy.
 //
-//   node dist/agent/kdamond/source-benchmark.js --pid 1234 [--pid 5678] [--seconds 10]
+//   node dist/bench/kdamond-sources.js --pid 1234 [--pid 5678] [--seconds 10]
 //        [--sources tracepoint,tried_regions] [--attrs "5000 100000 1000000 10 1000"]
 //        [--sysfs-root /sys/kernel/mm/damon] [--tracefs-root /sys/kernel/tracing] [--proc-root /proc]
 // prints one JSON object: the results and the cheaper source.
 import { pathToFileURL } from 'node:url';
-import type { Attributes } from '../engine/attrs.js';
-import { formatAttrsText, parseAttrsText } from '../../common/session-schema.js';
-import { CountingKernelFiles, type FileCounts } from './counting-files.js';
-import { KdamondContext, type KdamondCosts } from './kdamond-context.js';
-import { NodeKernelFiles, type KernelFiles } from './kernel-files.js';
-import { parseRecordSource, RECORD_SOURCES, type RecordSourceName } from './record-source.js';
+import type { Attributes } from '../agent/engine/attrs.js';
+import { formatAttrsText, parseAttrsText } from '../common/session-schema.js';
+import { CountingKernelFiles, type FileCounts } from './kdamond-counting-files.js';
+import { KdamondContext, type KdamondCosts } from '../agent/kdamond/kdamond-context.js';
+import { NodeKernelFiles, type KernelFiles } from '../agent/kdamond/kernel-files.js';
+import { parseRecordSource, RECORD_SOURCES, type RecordSourceName } from '../agent/kdamond/record-source.js';
 
 /** Where the kernel's files are on a real system; only this command line defaults to them. */
 export const SYSTEM_PATHS = Object.freeze({ sysfsRoot: '/sys/kernel/mm/damon', tracefsRoot: '/sys/kernel/tracing', procRoot: '/proc' });

@@ -1,7 +1,7 @@
 // A seeded random source in [0, 1) (xoshiro128**, seeded through splitmix32), so that
 // synthetic runs, accuracy tests and benchmarks are reproducible from a seed. Not for
 // anything security related.
-import type { RandomSource } from '../engine/adjust.js';
+import type { RandomSource } from '../../agent/engine/adjust.js';
 
 export function seededRandom(seed: number): RandomSource {
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);

@@ -2,9 +2,9 @@
 // of the truly hot memory the regions DAMON calls hot cover, how much cold memory they
 // wrongly include, and how far the working-set size is from the truth. Only meaningful
 // for the simulated "synthetic" operations, where the truth is declared.
-import type { AggregationRecord, RegionRecord } from '../records/record.js';
-import { DEFAULT_WORKING_SET_THRESHOLD, workingSetBytes } from '../engine/working-set.js';
-import { overlapBytes, spanBytes, type Span } from './synthetic-workload.js';
+import type { AggregationRecord, RegionRecord } from '../../agent/records/record.js';
+import { DEFAULT_WORKING_SET_THRESHOLD, workingSetBytes } from '../../agent/engine/working-set.js';
+import { overlapBytes, spanBytes, type Span } from '../../agent/ops/synthetic-workload.js';
 
 export interface AccuracyScore {
   /** Fraction of hot bytes inside regions at >= the frequency cut (1 is perfect). */

@@ -12,10 +12,10 @@
 //
 // Aggregations are counted, not timed: an emulated or overloaded machine stretches every
 // aggregation interval, and DAMON's adaptation happens per aggregation.
-import type { AggregationRecord } from '../records/record.js';
-import { DEFAULT_WORKING_SET_THRESHOLD } from '../engine/working-set.js';
+import type { AggregationRecord } from '../../agent/records/record.js';
+import { DEFAULT_WORKING_SET_THRESHOLD } from '../../agent/engine/working-set.js';
 import { frequentSpans, scoreRecord, type AccuracyScore } from './synthetic-accuracy.js';
-import { overlapBytes, spanBytes, type Span } from './synthetic-workload.js';
+import { overlapBytes, spanBytes, type Span } from '../../agent/ops/synthetic-workload.js';
 
 /** A hot set in force from startNs (wall-clock ns, as records' times) until the next phase. */
 export interface TruthPhase {

@@ -1,6 +1,6 @@
 // KernelFiles that count what passes through them: the user-space side of what a record
 // source costs (files opened, bytes moved), for the source benchmark.
-import type { KernelFiles, PipeReader } from './kernel-files.js';
+import type { KernelFiles, PipeReader } from '../agent/kdamond/kernel-files.js';
 
 export interface FileCounts {
   reads: number;
