@@ -244,11 +244,11 @@ function strided(random: RandomSource): Workload {
 /** The evaluation families, in report order. */
 export const FAMILIES: readonly Family[] = [
   {
-    name: 'islands',
+    name: 'many-islands',
     description: '3, 6, 12 or 20 hot islands of 8, 16, 32 or 64 MiB at random places in 4 GiB, moving after 4 s',
     phaseUs: FOUR_S,
     runUs: TWO_PHASES,
-    workload: (seed) => islandsOf('islands', layoutRandom(seed), [3, 6, 12, 20], [8, 16, 32, 64].map((m) => m * MiB)),
+    workload: (seed) => islandsOf('many-islands', layoutRandom(seed), [3, 6, 12, 20], [8, 16, 32, 64].map((m) => m * MiB)),
   },
   {
     name: 'islands-12x8',
