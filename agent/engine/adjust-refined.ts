@@ -15,11 +15,11 @@
 // spends the unused region budget there. After each aggregation, with at most
 // B = max_nr_regions - nr_regions new regions, cuts at any page (not at tenths):
 //   1. Exploration: every region larger than total / P, P = explorationPieces(max, min)
-//      (0.15 x max_nr_regions = 150 at the defaults, at least 2 x min_nr_regions so that
+//      (0.2 x max_nr_regions = 200 at the defaults, at least 2 x min_nr_regions so that
 //      a region at the merge size limit is at least halved), is cut at random pages, one
 //      cut per stratum, into pieces of about total / P. A hot spot too small to move a
 //      410 MiB region's count (an island) then shows up within an aggregation or two: an
-//      island stands out of a piece up to about three times its size (8 MiB in the 27 MiB
+//      island stands out of a piece up to about three times its size (8 MiB in the 20 MiB
 //      pieces of a 4 GiB target), not of a piece ten times its size.
 //   2. Boundaries: adjacent regions whose counts differ significantly given binomial
 //      sampling noise (differenceZ >= BOUNDARY_Z) meet at an edge of the pattern, or next
@@ -63,7 +63,7 @@ export const BOUNDARY_Z = 2;
 export const SLICE_RATIO = 4;
 
 /** Exploration cuts aim at this share of max_nr_regions pieces over all targets. */
-export const EXPLORATION_SHARE = 0.15;
+export const EXPLORATION_SHARE = 0.2;
 
 /** Strata a region significantly hotter or colder than both neighbours is cut into. */
 export const EXTREMUM_PIECES = 8;

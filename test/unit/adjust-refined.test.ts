@@ -46,8 +46,8 @@ test('slice distances: powers of 4 from a random phase, up to half the region, l
   assert.deepEqual(sliceDistances(2, 0), [1]);
 });
 
-test('exploration pieces: 0.15 x max, at least 2 x min_nr_regions, at most max/2', () => {
-  assert.equal(explorationPieces(1000, 10), 150);
+test('exploration pieces: 0.2 x max, at least 2 x min_nr_regions, at most max/2', () => {
+  assert.equal(explorationPieces(1000, 10), 200);
   assert.equal(explorationPieces(100, 10), 20);
   assert.equal(explorationPieces(30, 10), 15);
   assert.equal(explorationPieces(3, 3), 1);
@@ -83,14 +83,14 @@ test('exploration: a big region is cut once per stratum into pieces of about tot
 });
 
 test('boundary: both regions get slices at 4^i pages from the shared edge, inheriting counts', () => {
-  // A hot and a cold region of 4096 pages each; P = 2 (min_nr_regions 1, max 19), so no
+  // A hot and a cold region of 4096 pages each; P = 2 (min_nr_regions 1, max 14), so no
   // exploration. With u = 0: slices at 1, 4, 16, 64, 256, 1024 pages from page 4096.
   const hot = reg(0, 4096, 20, 5);
   const cold = reg(4096, 8192, 0, 7);
   const input = [hot, cold];
   const before = structuredClone(input);
-  assert.equal(explorationPieces(19, 1), 2);
-  const out = refinedSplit([input], { maxNrRegions: 19, minNrRegions: 1, maxNrAccesses: 20 }, zero)[0];
+  assert.equal(explorationPieces(14, 1), 2);
+  const out = refinedSplit([input], { maxNrRegions: 14, minNrRegions: 1, maxNrAccesses: 20 }, zero)[0];
   const ds = [1024, 256, 64, 16, 4, 1];
   assert.deepEqual(cutPages(out), [...ds.map((d) => 4096 - d), 4096, ...[...ds].reverse().map((d) => 4096 + d)]);
   for (const r of out) {
@@ -105,7 +105,7 @@ test('boundary: both regions get slices at 4^i pages from the shared edge, inher
 
 test('no boundary across a gap, between targets, or between counts within noise', () => {
   // P = 2: a region of half the total gets no exploration cut.
-  const o = { maxNrRegions: 19, minNrRegions: 1, maxNrAccesses: 20 };
+  const o = { maxNrRegions: 14, minNrRegions: 1, maxNrAccesses: 20 };
   // A gap between a hot and a cold region.
   assert.equal(refinedSplit([[reg(0, 4096, 20), reg(5000, 9096, 0)]], o, zero)[0].length, 2);
   // Two targets.
@@ -115,13 +115,13 @@ test('no boundary across a gap, between targets, or between counts within noise'
 });
 
 test('extremum: a region hotter than both neighbours is also cut into 8 strata', () => {
-  const mid = 256;
-  // max 29, min 1: P = 4, pieces of 192 pages, so no exploration cut in 256 pages; room
-  // for the 7 strata and 4 slices (1, 4, 16, 64) on each of the four sides.
-  assert.equal(explorationPieces(29, 1), 4);
+  const mid = 64;
+  // max 24, min 1: P = 4, pieces of 48 pages, so no exploration cut in 64 pages; room
+  // for the 7 strata and 3 slices (1, 4, 16) on each of the four sides.
+  assert.equal(explorationPieces(24, 1), 4);
   const out = refinedSplit(
     [[reg(0, mid, 0), reg(mid, 2 * mid, 12), reg(2 * mid, 3 * mid, 0)]],
-    { maxNrRegions: 29, minNrRegions: 1, maxNrAccesses: 20 },
+    { maxNrRegions: 24, minNrRegions: 1, maxNrAccesses: 20 },
     zero,
   )[0];
   const cuts = new Set(cutPages(out));
