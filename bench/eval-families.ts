@@ -220,7 +220,7 @@ function hopping(random: RandomSource): Workload {
   return workloadOf('hopping', `${count} hot ranges of 16..256 MiB hopping every 2 s`, DATA_SIZE, phases, 2_000_000);
 }
 
-/** A tiny hot range (1..8 MiB) in a mapping 4096..65536 times its size (16..64 GiB). */
+/** A tiny hot range (1..8 MiB) in a mapping 2048..65536 times its size (16..64 GiB). */
 function tinyHot(random: RandomSource): Workload {
   const dataSize = pick(random, [16, 32, 64]) * GiB;
   const size = pick(random, [1, 2, 4, 8]) * MiB;
