@@ -294,6 +294,33 @@ export const FAMILIES: readonly Family[] = [
   },
 ];
 
+/**
+ * `family` as a monitor sees it when each of its sampling windows lasts `k` sampling
+ * intervals instead of one (a loop that runs late): a page accessed with probability p per
+ * interval is found accessed with 1 - (1 - p)^k. The hot threshold is mapped the same
+ * way, so the ground truth (which bytes are hot) is unchanged.
+ */
+export function withLongWindows(family: Family, k: number): Family {
+  const stretch = (p: number) => 1 - (1 - p) ** k;
+  return {
+    ...family,
+    name: `${family.name} x${k} windows`,
+    description: `${family.description}, sampled over windows ${k} times the sampling interval`,
+    workload: (seed) => {
+      const w = family.workload(seed);
+      return {
+        ...w,
+        targets: w.targets.map((t) => ({
+          ...t,
+          baseProbability: stretch(t.baseProbability),
+          hotThreshold: stretch(t.hotThreshold),
+          phases: t.phases.map((ph) => ({ ...ph, ranges: ph.ranges.map((r) => ({ ...r, probability: stretch(r.probability) })) })),
+        })),
+      };
+    },
+  };
+}
+
 export function familyNamed(name: string): Family {
   const f = FAMILIES.find((x) => x.name === name) ?? (TUNING_PRESETS.includes(name) ? presetFamily(name) : undefined);
   if (!f) throw new Error(`no evaluation family named "${name}" (have: ${[...FAMILIES.map((x) => x.name), ...TUNING_PRESETS].join(', ')})`);

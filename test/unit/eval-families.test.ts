@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  FAMILIES, familyNamed, HELD_OUT_SEEDS, TEST_SEEDS, TUNING_PRESET_SEEDS, TUNING_SEEDS,
+  FAMILIES, familyNamed, HELD_OUT_SEEDS, TEST_SEEDS, TUNING_PRESET_SEEDS, TUNING_SEEDS, withLongWindows,
 } from '../../bench/eval-families.js';
 import { hotRanges, layoutAt, phaseAt, spanBytes, type WorkloadTarget } from '../../agent/ops/synthetic-workload.js';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
@@ -82,5 +82,19 @@ test('edge-strips: every strip starts or ends at an edge of the initial regions;
       assert.equal(p.ranges.length, 1);
       assert.ok((data.end - data.start) / (p.ranges[0].end - p.ranges[0].start) >= 2048);
     }
+  }
+});
+
+test('long windows: every probability p reads as 1 - (1 - p)^k, and the hot bytes stay the same', () => {
+  const gradient = familyNamed('gradient');
+  const late = withLongWindows(gradient, 2);
+  for (const seed of SAMPLE_SEEDS) {
+    const t = gradient.workload(seed).targets[0];
+    const u = late.workload(seed).targets[0];
+    assert.ok(Math.abs(u.baseProbability - (1 - (1 - t.baseProbability) ** 2)) < 1e-12);
+    t.phases.forEach((ph, i) => ph.ranges.forEach((r, j) => {
+      assert.ok(Math.abs(u.phases[i].ranges[j].probability - (1 - (1 - r.probability) ** 2)) < 1e-12);
+    }));
+    for (const at of [0, gradient.phaseUs]) assert.deepEqual(hotRanges(u, at), hotRanges(t, at));
   }
 });
