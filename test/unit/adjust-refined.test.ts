@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PAGE_SIZE, type Region } from '../../agent/engine/region.js';
 import {
-  BOUNDARY_Z, differenceZ, EXTREMUM_PIECES, explorationPieces, refinedSplit, sliceDistances,
+  BOUNDARY_Z, differenceZ, EXPLORATION_SHARE, EXTREMUM_PIECES, explorationPieces, refinedSplit, sliceDistances,
 } from '../../agent/engine/adjust-refined.js';
 
 const P = PAGE_SIZE;
@@ -22,6 +22,9 @@ function cutPages(regions: readonly Region[]): number[] {
 }
 
 const zero = () => 0;
+
+/** A max_nr_regions at which exploration aims at 50 pieces (with min_nr_regions 10). */
+const MAX_FOR_50 = Math.ceil(50 / EXPLORATION_SHARE);
 
 test('boundary test: counts out of n samples this many standard deviations apart', () => {
   assert.equal(differenceZ(7, 7, 20), 0);
@@ -43,8 +46,8 @@ test('slice distances: powers of 4 from a random phase, up to half the region, l
   assert.deepEqual(sliceDistances(2, 0), [1]);
 });
 
-test('exploration pieces: max/20, at least 2 x min_nr_regions, at most max/2', () => {
-  assert.equal(explorationPieces(1000, 10), 50);
+test('exploration pieces: 0.2 x max, at least 2 x min_nr_regions, at most max/2', () => {
+  assert.equal(explorationPieces(1000, 10), 200);
   assert.equal(explorationPieces(100, 10), 20);
   assert.equal(explorationPieces(30, 10), 15);
   assert.equal(explorationPieces(3, 3), 1);
@@ -54,7 +57,8 @@ test('uniform counts and regions below the exploration size: nothing is cut', ()
   // 60 regions of 10 pages; exploration pieces of 600 / 50 = 12 pages; counts differ by
   // noise only.
   const regions = Array.from({ length: 60 }, (_, i) => reg(10 * i, 10 * i + 10, 9 + (i % 3)));
-  const out = refinedSplit([regions], { maxNrRegions: 1000, minNrRegions: 10, maxNrAccesses: 20 }, zero);
+  assert.equal(explorationPieces(MAX_FOR_50, 10), 50);
+  const out = refinedSplit([regions], { maxNrRegions: MAX_FOR_50, minNrRegions: 10, maxNrAccesses: 20 }, zero);
   assert.deepEqual(out, [regions]);
   assert.notEqual(out[0][0], regions[0], 'copies, not the input objects');
 });
@@ -67,7 +71,7 @@ test('exploration: a big region is cut once per stratum into pieces of about tot
   const big = reg(600, 720, 1);
   const draws = [0, 0.5, 0.999, 0.25, 0.75, 0.1, 0.9];
   let k = 0;
-  const out = refinedSplit([[...small, big]], { maxNrRegions: 1000, minNrRegions: 10, maxNrAccesses: 20 }, () => draws[k++]);
+  const out = refinedSplit([[...small, big]], { maxNrRegions: MAX_FOR_50, minNrRegions: 10, maxNrAccesses: 20 }, () => draws[k++]);
   assert.equal(k, 7, 'one random draw per cut');
   const pieces = out[0].slice(50);
   assert.deepEqual(
@@ -79,13 +83,14 @@ test('exploration: a big region is cut once per stratum into pieces of about tot
 });
 
 test('boundary: both regions get slices at 4^i pages from the shared edge, inheriting counts', () => {
-  // A hot and a cold region of 4096 pages each; P = 2 (min_nr_regions 1, max 40), so no
+  // A hot and a cold region of 4096 pages each; P = 2 (min_nr_regions 1, max 14), so no
   // exploration. With u = 0: slices at 1, 4, 16, 64, 256, 1024 pages from page 4096.
   const hot = reg(0, 4096, 20, 5);
   const cold = reg(4096, 8192, 0, 7);
   const input = [hot, cold];
   const before = structuredClone(input);
-  const out = refinedSplit([input], { maxNrRegions: 40, minNrRegions: 1, maxNrAccesses: 20 }, zero)[0];
+  assert.equal(explorationPieces(14, 1), 2);
+  const out = refinedSplit([input], { maxNrRegions: 14, minNrRegions: 1, maxNrAccesses: 20 }, zero)[0];
   const ds = [1024, 256, 64, 16, 4, 1];
   assert.deepEqual(cutPages(out), [...ds.map((d) => 4096 - d), 4096, ...[...ds].reverse().map((d) => 4096 + d)]);
   for (const r of out) {
@@ -99,7 +104,8 @@ test('boundary: both regions get slices at 4^i pages from the shared edge, inher
 });
 
 test('no boundary across a gap, between targets, or between counts within noise', () => {
-  const o = { maxNrRegions: 40, minNrRegions: 1, maxNrAccesses: 20 };
+  // P = 2: a region of half the total gets no exploration cut.
+  const o = { maxNrRegions: 14, minNrRegions: 1, maxNrAccesses: 20 };
   // A gap between a hot and a cold region.
   assert.equal(refinedSplit([[reg(0, 4096, 20), reg(5000, 9096, 0)]], o, zero)[0].length, 2);
   // Two targets.
@@ -109,11 +115,13 @@ test('no boundary across a gap, between targets, or between counts within noise'
 });
 
 test('extremum: a region hotter than both neighbours is also cut into 8 strata', () => {
-  const mid = 4096;
-  // max 59, min 1: P = 2, pieces of 6144 pages, so no exploration cut in 4096 pages.
+  const mid = 64;
+  // max 24, min 1: P = 4, pieces of 48 pages, so no exploration cut in 64 pages; room
+  // for the 7 strata and 3 slices (1, 4, 16) on each of the four sides.
+  assert.equal(explorationPieces(24, 1), 4);
   const out = refinedSplit(
     [[reg(0, mid, 0), reg(mid, 2 * mid, 12), reg(2 * mid, 3 * mid, 0)]],
-    { maxNrRegions: 59, minNrRegions: 1, maxNrAccesses: 20 },
+    { maxNrRegions: 24, minNrRegions: 1, maxNrAccesses: 20 },
     zero,
   )[0];
   const cuts = new Set(cutPages(out));

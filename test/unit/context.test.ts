@@ -8,6 +8,7 @@ import { TargetError, type Operations, type OpsContext } from '../../agent/engin
 import { DamonContext, VIRTUAL_EPOCH_NS, type StopReason } from '../../agent/engine/context.js';
 import type { AddressRange } from '../../agent/engine/set-regions.js';
 import { initRegions } from '../../agent/ops/vaddr-regions.js';
+import { EXPLORATION_SHARE, explorationPieces } from '../../agent/engine/adjust-refined.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 
 const P = PAGE_SIZE;
@@ -256,11 +257,14 @@ test('bad construction arguments are errors that say what is wrong', () => {
 
 test('adjust selects the split: the kernel halves at tenths, refined (the default) cuts a finer grid', () => {
   // Ten regions of 25 to 34 pages, all accessed at every check: nothing merges (the size
-  // limit is 300 / 10 = 30 pages) and no two counts differ. random() is always 0.5.
+  // limit is 300 / 10 = 30 pages) and no two counts differ. random() is always 0.5. The
+  // region budget is one at which refined exploration aims at 50 pieces.
+  const maxNrRegions = Math.ceil(50 / EXPLORATION_SHARE);
+  assert.equal(explorationPieces(maxNrRegions, 10), 50);
   const afterFirstAggregation = (adjust?: 'kernel' | 'refined') => {
     const ops = new ScriptedOps();
     ops.hot.add(1);
-    const ctx = new DamonContext({ attrs: attrs(), targetIds: [1], ops, random: () => 0.5, clock: 'virtual', adjust });
+    const ctx = new DamonContext({ attrs: attrs({ maxNrRegions }), targetIds: [1], ops, random: () => 0.5, clock: 'virtual', adjust });
     const seen = watch(ctx);
     ctx.runFor(100_000);
     const merged = seen.records[0].regions.map((r) => [r.start / P, r.end / P]);
