@@ -42,6 +42,8 @@ export interface EngineWindow {
   loop: LoopMode;
   seconds: number;
   cpuUs: number;
+  /** Of cpuUs, the part spent in the kernel (system time): the access checks' system calls. */
+  cpuSystemUs: number;
   meanRegions: number;
   aggregations: number;
   samplingMeanUs: number;
@@ -111,6 +113,7 @@ async function engineMain(pid: number, maxNrRegions: number, warmupS: number, se
     loop,
     seconds: elapsed,
     cpuUs: cpu.user + cpu.system,
+    cpuSystemUs: cpu.system,
     meanRegions: aggregations === 0 ? 0 : regions / aggregations,
     aggregations,
     samplingMeanUs: d1.sampling.meanUs,
