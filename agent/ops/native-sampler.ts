@@ -38,6 +38,8 @@ export interface SamplerRun {
 interface PendingRun {
   resolve: (r: SamplerRun) => void;
   timer: NodeJS.Timeout | undefined;
+  nSamples: number;
+  startMs: number;
 }
 
 // struct da_sampler_timing: start_ns, end_ns (uint64), samples, late, stopped, reserved (uint32).
@@ -90,7 +92,7 @@ export class NativeSampler {
     this.targets = targets;
     this.check(this.fns.start(h, nSamples, Math.round(samplingUs * 1000)) as number, 'start a run');
     return new Promise<SamplerRun>((resolve) => {
-      const run: PendingRun = { resolve, timer: undefined };
+      const run: PendingRun = { resolve, timer: undefined, nSamples, startMs: performance.now() };
       this.running = run;
       // The checks end right after the last deadline: wake then, poll briefly if not yet.
       run.timer = setTimeout(() => this.poll(run), Math.max(0, Math.floor((nSamples * samplingUs) / 1000)));
@@ -100,8 +102,15 @@ export class NativeSampler {
   private poll(run: PendingRun): void {
     run.timer = undefined;
     if (this.running !== run) return;
-    if (this.handle === null || (this.fns.done(this.handle) as number) === 1) this.finish();
-    else run.timer = setTimeout(() => this.poll(run), POLL_MS);
+    if (this.handle === null || (this.fns.done(this.handle) as number) === 1) {
+      this.finish();
+      return;
+    }
+    // Late (checks slower than the interval): sleep about as long as the remaining
+    // samples take at the pace so far, then poll closely.
+    const done = this.fns.progress(this.handle) as number;
+    const left = done === 0 ? 0 : ((run.nSamples - done) * (performance.now() - run.startMs)) / done;
+    run.timer = setTimeout(() => this.poll(run), Math.max(POLL_MS, Math.floor(left)));
   }
 
   /** Ends the current run at its next check or sleep; later runs end at once. */

@@ -137,6 +137,7 @@ export interface SamplerFunctions {
   setTarget: koffi.KoffiFunction;
   start: koffi.KoffiFunction;
   done: koffi.KoffiFunction;
+  progress: koffi.KoffiFunction;
   stop: koffi.KoffiFunction;
   result: koffi.KoffiFunction;
   timing: koffi.KoffiFunction;
@@ -175,6 +176,7 @@ export class NativeAccess {
       setTarget: lib.func('int da_sampler_set_target(void *s, uint32_t, uint32_t, int, void *bounds, uint32_t, void *bad)'),
       start: lib.func('int da_sampler_start(void *s, uint32_t, uint64_t)'),
       done: lib.func('int da_sampler_done(void *s)'),
+      progress: lib.func('uint32_t da_sampler_progress(void *s)'),
       stop: lib.func('void da_sampler_stop(void *s)'),
       result: lib.func('int da_sampler_result(void *s, uint32_t, void *counts, void *st)'),
       timing: lib.func('int da_sampler_timing(void *s, void *out)'),

@@ -190,7 +190,9 @@ static void run(struct da_sampler *s)
 	uint64_t deadline, end;
 	uint32_t i, k;
 
+	pthread_mutex_lock(&s->lock);
 	memset(&s->timing, 0, sizeof(s->timing));
+	pthread_mutex_unlock(&s->lock);
 	for (k = 0; k < s->n_targets; k++) {
 		struct target *t = &s->targets[k];
 
@@ -215,7 +217,7 @@ static void run(struct da_sampler *s)
 			if (!s->targets[k].err)
 				check(s, &s->targets[k], last);
 		end = now_ns();
-		s->timing.samples++;
+		__atomic_store_n(&s->timing.samples, s->timing.samples + 1, __ATOMIC_RELEASE);
 		s->timing.end_ns = end;
 		deadline += s->sampling_ns;
 		if (end > deadline) {
@@ -422,6 +424,11 @@ int da_sampler_start(struct da_sampler *s, uint32_t n_samples, uint64_t sampling
 int da_sampler_done(struct da_sampler *s)
 {
 	return !busy(s);
+}
+
+uint32_t da_sampler_progress(struct da_sampler *s)
+{
+	return __atomic_load_n(&s->timing.samples, __ATOMIC_ACQUIRE);
 }
 
 void da_sampler_stop(struct da_sampler *s)

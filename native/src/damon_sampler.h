@@ -66,6 +66,9 @@ int da_sampler_start(struct da_sampler *s, uint32_t n_samples, uint64_t sampling
 /* 1 once the run started last has ended (or none was started), else 0. */
 int da_sampler_done(struct da_sampler *s);
 
+/* Sampling intervals the current (or last) run has completed so far. */
+uint32_t da_sampler_progress(struct da_sampler *s);
+
 /* Ends the current run at its next check or sleep; later runs end at once. */
 void da_sampler_stop(struct da_sampler *s);
 
