@@ -1,6 +1,8 @@
 // Runs INSIDE the guest, for bench/guest-cpu.ts: the CPU time of the agent's engine with
 // the page_idle operations against the CPU time of the kernel's kdamond thread, both
-// monitoring the same workload at the same time, at several max_nr_regions; then the cost
+// monitoring the same workload at the same time, at several max_nr_regions, with the
+// engine's batched loop (sampling on the native sampler's thread) and its per-sample loop
+// (one JavaScript step per sampling interval, as before the native loop); then the cost
 // of the kdamond's two record sources (bench/kdamond-sources.ts).
 //
 // The engine runs in a process of its own (this file with --engine), as in the agent, so
@@ -17,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DEFAULT_ATTRS, validateAttributes } from '../agent/engine/attrs.js';
-import { DamonContext } from '../agent/engine/context.js';
+import { DamonContext, LOOP_MODES, type LoopMode } from '../agent/engine/context.js';
 import { KdamondContext } from '../agent/kdamond/kdamond-context.js';
 import { cheaperSource, compareRecordSources, type SourceBenchmarkResult } from './kdamond-sources.js';
 import { DEFAULT_RECORD_SOURCE } from '../agent/kdamond/record-source.js';
@@ -37,11 +39,16 @@ export const WORKLOAD_ARGS = [
 ];
 
 export interface EngineWindow {
+  loop: LoopMode;
   seconds: number;
   cpuUs: number;
+  /** Of cpuUs, the part spent in the kernel (system time): the access checks' system calls. */
+  cpuSystemUs: number;
   meanRegions: number;
   aggregations: number;
   samplingMeanUs: number;
+  /** Mean real time between the window's aggregations. */
+  aggregationMeanUs: number;
   missedSamples: number;
 }
 
@@ -76,16 +83,18 @@ function taskCpuUs(pid: number): number {
 }
 
 /** --engine: the page_idle engine on --pid; "start" when the window opens, then the window as JSON. */
-async function engineMain(pid: number, maxNrRegions: number, warmupS: number, seconds: number): Promise<void> {
+async function engineMain(pid: number, maxNrRegions: number, warmupS: number, seconds: number, loop: LoopMode): Promise<void> {
   const ops = new PageIdleOperations();
-  const ctx = new DamonContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], ops });
+  const ctx = new DamonContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], ops, loop });
   let regions = 0;
   let aggregations = 0;
   let counting = false;
+  const aggregationTimes: number[] = [];
   ctx.on('aggregate', (r) => {
     if (!counting) return;
     regions += r.regions.length;
     aggregations++;
+    aggregationTimes.push(performance.now());
   });
   ctx.start();
   await new Promise((r) => setTimeout(r, warmupS * 1000));
@@ -99,19 +108,23 @@ async function engineMain(pid: number, maxNrRegions: number, warmupS: number, se
   const elapsed = (performance.now() - t0) / 1000;
   const d1 = ctx.drift();
   await ctx.stop();
+  const gaps = aggregationTimes.slice(1).map((t, i) => (t - aggregationTimes[i]!) * 1000);
   const w: EngineWindow = {
+    loop,
     seconds: elapsed,
     cpuUs: cpu.user + cpu.system,
+    cpuSystemUs: cpu.system,
     meanRegions: aggregations === 0 ? 0 : regions / aggregations,
     aggregations,
     samplingMeanUs: d1.sampling.meanUs,
+    aggregationMeanUs: gaps.length === 0 ? 0 : gaps.reduce((a, b) => a + b, 0) / gaps.length,
     missedSamples: d1.missedSamples - d0.missedSamples,
   };
   process.stdout.write(`${JSON.stringify(w)}\n`);
 }
 
 /** One window: the kdamond (this process) and the engine (a child) on the same workload. */
-async function measure(pid: number, maxNrRegions: number, repeat: number, warmupS: number, seconds: number): Promise<CpuMeasurement> {
+async function measure(pid: number, maxNrRegions: number, loop: LoopMode, repeat: number, warmupS: number, seconds: number): Promise<CpuMeasurement> {
   const kd = new KdamondContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], sysfsRoot: SYSFS, tracefsRoot: TRACEFS });
   let kdRegions = 0;
   let kdAggregations = 0;
@@ -128,7 +141,7 @@ async function measure(pid: number, maxNrRegions: number, repeat: number, warmup
   if (!(await kd.start())) throw new Error(`the kdamond did not start: ${stopError}`);
   const kpid = kd.kdamondPid!;
   const self = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [self, '--engine', '--pid', String(pid), '--max', String(maxNrRegions), '--warmup', String(warmupS), '--seconds', String(seconds)], {
+  const child = spawn(process.execPath, [self, '--engine', '--pid', String(pid), '--max', String(maxNrRegions), '--warmup', String(warmupS), '--seconds', String(seconds), '--loop', loop], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
@@ -194,7 +207,9 @@ function parse(argv: string[]): Options {
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === '--engine') {
     const get = (name: string) => Number(argv[argv.indexOf(name) + 1]);
-    await engineMain(get('--pid'), get('--max'), get('--warmup'), get('--seconds'));
+    const loop = argv[argv.indexOf('--loop') + 1] as LoopMode;
+    if (!LOOP_MODES.includes(loop)) throw new Error(`--loop must be one of ${LOOP_MODES.join(', ')}`);
+    await engineMain(get('--pid'), get('--max'), get('--warmup'), get('--seconds'), loop);
     return;
   }
   const o = parse(argv);
@@ -206,9 +221,9 @@ async function main(argv: string[]): Promise<void> {
     const measurements: CpuMeasurement[] = [];
     // Maxima interleaved within each repeat, so a slow spell of the machine hits all of them.
     for (let r = 0; r < o.repeats; r++) {
-      for (const max of o.maxes) {
-        const m = await measure(w.pid, max, r, o.warmup, o.seconds);
-        log(`max ${max}: engine ${(m.engine.cpuUs / 1000).toFixed(0)} ms CPU (${m.engine.meanRegions.toFixed(0)} regions), kdamond ${(m.kdamondCpuUs / 1000).toFixed(0)} ms (${m.kdamondMeanRegions.toFixed(0)} regions)`);
+      for (const max of o.maxes) for (const loop of LOOP_MODES) {
+        const m = await measure(w.pid, max, loop, r, o.warmup, o.seconds);
+        log(`max ${max}, ${loop} loop: engine ${(m.engine.cpuUs / 1000).toFixed(0)} ms CPU (${m.engine.meanRegions.toFixed(0)} regions), kdamond ${(m.kdamondCpuUs / 1000).toFixed(0)} ms (${m.kdamondMeanRegions.toFixed(0)} regions); aggregation ${(m.engine.aggregationMeanUs / 1000).toFixed(1)} ms`);
         measurements.push(m);
       }
     }

@@ -96,7 +96,7 @@ fs.mkdirSync(outDir, { recursive: true });
 // Compile next to the target and rename: a process loading the library never sees half a file.
 const tmp = `${out}.tmp-${process.pid}`;
 const extra = process.env.CFLAGS ? process.env.CFLAGS.trim().split(/\s+/) : [];
-const ccArgs = [...cc.slice(1), '-std=gnu11', '-O2', '-fPIC', '-shared', '-Wall', '-Wextra', ...extra, '-o', tmp, ...sources];
+const ccArgs = [...cc.slice(1), '-std=gnu11', '-O2', '-fPIC', '-shared', '-Wall', '-Wextra', '-pthread', ...extra, '-o', tmp, ...sources];
 const r = spawnSync(cc[0], ccArgs, { encoding: 'utf8' });
 if (r.stdout) process.stdout.write(r.stdout);
 if (r.stderr) process.stderr.write(r.stderr);

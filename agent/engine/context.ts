@@ -7,7 +7,7 @@
 //   ctx.on('targetExited', (targetId: number) => ...)
 //   ctx.on('stopped', (reason: 'off' | 'no-targets' | 'error', error?: Error) => ...)  // exactly once
 //   ctx.step() / ctx.runFor(us)     // sampling intervals back to back, in virtual time
-//   ctx.start() / await ctx.stop()  // the real-time loop on timers (the Monitor contract, monitor.ts)
+//   ctx.start() / await ctx.stop()  // the real-time loop (the Monitor contract, monitor.ts): batched in the operations, or on timers
 //   ctx.drift()                     // real interval lengths measured by the real-time loop
 //   ctx.intervals()                 // the sampling/aggregation intervals now (tuned by attrs.intervalsGoal)
 //
@@ -18,9 +18,14 @@
 // maxNrAccesses(attrs) samples. The split is the kernel's rule or, by default, the refined
 // one (adjust-refined.ts says why); everything else is the kernel's. With an intervals
 // goal the sampling interval is tuned every goal.aggrs aggregations (intervals-tuning.ts).
+//
+// The real-time loop has two forms. Operations that offer sampleAggregation (page_idle:
+// a native thread) run all the sampling intervals up to the next boundary at once, and
+// the core wakes once per aggregation to merge, report, split and update (runBatch). The
+// others, and the 'per-sample' loop option, run one step per sampling interval on timers.
 import { EventEmitter } from 'node:events';
 import { maxNrAccesses, validateAttributes, type Attributes } from './attrs.js';
-import { TargetError, type Operations, type OpsContext } from './operations.js';
+import { TargetError, type Operations, type OpsContext, type SampledIntervals } from './operations.js';
 import { PAGE_SIZE, type Target } from './region.js';
 import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
@@ -63,7 +68,17 @@ export interface DamonContextOptions {
    * to compare with the kernel's own DAMON. Either keeps <= max_nr_regions regions.
    */
   adjust?: AdjustMode;
+  /**
+   * The real-time loop. 'batched' (default): when the operations offer sampleAggregation,
+   * they run an aggregation's sampling intervals off the JavaScript thread.
+   * 'per-sample': one timer step per sampling interval whatever the operations offer
+   * (what every loop did before; kept to compare).
+   */
+  loop?: LoopMode;
 }
+
+export type LoopMode = 'batched' | 'per-sample';
+export const LOOP_MODES: readonly LoopMode[] = ['batched', 'per-sample'];
 
 export type AdjustMode = 'kernel' | 'refined';
 export const ADJUST_MODES: readonly AdjustMode[] = ['kernel', 'refined'];
@@ -87,6 +102,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   readonly ops: Operations;
   readonly clock: ClockKind;
   readonly adjust: AdjustMode;
+  readonly loop: LoopMode;
   private readonly randomFn: RandomSource;
   private _targets: Target[];
 
@@ -150,6 +166,9 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     const adjust = o.adjust ?? 'refined';
     if (!ADJUST_MODES.includes(adjust)) throw new RangeError(`adjust: must be 'kernel' or 'refined', got ${String(adjust)}`);
     this.adjust = adjust;
+    const loop = o.loop ?? 'batched';
+    if (!LOOP_MODES.includes(loop)) throw new RangeError(`loop: must be 'batched' or 'per-sample', got ${String(loop)}`);
+    this.loop = loop;
     this.samplesPerAggregation = maxNrAccesses(this.attrs);
     this.samplingUs = this.attrs.samplingUs;
     this.samplesPerUpdate = Math.max(1, Math.floor(this.attrs.updateUs / this.samplingUs));
@@ -259,8 +278,14 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     // The schedule starts after init and the first prepareAccessChecks, however long they took.
     this.loopOriginUs = hrUs();
     this.lastAggregationUs = this.loopOriginUs;
-    this.schedule(1);
+    if (this.batched) void this.batchLoop();
+    else this.schedule(1);
     return Promise.resolve(true);
+  }
+
+  /** Whether the real-time loop runs its sampling intervals in the operations (sampleAggregation). */
+  get batched(): boolean {
+    return this.loop === 'batched' && typeof this.ops.sampleAggregation === 'function';
   }
 
   /**
@@ -362,16 +387,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     try {
       this._passedSamples++;
       this.virtualUs += this.samplingUs;
-      const maxSeen = this.checkAccesses();
-      if (this._passedSamples >= this.nextAggregationSample) {
-        this.nextAggregationSample += this.samplesPerAggregation;
-        this.aggregatedInStep = true;
-        this.aggregate(maxSeen);
-      }
-      if (!this.stopRequested && this._passedSamples >= this.nextUpdateSample) {
-        this.nextUpdateSample += this.samplesPerUpdate;
-        this.update();
-      }
+      this.boundaries(this.checkAccesses());
       if (!this.stopRequested && this._targets.length > 0) {
         this.withExits(() => this.ops.prepareAccessChecks(this));
       }
@@ -381,6 +397,88 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       return;
     }
     this.inStep = false;
+    if (this._targets.length === 0) this.finish('no-targets');
+    else if (this.stopRequested) this.finish('off');
+  }
+
+  /** After the checks of passedSamples: aggregate and update where a boundary is reached. */
+  private boundaries(maxSeen: number): void {
+    if (this._passedSamples >= this.nextAggregationSample) {
+      this.nextAggregationSample += this.samplesPerAggregation;
+      this.aggregatedInStep = true;
+      this.aggregate(maxSeen);
+    }
+    if (!this.stopRequested && this._passedSamples >= this.nextUpdateSample) {
+      this.nextUpdateSample += this.samplesPerUpdate;
+      this.update();
+    }
+  }
+
+  // ---- the batched real-time loop -------------------------------------------------------
+
+  /**
+   * Until the context stops: the operations run the sampling intervals up to the next
+   * aggregation or update boundary (sampleAggregation), then runBatch does what the steps
+   * ending there would have done.
+   */
+  private async batchLoop(): Promise<void> {
+    const sample = this.ops.sampleAggregation!.bind(this.ops);
+    while (this.looping && this.state === 'running') {
+      const n = Math.min(this.nextAggregationSample, this.nextUpdateSample) - this._passedSamples;
+      let outcome: SampledIntervals | undefined;
+      let failure: unknown;
+      try {
+        outcome = await sample(this, n, this.samplingUs);
+      } catch (e) {
+        failure = e;
+      }
+      if (!this.looping || this.state !== 'running') return;
+      if (outcome?.stopped) {
+        this.finish('error', new Error(`${this.ops.name}.sampleAggregation stopped before the context did`));
+        return;
+      }
+      this.runBatch(n, outcome, failure);
+    }
+  }
+
+  /** The end of n sampling intervals the operations ran; `failure` is what they threw. */
+  private runBatch(n: number, outcome: SampledIntervals | undefined, failure: unknown): void {
+    const startUs = hrUs();
+    const cpu0 = process.cpuUsage();
+    this.inStep = true;
+    this.aggregatedInStep = false;
+    try {
+      this._passedSamples += n;
+      this.virtualUs += n * this.samplingUs;
+      if (outcome !== undefined) {
+        // One value per sample, each the batch's mean: the window's mean stays the real one.
+        for (let i = 0; i < outcome.samples; i++) this.samplingWindow.add(outcome.wallUs / outcome.samples);
+        this.missedSamples += outcome.late;
+      } else {
+        if (!(failure instanceof TargetError)) throw failure;
+        const t = this._targets.find((x) => x.id === failure.targetId);
+        if (t === undefined || this.ops.targetValid(t)) throw failure;
+        this.removeExited();
+      }
+      if (this._targets.length > 0) {
+        let maxSeen = 0;
+        for (const t of this._targets) for (const r of t.regions) maxSeen = Math.max(maxSeen, r.nrAccesses);
+        this.boundaries(maxSeen);
+      }
+    } catch (e) {
+      this.inStep = false;
+      this.finish('error', e);
+      return;
+    }
+    this.inStep = false;
+    const cpu = process.cpuUsage(cpu0);
+    const endUs = hrUs();
+    this.stepWallWindow.add(endUs - startUs);
+    this.stepCpuWindow.add(cpu.user + cpu.system);
+    if (this.aggregatedInStep) {
+      this.aggregationWindow.add(startUs - this.lastAggregationUs);
+      this.lastAggregationUs = startUs;
+    }
     if (this._targets.length === 0) this.finish('no-targets');
     else if (this.stopRequested) this.finish('off');
   }

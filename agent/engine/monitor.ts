@@ -21,11 +21,11 @@ export interface DriftStats {
   sampling: IntervalStats;
   /** Real time between consecutive aggregations (the first from start()); configuredUs is aggregationUs. */
   aggregation: IntervalStats;
-  /** Wall time one step took. */
+  /** Wall time one step took (batched loop: the JavaScript work of one batch). */
   stepWallUs: IntervalStats;
-  /** Process CPU time (all threads, from process.cpuUsage) during one step. */
+  /** Process CPU time (all threads, from process.cpuUsage) during one step (batched: its JavaScript work). */
   stepCpuUs: IntervalStats;
-  /** Sampling slots skipped because the loop was more than one interval late. */
+  /** Sampling slots skipped because the loop was more than one interval late (batched: windows restarted late). */
   missedSamples: number;
 }
 

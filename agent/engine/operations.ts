@@ -27,8 +27,32 @@ export interface Operations {
   checkAccesses(ctx: OpsContext): number;
   /** False once the target is gone (its process exited). */
   targetValid(target: Target): boolean;
-  /** Release what the operations hold (open files, native handles). */
+  /** Release what the operations hold (open files, native handles); ends a sampleAggregation run. */
   cleanup?(ctx: OpsContext): void;
+  /**
+   * Optional batched form of prepareAccessChecks + checkAccesses, for operations that can
+   * run the sampling intervals off the JavaScript thread: runs `nSamples` sampling
+   * intervals of `samplingUs` (the interval now: attrs.samplingUs, or as an intervals goal
+   * tuned it) over the targets' current regions (which stay fixed
+   * meanwhile), adds the accesses to each region's nrAccesses and resolves once they are
+   * done. A target whose checks failed rejects with TargetError after the other targets'
+   * counts were added; a cleanup meanwhile resolves with stopped = true. The core uses it
+   * in its real-time loop when offered; operations without it drive the same core one
+   * sample at a time.
+   */
+  sampleAggregation?(ctx: OpsContext, nSamples: number, samplingUs: number): Promise<SampledIntervals>;
+}
+
+/** What one sampleAggregation run did. */
+export interface SampledIntervals {
+  /** Sampling intervals completed: nSamples unless stopped. */
+  samples: number;
+  /** Real time the run took, microseconds (from arming the first samples to the end of the last check). */
+  wallUs: number;
+  /** Checks that ended more than a whole interval late (the next window then restarted). */
+  late: number;
+  /** The run was cut short by cleanup. */
+  stopped: boolean;
 }
 
 /** Raised by operations when the host cannot do what they need; says what is missing. */

@@ -127,7 +127,22 @@ export function describeErrno(errno: number): { code: string; text: string } {
 type AddressList = [Float64Array, number];
 
 // struct da_stats: 13 x uint32, 3 x int32, then uint64 err_offset at byte 64; 72 bytes.
-const STATS_BYTES = 72;
+export const STATS_BYTES = 72;
+
+/** The functions of damon_sampler.h; NativeSampler (native-sampler.ts) calls them. */
+export interface SamplerFunctions {
+  create: koffi.KoffiFunction;
+  free: koffi.KoffiFunction;
+  setFiles: koffi.KoffiFunction;
+  setTarget: koffi.KoffiFunction;
+  start: koffi.KoffiFunction;
+  done: koffi.KoffiFunction;
+  progress: koffi.KoffiFunction;
+  stop: koffi.KoffiFunction;
+  result: koffi.KoffiFunction;
+  timing: koffi.KoffiFunction;
+  threads: koffi.KoffiFunction;
+}
 
 export class NativeAccess {
   /** The page size the library resolves addresses with (the host's). */
@@ -140,6 +155,8 @@ export class NativeAccess {
   private readonly fnCheckAndPrepare: koffi.KoffiFunction;
   private readonly fnPrepare: koffi.KoffiFunction;
   private readonly fnPfnVisible: koffi.KoffiFunction;
+  /** The sampler's functions (damon_sampler.h), for NativeSampler. */
+  readonly samplerFns: SamplerFunctions;
 
   constructor(readonly libraryPath: string, lib: koffi.IKoffiLib) {
     // Buffers go as void *: koffi then hands C a pointer to their memory without copying.
@@ -152,6 +169,19 @@ export class NativeAccess {
       'int da_prepare(int, int, int, void *addrs, uint32_t, void *armed, uint32_t, void *armedOut, void *nArmedOut, void *st)',
     );
     this.fnPfnVisible = lib.func('int da_pfn_visible(int, void *st)');
+    this.samplerFns = {
+      create: lib.func('void *da_sampler_new(uint64_t seed)'),
+      free: lib.func('void da_sampler_free(void *s)'),
+      setFiles: lib.func('int da_sampler_set_files(void *s, int, int)'),
+      setTarget: lib.func('int da_sampler_set_target(void *s, uint32_t, uint32_t, int, void *bounds, uint32_t, void *bad)'),
+      start: lib.func('int da_sampler_start(void *s, uint32_t, uint64_t)'),
+      done: lib.func('int da_sampler_done(void *s)'),
+      progress: lib.func('uint32_t da_sampler_progress(void *s)'),
+      stop: lib.func('void da_sampler_stop(void *s)'),
+      result: lib.func('int da_sampler_result(void *s, uint32_t, void *counts, void *st)'),
+      timing: lib.func('int da_sampler_timing(void *s, void *out)'),
+      threads: lib.func('uint32_t da_sampler_threads(void)'),
+    };
   }
 
   /**
@@ -231,7 +261,26 @@ export class NativeAccess {
 
   private result(r: number, files: AccessFiles, addrs: AddressList[]): AccessStats {
     if (r < 0) throw this.error(r, files, addrs);
-    const s = this.statsU32;
+    return statsOf(this.statsU32);
+  }
+
+  /** The stats a sampler call left in `st` (STATS_BYTES), or its error (r < 0). */
+  samplerOutcome(r: number, st: Uint8Array, files: AccessFiles): { stats: AccessStats; error: NativeAccessError | null } {
+    this.statsBytes.set(st.subarray(0, STATS_BYTES));
+    return { stats: statsOf(this.statsU32), error: r < 0 ? this.error(r, files, []) : null };
+  }
+
+  /** Sampler threads alive in this process. */
+  samplerThreads(): number {
+    return this.samplerFns.threads() as number;
+  }
+
+  private error(r: number, files: Partial<AccessFiles>, addrs: AddressList[]): NativeAccessError {
+    return nativeError(this.statsI32, this.statsU64, r, files, addrs);
+  }
+}
+
+function statsOf(s: Uint32Array): AccessStats {
     return {
       checked: s[0],
       armed: s[1],
@@ -246,32 +295,31 @@ export class NativeAccess {
       kpageflagsReads: s[10],
       bitmapReads: s[11],
       bitmapWrites: s[12],
-    };
-  }
+  };
+}
 
-  private error(r: number, files: Partial<AccessFiles>, addrs: AddressList[]): NativeAccessError {
-    const errno = this.statsI32[13] || -r;
-    const file = FILE_KEYS[this.statsI32[14]] ?? null;
-    const op = OPS[this.statsI32[15]] ?? 'unknown';
-    const offset = Number(this.statsU64[8]);
-    const { code, text } = describeErrno(errno);
-    let message: string;
-    if (op === 'argument') {
-      // err_offset indexes the lists one after the other (next after current).
-      const all = addrs.flatMap(([a, n]) => Array.from(a.subarray(0, n)));
-      message = `bad sampling address #${offset}: ${all[offset]} (must be a number in [0, 2^64))`;
-    } else if (op === 'armed') {
-      // Only a list a native call wrote is ever passed back; anything else is a bug here.
-      message = `armed-page list corrupted: entry #${offset} is not above the one before it`;
-    } else if (op === 'alloc') {
-      message = `native access check: out of memory (${text})`;
-    } else {
-      const path = file ? files[file]?.path ?? file : 'unknown file';
-      const verb = op === 'write' ? 'writing' : 'reading';
-      message = `${verb} ${path} at byte ${offset}: ${text}`;
-    }
-    return new NativeAccessError(errno, code, file, op, offset, message);
+function nativeError(i32: Int32Array, u64: BigUint64Array, r: number, files: Partial<AccessFiles>, addrs: AddressList[]): NativeAccessError {
+  const errno = i32[13] || -r;
+  const file = FILE_KEYS[i32[14]] ?? null;
+  const op = OPS[i32[15]] ?? 'unknown';
+  const offset = Number(u64[8]);
+  const { code, text } = describeErrno(errno);
+  let message: string;
+  if (op === 'argument') {
+    // err_offset indexes the lists one after the other (next after current).
+    const all = addrs.flatMap(([a, n]) => Array.from(a.subarray(0, n)));
+    message = `bad sampling address #${offset}: ${all[offset]} (must be a number in [0, 2^64))`;
+  } else if (op === 'armed') {
+    // Only a list a native call wrote is ever passed back; anything else is a bug here.
+    message = `armed-page list corrupted: entry #${offset} is not above the one before it`;
+  } else if (op === 'alloc') {
+    message = `native access check: out of memory (${text})`;
+  } else {
+    const path = file ? files[file]?.path ?? file : 'unknown file';
+    const verb = op === 'write' ? 'writing' : 'reading';
+    message = `${verb} ${path} at byte ${offset}: ${text}`;
   }
+  return new NativeAccessError(errno, code, file, op, offset, message);
 }
 
 function checkCount(what: string, n: number, length: number): void {

@@ -10,8 +10,12 @@
 // split children, regions trimmed by an update). Each target keeps the list of pages it
 // armed (ArmedPages) so that the next check of a page still on the same frame skips
 // kpageflags.
+//
+// sampleAggregation runs a whole aggregation's sampling intervals on the native sampler's
+// thread (native-sampler.ts), with the same checks; the core's real-time loop uses it, so
+// JavaScript wakes once per aggregation instead of once per sampling interval.
 import fs from 'node:fs';
-import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../engine/operations.js';
+import { OperationsUnavailableError, TargetError, type Operations, type OpsContext, type SampledIntervals } from '../engine/operations.js';
 import { isExitedState, parseProcStat } from './process-stat.js';
 import { PAGE_SIZE, type Region, type Target } from '../engine/region.js';
 import { MappingError, setRegions } from '../engine/set-regions.js';
@@ -26,6 +30,7 @@ import {
   type NativeAccess,
   type OpenFile,
 } from './native.js';
+import { NativeSampler } from './native-sampler.js';
 
 export interface PageIdlePaths {
   /** procfs root: PID/maps, PID/pagemap, PID/stat and self/pagemap live under it. */
@@ -74,6 +79,8 @@ interface TargetState {
   owner: Uint32Array;
   /** The pages armed for the target's samples, as the native calls left them. */
   armed: ArmedPages;
+  /** Region bounds handed to the native sampler, grown on demand. */
+  bounds: Float64Array;
 }
 
 function errnoText(e: unknown): string {
@@ -146,6 +153,7 @@ export class PageIdleOperations implements Operations {
   private kpageflagsFd = -1;
   private readonly states = new Map<number, TargetState>();
   private readonly sums: PageIdleCounters = zeroCounters();
+  private sampler: NativeSampler | null = null;
 
   constructor(options: PageIdleOptions = {}) {
     const { libraryPath, ...paths } = options;
@@ -269,6 +277,39 @@ export class PageIdleOperations implements Operations {
     return max;
   }
 
+  async sampleAggregation(ctx: OpsContext, nSamples: number, samplingUs: number): Promise<SampledIntervals> {
+    const native = this.ready();
+    this.sampler ??= new NativeSampler(native, ctx.random() * 2 ** 53);
+    const targets = ctx.targets.map((t) => {
+      const st = this.states.get(t.id) ?? this.setUp(ctx, t);
+      const n = t.regions.length;
+      if (st.bounds.length < 2 * n) st.bounds = new Float64Array(2 * Math.max(n, 16));
+      for (let i = 0; i < n; i++) {
+        st.bounds[2 * i] = t.regions[i].start;
+        st.bounds[2 * i + 1] = t.regions[i].end;
+      }
+      return { target: t, st, spec: { files: this.files(st), bounds: st.bounds, count: n } };
+    });
+    const run = await this.sampler.run(targets.map((x) => x.spec), nSamples, samplingUs);
+    if (run.stopped && run.targets.length === 0) return { samples: run.samples, wallUs: run.wallUs, late: run.late, stopped: true };
+    let failure: Error | undefined;
+    targets.forEach(({ target, st }, i) => {
+      const res = run.targets[i];
+      const regions = target.regions;
+      for (let k = 0; k < regions.length; k++) {
+        regions[k].nrAccesses += res.counts[k];
+        // Nothing stays armed after a run: a per-sample step would arm afresh.
+        regions[k].samplingAddr = -1;
+      }
+      for (const k of Object.keys(res.stats) as (keyof AccessStats)[]) this.sums[k] += res.stats[k];
+      const e = res.error ? nativeFailure(st, res.error) : res.stats.pfnZero > 0 ? new OperationsUnavailableError('page_idle', PFN_ZERO) : undefined;
+      // A failure of the host outranks a target's: the context must stop, not just drop the target.
+      if (e !== undefined && (failure === undefined || failure instanceof TargetError)) failure = e;
+    });
+    if (failure) throw failure;
+    return { samples: run.samples, wallUs: run.wallUs, late: run.late, stopped: run.stopped };
+  }
+
   targetValid(target: Target): boolean {
     const path = `${this.paths.proc}/${target.id}/stat`;
     let text: string;
@@ -286,6 +327,9 @@ export class PageIdleOperations implements Operations {
   }
 
   cleanup(): void {
+    // First: the sampler's thread uses the files closed below.
+    this.sampler?.close();
+    this.sampler = null;
     for (const st of this.states.values()) fs.closeSync(st.pagemap.fd);
     this.states.clear();
     if (this.bitmapFd >= 0) fs.closeSync(this.bitmapFd);
@@ -344,6 +388,7 @@ export class PageIdleOperations implements Operations {
       accessed: new Uint8Array(0),
       owner: new Uint32Array(0),
       armed: new ArmedPages(),
+      bounds: new Float64Array(0),
     };
     ensureCapacity(st, Math.max(t.regions.length, ctx.attrs.minNrRegions));
     this.states.set(pid, st);
@@ -385,15 +430,18 @@ export class PageIdleOperations implements Operations {
     try {
       s = call();
     } catch (e) {
-      if (e instanceof NativeAccessError) {
-        if (e.file === 'pagemap') throw new TargetError(st.pid, e.message);
-        throw new OperationsUnavailableError('page_idle', e.message);
-      }
+      if (e instanceof NativeAccessError) throw nativeFailure(st, e);
       throw e;
     }
     for (const k of Object.keys(s) as (keyof AccessStats)[]) this.sums[k] += s[k];
     if (s.pfnZero > 0) throw new OperationsUnavailableError('page_idle', PFN_ZERO);
   }
+}
+
+/** A failed native call as the engine's error: the target's pagemap is the target's, the rest the host's. */
+function nativeFailure(st: TargetState, e: NativeAccessError): Error {
+  if (e.file === 'pagemap') return new TargetError(st.pid, e.message);
+  return new OperationsUnavailableError('page_idle', e.message);
 }
 
 /** A random page of the region, by its first byte: only the page matters to the check. */
