@@ -8,6 +8,7 @@ import { DamonContext } from '../../agent/engine/context.js';
 import { AttributeError, validateAttributes, type IntervalsGoal } from '../../agent/engine/attrs.js';
 import { feedLoopNextInput, intervalsAdaptationBp, intervalsScoreBp, tunedSamplingUs } from '../../agent/engine/intervals-tuning.js';
 import { newRegion } from '../../agent/engine/region.js';
+import type { Operations } from '../../agent/engine/operations.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 import { RateOperations, observedAccessRatio, type RatePhase } from '../support/rate-operations.js';
 import { seededRandom } from '../support/seeded-random.js';
@@ -146,4 +147,36 @@ test('the regions update stays due on time while the sampling interval changes',
   ctx.runFor(30_000_000);
   // Some slack: an update comes at the first sampling step at or after its due time.
   assert.ok(updates >= 25 && updates <= 31, `${updates} updates in 30 s at 1 s`);
+});
+
+test('the batched real-time loop (operations with sampleAggregation, as page_idle\'s native sampler) runs each batch at the interval as tuned', async () => {
+  // No time passes inside a batch, so no access is ever seen: the goal doubles the interval
+  // at every adjustment until its maximum.
+  const ops = rateOps([{ durationUs: PHASE_US, hotRate: 4, baseRate: 0 }]) as RateOperations & Required<Pick<Operations, 'sampleAggregation'>>;
+  const asked: number[] = [];
+  ops.sampleAggregation = async (c, n, samplingUs) => {
+    asked.push(samplingUs);
+    await new Promise((r) => setImmediate(r));
+    ops.prepareAccessChecks(c);
+    for (let i = 0; i < n; i++) ops.checkAccesses(c);
+    return { samples: n, wallUs: n * samplingUs, late: 0, stopped: false };
+  };
+  const goal: IntervalsGoal = { accessBp: 400, aggrs: 1, minSampleUs: 1_000, maxSampleUs: 8_000 };
+  const ctx = new DamonContext({
+    attrs: validateAttributes({ samplingUs: 1_000, aggregationUs: 10_000, updateUs: 1_000_000, intervalsGoal: goal }),
+    targetIds: [1], ops, random: seededRandom(7),
+  });
+  const recs: AggregationRecord[] = [];
+  ctx.on('aggregate', (r) => recs.push(r));
+  assert.equal(await ctx.start(), true);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!asked.includes(8_000) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  } finally {
+    await ctx.stop();
+  }
+  const steps = [...new Set(asked)];
+  assert.deepEqual(steps, [1_000, 2_000, 4_000, 8_000], `intervals asked of the operations: ${asked.join(', ')}`);
+  assert.equal(ctx.intervals().samplingUs, 8_000);
+  assert.ok(recs.some((r) => r.samplingUs === 8_000), 'records tell the tuned interval');
 });
