@@ -235,6 +235,11 @@ export function compareHotSets(a: EngineScore, b: EngineScore): HotSetAgreement 
 export interface ComparisonBar {
   /** First detection and every re-detection at most this many aggregations after the reference's. */
   maxDetectionLag: number;
+  /**
+   * Where the reference never detects (a kernel slowed by a busy host, say), the engine
+   * still has to: within this many aggregations of the phase's start.
+   */
+  maxDetectionWithoutReference: number;
   /** Steady hot coverage at most this much below the reference's. */
   maxSteadyHotShortfall: number;
   /** Steady cold coverage (fraction of the cold bytes) at most this. */
@@ -244,6 +249,7 @@ export interface ComparisonBar {
 
 export const KERNEL_COMPARISON_BAR: Readonly<ComparisonBar> = Object.freeze({
   maxDetectionLag: 2,
+  maxDetectionWithoutReference: 10,
   maxSteadyHotShortfall: 0.01,
   maxSteadyColdCovered: 0.01,
   minMeanJaccard: 0.9,
@@ -265,6 +271,8 @@ export function comparisonFailures(
     if (d === undefined) out.push(`${what}: never${ref === undefined ? ' (nor by the reference)' : ` (reference: aggregation ${ref})`}`);
     else if (ref !== undefined && d > ref + bar.maxDetectionLag) {
       out.push(`${what}: aggregation ${d}, more than ${bar.maxDetectionLag} after the reference's ${ref}`);
+    } else if (ref === undefined && d > bar.maxDetectionWithoutReference) {
+      out.push(`${what}: aggregation ${d}, beyond ${bar.maxDetectionWithoutReference} (the reference never detected it)`);
     }
   });
   const h = engine.steadyHotCovered;

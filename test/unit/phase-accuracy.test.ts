@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  compareHotSets, comparisonFailures, jaccard, scoreEngine, type PhasedTruth,
+  compareHotSets, comparisonFailures, jaccard, KERNEL_COMPARISON_BAR, scoreEngine, type PhasedTruth,
 } from '../support/phase-accuracy.js';
 import type { AggregationRecord, RegionRecord } from '../../agent/records/record.js';
 
@@ -103,7 +103,7 @@ test('the comparison bar says every way an engine falls short of the reference',
   assert.deepEqual(comparisonFailures(a, b, agree), [
     'steady hot coverage 0.9792 is more than 0.01 below the reference\'s 1.0000',
   ]);
-  const strict = comparisonFailures(a, b, agree, { maxDetectionLag: 0, maxSteadyHotShortfall: 0.1, maxSteadyColdCovered: 0.0005, minMeanJaccard: 0.99 });
+  const strict = comparisonFailures(a, b, agree, { maxDetectionLag: 0, maxDetectionWithoutReference: 10, maxSteadyHotShortfall: 0.1, maxSteadyColdCovered: 0.0005, minMeanJaccard: 0.99 });
   assert.deepEqual(strict, [
     'first detection: aggregation 3, more than 0 after the reference\'s 2',
     're-detection after move 1: aggregation 2, more than 0 after the reference\'s 1',
@@ -117,6 +117,12 @@ test('the comparison bar says every way an engine falls short of the reference',
     'steady hot coverage: no steady aggregation',
     'hot-set agreement: no pair of steady aggregations',
   ]);
+  // A reference that never detects bounds nothing by itself: the engine has its own limit.
+  const blind = comparisonFailures(a, never, compareHotSets(a, never), { ...KERNEL_COMPARISON_BAR, maxDetectionWithoutReference: 2 });
+  assert.deepEqual(blind.filter((f) => f.includes('detection')), [
+    'first detection: aggregation 3, beyond 2 (the reference never detected it)',
+  ]);
+  assert.deepEqual(comparisonFailures(a, never, compareHotSets(a, never)).filter((f) => f.includes('detection')), [], 'within the default 10');
 });
 
 test('a truth that is not sorted, or has empty spans, is refused naming the part', () => {
