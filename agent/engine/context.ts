@@ -337,14 +337,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     const cpu0 = process.cpuUsage();
     this.loopSlot = slot;
     this.runStep();
-    const cpu = process.cpuUsage(cpu0);
-    const endUs = hrUs();
-    this.stepWallWindow.add(endUs - startUs);
-    this.stepCpuWindow.add(cpu.user + cpu.system);
-    if (this.aggregatedInStep) {
-      this.aggregationWindow.add(startUs - this.lastAggregationUs);
-      this.lastAggregationUs = startUs;
-    }
+    const endUs = this.accountStep(startUs, cpu0);
     if (!this.running) return;
     // The next check must come at least half an interval after this step armed its samples:
     // a late step that ran the next one at once would check an almost empty window and
@@ -354,6 +347,19 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     const next = Math.max(slot + 1, earliest);
     this.missedSamples += next - slot - 1;
     this.schedule(next);
+  }
+
+  /** Drift accounting of one step (or batch) that began at startUs with CPU usage cpu0; returns its end. */
+  private accountStep(startUs: number, cpu0: NodeJS.CpuUsage): number {
+    const cpu = process.cpuUsage(cpu0);
+    const endUs = hrUs();
+    this.stepWallWindow.add(endUs - startUs);
+    this.stepCpuWindow.add(cpu.user + cpu.system);
+    if (this.aggregatedInStep) {
+      this.aggregationWindow.add(startUs - this.lastAggregationUs);
+      this.lastAggregationUs = startUs;
+    }
+    return endUs;
   }
 
   // ---- the loop body --------------------------------------------------------------------
@@ -471,14 +477,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       return;
     }
     this.inStep = false;
-    const cpu = process.cpuUsage(cpu0);
-    const endUs = hrUs();
-    this.stepWallWindow.add(endUs - startUs);
-    this.stepCpuWindow.add(cpu.user + cpu.system);
-    if (this.aggregatedInStep) {
-      this.aggregationWindow.add(startUs - this.lastAggregationUs);
-      this.lastAggregationUs = startUs;
-    }
+    this.accountStep(startUs, cpu0);
     if (this._targets.length === 0) this.finish('no-targets');
     else if (this.stopRequested) this.finish('off');
   }
