@@ -7,6 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
+import { loadNativeAccess, type NativeAccess } from '../../agent/ops/native.js';
 
 export const PAGE = 4096;
 export const PM_PRESENT = 1n << 63n;
@@ -146,4 +148,44 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * For a file of native tests: the library built and loaded before its tests, and the
+ * descriptors they open and the fake hosts they make released after them.
+ */
+export class NativeFixture {
+  private lib: NativeAccess | undefined;
+  private readonly fds: number[] = [];
+  private readonly hosts: FakeHost[] = [];
+
+  constructor() {
+    before(() => {
+      buildNative();
+      this.lib = loadNativeAccess();
+    });
+    after(() => {
+      for (const fd of this.fds.splice(0)) fs.closeSync(fd);
+      for (const h of this.hosts.splice(0)) h.remove();
+    });
+  }
+
+  get native(): NativeAccess {
+    if (this.lib === undefined) throw new Error('the native library is loaded in before(): use it in a test');
+    return this.lib;
+  }
+
+  /** Opens `p`, closed after the file's tests. */
+  open(p: string, flags: string): number {
+    const fd = fs.openSync(p, flags);
+    this.fds.push(fd);
+    return fd;
+  }
+
+  /** A fake host, removed after the file's tests. */
+  host(): FakeHost {
+    const h = new FakeHost();
+    this.hosts.push(h);
+    return h;
+  }
 }

@@ -2,7 +2,7 @@
 // fake pagemap, kpageflags and bitmap files: which PFN and bit are read and written, huge
 // page heads, shared checks, pages that cannot be checked, files that end early, I/O
 // retries, and the errors.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,40 +10,20 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
   ArmedPages,
-  loadNativeAccess,
   NativeAccessError,
   type AccessFiles,
   type AccessStats,
-  type NativeAccess,
 } from '../../agent/ops/native.js';
 import {
-  buildNative, FakeHost, KPF_HEAD, KPF_HUGE, KPF_LRU, KPF_TAIL, KPF_THP, PAGE, PM_PRESENT, PM_SWAPPED, REPO_ROOT,
+  FakeHost, KPF_HEAD, KPF_HUGE, KPF_LRU, KPF_TAIL, KPF_THP, NativeFixture, PAGE, PM_PRESENT, PM_SWAPPED, REPO_ROOT,
 } from './page-idle-fakes.js';
 
-let native: NativeAccess;
-const hosts: FakeHost[] = [];
-const fds: number[] = [];
+const fixture = new NativeFixture();
+const open = (p: string, flags: string): number => fixture.open(p, flags);
 const PID = 100;
 
-before(() => {
-  buildNative();
-  native = loadNativeAccess();
-});
-
-after(() => {
-  for (const fd of fds.splice(0)) fs.closeSync(fd);
-  for (const h of hosts.splice(0)) h.remove();
-});
-
-function open(p: string, flags: string): number {
-  const fd = fs.openSync(p, flags);
-  fds.push(fd);
-  return fd;
-}
-
 function host(): FakeHost {
-  const h = new FakeHost();
-  hosts.push(h);
+  const h = fixture.host();
   h.addProcess(PID, '');
   return h;
 }
@@ -67,20 +47,20 @@ function armed(f: AccessFiles): ArmedPages {
 }
 
 function prepare(f: AccessFiles, ...addrs: number[]): AccessStats {
-  return native.prepare(f, f64(...addrs), addrs.length, armed(f));
+  return fixture.native.prepare(f, f64(...addrs), addrs.length, armed(f));
 }
 
 /** Checks `cur` and arms `next`; returns the accessed flags and the stats. */
 function check(f: AccessFiles, cur: number[], next: number[] = []): { accessed: number[]; stats: AccessStats } {
   const accessed = new Uint8Array(cur.length).fill(7);
-  const stats = native.checkAndPrepare(f, f64(...cur), cur.length, accessed, f64(...next), next.length, armed(f));
+  const stats = fixture.native.checkAndPrepare(f, f64(...cur), cur.length, accessed, f64(...next), next.length, armed(f));
   return { accessed: Array.from(accessed), stats };
 }
 
 const V = 0x400000; // a virtual page: pagemap entry at byte (V / 4096) * 8
 
 test('the library resolves addresses with this host page size', () => {
-  assert.equal(native.pageSize, PAGE);
+  assert.equal(fixture.native.pageSize, PAGE);
 });
 
 test('arming sets bit pfn % 64 of word pfn / 64 and nothing else; accessed = bit cleared', () => {
@@ -339,9 +319,9 @@ test('errors name the file, the operation and the errno', () => {
 
   assert.throws(() => check(good, [V], [NaN]), /bad sampling address #1: NaN/);
   assert.throws(() => prepare(good, V, -PAGE), /bad sampling address #1: -4096/);
-  assert.throws(() => native.prepare(good, f64(V), 2, new ArmedPages()), RangeError);
+  assert.throws(() => fixture.native.prepare(good, f64(V), 2, new ArmedPages()), RangeError);
   assert.throws(
-    () => native.checkAndPrepare(good, f64(V), 1, new Uint8Array(0), f64(), 0, new ArmedPages()),
+    () => fixture.native.checkAndPrepare(good, f64(V), 1, new Uint8Array(0), f64(), 0, new ArmedPages()),
     /accessed flags: count 1/,
   );
 });
@@ -351,9 +331,9 @@ test('PFN visibility through /proc/self/pagemap matches CAP_SYS_ADMIN; a foreign
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
   assert.ok(capEff);
   const admin = ((BigInt(`0x${capEff[1]}`) >> 21n) & 1n) === 1n;
-  assert.equal(native.pfnVisible({ fd, path: '/proc/self/pagemap' }), admin ? 'visible' : 'zero');
+  assert.equal(fixture.native.pfnVisible({ fd, path: '/proc/self/pagemap' }), admin ? 'visible' : 'zero');
   const h = host();
-  assert.equal(native.pfnVisible({ fd: open(h.pagemapPath(PID), 'r'), path: 'fake' }), 'not-present');
+  assert.equal(fixture.native.pfnVisible({ fd: open(h.pagemapPath(PID), 'r'), path: 'fake' }), 'not-present');
 });
 
 test('entries with every flag bit set still give the PFN from bits 0..54', () => {

@@ -2,7 +2,7 @@
 // and PageIdleOperations.sampleAggregation) against fake pagemap, kpageflags and bitmap
 // files: nr_accesses per region over a run, THP heads, new regions between runs, the
 // thread gone after close, and the core's batched loop with a target that exits mid-run.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,31 +11,15 @@ import { validateAttributes } from '../../agent/engine/attrs.js';
 import { DamonContext } from '../../agent/engine/context.js';
 import { newRegion, type Target } from '../../agent/engine/region.js';
 import type { OpsContext } from '../../agent/engine/operations.js';
-import { loadNativeAccess, type AccessFiles, type NativeAccess } from '../../agent/ops/native.js';
+import type { AccessFiles } from '../../agent/ops/native.js';
 import { NativeSampler } from '../../agent/ops/native-sampler.js';
 import { PageIdleOperations } from '../../agent/ops/page-idle.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
-import { buildNative, FakeHost, KPF_LRU, PAGE, seededRandom, statLine } from './page-idle-fakes.js';
+import { FakeHost, KPF_LRU, NativeFixture, PAGE, seededRandom, statLine } from './page-idle-fakes.js';
 
-let native: NativeAccess;
-const hosts: FakeHost[] = [];
-const fds: number[] = [];
+const fixture = new NativeFixture();
+const open = (p: string, flags: string): number => fixture.open(p, flags);
 const PID = 4321;
-
-before(() => {
-  buildNative();
-  native = loadNativeAccess();
-});
-after(() => {
-  for (const fd of fds.splice(0)) fs.closeSync(fd);
-  for (const h of hosts.splice(0)) h.remove();
-});
-
-function open(p: string, flags: string): number {
-  const fd = fs.openSync(p, flags);
-  fds.push(fd);
-  return fd;
-}
 
 /** Four regions of 16 pages: A present, B absent, C half present, D a THP's tails. */
 const A = 0x10000000;
@@ -46,8 +30,7 @@ const PAGES = 16;
 const THP_HEAD = 64 * 1024;
 
 function host(): FakeHost {
-  const h = new FakeHost();
-  hosts.push(h);
+  const h = fixture.host();
   h.addProcess(PID, '');
   for (let i = 0; i < PAGES; i++) {
     h.map(PID, A + i * PAGE, 64 * (i + 1));
@@ -84,7 +67,7 @@ function threads(): number {
 test('a run adds one check per region per interval: tracked pages accessed every time count N', async () => {
   const h = host();
   const f = files(h, '/dev/zero');
-  const s = new NativeSampler(native, 7);
+  const s = new NativeSampler(fixture.native, 7);
   try {
     const N = 10;
     const run = await s.run([{ files: f, bounds: bounds(sixteen(A), sixteen(B), sixteen(C), sixteen(D)), count: 4 }], N, 2_000);
@@ -108,7 +91,7 @@ test('a run adds one check per region per interval: tracked pages accessed every
 test('samples are armed in the bitmap (idle bits set on the sampled frames, heads for THP tails)', async () => {
   const h = host();
   const f = files(h);
-  const s = new NativeSampler(native, 11);
+  const s = new NativeSampler(fixture.native, 11);
   try {
     const run = await s.run([{ files: f, bounds: bounds(sixteen(A), sixteen(D)), count: 2 }], 3, 1_000);
     assert.deepEqual(Array.from(run.targets[0].counts), [0, 0], 'nothing cleared the idle bits: no accesses');
@@ -123,7 +106,7 @@ test('samples are armed in the bitmap (idle bits set on the sampled frames, head
 test('the region array given to each run is honoured: counts follow the new boundaries', async () => {
   const h = host();
   const f = files(h, '/dev/zero');
-  const s = new NativeSampler(native, 3);
+  const s = new NativeSampler(fixture.native, 3);
   try {
     const first = await s.run([{ files: f, bounds: bounds(sixteen(A), sixteen(B)), count: 2 }], 5, 1_000);
     assert.deepEqual(Array.from(first.targets[0].counts), [5, 0]);
@@ -146,7 +129,7 @@ test('the region array given to each run is honoured: counts follow the new boun
 test('bad regions are refused before a run starts, naming the region', () => {
   const h = host();
   const f = files(h);
-  const s = new NativeSampler(native, 1);
+  const s = new NativeSampler(fixture.native, 1);
   try {
     assert.throws(() => s.run([{ files: f, bounds: bounds([A, A]), count: 1 }], 1, 1_000), /region 0 \[268435456, 268435456\) of .*pagemap is empty, unaligned or out of range/);
     assert.throws(() => s.run([{ files: f, bounds: bounds(sixteen(A), [B + 1, B + PAGE]), count: 2 }], 1, 1_000), /region 1 /);
@@ -160,9 +143,9 @@ test('close() ends a run at once, joins the thread, and the run resolves as stop
   const h = host();
   const f = files(h);
   const before = threads();
-  const live = native.samplerThreads();
-  const s = new NativeSampler(native, 5);
-  assert.equal(native.samplerThreads(), live + 1);
+  const live = fixture.native.samplerThreads();
+  const s = new NativeSampler(fixture.native, 5);
+  assert.equal(fixture.native.samplerThreads(), live + 1);
   assert.equal(threads(), before + 1);
   // 1000 intervals of 10 ms: ten seconds unless stopped.
   const t0 = performance.now();
@@ -172,7 +155,7 @@ test('close() ends a run at once, joins the thread, and the run resolves as stop
   const run = await running;
   assert.equal(run.stopped, true);
   assert.ok(performance.now() - t0 < 5_000, 'the run did not wait for its intervals');
-  assert.equal(native.samplerThreads(), live);
+  assert.equal(fixture.native.samplerThreads(), live);
   assert.equal(threads(), before, 'no thread left');
   assert.throws(() => s.run([{ files: f, bounds: bounds(sixteen(A)), count: 1 }], 1, 1_000), /used after close/);
   s.close();
@@ -181,7 +164,7 @@ test('close() ends a run at once, joins the thread, and the run resolves as stop
 test('stop() cuts a run short but keeps its counts', async () => {
   const h = host();
   const f = files(h, '/dev/zero');
-  const s = new NativeSampler(native, 5);
+  const s = new NativeSampler(fixture.native, 5);
   try {
     const running = s.run([{ files: f, bounds: bounds(sixteen(A)), count: 1 }], 1000, 5_000);
     await new Promise((r) => setTimeout(r, 100));
@@ -212,7 +195,7 @@ function opsContext(regions: Target['regions'], maxNrRegions = 100): OpsContext 
 
 test('sampleAggregation adds the run to nrAccesses and leaves no sample armed; cleanup ends the thread', async () => {
   const h = host();
-  const live = native.samplerThreads();
+  const live = fixture.native.samplerThreads();
   const o = new PageIdleOperations({ ...h.paths, bitmap: '/dev/zero' });
   const ctx = opsContext([newRegion(...sixteen(A)), newRegion(...sixteen(B)), newRegion(...sixteen(D))]);
   o.init(ctx);
@@ -224,11 +207,11 @@ test('sampleAggregation adds the run to nrAccesses and leaves no sample armed; c
     assert.ok(ctx.targets[0].regions.every((x) => x.samplingAddr === -1));
     const c = o.counters();
     assert.ok(c.checked >= 16 && c.hugeTail > 0, JSON.stringify(c));
-    assert.equal(native.samplerThreads(), live + 1);
+    assert.equal(fixture.native.samplerThreads(), live + 1);
   } finally {
     o.cleanup();
   }
-  assert.equal(native.samplerThreads(), live, 'cleanup joined the sampler thread');
+  assert.equal(fixture.native.samplerThreads(), live, 'cleanup joined the sampler thread');
 });
 
 const libc = koffi.load('libc.so.6');
@@ -252,7 +235,7 @@ test('the core batched loop: per-region counts each aggregation; a target that e
   h.addProcess(PID, mapsText([A, C, D]));
   h.addProcess(OTHER, mapsText([A, C, D]));
   for (let i = 0; i < PAGES; i++) h.map(OTHER, A + i * PAGE, 64 * (i + 1));
-  const live = native.samplerThreads();
+  const live = fixture.native.samplerThreads();
   const ops = new PageIdleOperations({ ...h.paths, bitmap: '/dev/zero' });
   const ctx = new DamonContext({
     attrs: validateAttributes({ samplingUs: 2_000, aggregationUs: 20_000, updateUs: 10_000_000, minNrRegions: 3, maxNrRegions: 3 }),
@@ -306,7 +289,7 @@ test('the core batched loop: per-region counts each aggregation; a target that e
     await ctx.stop();
   }
   assert.match(await stopped, /^off/);
-  assert.equal(native.samplerThreads(), live, 'stop joined the sampler thread');
+  assert.equal(fixture.native.samplerThreads(), live, 'stop joined the sampler thread');
 });
 
 test('the per-sample loop stays selectable: page_idle then runs one step per sampling interval', () => {
