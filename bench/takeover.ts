@@ -11,7 +11,7 @@ import { connectNats } from '../common/nats.js';
 import type { ControllerClient } from '../gen/damon/v1/damon.js';
 import { FAST_ATTRS, killTarget, spawnTarget, tempDir } from '../test/integration/support/agent-env.js';
 import { spawnAgent, spawnController, type FleetProcess } from '../test/integration/support/fleet-processes.js';
-import { controllerClient, unary, waitFor } from '../test/integration/support/grpc-client.js';
+import { controllerClient, servesAsLeader, unary, waitFor } from '../test/integration/support/grpc-client.js';
 import { freePort, startNatsServer } from '../test/integration/support/nats-server.js';
 import { endMs, recordsOf, watchRecords } from '../test/integration/support/nats-watch.js';
 import { median, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
@@ -50,14 +50,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     ctl[i] = await spawnController({ name: `controller ${i + 1}`, listen: addr[i], nats: nats.url, credentials: nats.credentials, leaseTtlMs: AGENT_LEASE_MS, heartbeatMs: HEARTBEAT_MS });
     procs.push(ctl[i]);
   };
-  const leads = async (i: number) => {
-    try {
-      await unary(clients[i], 'listSessions', { pageSize: 0, pageToken: '' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const leads = (i: number) => servesAsLeader(clients[i]);
   try {
     for (let i = 0; i < 2; i++) {
       addr[i] = `127.0.0.1:${await freePort()}`; // just before the start: the port stays free

@@ -13,7 +13,7 @@ import { SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js
 import { FAST_ATTRS, agentClient, killTarget, spawnTarget, startKillableNats, tempDir, type KillableNats } from './support/agent-env.js';
 import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './support/controller-env.js';
 import { spawnAgent, spawnController, type AgentProcess, type FleetProcess } from './support/fleet-processes.js';
-import { controllerClient, healthCheck, rejectsWith, unary, waitFor } from './support/grpc-client.js';
+import { controllerClient, healthCheck, rejectsWith, servesAsLeader, unary, waitFor } from './support/grpc-client.js';
 import { freePort } from './support/nats-server.js';
 import { endMs, recordsOf, watchRecords } from './support/nats-watch.js';
 import { AGGREGATION_MS, RUNNING, statusOf } from './support/system-env.js';
@@ -44,14 +44,7 @@ describe('whole system: two controllers, one agent with both addresses', () => {
     });
     processes.push(ctl[i]);
   };
-  const leads = async (i: number) => {
-    try {
-      await unary(clients[i], 'listSessions', { pageSize: 0, pageToken: '' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const leads = (i: number) => servesAsLeader(clients[i]);
   const agentLiveOn = (i: number) =>
     waitFor(`the agent registered with controller ${i + 1}`, async () => {
       const { agents } = await unary(clients[i], 'listAgents', {}).catch(() => ({ agents: [] }));

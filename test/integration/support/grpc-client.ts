@@ -95,3 +95,13 @@ export async function healthCheck(address: string, creds: grpc.ChannelCredential
     client.close();
   }
 }
+
+/** True when the controller behind `client` serves the API (it leads); a standby refuses. */
+export async function servesAsLeader(client: ControllerClient): Promise<boolean> {
+  try {
+    await unary(client, 'listSessions', { pageSize: 0, pageToken: '' });
+    return true;
+  } catch {
+    return false;
+  }
+}
