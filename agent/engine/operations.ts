@@ -49,6 +49,8 @@ export interface SampledIntervals {
   samples: number;
   /** Real time the run took, microseconds (from arming the first samples to the end of the last check). */
   wallUs: number;
+  /** Real time the checks took, sleeps excluded, microseconds; when the operations measure it (check-budget.ts). */
+  busyUs?: number;
   /** Checks that ended more than a whole interval late (the next window then restarted). */
   late: number;
   /** The run was cut short by cleanup. */

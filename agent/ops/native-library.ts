@@ -11,7 +11,7 @@ import koffi from 'koffi';
 export const DEFAULT_LIBRARY_PATH = fileURLToPath(new URL('../../../native/build/libdamon_access.so', import.meta.url));
 
 /** Must match DA_ABI_VERSION in native/src/damon_access.h. */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 5;
 
 const BUILD_HINT = 'run `npm run build:native` (needs a C compiler: cc, gcc or clang)';
 

@@ -29,6 +29,8 @@ export interface SamplerRun {
   samples: number;
   /** Real time from arming the first samples to the end of the last check, microseconds. */
   wallUs: number;
+  /** Time the checks took, sleeps excluded, microseconds: what the regions cost. */
+  busyUs: number;
   /** Checks that ended a whole interval late (the schedule then restarted). */
   late: number;
   /** The run was cut short by stop() or close(). */
@@ -42,8 +44,8 @@ interface PendingRun {
   startMs: number;
 }
 
-// struct da_sampler_timing: start_ns, end_ns (uint64), samples, late, stopped, reserved (uint32).
-const TIMING_BYTES = 32;
+// struct da_sampler_timing: start_ns, end_ns, busy_ns (uint64), samples, late, stopped, reserved (uint32).
+const TIMING_BYTES = 40;
 /** How often a run that has not ended by its expected end is polled again, ms. */
 const POLL_MS = 1;
 
@@ -137,7 +139,7 @@ export class NativeSampler {
     this.running = null;
     if (run.timer !== undefined) clearTimeout(run.timer);
     if (this.handle === null) {
-      run.resolve({ targets: [], samples: 0, wallUs: 0, late: 0, stopped: true });
+      run.resolve({ targets: [], samples: 0, wallUs: 0, busyUs: 0, late: 0, stopped: true });
       return;
     }
     const results = this.targets.map((t, i): SamplerTargetResult => {
@@ -147,12 +149,13 @@ export class NativeSampler {
       return { counts, stats, error };
     });
     this.check(this.fns.timing(this.handle, this.timingBuf) as number, 'read the timing');
-    const u64 = new BigUint64Array(this.timingBuf, 0, 2);
-    const u32 = new Uint32Array(this.timingBuf, 16, 3);
+    const u64 = new BigUint64Array(this.timingBuf, 0, 3);
+    const u32 = new Uint32Array(this.timingBuf, 24, 3);
     run.resolve({
       targets: results,
       samples: u32[0],
       wallUs: Number(u64[1] - u64[0]) / 1000,
+      busyUs: Number(u64[2]) / 1000,
       late: u32[1],
       stopped: u32[2] === 1,
     });

@@ -291,7 +291,7 @@ export class PageIdleOperations implements Operations {
       return { target: t, st, spec: { files: this.files(st), bounds: st.bounds, count: n } };
     });
     const run = await this.sampler.run(targets.map((x) => x.spec), nSamples, samplingUs);
-    if (run.stopped && run.targets.length === 0) return { samples: run.samples, wallUs: run.wallUs, late: run.late, stopped: true };
+    if (run.stopped && run.targets.length === 0) return { samples: run.samples, wallUs: run.wallUs, busyUs: run.busyUs, late: run.late, stopped: true };
     let failure: Error | undefined;
     targets.forEach(({ target, st }, i) => {
       const res = run.targets[i];
@@ -307,7 +307,7 @@ export class PageIdleOperations implements Operations {
       if (e !== undefined && (failure === undefined || failure instanceof TargetError)) failure = e;
     });
     if (failure) throw failure;
-    return { samples: run.samples, wallUs: run.wallUs, late: run.late, stopped: run.stopped };
+    return { samples: run.samples, wallUs: run.wallUs, busyUs: run.busyUs, late: run.late, stopped: run.stopped };
   }
 
   targetValid(target: Target): boolean {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a function, a signature or a struct changes (beneath.h too); the loader checks it. */
-#define DA_ABI_VERSION 4
+#define DA_ABI_VERSION 5
 
 /* Which file an error came from (da_stats.err_file). */
 enum da_file {

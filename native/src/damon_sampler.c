@@ -187,7 +187,7 @@ static int sleep_until(struct da_sampler *s, uint64_t deadline)
 
 static void run(struct da_sampler *s)
 {
-	uint64_t deadline, end;
+	uint64_t deadline, woke, end;
 	uint32_t i, k;
 
 	pthread_mutex_lock(&s->lock);
@@ -213,10 +213,12 @@ static void run(struct da_sampler *s)
 			s->timing.stopped = 1;
 			break;
 		}
+		woke = now_ns();
 		for (k = 0; k < s->n_targets; k++)
 			if (!s->targets[k].err)
 				check(s, &s->targets[k], last);
 		end = now_ns();
+		s->timing.busy_ns += end - woke;
 		__atomic_store_n(&s->timing.samples, s->timing.samples + 1, __ATOMIC_RELEASE);
 		s->timing.end_ns = end;
 		deadline += s->sampling_ns;

@@ -25,6 +25,7 @@ struct da_sampler;
 struct da_sampler_timing {
 	uint64_t start_ns;	/* CLOCK_MONOTONIC when the first samples were armed */
 	uint64_t end_ns;	/* when the last check ended */
+	uint64_t busy_ns;	/* time spent checking, sleeps excluded: the cost of the regions */
 	uint32_t samples;	/* sampling intervals completed (checks done) */
 	uint32_t late;		/* checks that ended past the next deadline */
 	uint32_t stopped;	/* 1 if da_sampler_stop ended the run early */

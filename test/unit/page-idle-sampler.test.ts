@@ -202,7 +202,8 @@ test('sampleAggregation adds the run to nrAccesses and leaves no sample armed; c
   try {
     ctx.targets[0].regions[0].nrAccesses = 2;
     const r = await o.sampleAggregation(ctx, 8, ctx.attrs.samplingUs);
-    assert.deepEqual(r, { samples: 8, wallUs: r.wallUs, late: r.late, stopped: false });
+    assert.deepEqual(r, { samples: 8, wallUs: r.wallUs, busyUs: r.busyUs, late: r.late, stopped: false });
+    assert.ok(r.busyUs! > 0 && r.busyUs! < r.wallUs, `checks took ${r.busyUs} of ${r.wallUs} us: sleeps are not counted`);
     assert.deepEqual(ctx.targets[0].regions.map((x) => x.nrAccesses), [10, 0, 8]);
     assert.ok(ctx.targets[0].regions.every((x) => x.samplingAddr === -1));
     const c = o.counters();
