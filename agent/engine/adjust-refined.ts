@@ -44,6 +44,10 @@
 // targets small but blurs moderately different frequencies, e.g. stripes at 0.6 and
 // 0.9; and extra cuts in every boundary region, which made noisy targets grow.)
 //
+// Where checks are slow, the context passes a max_nr_regions lowered to what a sampling
+// interval affords at the measured cost of a check (check-budget.ts), so that the
+// intervals keep their configured length; everything below holds for that bound.
+//
 // Guarantee (the overhead bound): the split adds at most max_nr_regions - nr_regions
 // regions, so with at most max_nr_regions regions before the split there are at most
 // max_nr_regions after it, as with the kernel's rule (which splits only at <= max / 2, into

@@ -31,6 +31,7 @@ import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
+import { CheckCost } from './check-budget.js';
 import { tuneSamplingUs } from './intervals-tuning.js';
 import type { AggregationRecord } from '../records/record.js';
 import { StatsWindow } from './stats-window.js';
@@ -139,6 +140,8 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   private lastStepStartUs = -1;
   private lastAggregationUs = -1;
   private missedSamples = 0;
+  /** What a region check costs in real time, from the operations that measure it. */
+  private readonly checkCost = new CheckCost();
   private readonly samplingWindow = new StatsWindow();
   private readonly aggregationWindow = new StatsWindow();
   private readonly stepWallWindow = new StatsWindow();
@@ -313,6 +316,10 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       stepWallUs: this.stepWallWindow.stats(0),
       stepCpuUs: this.stepCpuWindow.stats(0),
       missedSamples: this.missedSamples,
+      checkCost:
+        this.checkCost.perCheckUs === undefined
+          ? null
+          : { perCheckUs: this.checkCost.perCheckUs, affordableRegions: this.affordableRegions() },
     };
   }
 
@@ -460,6 +467,11 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
         // One value per sample, each the batch's mean: the window's mean stays the real one.
         for (let i = 0; i < outcome.samples; i++) this.samplingWindow.add(outcome.wallUs / outcome.samples);
         this.missedSamples += outcome.late;
+        if (outcome.busyUs !== undefined) {
+          let regions = 0;
+          for (const t of this._targets) regions += t.regions.length;
+          this.checkCost.observe(outcome.busyUs, outcome.samples, regions);
+        }
       } else {
         if (!(failure instanceof TargetError)) throw failure;
         const t = this._targets.find((x) => x.id === failure.targetId);
@@ -532,7 +544,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     if (this.adjust === 'refined') {
       const split = refinedSplit(
         this._targets.map((t) => t.regions),
-        { maxNrRegions: this.attrs.maxNrRegions, minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
+        { maxNrRegions: this.affordableRegions(), minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
         this.randomFn,
       );
       this._targets.forEach((t, i) => {
@@ -545,6 +557,16 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
         this.lastSplitNrRegions = total;
       }
     }
+  }
+
+  /**
+   * The most regions the refined split may leave: max_nr_regions, or fewer where checks
+   * are slow (check-budget.ts), never below 4 x min_nr_regions: exploration then still
+   * halves a region at the merge size limit (explorationPieces, at most half the budget,
+   * must reach 2 x min_nr_regions).
+   */
+  private affordableRegions(): number {
+    return this.checkCost.affordableRegions(this.samplingUs, this.attrs.maxNrRegions, Math.min(this.attrs.maxNrRegions, 4 * this.attrs.minNrRegions));
   }
 
   /** Every intervalsGoal.aggrs aggregations, scales the sampling interval toward the goal. */

@@ -27,6 +27,11 @@ export interface DriftStats {
   stepCpuUs: IntervalStats;
   /** Sampling slots skipped because the loop was more than one interval late (batched: windows restarted late). */
   missedSamples: number;
+  /**
+   * Measured real time per region check, microseconds, and the regions the split may
+   * leave at that cost (check-budget.ts); null where the engine does not measure it.
+   */
+  checkCost: { perCheckUs: number; affordableRegions: number } | null;
 }
 
 /** The intervals an engine runs with, in microseconds. */

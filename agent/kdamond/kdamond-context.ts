@@ -277,6 +277,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
       stepWallUs: this.pollWallWindow.stats(0),
       stepCpuUs: this.pollCpuWindow.stats(0),
       missedSamples: 0,
+      checkCost: null,
       missedAggregations: this.missedAggregations,
       recordSource: this.recordSource,
     };
