@@ -1,6 +1,7 @@
 // Runs INSIDE the guest, for bench/guest-cpu.ts: the CPU time of the agent's engine with
 // the page_idle operations against the CPU time of the kernel's kdamond thread, both
-// monitoring the same workload at the same time, at several max_nr_regions, with the
+// monitoring the same workload at the same time, at several region bounds (min:max; fixed
+// when min = max, so that both check exactly that many regions per sample), with the
 // engine's batched loop (sampling on the native sampler's thread) and its per-sample loop
 // (one JavaScript step per sampling interval, as before the native loop); then the cost
 // of the kdamond's two record sources (bench/kdamond-sources.ts).
@@ -11,7 +12,7 @@
 // kdamond thread's utime + stime from /proc/<pid>/stat at the start and the end of the
 // engine's measuring window; it also counts its own polling of the kdamond's records.
 //
-// Usage: node dist/bench/guest-cpu-run.js --workload BIN [--max 10,100,1000] [--seconds 4]
+// Usage: node dist/bench/guest-cpu-run.js --workload BIN [--regions 10:10,100:100,1000:1000,10:1000] [--seconds 4]
 //          [--warmup 2] [--repeats 1] [--source-seconds 4]
 // Prints one JSON object (GuestCpuReport).
 import { spawn } from 'node:child_process';
@@ -38,9 +39,19 @@ export const WORKLOAD_ARGS = [
   '--hot', Array.from({ length: 64 }, (_, k) => `${4 * k}M+1M`).join(','),
 ];
 
+/** Region bounds of one measurement: fixed (min = max: every sample checks exactly that many) or DAMON's defaults. */
+export interface RegionBounds {
+  min: number;
+  max: number;
+}
+
 export interface EngineWindow {
   loop: LoopMode;
   seconds: number;
+  /** Sampling intervals completed in the window. */
+  samples: number;
+  /** Real time per region check the engine measured (check-budget.ts), and the regions it affords at that cost. */
+  checkCost: { perCheckUs: number; affordableRegions: number } | null;
   cpuUs: number;
   /** Of cpuUs, the part spent in the kernel (system time): the access checks' system calls. */
   cpuSystemUs: number;
@@ -53,7 +64,7 @@ export interface EngineWindow {
 }
 
 export interface CpuMeasurement {
-  maxNrRegions: number;
+  bounds: RegionBounds;
   repeat: number;
   engine: EngineWindow;
   /** The kdamond thread's utime + stime over the engine's window (10 ms resolution). */
@@ -83,9 +94,10 @@ function taskCpuUs(pid: number): number {
 }
 
 /** --engine: the page_idle engine on --pid; "start" when the window opens, then the window as JSON. */
-async function engineMain(pid: number, maxNrRegions: number, warmupS: number, seconds: number, loop: LoopMode): Promise<void> {
+async function engineMain(pid: number, bounds: RegionBounds, warmupS: number, seconds: number, loop: LoopMode): Promise<void> {
   const ops = new PageIdleOperations();
-  const ctx = new DamonContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], ops, loop });
+  const attrs = validateAttributes({ ...DEFAULT_ATTRS, minNrRegions: bounds.min, maxNrRegions: bounds.max });
+  const ctx = new DamonContext({ attrs, targetIds: [pid], ops, loop });
   let regions = 0;
   let aggregations = 0;
   let counting = false;
@@ -112,6 +124,8 @@ async function engineMain(pid: number, maxNrRegions: number, warmupS: number, se
   const w: EngineWindow = {
     loop,
     seconds: elapsed,
+    samples: d1.sampling.total - d0.sampling.total,
+    checkCost: d1.checkCost,
     cpuUs: cpu.user + cpu.system,
     cpuSystemUs: cpu.system,
     meanRegions: aggregations === 0 ? 0 : regions / aggregations,
@@ -124,8 +138,9 @@ async function engineMain(pid: number, maxNrRegions: number, warmupS: number, se
 }
 
 /** One window: the kdamond (this process) and the engine (a child) on the same workload. */
-async function measure(pid: number, maxNrRegions: number, loop: LoopMode, repeat: number, warmupS: number, seconds: number): Promise<CpuMeasurement> {
-  const kd = new KdamondContext({ attrs: validateAttributes({ ...DEFAULT_ATTRS, maxNrRegions }), targetIds: [pid], sysfsRoot: SYSFS, tracefsRoot: TRACEFS });
+async function measure(pid: number, bounds: RegionBounds, loop: LoopMode, repeat: number, warmupS: number, seconds: number): Promise<CpuMeasurement> {
+  const attrs = validateAttributes({ ...DEFAULT_ATTRS, minNrRegions: bounds.min, maxNrRegions: bounds.max });
+  const kd = new KdamondContext({ attrs, targetIds: [pid], sysfsRoot: SYSFS, tracefsRoot: TRACEFS });
   let kdRegions = 0;
   let kdAggregations = 0;
   let counting = false;
@@ -141,7 +156,7 @@ async function measure(pid: number, maxNrRegions: number, loop: LoopMode, repeat
   if (!(await kd.start())) throw new Error(`the kdamond did not start: ${stopError}`);
   const kpid = kd.kdamondPid!;
   const self = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [self, '--engine', '--pid', String(pid), '--max', String(maxNrRegions), '--warmup', String(warmupS), '--seconds', String(seconds), '--loop', loop], {
+  const child = spawn(process.execPath, [self, '--engine', '--pid', String(pid), '--min', String(bounds.min), '--max', String(bounds.max), '--warmup', String(warmupS), '--seconds', String(seconds), '--loop', loop], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
@@ -159,7 +174,7 @@ async function measure(pid: number, maxNrRegions: number, loop: LoopMode, repeat
     const engine = JSON.parse(second.value) as EngineWindow;
     if (stopError !== undefined) throw new Error(`the kdamond stopped during the window: ${stopError}`);
     return {
-      maxNrRegions,
+      bounds,
       repeat,
       engine,
       kdamondCpuUs: k1 - k0,
@@ -175,7 +190,7 @@ async function measure(pid: number, maxNrRegions: number, loop: LoopMode, repeat
 
 interface Options {
   workload: string;
-  maxes: number[];
+  bounds: RegionBounds[];
   seconds: number;
   warmup: number;
   repeats: number;
@@ -183,7 +198,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const o: Partial<Options> = { maxes: [10, 100, 1000], seconds: 4, warmup: 2, repeats: 1, sourceSeconds: 4 };
+  const o: Partial<Options> = { bounds: [{ min: 10, max: 10 }], seconds: 4, warmup: 2, repeats: 1, sourceSeconds: 4 };
   const num = (opt: string, v: string, min: number): number => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < min) throw new Error(`${opt} must be a number >= ${min}, got "${v}"`);
@@ -193,7 +208,12 @@ function parse(argv: string[]): Options {
     const [opt, v] = [argv[i]!, argv[i + 1]];
     if (v === undefined) throw new Error(`option ${opt} needs a value`);
     if (opt === '--workload') o.workload = v;
-    else if (opt === '--max') o.maxes = v.split(',').map((x) => num('--max', x, 10));
+    else if (opt === '--regions') {
+      o.bounds = v.split(',').map((x) => {
+        const [min, max] = x.split(':');
+        return { min: num('--regions', min ?? '', 3), max: num('--regions', max ?? '', 3) };
+      });
+    }
     else if (opt === '--seconds') o.seconds = num(opt, v, 0.5);
     else if (opt === '--warmup') o.warmup = num(opt, v, 0);
     else if (opt === '--repeats') o.repeats = num(opt, v, 1);
@@ -209,7 +229,7 @@ async function main(argv: string[]): Promise<void> {
     const get = (name: string) => Number(argv[argv.indexOf(name) + 1]);
     const loop = argv[argv.indexOf('--loop') + 1] as LoopMode;
     if (!LOOP_MODES.includes(loop)) throw new Error(`--loop must be one of ${LOOP_MODES.join(', ')}`);
-    await engineMain(get('--pid'), get('--max'), get('--warmup'), get('--seconds'), loop);
+    await engineMain(get('--pid'), { min: get('--min'), max: get('--max') }, get('--warmup'), get('--seconds'), loop);
     return;
   }
   const o = parse(argv);
@@ -221,9 +241,9 @@ async function main(argv: string[]): Promise<void> {
     const measurements: CpuMeasurement[] = [];
     // Maxima interleaved within each repeat, so a slow spell of the machine hits all of them.
     for (let r = 0; r < o.repeats; r++) {
-      for (const max of o.maxes) for (const loop of LOOP_MODES) {
-        const m = await measure(w.pid, max, loop, r, o.warmup, o.seconds);
-        log(`max ${max}, ${loop} loop: engine ${(m.engine.cpuUs / 1000).toFixed(0)} ms CPU (${m.engine.meanRegions.toFixed(0)} regions), kdamond ${(m.kdamondCpuUs / 1000).toFixed(0)} ms (${m.kdamondMeanRegions.toFixed(0)} regions); aggregation ${(m.engine.aggregationMeanUs / 1000).toFixed(1)} ms`);
+      for (const b of o.bounds) for (const loop of LOOP_MODES) {
+        const m = await measure(w.pid, b, loop, r, o.warmup, o.seconds);
+        log(`regions ${b.min}..${b.max}, ${loop} loop: engine ${(m.engine.cpuUs / 1000).toFixed(0)} ms CPU (${m.engine.meanRegions.toFixed(0)} regions), kdamond ${(m.kdamondCpuUs / 1000).toFixed(0)} ms (${m.kdamondMeanRegions.toFixed(0)} regions); aggregation ${(m.engine.aggregationMeanUs / 1000).toFixed(1)} ms`);
         measurements.push(m);
       }
     }
