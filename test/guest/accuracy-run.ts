@@ -20,7 +20,9 @@
 // from 1.00 to 0.39-0.78 and the kernel DAMON's to 0.86, as both ran late).
 //
 // Usage: node dist/test/guest/accuracy-run.js --workload BIN [--thp hugepage,nohugepage]
-//          [--parts direct,kernel-adjust,agent] [--phase-ms 4000] [--tlb-flush-ms 1] [--pause-us 1000]
+//          [--parts direct,kernel-adjust,agent] [--phase-ms 60000] [--tlb-flush-ms 1] [--pause-us 1000]
+// A phase ends once every monitor delivered PHASE_AGGREGATIONS records in it, or after
+// --phase-ms at most.
 // Prints one JSON line (AccuracyCase) per THP mode and part; progress goes to stderr.
 import { pathToFileURL } from 'node:url';
 import { mkdtempSync } from 'node:fs';
@@ -75,6 +77,10 @@ function log(msg: string): void {
 
 interface Engine {
   start(): Promise<void>;
+  /** Records delivered so far (one target: one per aggregation). */
+  delivered(): number;
+  /** Whether it stopped (it delivers no more). */
+  ended(): boolean;
   /** Waits until it stopped by itself (its target exited), stopping it after timeoutMs. */
   end(timeoutMs: number): Promise<void>;
   result(): EngineRun;
@@ -97,8 +103,14 @@ function watch(name: string, ctx: DamonContext | KdamondContext, info: () => Rec
     stopped,
     async start() {
       if (ctx instanceof DamonContext) ctx.start();
-      else if (!(await ctx.start())) throw new Error(`${name} did not start: ${error ?? stopReason}`);
+      else if (!(await ctx.start())) {
+        // A failed start emits 'stopped' (with the cause) only after start() resolved.
+        await stopped;
+        throw new Error(`${name} did not start: ${stopReason} ${error ?? ''}`);
+      }
     },
+    delivered: () => records.length,
+    ended: () => stopReason !== 'running',
     async end(timeoutMs) {
       const t = setTimeout(() => void ctx.stop(), timeoutMs);
       await stopped;
@@ -174,6 +186,8 @@ function agentEngine(pid: number): Engine {
       const t = runner.observed().targets[0];
       if (t?.state !== TargetState.TARGET_STATE_RUNNING) throw new Error(`the agent's session did not start: ${TargetState[t?.state ?? 0]} ${t?.message ?? ''}`);
     },
+    delivered: () => records.length,
+    ended,
     async end(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       while (!ended() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -191,6 +205,14 @@ function agentEngine(pid: number): Engine {
     },
   };
 }
+
+/**
+ * Aggregations every monitor gets in each phase before the hot set moves: the bar's
+ * window (10) and a steady part to score after it. Phases end on this count, not after a
+ * fixed time, so a busy machine that slows the monitors down gives them longer phases
+ * instead of fewer aggregations (--phase-ms is then only an upper bound).
+ */
+export const PHASE_AGGREGATIONS = 25;
 
 export function workloadArgs(thp: string, phaseMs: number, tlbFlushMs: number, pauseUs: number): string[] {
   return [
@@ -220,7 +242,16 @@ async function runCase(bin: string, thp: string, part: Part, o: RunOptions): Pro
     // One after the other: the kdamond's setup writes must not queue behind the page_idle
     // engine's sampling steps in this process's event loop.
     for (const e of engines) await e.start();
-    const status = await w.waitExit(HOT_RANGES.length * o.phaseMs + 60_000);
+    for (let p = 0; p < HOT_RANGES.length; p++) {
+      await w.waitFor('phase', o.phaseMs + 10_000, p);
+      const at = engines.map((e) => e.delivered());
+      const enough = () => engines.every((e, i) => e.ended() || e.delivered() - at[i] >= PHASE_AGGREGATIONS);
+      while (!enough() && w.events.every((e) => e.event !== 'exit' && !(e.event === 'phase' && e.index > p))) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      w.nextPhase();
+    }
+    const status = await w.waitExit(60_000);
     log(`${thp} ${part}: workload exited (${status}); waiting for the engines to stop`);
     await Promise.all(engines.map((e) => e.end(10_000)));
     return { thp, part, tlbFlushMs: o.tlbFlushMs, pauseUs: o.pauseUs, events: w.events, engines: engines.map((e) => e.result()) };
@@ -233,7 +264,7 @@ async function main(argv: string[]): Promise<void> {
   let bin: string | undefined;
   let thps = ['hugepage', 'nohugepage'];
   let parts: Part[] = [...PARTS];
-  const o: RunOptions = { phaseMs: 4000, tlbFlushMs: 1, pauseUs: 1000 };
+  const o: RunOptions = { phaseMs: 60_000, tlbFlushMs: 1, pauseUs: 1000 };
   for (let i = 0; i < argv.length; i += 2) {
     const [opt, v] = [argv[i], argv[i + 1]];
     if (v === undefined) throw new Error(`option ${opt} needs a value`);
@@ -257,7 +288,7 @@ async function main(argv: string[]): Promise<void> {
   // coming in over 9p, the first huge pages). One short case, not reported, takes that
   // cost, so every reported case runs in a warm guest.
   const warm = Date.now();
-  await runCase(bin, thps[0], parts[0], { ...o, phaseMs: 1000 });
+  await runCase(bin, thps[0], parts[0], { ...o, phaseMs: 2000 });
   log(`warm-up case done in ${Date.now() - warm} ms (not reported)`);
   for (const thp of thps) {
     for (const part of parts) process.stdout.write(`${JSON.stringify(await runCase(bin, thp, part, o))}\n`);

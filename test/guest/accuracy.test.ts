@@ -74,7 +74,7 @@ describe('accuracy in the guest: the page_idle engine and the kernel\'s DAMON on
   before(async () => {
     const workload = buildWorkload();
     const driver = fileURLToPath(new URL('./accuracy-run.js', import.meta.url));
-    const r = await runInGuest(`node ${driver} --workload ${workload} --thp ${THP_MODES.join(',')}`, { timeoutMs: 360_000 });
+    const r = await runInGuest(`node ${driver} --workload ${workload} --thp ${THP_MODES.join(',')}`, { timeoutMs: 900_000 });
     guestStderr = r.stderr;
     writeFileSync(REPORT, r.stdout);
     assert.equal(r.exitCode, 0, `the accuracy run in the guest failed (exit ${r.exitCode}); stderr tail:\n${tail(r.stderr)}`);

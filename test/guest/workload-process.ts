@@ -92,6 +92,11 @@ export class WorkloadProcess {
     }
   }
 
+  /** Ends the current phase now (SIGUSR1; the workload moves to the next phase or exits after the last). */
+  nextPhase(): void {
+    if (this.exitStatus === undefined) this.child.kill('SIGUSR1');
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.exitStatus === undefined) this.child.kill(signal);
   }

@@ -16,7 +16,9 @@
 //            for none; e.g. 0+16M,64M+4M
 //   --hot    one phase that lasts until --duration ends or a SIGINT/SIGTERM arrives
 //   --phase  a phase of MS milliseconds; phases run in order, then the program exits,
-//            or starts over with --repeat
+//            or starts over with --repeat. SIGUSR1 ends the current phase at once (MS is
+//            then an upper bound): a test whose monitors run slower than expected moves
+//            the hot set once each has seen enough of the phase, not after a fixed time.
 //   --thp    madvise(MADV_HUGEPAGE / MADV_NOHUGEPAGE) on the mapping before touching it
 //   --align  align the mapping's start to SIZE (e.g. 2M so huge pages can back all of it)
 //   --access how hot pages are touched: read (sets the Accessed bit only) or write
@@ -61,9 +63,11 @@ struct phase {
 static struct phase phases[MAX_PHASES];
 static int nr_phases;
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t next_phase;
 static uint64_t page_size;
 
 static void on_signal(int sig) { stop_signal = sig; }
+static void on_next_phase(int sig) { (void)sig; next_phase = 1; }
 
 static void usage_error(const char *fmt, ...)
 {
@@ -277,6 +281,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	struct sigaction sa_next = { .sa_handler = on_next_phase };
+	sigaction(SIGUSR1, &sa_next, NULL);
 
 	// Over-map by the alignment, then unmap the unaligned head and the tail.
 	uint64_t map_len = size + align;
@@ -338,6 +344,7 @@ int main(int argc, char **argv)
 	for (int p = 0; nr_phases > 0 && !reason; p = (p + 1) % nr_phases) {
 		const struct phase *ph = &phases[p];
 		double phase_start = ms_of(CLOCK_MONOTONIC);
+		next_phase = 0;
 		printf("{\"event\":\"phase\",\"index\":%d,\"durationMs\":%" PRIu64 ",\"access\":\"%s\",\"hot\":", p,
 		       ph->duration_ms, write_access ? "write" : "read");
 		print_hot(base, ph);
@@ -355,7 +362,7 @@ int main(int argc, char **argv)
 				reason = "duration";
 				break;
 			}
-			if (ph->duration_ms && now - phase_start >= (double)ph->duration_ms)
+			if (ph->duration_ms && (next_phase || now - phase_start >= (double)ph->duration_ms))
 				break;
 			for (int r = 0; r < ph->nr_ranges; r++) {
 				volatile char *s = (volatile char *)base + ph->ranges[r].offset;
