@@ -56,7 +56,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
   const regions = BOUNDS.map((x) => `${x.min}:${x.max}`).join(',');
   const args = `--workload ${buildWorkload()} --regions ${regions} --seconds ${seconds} --warmup ${warmup} --repeats ${repeats} --source-seconds ${sourceSeconds}`;
   // Each window: the kdamond's setup, the engine process's start (10-20 s in a guest on a busy host), warm-up and measuring.
-  const budgetMs = 60_000 + repeats * BOUNDS.length * LOOP_MODES.length * (seconds + warmup + 30) * 1000 + 2 * (sourceSeconds + 5) * 1000;
+  const budgetMs = 60_000 + repeats * BOUNDS.length * LOOP_MODES.length * (seconds + warmup + 60) * 1000 + 2 * (sourceSeconds + 5) * 1000;
   const r = await runInGuest(`node ${driver} ${args}`, { timeoutMs: budgetMs });
   if (r.exitCode !== 0) throw new Error(`the measurement in the guest failed (exit ${r.exitCode}); stderr tail:\n${tail(r.stderr)}`);
   const rep = JSON.parse(r.stdout) as GuestCpuReport;

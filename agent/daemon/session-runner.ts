@@ -13,7 +13,7 @@
 // own DAMON (KdamondContext), driven only through the Monitor contract (engine/monitor.ts).
 // A session that left the choice to the agent and finds the kernel's DAMON taken at start
 // runs on page_idle instead.
-import type { Monitor, StopReason } from '../engine/monitor.js';
+import type { DriftStats, Monitor, StopReason } from '../engine/monitor.js';
 import { OperationsUnavailableError, TargetError } from '../engine/operations.js';
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
 import { openResultWriter } from '../records/result-writer.js';
@@ -66,7 +66,7 @@ export class SessionRunner {
   private closing: Promise<void> | undefined;
   private published = 0n;
   private stopping = false;
-  private drift = { samplingMeanUs: 0, aggregationMeanUs: 0 };
+  private drift: { samplingMeanUs: number; aggregationMeanUs: number; checkCost: DriftStats['checkCost'] } = { samplingMeanUs: 0, aggregationMeanUs: 0, checkCost: null };
   /** The engine's intervals when last seen (kept once it stopped). */
   private intervals = { samplingUs: 0, aggregationUs: 0 };
 
@@ -143,6 +143,7 @@ export class SessionRunner {
       const d = this.ctx.drift();
       if (d.sampling.count > 0) this.drift.samplingMeanUs = d.sampling.meanUs;
       if (d.aggregation.count > 0) this.drift.aggregationMeanUs = d.aggregation.meanUs;
+      if (d.checkCost !== null) this.drift.checkCost = d.checkCost;
       this.intervals = this.ctx.intervals();
     }
     const targets: ObservedTarget[] = [...this.targets].map(([pid, t]) => ({ pid, ...t }));
@@ -156,6 +157,9 @@ export class SessionRunner {
       recordsPublished: this.published,
       samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
+      ...(this.drift.checkCost === null
+        ? {}
+        : { checkCostUs: this.drift.checkCost.perCheckUs, affordableRegions: this.drift.checkCost.affordableRegions }),
     };
   }
 
