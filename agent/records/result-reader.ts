@@ -23,6 +23,7 @@
 //   decode as snapshots) is refused with a ResultFileError of kind 'not-result-file'.
 import { readFile } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
+import { quoted } from '../../common/log.js';
 import { decodeBinary, bufferSource, isMarkerEntry, MAGIC } from './binary-layout.js';
 import { decodeJsonDocument, type DecodedJsonRecord } from './json-layout.js';
 import {
@@ -112,7 +113,39 @@ function looksJsonText(b: Buffer): boolean {
 export function decodeResultBytes(bytes: Buffer, path: string, opts: ReadResultOptions = {}): ResultFileContents {
   const json = decodeJsonBytes(bytes, path);
   if (json !== null) return fromJson(json.records, json.format, opts);
+  const foreign = whyNotBinary(bytes);
+  if (foreign !== null) throw new ResultFileError('not-result-file', path, `${path}: not a result file: ${foreign}`, 0);
   return fromBinary(bytes, path, opts);
+}
+
+/** The first bytes hold no NUL: text (binary snapshots hold many, in tv_sec's high bytes). */
+function looksText(b: Buffer): boolean {
+  return b.length > 0 && !b.subarray(0, 4096).includes(0);
+}
+
+/**
+ * Why bytes that are neither JSON nor zlib are not a binary result file either, or null.
+ * Without the header, the only evidence of version 0 is that its first snapshot decodes.
+ */
+function whyNotBinary(b: Buffer): string | null {
+  if (b.length === 0) return 'the file is empty';
+  if (b.length >= MAGIC.length && b.subarray(0, MAGIC.length).equals(MAGIC)) return null;
+  if (looksText(b)) {
+    const text = b.subarray(0, 4096).toString('utf8');
+    if (/damon:damon_aggregated|damon:damos_before_apply/.test(text)) {
+      return 'it is `perf script` output of DAMON\'s tracepoints, which damo reads and damon-fleet does not; ' +
+        'damo converts it: damo convert_record_format --record_file FILE --format json_compressed --output_file OUT';
+    }
+    const line = text.split('\n').find((l) => l.trim() !== '') ?? '';
+    return `it is text, neither DAMON's binary format nor damo's JSON (it starts ${quoted(line.trim(), 48)})`;
+  }
+  const d = decodeBinary(bufferSource(b));
+  if (d.snapshots.length === 0) {
+    return d.problem !== null
+      ? `it has no "damon_recfmt_ver" header and does not start with a version-0 snapshot: ${d.problem.message}`
+      : `it has no "damon_recfmt_ver" header and its ${b.length} bytes are too few for a snapshot`;
+  }
+  return null;
 }
 
 /**
