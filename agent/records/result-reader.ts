@@ -165,7 +165,7 @@ export function decodeJsonBytes(
     } catch (e) {
       zerr = e;
     }
-    if (text !== null) return { format: 'json_compressed', records: decodeJsonDocument(text, path) };
+    if (text !== null) return { format: 'json_compressed', records: decodeJsonDocument(text, path, true) };
     // Two bytes can look like a zlib header by chance in a version-0 file.
     const v0 = decodeBinary(bufferSource(bytes));
     if (v0.problem === null && v0.trailingBytes === 0) return null;
