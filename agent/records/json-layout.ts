@@ -121,7 +121,7 @@ function parseExact(text: string, path: string, what: string): unknown {
     const ended = found?.ended ?? false;
     const where = `line ${line}, column ${column} (character ${pos})`;
     const message = ended
-      ? `the ${what} ends at ${where} before the document does`
+      ? `the document ends early: the ${what} ends at ${where}`
       : `${found?.reason ?? (e as Error).message} at ${where} of the ${what}, ` +
         `near ${quoted(text.slice(Math.max(0, pos - 24), pos + 24))}`;
     throw new ResultFileError(ended ? 'truncated' : 'corrupt', path, `${path}: not valid JSON: ${message}`, Buffer.byteLength(before), { cause: e });

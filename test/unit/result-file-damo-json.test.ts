@@ -104,7 +104,7 @@ test('a JSON syntax error is reported at its line and column in the file, also p
   const cut = join(dir, 'cut.json');
   writeFileSync(cut, good.slice(0, 60));
   await assert.rejects(readResultFile(cut), (e: unknown) => e instanceof ResultFileError && e.kind === 'truncated' &&
-    e.offset === 60 && /the file ends at line 1, column 61 \(character 60\) before the document does/.test(e.message));
+    e.offset === 60 && /the document ends early: the file ends at line 1, column 61 \(character 60\)$/.test(e.message));
   // in a json_compressed file, positions are in the inflated text, and say so
   const z = join(dir, 'broken.json.zlib');
   writeFileSync(z, deflateSync(broken));
