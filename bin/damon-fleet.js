@@ -6,6 +6,7 @@ const COMMANDS = {
   agent: '../dist/agent/daemon/main.js',
   record: '../dist/agent/recorder/main.js',
   report: '../dist/agent/recorder/report.js',
+  convert: '../dist/agent/recorder/convert.js',
   credentials: '../dist/common/credentials-main.js',
 };
 
@@ -18,6 +19,14 @@ if (!command || command === '--help' || command === '-h') {
 if (!Object.hasOwn(COMMANDS, command)) {
   process.stderr.write(`damon-fleet: unknown command "${command}"\n${usage}\n`);
   process.exit(2);
+}
+// A reader that stops early (`damon-fleet report FILE | head -1`) closes the pipe: stop
+// quietly, as command-line tools do, whichever command was writing; other errors stay loud.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
 }
 const { main } = await import(new URL(COMMANDS[command], import.meta.url).href);
 process.exitCode = await main(args);

@@ -21,7 +21,9 @@ Monitors processes with DAMON's engine and writes one snapshot per aggregation i
   --pid PID              a process to monitor (repeat for several)
   --out FILE             result file (default damon.data); "" for none
   --format F             binary (DAMON's format v2; default), binary_v0, json, json_compressed
-                         (default from the name: *.json -> json, *.json.zlib -> json_compressed)
+                         (default from the name: *.json -> json, *.json.zlib -> json_compressed);
+                         damo 2.0.1 reads binary, damo 3 json_compressed, and json only where
+                         \`file\` says "JSON data" (file 5.35-5.41; see docs/result-files.md)
   --attrs "S A U MIN MAX" DAMON's attrs text: sampling/aggregation/update intervals in us,
                          min/max number of regions (default "5000 100000 1000000 10 1000")
   --sample D --aggr D --update D   the intervals as durations (5ms, 100ms, 1s)

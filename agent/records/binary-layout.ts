@@ -108,15 +108,21 @@ export function encodeSnapshot(
 }
 
 /**
- * The entry a writer appends on close for a target seen in only one snapshot (see
- * binary-writer.ts): one zero-size region [addr, addr) with no accesses. DAMON never
- * has an empty region, so the entry cannot be mistaken for monitoring data.
+ * A marker entry: one zero-size region [addr, addr) with no accesses. DAMON never has an
+ * empty region, so it cannot be mistaken for monitoring data. damo shows it as a
+ * snapshot holding a 0-byte region (nothing in wss or heatmaps).
+ *
+ * The writer puts one before each target's first snapshot, ending where that snapshot
+ * starts (an opening entry; binary-writer.ts): the format stores only ends, and damo
+ * takes a snapshot's start from the previous end of the same target. Files from earlier
+ * writers hold one after the only snapshot of a target instead (a closing entry, ending
+ * at end + (end - start)); the reader understands both.
  */
-export function closingEntry(targetId: number, addr: number): BinaryEntry {
+export function markerEntry(targetId: number, addr: number): BinaryEntry {
   return { targetId, regions: [{ start: addr, end: addr, nrAccesses: 0 }] };
 }
 
-export function isClosingEntry(e: { nrRegions: number; regions: readonly BinaryRegion[] }): boolean {
+export function isMarkerEntry(e: { nrRegions: number; regions: readonly BinaryRegion[] }): boolean {
   const r = e.regions[0];
   return e.nrRegions === 1 && r !== undefined && r.start === r.end && r.nrAccesses === 0;
 }
@@ -225,6 +231,10 @@ export function decodeBinary(
       const sec = le ? head.readBigInt64LE(0) : head.readBigInt64BE(0);
       const nsec = le ? head.readBigInt64LE(8) : head.readBigInt64BE(8);
       const nrTargets = u32(head, 16);
+      if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) {
+        // every writer stores a normalized timespec; anything else is not a snapshot
+        throw new NotDecodable('corrupt', `its time (tv_sec ${sec}, tv_nsec ${nsec}) is not a timespec (tv_nsec must be in [0, 10^9))`);
+      }
       offset += SNAPSHOT_HEAD_SIZE;
       const snap: DecodedSnapshot = { offset: start, endNs: sec * NS_PER_SEC + nsec, entries: [] };
       for (let t = 0; t < nrTargets; t++) {

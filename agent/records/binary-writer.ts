@@ -2,6 +2,18 @@
 // with O_APPEND; each snapshot goes out in one write of its whole bytes.
 //
 // - A new (or empty) file gets the version-2 header first; version 0 has none.
+// - Times are stored on the file's recording clock (recording-clock.ts): its first
+//   record starts at 0, so damo's float arithmetic stays exact.
+// - Before a target's first snapshot in the file, and before a snapshot that starts after
+//   the target's previous one ended (a gap: the recording was stopped, or the target was
+//   not monitored), the same write carries an opening entry: the target with one
+//   zero-size region, no accesses, ending where the snapshot starts. The format stores
+//   only ends and damo takes each snapshot's start from the previous end of its target;
+//   with the opening entry every target has at least two entries (damo fails on a whole
+//   file otherwise), every start is exact, and entries stay in time order. Because it is
+//   in the same write as the data it opens, it is on disk whenever that data is, also
+//   after the writer is killed. damo 2.0.1's `report heats` skips each target's first
+//   snapshot and `report wss` its first 20: the 0-byte entry is the one skipped.
 // - An existing file is continued, never re-headed: it must be a result file of the
 //   requested version that ends exactly at a snapshot boundary, or opening is refused
 //   with the reason (a second header, or bytes after a broken tail, would make the rest
@@ -9,23 +21,17 @@
 // - A failed write (ENOSPC, EFBIG, EIO...) cuts the file back to its last complete
 //   snapshot, so what was written before stays readable; the call rejects, and later
 //   snapshots may still be written.
-// - close() appends, for each target that appeared in only one snapshot of the file, a
-//   closing entry: one zero-size region at the target's first address, no accesses,
-//   ending at end + (end − start) of that snapshot (end + aggr when the start is not
-//   known). The format stores only ends, and damo derives a target's first start from
-//   the spacing of its ends: with one snapshot it cannot, and then fails on the whole
-//   file. damo shows the entry as a last snapshot holding a 0-byte region (nothing in
-//   wss or heatmaps); this project's reader uses it for the start time and drops it.
 // Not supported: two writers appending to one file at once.
 import { readSync } from 'node:fs';
 import type { AggregationRecord } from './record.js';
 import {
-  closingEntry, decodeBinary, encodeHeader, encodeSnapshot, isClosingEntry, HEADER_SIZE,
+  decodeBinary, encodeHeader, encodeSnapshot, markerEntry, HEADER_SIZE,
   type BinaryEntry, type ByteSource, type DecodedBinary,
 } from './binary-layout.js';
 import {
   ResultFileError, describeFsError, validateSnapshot, type ResultIntervals, type ResultWriter,
 } from './result-format.js';
+import { RecordingClock } from './recording-clock.js';
 import { openError, writeAll, type ResultFd, type ResultLocation } from './result-location.js';
 
 function fileSource(fh: ResultFd, size: number): ByteSource {
@@ -43,22 +49,23 @@ function fileSource(fh: ResultFd, size: number): ByteSource {
   };
 }
 
-/** What an existing file tells a writer that continues it. */
-interface Continued {
+/** What the file holds so far, on its recording clock. */
+interface FileState {
   size: number;
   snapshots: number;
+  /** End of the latest snapshot (markers included). */
   lastEndNs: bigint | null;
-  /** Real (non-closing) entries per target. */
-  counts: Map<number, number>;
-  /** Targets with exactly one real entry and no closing entry yet: [end, first address]. */
-  single: Map<number, [bigint, number]>;
+  /** Per target, the end of its latest entry (markers included). */
+  targetEnds: Map<number, bigint>;
+  /** Wall-clock ns the existing file was last modified; null for a new file. */
+  mtimeNs: bigint | null;
 }
 
 function refuse(path: string, why: string, offset?: number): never {
   throw new ResultFileError('not-result-file', path, `refusing to append to ${path}: ${why}`, offset);
 }
 
-function checkExisting(path: string, d: DecodedBinary, version: 0 | 2, size: number): Continued {
+function checkExisting(path: string, d: DecodedBinary, version: 0 | 2, size: number, mtimeNs: bigint): FileState {
   if (version === 0 && d.hasHeader) {
     refuse(path, `it is a version-${d.version} result file (it has a "damon_recfmt_ver" header), and version 0 was asked for`);
   }
@@ -95,26 +102,18 @@ function checkExisting(path: string, d: DecodedBinary, version: 0 | 2, size: num
   const empty = d.snapshots.find((s) => s.entries.length === 0);
   if (empty !== undefined) refuse(path, `it is not a result file: the snapshot at byte ${empty.offset} has no targets`, empty.offset);
 
-  const counts = new Map<number, number>();
-  const single = new Map<number, [bigint, number]>();
-  const closed = new Set<number>();
+  const targetEnds = new Map<number, bigint>();
   let lastEndNs: bigint | null = null;
   for (const s of d.snapshots) {
+    // closing entries of earlier writers end past the snapshot before them: the latest
+    // end of any entry bounds what comes next, so that the file stays in time order
+    if (lastEndNs === null || s.endNs > lastEndNs) lastEndNs = s.endNs;
     for (const e of s.entries) {
-      if (isClosingEntry(e)) {
-        closed.add(e.targetId);
-        continue;
-      }
-      // closing entries end past their snapshot; only real ones bound the next snapshot
-      if (lastEndNs === null || s.endNs > lastEndNs) lastEndNs = s.endNs;
-      const c = (counts.get(e.targetId) ?? 0) + 1;
-      counts.set(e.targetId, c);
-      if (c === 1) single.set(e.targetId, [s.endNs, e.regions[0]?.start ?? 0]);
-      else single.delete(e.targetId);
+      const prev = targetEnds.get(e.targetId);
+      if (prev === undefined || s.endNs > prev) targetEnds.set(e.targetId, s.endNs);
     }
   }
-  for (const id of closed) single.delete(id);
-  return { size, snapshots: d.snapshots.length, lastEndNs, counts, single };
+  return { size, snapshots: d.snapshots.length, lastEndNs, targetEnds, mtimeNs };
 }
 
 /** Opens the binary writer of `location`; it closes the location when it is closed. */
@@ -131,10 +130,10 @@ export async function openBinaryWriter(
     throw openError(path, e);
   }
   try {
-    const size = (await fh.stat()).size;
-    let state: Continued;
-    if (size === 0) {
-      state = { size: 0, snapshots: 0, lastEndNs: null, counts: new Map(), single: new Map() };
+    const st = await fh.stat();
+    let state: FileState;
+    if (st.size === 0) {
+      state = { size: 0, snapshots: 0, lastEndNs: null, targetEnds: new Map(), mtimeNs: null };
       if (opts.version === 2) {
         try {
           await writeAll(fh, encodeHeader(2));
@@ -147,11 +146,11 @@ export async function openBinaryWriter(
     } else {
       let d: DecodedBinary;
       try {
-        d = decodeBinary(fileSource(fh, size), { skipRegions: true });
+        d = decodeBinary(fileSource(fh, st.size), { skipRegions: true });
       } catch (e) {
         throw openError(path, e, 'read the existing');
       }
-      state = checkExisting(path, d, opts.version, size);
+      state = checkExisting(path, d, opts.version, st.size, BigInt(Math.round(st.mtimeMs * 1e6)));
     }
     return new BinaryResultWriter(location, fh, opts.version, opts.intervals, state);
   } catch (e) {
@@ -160,14 +159,22 @@ export async function openBinaryWriter(
   }
 }
 
+/** A record's times on the file's clock. */
+interface Placed {
+  record: AggregationRecord;
+  startNs: bigint;
+}
+
 class BinaryResultWriter implements ResultWriter {
   readonly format = 'binary' as const;
   private queue: Promise<void> = Promise.resolve();
   private closed: Promise<void> | null = null;
   /** Set when a failed write could not be undone: the file has a broken tail. */
   private broken: ResultFileError | null = null;
-  /** Targets seen in one snapshot so far, for the closing entries: [start or null, end, first address]. */
-  private readonly once = new Map<number, [bigint | null, bigint, number]>();
+  /** Set at the first snapshot. */
+  private clock: RecordingClock | null = null;
+  /** End of the latest snapshot accepted (queued or written), on the file's clock. */
+  private acceptedEndNs: bigint | null;
 
   readonly path: string;
 
@@ -176,27 +183,61 @@ class BinaryResultWriter implements ResultWriter {
     private readonly fh: ResultFd,
     readonly version: 0 | 2,
     private readonly intervals: ResultIntervals,
-    private readonly state: Continued,
+    private readonly state: FileState,
   ) {
     this.path = location.path;
-    for (const [id, [end, addr]] of state.single) this.once.set(id, [null, end, addr]);
+    this.acceptedEndNs = state.lastEndNs;
   }
 
   writeSnapshot(records: readonly AggregationRecord[]): Promise<void> {
+    let placed: Placed[];
+    let endNs: bigint;
     try {
       if (this.closed) throw new ResultFileError('closed', this.path, `${this.path}: the writer is closed`);
-      validateSnapshot(this.path, records, this.intervals, this.state.lastEndNs);
+      validateSnapshot(this.path, records, this.intervals, null);
+      this.clock ??= this.state.lastEndNs === null || this.state.mtimeNs === null
+        ? RecordingClock.startingAt(minStart(records))
+        : RecordingClock.continuing(this.state.lastEndNs, this.state.mtimeNs, minStart(records));
+      const clock = this.clock;
+      endNs = clock.toFile(records[0]!.endNs);
+      if (this.acceptedEndNs !== null && endNs <= this.acceptedEndNs) {
+        throw new ResultFileError(
+          'invalid-record', this.path,
+          `${this.path}: snapshot end ${records[0]!.endNs} ns (${endNs} ns on the file's recording clock) is not after ` +
+          `the previous snapshot's end (${this.acceptedEndNs} ns on that clock)`,
+        );
+      }
+      placed = records.map((record) => ({ record, startNs: clock.toFile(record.startNs) }));
     } catch (e) {
       return Promise.reject(e);
     }
-    const endNs = records[0]!.endNs;
-    this.state.lastEndNs = endNs;
-    const bytes = encodeSnapshot(endNs, records, this.version);
-    const seen = records.map((r) => [r.targetId, r.startNs, r.regions[0]?.start ?? 0] as const);
+    this.acceptedEndNs = endNs;
+    // The bytes depend on what earlier writes left in the file: built when this one runs.
     return this.enqueue(async () => {
-      await this.append(bytes);
-      for (const [id, startNs, addr] of seen) this.count(id, startNs, endNs, addr);
+      const [bytes, count] = this.snapshotBytes(placed, endNs);
+      await this.append(bytes, count);
+      for (const p of placed) this.state.targetEnds.set(p.record.targetId, endNs);
+      this.state.lastEndNs = endNs;
     });
+  }
+
+  /** The snapshot, preceded by the opening entries it needs, grouped by their end time. */
+  private snapshotBytes(placed: readonly Placed[], endNs: bigint): [Buffer, number] {
+    const floor = this.state.lastEndNs ?? 0n;
+    const openings = new Map<bigint, BinaryEntry[]>();
+    for (const { record, startNs } of placed) {
+      const prev = this.state.targetEnds.get(record.targetId);
+      if (prev !== undefined && startNs <= prev) continue; // continues its previous entry
+      let at = startNs < floor ? floor : startNs;
+      if (at > endNs) at = endNs;
+      if (prev !== undefined && at >= endNs) continue; // no room for a gap marker
+      openings.set(at, [...(openings.get(at) ?? []), markerEntry(record.targetId, record.regions[0]?.start ?? 0)]);
+    }
+    const parts = [...openings.keys()]
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .map((at) => encodeSnapshot(at, openings.get(at)!, this.version));
+    parts.push(encodeSnapshot(endNs, placed.map((p) => p.record), this.version));
+    return [parts.length === 1 ? parts[0]! : Buffer.concat(parts), parts.length];
   }
 
   private enqueue(job: () => Promise<void>): Promise<void> {
@@ -205,14 +246,8 @@ class BinaryResultWriter implements ResultWriter {
     return p;
   }
 
-  private count(id: number, startNs: bigint, endNs: bigint, addr: number): void {
-    const c = (this.state.counts.get(id) ?? 0) + 1;
-    this.state.counts.set(id, c);
-    if (c === 1) this.once.set(id, [startNs, endNs, addr]);
-    else this.once.delete(id);
-  }
-
-  private async append(bytes: Buffer): Promise<void> {
+  /** Appends `count` snapshots' bytes in one write, or cuts the file back to before them. */
+  private async append(bytes: Buffer, count: number): Promise<void> {
     if (this.broken) {
       throw new ResultFileError('write', this.path, `${this.path}: not written, an earlier failure left the file unrepaired: ${this.broken.message}`);
     }
@@ -238,7 +273,7 @@ class BinaryResultWriter implements ResultWriter {
       );
     }
     this.state.size += bytes.length;
-    this.state.snapshots++;
+    this.state.snapshots += count;
   }
 
   close(): Promise<void> {
@@ -250,16 +285,6 @@ class BinaryResultWriter implements ResultWriter {
     await this.queue;
     let failure: unknown = null;
     try {
-      // Closing entries, grouped by end time (one snapshot per distinct end), oldest first.
-      const aggrNs = BigInt(this.intervals.aggrUs) * 1000n;
-      const byEnd = new Map<bigint, BinaryEntry[]>();
-      for (const [id, [start, end, addr]] of this.once) {
-        const span = start !== null && end > start ? end - start : aggrNs;
-        const at = end + span;
-        byEnd.set(at, [...(byEnd.get(at) ?? []), closingEntry(id, addr)]);
-      }
-      const ends = [...byEnd.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      for (const at of ends) await this.append(encodeSnapshot(at, byEnd.get(at)!, this.version));
       await this.fh.datasync();
     } catch (e) {
       failure = e;
@@ -276,4 +301,9 @@ class BinaryResultWriter implements ResultWriter {
         : new ResultFileError('write', this.path, `finishing ${this.path} failed: ${describeFsError(failure, this.path)}`, undefined, { cause: failure });
     }
   }
+}
+
+/** The earliest start of a snapshot's records (they share one end, not always one start). */
+function minStart(records: readonly AggregationRecord[]): bigint {
+  return records.reduce((m, r) => (r.startNs < m ? r.startNs : m), records[0]!.startNs);
 }

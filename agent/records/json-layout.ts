@@ -17,6 +17,9 @@
 // written from BigInt and read back without passing through a double.
 import type { AggregationRecord } from './record.js';
 import { ResultFileError, type ResultIntervals } from './result-format.js';
+import { DamoValueError, damoDurationNs, damoInteger, damoNumber } from './damo-values.js';
+import { quoted } from '../../common/log.js';
+import { firstJsonError } from './json-syntax.js';
 
 /** An exact decimal for an integer double (Number#toString can round above 2^53). */
 function int(v: number): string {
@@ -103,23 +106,36 @@ export interface DecodedJsonRecord {
 const BIG_VALUES = /("(?:start_time|end_time|start|end|target_id)"\s*:\s*)(-?\d{16,})(?![\d.eE])/g;
 
 /**
- * Parses a damo JSON document (ours, or one damo wrote: damo writes its raw numbers as
- * decimal strings, which are accepted too). Throws ResultFileError('corrupt') naming
- * the record, snapshot and region of the first bad value.
+ * JSON.parse keeping BIG_VALUES exact. A syntax error is reported at its place in `text`
+ * (line, column, a short excerpt), found by json-syntax.ts in the text as it is.
  */
-export function decodeJsonDocument(text: string, path: string): DecodedJsonRecord[] {
-  let doc: unknown;
+function parseExact(text: string, path: string, what: string): unknown {
   try {
-    doc = JSON.parse(text.replace(BIG_VALUES, '$1"$2"'));
+    return JSON.parse(text.replace(BIG_VALUES, '$1"$2"'));
   } catch (e) {
-    const kind = /end of JSON input|Unterminated/i.test((e as Error).message) ? 'truncated' : 'corrupt';
-    throw new ResultFileError(
-      kind, path,
-      `${path}: not valid JSON${kind === 'truncated' ? ` (the document ends early, at character ${text.length})` : ''}: ` +
-      (e as Error).message,
-      kind === 'truncated' ? text.length : undefined,
-    );
+    const found = firstJsonError(text);
+    const pos = found?.offset ?? text.length;
+    const before = text.slice(0, pos);
+    const line = before.split('\n').length;
+    const column = pos - before.lastIndexOf('\n');
+    const ended = found?.ended ?? false;
+    const where = `line ${line}, column ${column} (character ${pos})`;
+    const message = ended
+      ? `the document ends early: the ${what} ends at ${where}`
+      : `${found?.reason ?? (e as Error).message} at ${where} of the ${what}, ` +
+        `near ${quoted(text.slice(Math.max(0, pos - 24), pos + 24))}`;
+    throw new ResultFileError(ended ? 'truncated' : 'corrupt', path, `${path}: not valid JSON: ${message}`, Buffer.byteLength(before), { cause: e });
   }
+}
+
+/**
+ * Parses a damo JSON document (ours, or one damo wrote, in damo's forms: damo-values.ts).
+ * Throws ResultFileError('corrupt') naming the record, snapshot and region of the first
+ * bad value. `compressed`: the text was inflated from a json_compressed file (positions
+ * in messages are in that text, not the file).
+ */
+export function decodeJsonDocument(text: string, path: string, compressed = false): DecodedJsonRecord[] {
+  const doc = parseExact(text, path, compressed ? 'JSON text inflated from the file' : 'file');
   if (!Array.isArray(doc)) {
     throw new ResultFileError('corrupt', path, `${path}: a damo JSON result is a list of records, found ${typeOf(doc)}`);
   }
@@ -139,35 +155,47 @@ function obj(v: unknown, path: string, where: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** An integer written as a JSON number or as damo's decimal string; exact up to 2^64. */
-function bigIntOf(v: unknown, path: string, where: string): bigint {
-  if (typeof v === 'string' && /^-?\d+$/.test(v.trim())) return BigInt(v.trim());
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
-  return corrupt(path, where, `expected an integer, found ${JSON.stringify(v) ?? typeOf(v)}`);
+/** A damo value read with `read`, its error named by where it was. */
+function damo<T>(read: () => T, path: string, where: string): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof DamoValueError) corrupt(path, where, e.message);
+    throw e;
+  }
 }
 
-function numberOf(v: unknown, path: string, where: string): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
-  const b = bigIntOf(v, path, where);
+/** An integer that a JS number holds exactly (ids, addresses). */
+function exactNumber(b: bigint, path: string, where: string): number {
   const n = Number(b);
   if (BigInt(n) !== b) corrupt(path, where, `${b} cannot be represented exactly as a JS number`);
   return n;
 }
 
-function optionalNumber(v: unknown, path: string, where: string): number | null {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
-  return corrupt(path, where, `expected a number, found ${JSON.stringify(v)}`);
+function integerOf(v: unknown, path: string, where: string): number {
+  return exactNumber(damo(() => damoInteger(v), path, where), path, where);
+}
+
+function timeNsOf(v: unknown, path: string, where: string): bigint {
+  return damo(() => damoDurationNs(v, 1n), path, where);
+}
+
+/** Microseconds, from damo's plain microseconds or a duration; fractions of a microsecond truncated. */
+function usOf(v: unknown, path: string, where: string): number {
+  return exactNumber(damo(() => damoDurationNs(v, 1000n), path, where) / 1000n, path, where);
+}
+
+function optional<T>(v: unknown, read: (v: unknown) => T): T | null {
+  return v === null || v === undefined ? null : read(v);
 }
 
 function decodeIntervals(v: unknown, path: string, where: string): ResultIntervals | null {
   if (v === null || v === undefined) return null;
   const o = obj(v, path, where);
   const i = {
-    sampleUs: numberOf(o.sample_us, path, `${where}.sample_us`),
-    aggrUs: numberOf(o.aggr_us, path, `${where}.aggr_us`),
-    opsUpdateUs: numberOf(o.ops_update_us, path, `${where}.ops_update_us`),
+    sampleUs: usOf(o.sample_us, path, `${where}.sample_us`),
+    aggrUs: usOf(o.aggr_us, path, `${where}.aggr_us`),
+    opsUpdateUs: usOf(o.ops_update_us, path, `${where}.ops_update_us`),
   };
   if (i.sampleUs <= 0 || i.aggrUs <= 0) corrupt(path, where, 'sample_us and aggr_us must be positive');
   return i;
@@ -175,17 +203,15 @@ function decodeIntervals(v: unknown, path: string, where: string): ResultInterva
 
 function decodeRecord(v: unknown, where: string, path: string): DecodedJsonRecord {
   const o = obj(v, path, where);
-  const targetId = numberOf(o.target_id, path, `${where}: target_id`);
+  const targetId = integerOf(o.target_id, path, `${where}: target_id`);
   where = `${where} (target ${targetId})`;
   const intervals = decodeIntervals(o.intervals, path, `${where}: intervals`);
   if (!Array.isArray(o.snapshots)) corrupt(path, where, `"snapshots" must be a list, found ${typeOf(o.snapshots)}`);
   const snapshots = (o.snapshots as unknown[]).map((s, si) => {
     const sw = `${where}: snapshot ${si}`;
     const so = obj(s, path, sw);
-    const startNs = so.start_time === null || so.start_time === undefined
-      ? null
-      : bigIntOf(so.start_time, path, `${sw}: start_time`);
-    const endNs = bigIntOf(so.end_time, path, `${sw}: end_time`);
+    const startNs = optional(so.start_time, (x) => timeNsOf(x, path, `${sw}: start_time`));
+    const endNs = timeNsOf(so.end_time, path, `${sw}: end_time`);
     if (!Array.isArray(so.regions)) corrupt(path, sw, `"regions" must be a list, found ${typeOf(so.regions)}`);
     const regions = (so.regions as unknown[]).map((g, gi) => decodeRegion(g, intervals, path, `${sw}: region ${gi}`));
     return { startNs, endNs, regions };
@@ -195,11 +221,11 @@ function decodeRecord(v: unknown, where: string, path: string): DecodedJsonRecor
 
 function decodeRegion(v: unknown, i: ResultIntervals | null, path: string, where: string): DecodedJsonRegion {
   const o = obj(v, path, where);
-  const start = numberOf(o.start, path, `${where}: start`);
-  const end = numberOf(o.end, path, `${where}: end`);
+  const start = integerOf(o.start, path, `${where}: start`);
+  const end = integerOf(o.end, path, `${where}: end`);
   const na = obj(o.nr_accesses, path, `${where}: nr_accesses`);
-  const samples = optionalNumber(na.samples, path, `${where}: nr_accesses.samples`);
-  const percent = optionalNumber(na.percent, path, `${where}: nr_accesses.percent`);
+  const samples = optional(na.samples, (x) => damo(() => damoNumber(x), path, `${where}: nr_accesses.samples`));
+  const percent = optional(na.percent, (x) => damo(() => damoNumber(x), path, `${where}: nr_accesses.percent`));
   let nrAccesses: number;
   if (samples !== null) nrAccesses = samples;
   else if (percent !== null && i !== null) nrAccesses = Math.trunc((percent * (i.aggrUs / i.sampleUs)) / 100);
@@ -208,8 +234,8 @@ function decodeRegion(v: unknown, i: ResultIntervals | null, path: string, where
   let age: number | null = null;
   if (o.age !== null && o.age !== undefined) {
     const ao = obj(o.age, path, `${where}: age`);
-    const aggrs = optionalNumber(ao.aggr_intervals, path, `${where}: age.aggr_intervals`);
-    const usec = optionalNumber(ao.usec, path, `${where}: age.usec`);
+    const aggrs = optional(ao.aggr_intervals, (x) => integerOf(x, path, `${where}: age.aggr_intervals`));
+    const usec = optional(ao.usec, (x) => usOf(x, path, `${where}: age.usec`));
     if (aggrs !== null) age = aggrs;
     else if (usec !== null && i !== null) age = Math.trunc(usec / i.aggrUs);
   }

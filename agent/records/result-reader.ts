@@ -11,16 +11,20 @@
 // - The binary formats (versions 0, 1, 2) store no age and no intervals: every region's
 //   `age` is null, and `maxNrAccesses` is null unless `intervals` is passed. They store
 //   only the END of each interval: a record's start is the previous end of the same
-//   target, and the first record's start is derived the way damo derives it (its end
-//   minus the target's mean spacing of ends); a target with one record in the file gets
-//   end − aggrUs when `intervals` is passed, else null.
-// - The binary writer closes a file by appending, for each target that appeared in only
-//   one snapshot, an entry holding one zero-size region, whose end lets damo derive that
-//   snapshot's start (see binary-writer.ts). Such entries (DAMON never has an empty
-//   region) are used for that start time and not returned.
+//   target (as damo reads it). Times are returned as stored: in files this project
+//   writes, on the recording clock (0 = the recording's first start; recording-clock.ts).
+// - Entries holding one zero-size region (markers, binary-layout.ts) are used for start
+//   times and not returned: an opening entry before a target's first record gives its
+//   start; a closing entry after the only record of a target (earlier writers) gives it
+//   as end - (closing end - end). Without either, the first record's start is derived
+//   the way damo derives it (its end minus the target's mean spacing of ends), and a
+//   target with one record gets end - aggrUs when `intervals` is passed, else null.
+// - Anything else (text such as `perf script` output, an empty file, bytes that do not
+//   decode as snapshots) is refused with a ResultFileError of kind 'not-result-file'.
 import { readFile } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
-import { decodeBinary, bufferSource, isClosingEntry, MAGIC } from './binary-layout.js';
+import { quoted } from '../../common/log.js';
+import { decodeBinary, bufferSource, isMarkerEntry, MAGIC } from './binary-layout.js';
 import { decodeJsonDocument, type DecodedJsonRecord } from './json-layout.js';
 import {
   ResultFileError, describeFsError, maxNrAccessesOf, type ResultFormat, type ResultIntervals,
@@ -109,7 +113,39 @@ function looksJsonText(b: Buffer): boolean {
 export function decodeResultBytes(bytes: Buffer, path: string, opts: ReadResultOptions = {}): ResultFileContents {
   const json = decodeJsonBytes(bytes, path);
   if (json !== null) return fromJson(json.records, json.format, opts);
+  const foreign = whyNotBinary(bytes);
+  if (foreign !== null) throw new ResultFileError('not-result-file', path, `${path}: not a result file: ${foreign}`, 0);
   return fromBinary(bytes, path, opts);
+}
+
+/** The first bytes hold no NUL: text (binary snapshots hold many, in tv_sec's high bytes). */
+function looksText(b: Buffer): boolean {
+  return b.length > 0 && !b.subarray(0, 4096).includes(0);
+}
+
+/**
+ * Why bytes that are neither JSON nor zlib are not a binary result file either, or null.
+ * Without the header, the only evidence of version 0 is that its first snapshot decodes.
+ */
+function whyNotBinary(b: Buffer): string | null {
+  if (b.length === 0) return 'the file is empty';
+  if (b.length >= MAGIC.length && b.subarray(0, MAGIC.length).equals(MAGIC)) return null;
+  if (looksText(b)) {
+    const text = b.subarray(0, 4096).toString('utf8');
+    if (/damon:damon_aggregated|damon:damos_before_apply/.test(text)) {
+      return 'it is `perf script` output of DAMON\'s tracepoints, which damo reads and damon-fleet does not; ' +
+        'damo converts it: damo convert_record_format --record_file FILE --format json_compressed --output_file OUT';
+    }
+    const line = text.split('\n').find((l) => l.trim() !== '') ?? '';
+    return `it is text, neither DAMON's binary format nor damo's JSON (it starts ${quoted(line.trim(), 48)})`;
+  }
+  const d = decodeBinary(bufferSource(b));
+  if (d.snapshots.length === 0) {
+    return d.problem !== null
+      ? `it has no "damon_recfmt_ver" header and does not start with a version-0 snapshot: ${d.problem.message}`
+      : `it has no "damon_recfmt_ver" header and its ${b.length} bytes are too few for a snapshot`;
+  }
+  return null;
 }
 
 /**
@@ -129,7 +165,7 @@ export function decodeJsonBytes(
     } catch (e) {
       zerr = e;
     }
-    if (text !== null) return { format: 'json_compressed', records: decodeJsonDocument(text, path) };
+    if (text !== null) return { format: 'json_compressed', records: decodeJsonDocument(text, path, true) };
     // Two bytes can look like a zlib header by chance in a version-0 file.
     const v0 = decodeBinary(bufferSource(bytes));
     if (v0.problem === null && v0.trailingBytes === 0) return null;
@@ -182,26 +218,26 @@ function fromBinary(bytes: Buffer, path: string, opts: ReadResultOptions): Resul
       d.problem.offset,
     );
   }
-  // Per target, its entries in file order: end times, and whether each is a closing entry.
-  const seq = new Map<number, { endNs: bigint; closing: boolean }[]>();
+  // Per target, its entries in file order: end times, and whether each is a marker.
+  const seq = new Map<number, { endNs: bigint; marker: boolean }[]>();
   for (const s of d.snapshots) {
     for (const e of s.entries) {
       let l = seq.get(e.targetId);
       if (l === undefined) seq.set(e.targetId, (l = []));
-      l.push({ endNs: s.endNs, closing: isClosingEntry(e) });
+      l.push({ endNs: s.endNs, marker: isMarkerEntry(e) });
     }
   }
   const aggrNs = opts.intervals ? BigInt(opts.intervals.aggrUs) * 1000n : null;
   const maxNr = opts.intervals ? maxNrAccessesOf(opts.intervals) : null;
-  const startOf = new Map<number, bigint | null>(); // first real entry's start, per target
+  // The start of a target's first real entry when no entry precedes it (files without
+  // opening entries: earlier writers', the kernel's, damo's).
+  const startOf = new Map<number, bigint | null>();
   for (const [id, l] of seq) {
-    const real = l.filter((x) => !x.closing);
-    if (real.length === 0) continue;
-    const firstAt = l.findIndex((x) => !x.closing);
-    const next = l[firstAt + 1];
+    const real = l.filter((x) => !x.marker);
+    if (real.length === 0 || l[0]!.marker) continue;
     const end0 = real[0]!.endNs;
     let start: bigint | null;
-    if (next?.closing) start = 2n * end0 - next.endNs; // the writer's closing entry ends at end + (end - start)
+    if (l[1]?.marker && real.length === 1) start = 2n * end0 - l[1].endNs; // a closing entry ends at end + (end - start)
     else if (real.length >= 2) start = end0 - (real[real.length - 1]!.endNs - end0) / BigInt(real.length - 1); // damo's rule
     else start = aggrNs === null ? null : end0 - aggrNs;
     startOf.set(id, start);
@@ -211,9 +247,9 @@ function fromBinary(bytes: Buffer, path: string, opts: ReadResultOptions): Resul
   for (const s of d.snapshots) {
     const records: ResultRecord[] = [];
     for (const e of s.entries) {
-      if (isClosingEntry(e)) continue;
       const prev = lastEnd.get(e.targetId);
       lastEnd.set(e.targetId, s.endNs);
+      if (isMarkerEntry(e)) continue;
       records.push({
         targetId: e.targetId,
         startNs: prev ?? startOf.get(e.targetId) ?? null,

@@ -44,13 +44,28 @@ const records: AggregationRecord[] = [
 ];
 
 // tv_sec, tv_nsec, nr_targets, then per target: id, nr_regions, regions of 20 bytes.
-const SNAPSHOT_BYTES = [
-  ...s64(1_700_000_001n), ...s64(250_000_042n), ...u32(2),
-  ...u64(1234), ...u32(2),
-  ...u64(0x5555_5555_4000), ...u64(0x5555_5555_8000), ...u32(3),
-  ...u64(0x7ffd_0000_0000), ...u64(0x7ffd_0002_1000), ...u32(20),
-  ...u64(2n ** 33n + 5n), ...u32(1),
-  ...u64(2n ** 56n), ...u64(2n ** 56n + 2n ** 21n), ...u32(0),
+function snapshotBytes(sec: bigint, nsec: bigint): number[] {
+  return [
+    ...s64(sec), ...s64(nsec), ...u32(2),
+    ...u64(1234), ...u32(2),
+    ...u64(0x5555_5555_4000), ...u64(0x5555_5555_8000), ...u32(3),
+    ...u64(0x7ffd_0000_0000), ...u64(0x7ffd_0002_1000), ...u32(20),
+    ...u64(2n ** 33n + 5n), ...u32(1),
+    ...u64(2n ** 56n), ...u64(2n ** 56n + 2n ** 21n), ...u32(0),
+  ];
+}
+/** The snapshot at its wall-clock end, as a file written by another tool may hold it. */
+const SNAPSHOT_BYTES = snapshotBytes(1_700_000_001n, 250_000_042n);
+/**
+ * What the writer stores for `records`: on the file's recording clock, where the first
+ * record starts at 0, the snapshot ends at 100 ms; before it, the targets' opening entry:
+ * one zero-size region at each target's first address, ending where the snapshot starts.
+ */
+const WRITTEN_BYTES = [
+  ...s64(0n), ...s64(0n), ...u32(2),
+  ...u64(1234), ...u32(1), ...u64(0x5555_5555_4000), ...u64(0x5555_5555_4000), ...u32(0),
+  ...u64(2n ** 33n + 5n), ...u32(1), ...u64(2n ** 56n), ...u64(2n ** 56n), ...u32(0),
+  ...snapshotBytes(0n, 100_000_000n),
 ];
 const HEADER_BYTES = [...ascii('damon_recfmt_ver'), ...s32(2)];
 
@@ -63,13 +78,9 @@ test('version 2: the header, then tv_sec/tv_nsec of the interval END, u64 ids, 2
   const w = await openResultWriter(path, { intervals: INTERVALS });
   await w.writeSnapshot(records);
   await w.close();
-  const bytes = readFileSync(path);
   assert.equal(HEADER_BYTES.length, 20);
   assert.equal(SNAPSHOT_BYTES.length, 20 + (8 + 4 + 2 * 20) + (8 + 4 + 20));
-  const expected = [...HEADER_BYTES, ...SNAPSHOT_BYTES];
-  assert.deepEqual([...bytes.subarray(0, expected.length)], expected);
-  // then close()'s closing entries for the two targets seen once (tested below)
-  assert.equal(bytes.length, expected.length + 20 + 2 * (8 + 4 + 20));
+  assert.deepEqual([...readFileSync(path)], [...HEADER_BYTES, ...WRITTEN_BYTES]);
 });
 
 test('version 0: the same snapshot bytes with no header', async (t) => {
@@ -77,7 +88,7 @@ test('version 0: the same snapshot bytes with no header', async (t) => {
   const w = await openResultWriter(path, { intervals: INTERVALS, version: 0 });
   await w.writeSnapshot(records);
   await w.close();
-  assert.deepEqual([...readFileSync(path).subarray(0, SNAPSHOT_BYTES.length)], SNAPSHOT_BYTES);
+  assert.deepEqual([...readFileSync(path)], WRITTEN_BYTES);
 });
 
 test('the reader decodes hand-built version 2 and version 0 files', async (t) => {
@@ -116,38 +127,92 @@ test('version 1 stores s32 target ids; any other header value reads as version 2
   assert.equal(got3.snapshots[0]!.records[1]!.targetId, 2 ** 33 + 5);
 });
 
-test('a target seen in one snapshot gets a closing entry that lets damo derive its start', async (t) => {
-  const path = join(tempDir(t), 'close.data');
+const MS = 1_000_000n;
+
+/** Per target, the end times of its entries in file order, and which are zero-size markers. */
+function entriesByTarget(bytes: Buffer): Map<number, { endNs: bigint; marker: boolean }[]> {
+  const out = new Map<number, { endNs: bigint; marker: boolean }[]>();
+  for (const s of decodeBinary(bufferSource(bytes)).snapshots) {
+    for (const e of s.entries) {
+      const marker = e.nrRegions === 1 && e.regions[0]!.start === e.regions[0]!.end;
+      out.set(e.targetId, [...(out.get(e.targetId) ?? []), { endNs: s.endNs, marker }]);
+    }
+  }
+  return out;
+}
+
+test('binary times are on the recording clock: the first record starts at 0, far below 2^53 ns', async (t) => {
+  const path = join(tempDir(t), 'clock.data');
   const w = await openResultWriter(path, { intervals: INTERVALS });
-  // target 1234 in two snapshots, target 2^33+5 only in the first
-  const second = { ...records[0]!, startNs: END_NS, endNs: END_NS + 100_000_000n };
-  await w.writeSnapshot(records);
-  await w.writeSnapshot([second]);
+  for (let k = 0n; k < 3n; k++) {
+    await w.writeSnapshot(records.map((r) => ({ ...r, startNs: r.startNs + k * 100n * MS, endNs: r.endNs + k * 100n * MS })));
+  }
+  await w.close();
+  const ends = decodeBinary(bufferSource(readFileSync(path))).snapshots.map((s) => s.endNs);
+  assert.deepEqual(ends, [0n, 100n * MS, 200n * MS, 300n * MS]);
+  assert.ok(ends.every((e) => e < 2n ** 53n));
+});
+
+test('every target has an opening entry, in time order, that gives damo each start exactly', async (t) => {
+  const path = join(tempDir(t), 'open.data');
+  const w = await openResultWriter(path, { intervals: INTERVALS });
+  const at = (k: bigint, rs: AggregationRecord[]) => rs.map((r) => ({ ...r, startNs: r.startNs + k * 100n * MS, endNs: r.endNs + k * 100n * MS }));
+  const [a, b] = records as [AggregationRecord, AggregationRecord];
+  const c: AggregationRecord = { ...b, targetId: 99, regions: [{ start: 4096, end: 8192, nrAccesses: 1, age: 0 }] };
+  await w.writeSnapshot(at(0n, [a, b])); // b seen in this snapshot only
+  await w.writeSnapshot(at(1n, [a]));
+  await w.writeSnapshot(at(2n, [a, c])); // c comes in the last snapshot: seen once too
   await w.close();
   const bytes = readFileSync(path);
-  const closing = [
-    // end + (end - start) = END_NS + 100 ms, one target, one zero-size region at its first address
-    ...s64(1_700_000_001n), ...s64(350_000_042n), ...u32(1),
-    ...u64(2n ** 33n + 5n), ...u32(1), ...u64(2n ** 56n), ...u64(2n ** 56n), ...u32(0),
-  ];
-  assert.deepEqual([...bytes.subarray(bytes.length - closing.length)], closing);
-  // damo derives the first start as first end - (last end - first end) / (n - 1)
-  const raw = decodeBinary(bufferSource(bytes));
-  const ends = raw.snapshots.filter((s) => s.entries.some((e) => e.targetId === 2 ** 33 + 5)).map((s) => s.endNs);
-  assert.equal(ends[0]! - (ends[1]! - ends[0]!), records[1]!.startNs);
-  // this project's reader uses and drops the closing entry
+  const all = decodeBinary(bufferSource(bytes)).snapshots.map((s) => s.endNs);
+  assert.deepEqual(all, [...all].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)), 'no snapshot ends before the one before it');
+  const seq = entriesByTarget(bytes);
+  for (const [id, l] of seq) {
+    assert.ok(l.length >= 2, `target ${id} is in at least two snapshots, which damo needs`);
+    assert.equal(l[0]!.marker, true, `target ${id} opens with a marker`);
+    assert.equal(l.filter((x) => x.marker).length, 1);
+  }
+  // damo: the start of an entry is the previous end of its target; the opening entry ends
+  // where the target's first record starts (on the file's clock, 0 = the first start)
+  assert.deepEqual(seq.get(2 ** 33 + 5)!.map((x) => x.endNs), [0n, 100n * MS]);
+  assert.deepEqual(seq.get(99)!.map((x) => x.endNs), [200n * MS, 300n * MS]);
+  // this project's reader uses and drops the markers
   const got = await readResultFile(path);
   assert.deepEqual(got.snapshots.map((s) => s.records.map((r) => [r.targetId, r.startNs, r.endNs])), [
-    [[1234, END_NS - 100_000_000n, END_NS], [2 ** 33 + 5, END_NS - 100_000_000n, END_NS]],
-    [[1234, END_NS, END_NS + 100_000_000n]],
+    [[1234, 0n, 100n * MS], [2 ** 33 + 5, 0n, 100n * MS]],
+    [[1234, 100n * MS, 200n * MS]],
+    [[1234, 200n * MS, 300n * MS], [99, 200n * MS, 300n * MS]],
   ]);
 });
 
-test('targets in two or more snapshots get no closing entry', async (t) => {
-  const path = join(tempDir(t), 'two.data');
+test('a target monitored again after a gap gets a marker where it restarts; back-to-back records get none', async (t) => {
+  const path = join(tempDir(t), 'gap.data');
   const w = await openResultWriter(path, { intervals: INTERVALS });
-  await w.writeSnapshot(records);
-  await w.writeSnapshot(records.map((r) => ({ ...r, startNs: END_NS, endNs: END_NS + 100_000_000n })));
+  const a = records[0]!;
+  const t0 = a.startNs;
+  await w.writeSnapshot([{ ...a, startNs: t0, endNs: t0 + 100n * MS }]);
+  await w.writeSnapshot([{ ...a, startNs: t0 + 100n * MS, endNs: t0 + 200n * MS }]);
+  await w.writeSnapshot([{ ...a, startNs: t0 + 900n * MS, endNs: t0 + 1000n * MS }]); // not monitored for 700 ms
   await w.close();
-  assert.equal(readFileSync(path).length, 20 + 2 * SNAPSHOT_BYTES.length);
+  assert.deepEqual(entriesByTarget(readFileSync(path)).get(1234), [
+    { endNs: 0n, marker: true }, { endNs: 100n * MS, marker: false }, { endNs: 200n * MS, marker: false },
+    { endNs: 900n * MS, marker: true }, { endNs: 1000n * MS, marker: false },
+  ]);
+  const got = await readResultFile(path);
+  assert.deepEqual(got.snapshots.map((s) => [s.records[0]!.startNs, s.endNs]), [
+    [0n, 100n * MS], [100n * MS, 200n * MS], [900n * MS, 1000n * MS],
+  ]);
+});
+
+test('a file from an earlier writer, with a closing entry after a target\'s only snapshot, still reads', async (t) => {
+  const path = join(tempDir(t), 'legacy.data');
+  const closing = [
+    ...s64(1_700_000_001n), ...s64(350_000_042n), ...u32(1),
+    ...u64(2n ** 33n + 5n), ...u32(1), ...u64(2n ** 56n), ...u64(2n ** 56n), ...u32(0),
+  ];
+  writeFileSync(path, Buffer.from([...HEADER_BYTES, ...SNAPSHOT_BYTES, ...closing]));
+  const got = await readResultFile(path);
+  assert.deepEqual(got.snapshots.map((s) => s.records.map((r) => [r.targetId, r.startNs])), [
+    [[1234, null], [2 ** 33 + 5, END_NS - 100n * MS]],
+  ]);
 });

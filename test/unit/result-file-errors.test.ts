@@ -147,15 +147,16 @@ test('binary: a write failing mid-snapshot is cut back, earlier snapshots stay r
   const path = join(dir, 'full.data');
   const results = runLimited(path, 'binary', 30);
   const size = (20 + 3 * 12 + (2 + 3 + 4) * 20); // one snapshot of the fixture's three targets
-  const fit = Math.floor((4096 - 20) / size);
+  const opening = 20 + 3 * (12 + 20); // written with the first: the targets' opening entry
+  const fit = Math.floor((4096 - 20 - opening) / size);
   assert.deepEqual(results.slice(0, fit), Array(fit).fill('ok'));
   assert.match(results[fit]!, new RegExp(
     `^write: writing a snapshot to ${path} failed at byte 4096: file too large \\(file size limit reached\\); ` +
-    `the file keeps its ${fit} complete snapshot\\(s\\) \\(${20 + fit * size} bytes\\) and stays readable$`));
+    `the file keeps its ${fit + 1} complete snapshot\\(s\\) \\(${20 + opening + fit * size} bytes\\) and stays readable$`));
   // every later snapshot gets as far as the limit again, and is cut back again
-  for (const r of results.slice(fit + 1, -1)) assert.match(r, new RegExp(`failed at byte 4096: .* keeps its ${fit} complete snapshot`));
+  for (const r of results.slice(fit + 1, -1)) assert.match(r, new RegExp(`failed at byte 4096: .* keeps its ${fit + 1} complete snapshot`));
   assert.equal(results.at(-1), 'closed');
-  assert.equal(readFileSync(path).length, 20 + fit * size);
+  assert.equal(readFileSync(path).length, 20 + opening + fit * size);
   const got = await readResultFile(path);
   assert.equal(got.snapshots.length, fit);
   assert.equal(got.problem, null);

@@ -42,14 +42,18 @@ export function asRead(snaps: AggregationRecord[][]): ResultSnapshot[] {
   return snaps.map((s) => ({ endNs: s[0]!.endNs, records: s.map((r) => ({ ...r, regions: r.regions.map((g) => ({ ...g })) })) }));
 }
 
-/** The same for binary files: no age, and maxNrAccesses only when intervals were passed. */
+/**
+ * The same for binary files: no age, maxNrAccesses only when intervals were passed, and
+ * times on the file's recording clock, whose 0 is the first record's start.
+ */
 export function asReadBinary(snaps: AggregationRecord[][], maxNr: number | null = null): ResultSnapshot[] {
+  const epoch = snaps[0]!.reduce((m, r) => (r.startNs < m ? r.startNs : m), snaps[0]![0]!.startNs);
   return snaps.map((s) => ({
-    endNs: s[0]!.endNs,
+    endNs: s[0]!.endNs - epoch,
     records: s.map((r): ResultRecord => ({
       targetId: r.targetId,
-      startNs: r.startNs,
-      endNs: r.endNs,
+      startNs: r.startNs - epoch,
+      endNs: r.endNs - epoch,
       maxNrAccesses: maxNr,
       regions: r.regions.map((g) => ({ start: g.start, end: g.end, nrAccesses: g.nrAccesses, age: null })),
     })),

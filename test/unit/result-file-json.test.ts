@@ -133,7 +133,7 @@ test('a slow rewrite spaces the next one out to ten times its duration', async (
   await w.close();
 });
 
-test('reads a document the way damo itself writes one: raw numbers as decimal strings, extra keys', async (t) => {
+test('reads hand-built documents in damo\'s raw forms: numbers as decimal strings, null units, extra keys (damo\'s own files: result-file-damo-json)', async (t) => {
   // damo's to_kvpairs(raw=True): times, addresses and intervals as '%d' strings, units it
   // did not compute as null, and keys this project does not write.
   const doc = [{

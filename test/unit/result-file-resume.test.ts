@@ -2,14 +2,14 @@
 // refuse it, unchanged, when it is not a result file of the wanted format.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import { readResultFile } from '../../agent/records/result-reader.js';
 import { ResultFileError } from '../../agent/records/result-format.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
-import { INTERVALS, asRead, asReadBinary, snapshots, tempDir } from './result-file-fixtures.js';
+import { INTERVALS, TARGET_IDS, asRead, asReadBinary, snapshots, tempDir } from './result-file-fixtures.js';
 
 async function write(path: string, snaps: AggregationRecord[][], opts: { version?: 0 | 2 } = {}) {
   const w = await openResultWriter(path, { intervals: INTERVALS, ...opts });
@@ -56,18 +56,42 @@ test('a version-0 file is continued as version 0', async (t) => {
   assert.deepEqual(got.snapshots, asReadBinary(all));
 });
 
-test('a target seen once in each of two runs is closed once, by the run that leaves it single', async (t) => {
+test('a target seen once in a run that ends keeps its opening entry; the next run continues the clock', async (t) => {
   const path = join(tempDir(t), 'resume-single.data');
   const all = snapshots(3, [1, 2]);
-  // run 1: target 2 once (gets a closing entry); run 2: target 1 twice more, target 2 absent
+  // run 1: targets 1 and 2 once; run 2: target 1 twice more, target 2 absent
   await write(path, [all[0]!]);
   await write(path, [all[1]!.slice(0, 1), all[2]!.slice(0, 1)]);
   const got = await readResultFile(path);
-  assert.deepEqual(got.snapshots.map((s) => s.records.map((r) => [r.targetId, r.startNs, r.endNs])), [
-    [[1, all[0]![0]!.startNs, all[0]![0]!.endNs], [2, all[0]![1]!.startNs, all[0]![1]!.endNs]],
-    [[1, all[1]![0]!.startNs, all[1]![0]!.endNs]],
-    [[1, all[2]![0]!.startNs, all[2]![0]!.endNs]],
+  const want = asReadBinary([all[0]!, all[1]!.slice(0, 1), all[2]!.slice(0, 1)]);
+  assert.deepEqual(got.snapshots, want);
+});
+
+test('a continued file keeps the time it was stopped as a gap, taken from its modification time', async (t) => {
+  const path = join(tempDir(t), 'resume-gap.data');
+  const all = snapshots(3, [1]);
+  await write(path, all.slice(0, 2));
+  // the file was last written when its second snapshot ended; the next run starts 5 s later
+  const lastEnd = all[1]![0]!.endNs;
+  const s = Number(lastEnd / 1_000_000n) / 1000;
+  utimesSync(path, s, s);
+  const later = all[2]!.map((r) => ({ ...r, startNs: lastEnd + 5_000_000_000n, endNs: lastEnd + 5_100_000_000n }));
+  await write(path, [later]);
+  const got = await readResultFile(path);
+  assert.deepEqual(got.snapshots.slice(0, 2).map((x) => [x.records[0]!.startNs, x.endNs]), [
+    [0n, 100_000_000n], [100_000_000n, 200_000_000n],
   ]);
+  const third = got.snapshots[2]!;
+  const gap = third.records[0]!.startNs! - 200_000_000n;
+  // within the precision of a file time (under a millisecond here)
+  assert.ok(gap > 4_999_000_000n && gap < 5_001_000_000n, `the 5 s the recording was stopped show (${gap} ns)`);
+  assert.equal(third.endNs - third.records[0]!.startNs!, 100_000_000n);
+  // and were it copied (modified later than its records), the next run starts where it ends
+  const copy = join(tempDir(t), 'copied.data');
+  await write(copy, all.slice(0, 2));
+  await write(copy, [later]);
+  const c = await readResultFile(copy);
+  assert.equal(c.snapshots[2]!.records[0]!.startNs, 200_000_000n);
 });
 
 test('the version asked for must match the existing file', async (t) => {
@@ -116,14 +140,16 @@ test('a binary file ending in an incomplete snapshot or stray bytes is refused w
   const path = join(dir, 'cut.data');
   await write(path, snapshots(3));
   const full = readFileSync(path).length;
-  const snapSize = (full - 20) / 3;
+  const opening = 20 + TARGET_IDS.length * (8 + 4 + 20); // the targets' opening entry
+  const snapSize = (full - 20 - opening) / 3;
+  const cut = 20 + opening + 2 * snapSize;
   truncateSync(path, full - 7);
-  const e = await refused(path, {}, new RegExp(`snapshot at byte ${20 + 2 * snapSize} ends early.*cutting the file to ${20 + 2 * snapSize} bytes keeps its 2 complete snapshot`));
-  assert.equal(e.offset, 20 + 2 * snapSize);
+  const e = await refused(path, {}, new RegExp(`snapshot at byte ${cut} ends early.*cutting the file to ${cut} bytes keeps its 3 complete snapshot`));
+  assert.equal(e.offset, cut);
   const stray = join(dir, 'stray.data');
   await write(stray, snapshots(2));
   appendFileSync(stray, Buffer.alloc(9));
-  await refused(stray, {}, new RegExp(`9 byte\\(s\\) follow its last complete snapshot \\(which ends at byte ${20 + 2 * snapSize}\\)`));
+  await refused(stray, {}, new RegExp(`9 byte\\(s\\) follow its last complete snapshot \\(which ends at byte ${20 + opening + 2 * snapSize}\\)`));
 });
 
 test('a JSON file is continued when format and intervals match, refused when intervals differ', async (t) => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import { decodeResultBytes, readResultFile } from '../../agent/records/result-reader.js';
 import { ResultFileError } from '../../agent/records/result-format.js';
-import { INTERVALS, asReadBinary, snapshots, tempDir } from './result-file-fixtures.js';
+import { INTERVALS, TARGET_IDS, asReadBinary, snapshots, tempDir } from './result-file-fixtures.js';
 
 async function written(path: string, n: number, opts: { version?: 0 | 2 } = {}): Promise<Buffer> {
   const w = await openResultWriter(path, { intervals: INTERVALS, ...opts });
@@ -20,38 +20,64 @@ test('every cut of a binary file: fewer than 16 stray bytes are ignored, a cut s
   for (const version of [2, 0] as const) {
     const full = await written(join(dir, `cut${version}.data`), 3, { version });
     const head = version === 2 ? 20 : 0;
-    const size = (full.length - head) / 3;
+    const opening = 20 + TARGET_IDS.length * (8 + 4 + 20); // the targets' opening entry
+    const size = (full.length - head - opening) / 3;
+    // where each snapshot of the file starts: the opening entry, then three of records
+    const bounds = [head, head + opening, head + opening + size, head + opening + 2 * size, full.length];
     const want = asReadBinary(snapshots(3));
     for (let len = head; len <= full.length; len++) {
       const cut = full.subarray(0, len);
-      const k = Math.floor((len - head) / size);
-      const rest = len - head - k * size;
-      if (rest < 16) {
-        const got = decodeResultBytes(cut, 'cut');
-        assert.equal(got.snapshots.length, k, `length ${len}`);
-        assert.equal(got.trailingBytes, rest);
-        // start times of a shortened file are re-derived: compare what the file stores
-        assert.deepEqual(got.snapshots.map((s) => s.records.map((r) => r.regions)), want.slice(0, k).map((s) => s.records.map((r) => r.regions)));
+      const k = bounds.filter((b) => b <= len).length - 1; // complete snapshots of the file
+      const rest = len - bounds[k]!;
+      if (head === 0 && k === 0) {
+        // without a header, bytes before the first complete snapshot are no evidence of a result file
+        assert.throws(() => decodeResultBytes(cut, 'cut'), (e: unknown) =>
+          e instanceof ResultFileError && e.kind === 'not-result-file', `length ${len}`);
         continue;
       }
-      const offset = head + k * size;
+      if (rest < 16) {
+        const got = decodeResultBytes(cut, 'cut');
+        assert.equal(got.snapshots.length, Math.max(0, k - 1), `length ${len}`);
+        assert.equal(got.trailingBytes, rest);
+        assert.deepEqual(got.snapshots, want.slice(0, Math.max(0, k - 1)));
+        continue;
+      }
+      const offset = bounds[k]!;
       assert.throws(() => decodeResultBytes(cut, 'cut'), (e: unknown) =>
         e instanceof ResultFileError && e.kind === 'truncated' && e.offset === offset &&
         e.message.includes(`snapshot at byte ${offset} ends early`) && e.message.includes(`the file ends at byte ${len}`) &&
         e.message.includes(`${k} complete snapshot(s) before it`), `length ${len}`);
       const partial = decodeResultBytes(cut, 'cut', { partial: true });
-      assert.equal(partial.snapshots.length, k);
+      assert.equal(partial.snapshots.length, Math.max(0, k - 1));
       assert.deepEqual(partial.problem && [partial.problem.kind, partial.problem.offset], ['truncated', offset]);
     }
   }
 });
 
-test('a file shorter than 16 bytes holds no snapshot; a header cut before its version is an error', () => {
-  const empty = decodeResultBytes(Buffer.alloc(0), 'e');
-  assert.deepEqual([empty.format, empty.version, empty.snapshots.length, empty.trailingBytes], ['binary', 0, 0, 0]);
-  assert.equal(decodeResultBytes(Buffer.from('damon_recfmt_ve'), 'p').snapshots.length, 0);
+test('an empty file, a few stray bytes and a header cut before its version are errors, not 0 snapshots', () => {
+  const notResult = (b: Buffer, why: RegExp) => assert.throws(() => decodeResultBytes(b, 'f'), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'not-result-file' && e.message.startsWith('f: not a result file: ') && why.test(e.message));
+  notResult(Buffer.alloc(0), /the file is empty/);
+  notResult(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 2]), /no "damon_recfmt_ver" header and its 9 bytes are too few for a snapshot/);
+  notResult(Buffer.from('damon_recfmt_ve'), /it is text/);
+  // a header and nothing else is a recording with no snapshot yet
+  assert.equal(decodeResultBytes(Buffer.from('damon_recfmt_ver\x02\x00\x00\x00'), 'h').snapshots.length, 0);
   assert.throws(() => decodeResultBytes(Buffer.from('damon_recfmt_ver\x02\x00'), 'h'), (e: unknown) =>
     e instanceof ResultFileError && e.kind === 'truncated' && e.offset === 0 && /header ends at byte 18/.test(e.message));
+});
+
+test('text, perf script output and other bytes that are not snapshots are refused with the reason', (t) => {
+  const notResult = (b: Buffer, why: RegExp) => assert.throws(() => decodeResultBytes(b, 'f'), (e: unknown) =>
+    e instanceof ResultFileError && e.kind === 'not-result-file' && why.test(e.message), why.source);
+  const perf = '       kdamond.0  4452 [000] 82820.952659: damon:damon_aggregated: target_id=18446623435582458880 ' +
+    'nr_regions=8 94253027950592-94253031862272: 0\n';
+  notResult(Buffer.from(perf.repeat(100)), /`perf script` output of DAMON's tracepoints, which damo reads and damon-fleet does not; damo converts it/);
+  notResult(Buffer.from('shopping list: eggs, milk\n'), /it is text, neither DAMON's binary format nor damo's JSON \(it starts "shopping list: eggs, milk"\)/);
+  // binary bytes whose first "snapshot" has a tv_nsec no timespec has
+  const junk = Buffer.alloc(64, 0xa5);
+  junk[3] = 0; // not text
+  notResult(junk, /does not start with a version-0 snapshot: snapshot at byte 0: its time .* is not a timespec/);
+  void t;
 });
 
 test('partial reads of a file written to disk return the records before the cut', async (t) => {
