@@ -3,7 +3,8 @@
 // Exit codes: 0 done, 1 the input could not be read or holds no records, 2 bad options.
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { natsTlsOption } from '../common/nats.js';
+import { checkNatsUrls, natsTlsOption } from '../common/nats.js';
+import { OptionError } from '../common/cli-values.js';
 import { errorMessage } from '../common/log.js';
 import { loadSessionRecords } from './nats-replay.js';
 import { ReportInputError, loadResultFile, parseTimeBound, pickTarget, type ReportInput, type TimeWindow } from './report-input.js';
@@ -128,6 +129,12 @@ async function loadInput(values: Values, positionals: string[]): Promise<ReportI
     throw new UsageError(errorMessage(e));
   }
   const servers = (values.nats as string).split(',').map((s) => s.trim()).filter(Boolean);
+  if (servers.length === 0) throw new UsageError('--nats: at least one URL');
+  try {
+    checkNatsUrls(servers);
+  } catch (e) {
+    throw new UsageError(errorMessage(e));
+  }
   return loadSessionRecords({ servers, nkeyFile: values['nats-nkey'] as string | undefined, tls, sessionId: session!, window });
 }
 
@@ -179,7 +186,8 @@ async function run(cmd: Subcommand, values: Values, positionals: string[]): Prom
   const plotWidth = int('width', values.width as string | undefined, 760, 100);
   const plotHeight = int('height', values.height as string | undefined, 480, 50);
   const input = await loadInput(values, positionals);
-  for (const w of input.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const w of input.warnings.slice(0, 5)) process.stderr.write(`warning: ${w}\n`);
+  if (input.warnings.length > 5) process.stderr.write(`warning: and ${input.warnings.length - 5} more like these\n`);
   if (input.targets.length === 0) {
     throw new ReportInputError(`no records in ${input.source}${values.since !== undefined || values.until !== undefined ? ' within --since/--until' : ''}`);
   }
@@ -231,7 +239,7 @@ export async function runReportCommand(cmd: Subcommand, argv: string[]): Promise
       process.stderr.write(`damon-fleet report ${cmd}: ${e.message}\n`);
       return 1;
     }
-    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (e instanceof UsageError || e instanceof OptionError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`damon-fleet report ${cmd}: ${(e as Error).message}\n${usage}`);
       return 2;
     }

@@ -86,6 +86,7 @@ async function replay(nc: NatsConnection, o: ReplayOptions): Promise<ReportInput
   const js = jetstream(nc, { timeout: o.timeoutMs ?? 10_000 });
   const filter = recordsFilter(o.sessionId);
   let consumer;
+  let pending: number;
   try {
     consumer = await js.consumers.get(RECORDS_STREAM, {
       filter_subjects: filter,
@@ -93,8 +94,8 @@ async function replay(nc: NatsConnection, o: ReplayOptions): Promise<ReportInput
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(Number(o.window.sinceNs / 1_000_000n)).toISOString() }
         : { deliver_policy: DeliverPolicy.All }),
     });
-    const info = await consumer.info();
-    if (info.num_pending === 0) return emptyInput(o);
+    pending = (await consumer.info()).num_pending;
+    if (pending === 0) return emptyInput(o);
   } catch (e) {
     const msg = (e as Error).message;
     if (/stream not found/i.test(msg)) throw new ReportInputError(`NATS has no ${RECORDS_STREAM} stream: no controller has run against this server`);
@@ -105,33 +106,38 @@ async function replay(nc: NatsConnection, o: ReplayOptions): Promise<ReportInput
   const gaps = new RecordGaps();
   const warnings: string[] = [];
   let skipped = 0;
-  for (let done = false; !done;) {
-    const batch = await consumer.fetch({ max_messages: BATCH, expires: o.timeoutMs ?? 10_000 });
+  const take = (data: Uint8Array, subject: string): void => {
+    let rec: AggregationRecord;
+    try {
+      rec = recordOnSubject(decodeRecord(data), subject);
+    } catch {
+      skipped++;
+      return;
+    }
+    for (const g of gaps.observe(rec)) warnings.push(describeGap(g));
+    if (!inWindow(rec.endTimeNs, o.window)) return;
+    const { label, slug } = targetOf(rec);
+    let t = byTarget.get(label);
+    if (!t) byTarget.set(label, (t = { label, slug, max: rec.maxNrAccesses, records: [] }));
+    // The intervals can change while a session runs (an intervals goal); the largest bounds every record.
+    t.max = Math.max(t.max, rec.maxNrAccesses);
+    t.records.push({
+      startNs: rec.startTimeNs,
+      endNs: rec.endTimeNs,
+      regions: rec.regions.map((g) => ({ start: Number(g.start), end: Number(g.end), nrAccesses: g.nrAccesses })),
+    });
+  };
+  // Batches of at most what the stream still holds for us, so that no fetch waits for its expiry.
+  while (pending > 0) {
+    const batch = await consumer.fetch({ max_messages: Math.min(BATCH, pending), expires: o.timeoutMs ?? 10_000 });
     let got = 0;
     for await (const m of batch) {
       got++;
-      if (m.info.pending === 0) done = true;
-      let rec: AggregationRecord;
-      try {
-        rec = recordOnSubject(decodeRecord(m.data), m.subject);
-      } catch {
-        skipped++;
-        continue;
-      }
-      for (const g of gaps.observe(rec)) warnings.push(describeGap(g));
-      if (!inWindow(rec.endTimeNs, o.window)) continue;
-      const { label, slug } = targetOf(rec);
-      let t = byTarget.get(label);
-      if (!t) byTarget.set(label, (t = { label, slug, max: rec.maxNrAccesses, records: [] }));
-      // The intervals can change while a session runs (an intervals goal); the largest bounds every record.
-      t.max = Math.max(t.max, rec.maxNrAccesses);
-      t.records.push({
-        startNs: rec.startTimeNs,
-        endNs: rec.endTimeNs,
-        regions: rec.regions.map((g) => ({ start: Number(g.start), end: Number(g.end), nrAccesses: g.nrAccesses })),
-      });
+      pending = m.info.pending;
+      take(m.data, m.subject);
+      if (pending === 0) break;
     }
-    if (got === 0 && (await consumer.info()).num_pending === 0) done = true;
+    if (got === 0) pending = (await consumer.info()).num_pending;
   }
   if (skipped > 0) warnings.push(`${skipped} message(s) on ${filter} were not well-formed records and were skipped`);
   const targets: ReportTarget[] = [...byTarget.values()].map((t) => ({

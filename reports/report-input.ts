@@ -3,6 +3,7 @@
 // (--since/--until) and the refusal of files that are not result files.
 import { readResultFile, type ResultFileContents } from '../agent/records/result-reader.js';
 import { excerpt } from '../common/log.js';
+import { OptionError } from '../common/cli-values.js';
 
 export interface ReportRegion {
   start: number;
@@ -67,7 +68,7 @@ export function parseTimeBound(option: string, text: string, nowMs = Date.now())
     const ms = Date.parse(text.trim());
     if (Number.isFinite(ms)) return BigInt(ms) * 1_000_000n;
   }
-  throw new ReportInputError(
+  throw new OptionError(
     `${option} "${excerpt(text, 40)}": expected an ISO time like 2026-12-03T15:00:00Z or a duration before now like 10m, 2h, 1d`,
   );
 }
