@@ -114,7 +114,10 @@ async function replay(nc: NatsConnection, o: ReplayOptions): Promise<ReportInput
       skipped++;
       return;
     }
-    for (const g of gaps.observe(rec)) warnings.push(describeGap(g));
+    const seen = gaps.observe(rec);
+    // A publish retried: the same record twice would count twice.
+    if (seen.some((g) => g.kind === 'duplicate')) return;
+    for (const g of seen) if (g.kind === 'missing' || g.kind === 'reset') warnings.push(describeGap(g));
     if (!inWindow(rec.endTimeNs, o.window)) return;
     const { label, slug } = targetOf(rec);
     let t = byTarget.get(label);

@@ -1,6 +1,7 @@
 // What every report draws from: per target, its records in time order, whether they
 // came from a result file or from a session's records on NATS. Also the time window
 // (--since/--until) and the refusal of files that are not result files.
+import { readFile } from 'node:fs/promises';
 import { readResultFile, type ResultFileContents } from '../agent/records/result-reader.js';
 import { excerpt } from '../common/log.js';
 import { OptionError } from '../common/cli-values.js';
@@ -104,7 +105,6 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
   const warnings: string[] = [];
   if (contents.format === 'binary' && contents.version === 0) {
     // Version 0 has no magic: anything decodes as "some" version-0 file, so look closer.
-    const { readFile } = await import('node:fs/promises');
     const bytes = await readFile(path);
     if (looksLikeText(bytes)) {
       const firstLine = bytes.subarray(0, 200).toString('utf8').split('\n')[0] ?? '';

@@ -16,29 +16,36 @@ const SHADES = ' .:-=+*#%@';
  * frequency is at least half the hottest address's, hottest (by mean) first.
  */
 function hottestOverall(t: ReportTarget, n: number): { start: number; end: number; freq: number }[] {
-  const cuts = [...new Set(t.records.flatMap((r) => r.regions.flatMap((g) => [g.start, g.end])))].sort((a, b) => a - b);
-  const heat = new Float64Array(Math.max(0, cuts.length - 1));
-  const index = new Map(cuts.map((c, i) => [c, i]));
+  // A sweep over the regions' edges: each record adds its time-weighted frequency at a
+  // region's start and takes it back at its end; sums between edges are the heat.
+  const delta = new Map<number, number>();
   let total = 0;
   for (const r of t.records) {
     const w = Math.max(1, Number(r.endNs - r.startNs));
     total += w;
     for (const g of r.regions) {
-      for (let i = index.get(g.start)!; i < index.get(g.end)!; i++) heat[i] += (w * g.nrAccesses) / t.maxNrAccesses;
+      const h = (w * g.nrAccesses) / t.maxNrAccesses;
+      delta.set(g.start, (delta.get(g.start) ?? 0) + h);
+      delta.set(g.end, (delta.get(g.end) ?? 0) - h);
     }
   }
-  const top = Math.max(0, ...heat) / total;
-  if (top === 0) return [];
+  const edges = [...delta.keys()].sort((a, b) => a - b);
+  const pieces: { start: number; end: number; freq: number }[] = [];
+  let level = 0;
+  for (let i = 0; i + 1 < edges.length; i++) {
+    level += delta.get(edges[i]!)!;
+    pieces.push({ start: edges[i]!, end: edges[i + 1]!, freq: level / total });
+  }
+  const top = Math.max(0, ...pieces.map((p) => p.freq));
+  if (top <= 1e-12) return [];
   const runs: { start: number; end: number; weighted: number }[] = [];
-  for (let i = 0; i < heat.length; i++) {
-    const f = heat[i]! / total;
-    if (f < top / 2) continue;
-    const [start, end] = [cuts[i]!, cuts[i + 1]!];
+  for (const p of pieces) {
+    if (p.freq < top / 2) continue;
     const last = runs[runs.length - 1];
-    if (last && last.end === start) {
-      last.end = end;
-      last.weighted += f * (end - start);
-    } else runs.push({ start, end, weighted: f * (end - start) });
+    if (last && last.end === p.start) {
+      last.end = p.end;
+      last.weighted += p.freq * (p.end - p.start);
+    } else runs.push({ start: p.start, end: p.end, weighted: p.freq * (p.end - p.start) });
   }
   return runs
     .map((r) => ({ start: r.start, end: r.end, freq: r.weighted / (r.end - r.start) }))
