@@ -7,7 +7,7 @@ import { checkNatsUrls, natsTlsOption } from '../common/nats.js';
 import { OptionError } from '../common/cli-values.js';
 import { errorMessage } from '../common/log.js';
 import { loadSessionRecords } from './nats-replay.js';
-import { ReportInputError, loadResultFile, parseTimeBound, pickTarget, type ReportInput, type TimeWindow } from './report-input.js';
+import { ReportError, loadResultFile, parseTimeBound, pickTarget, type ReportInput, type TimeWindow } from './report-input.js';
 import { drawHeatmap } from './heatmap.js';
 import { svgToPng } from './render.js';
 import { DAMO_WSS_DEFAULTS, wssReport, type WssOptions } from './wss.js';
@@ -161,7 +161,7 @@ async function writeOut(path: string, data: string | Buffer): Promise<void> {
   try {
     await writeFile(path, data);
   } catch (e) {
-    throw new ReportInputError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : errorMessage(e)}`);
+    throw new ReportError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : errorMessage(e)}`);
   }
 }
 
@@ -173,7 +173,13 @@ async function writePicture(prefix: string, slug: string, svg: string, formats: 
     out.push(`${prefix}-${slug}.svg`);
   }
   if (formats.has('png')) {
-    await writeOut(`${prefix}-${slug}.png`, svgToPng(svg));
+    let png: Buffer;
+    try {
+      png = svgToPng(svg);
+    } catch (e) {
+      throw new ReportError(`cannot draw ${prefix}-${slug}.png: ${errorMessage(e)}`);
+    }
+    await writeOut(`${prefix}-${slug}.png`, png);
     out.push(`${prefix}-${slug}.png`);
   }
   return out;
@@ -189,7 +195,7 @@ async function run(cmd: Subcommand, values: Values, positionals: string[]): Prom
   for (const w of input.warnings.slice(0, 5)) process.stderr.write(`warning: ${w}\n`);
   if (input.warnings.length > 5) process.stderr.write(`warning: and ${input.warnings.length - 5} more like these\n`);
   if (input.targets.length === 0) {
-    throw new ReportInputError(`no records in ${input.source}${values.since !== undefined || values.until !== undefined ? ' within --since/--until' : ''}`);
+    throw new ReportError(`no records in ${input.source}${values.since !== undefined || values.until !== undefined ? ' within --since/--until' : ''}`);
   }
   const targets = pickTarget(input, values.target as string | undefined);
   const out = process.stdout;
@@ -235,7 +241,7 @@ export async function runReportCommand(cmd: Subcommand, argv: string[]): Promise
     }
     return await run(cmd, values as Values, positionals);
   } catch (e) {
-    if (e instanceof ReportInputError) {
+    if (e instanceof ReportError) {
       process.stderr.write(`damon-fleet report ${cmd}: ${e.message}\n`);
       return 1;
     }

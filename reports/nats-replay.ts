@@ -12,7 +12,7 @@ import { decodeRecord } from '../common/record-wire.js';
 import { RecordGaps, describeGap } from '../common/record-gaps.js';
 import { excerpt } from '../common/log.js';
 import type { AggregationRecord } from '../gen/damon/v1/damon.js';
-import { ReportInputError, inWindow, type ReportInput, type ReportRecord, type ReportTarget, type TimeWindow } from './report-input.js';
+import { ReportError, inWindow, type ReportInput, type ReportRecord, type ReportTarget, type TimeWindow } from './report-input.js';
 
 export interface ReplayOptions {
   servers: string[];
@@ -35,7 +35,7 @@ async function connectOnce(o: ReplayOptions): Promise<NatsConnection> {
       auth.authenticator = nkeyAuthenticator(readNkeySeed(o.nkeyFile));
       auth.inboxPrefix = inboxPrefix(publicKeyOfSeedFile(o.nkeyFile));
     } catch (e) {
-      throw new ReportInputError(`--nats-nkey ${o.nkeyFile}: ${(e as Error).message}`);
+      throw new ReportError(`--nats-nkey ${o.nkeyFile}: ${(e as Error).message}`);
     }
   }
   const where = servers.map(redactNatsUrl).join(', ');
@@ -50,13 +50,13 @@ async function connectOnce(o: ReplayOptions): Promise<NatsConnection> {
     });
   } catch (e) {
     if (e instanceof errors.AuthorizationError) {
-      throw new ReportInputError(
+      throw new ReportError(
         o.nkeyFile
           ? `NATS at ${where} refused the credential in ${o.nkeyFile}: is it a reader's seed (damon-fleet credentials --reader NAME) and the server reloaded?`
           : `NATS at ${where} demands a credential: give --nats-nkey FILE (a reader's seed, readers/NAME/nats.nk)`,
       );
     }
-    throw new ReportInputError(`cannot reach NATS at ${where}: ${(e as Error).message}`);
+    throw new ReportError(`cannot reach NATS at ${where}: ${(e as Error).message}`);
   }
 }
 
@@ -67,12 +67,12 @@ function targetOf(r: AggregationRecord): { label: string; slug: string } {
 
 /**
  * The session's records whose end lies in the window, per target (host and pid), in time
- * order. Throws ReportInputError for an unreachable server, a refused credential, a
+ * order. Throws ReportError for an unreachable server, a refused credential, a
  * missing stream or a session without records in the window.
  */
 export async function loadSessionRecords(o: ReplayOptions): Promise<ReportInput> {
   if (!SESSION_ID_RE.test(o.sessionId)) {
-    throw new ReportInputError(`--session "${excerpt(o.sessionId, 40)}": session ids are 1-64 letters, digits, '_' or '-'`);
+    throw new ReportError(`--session "${excerpt(o.sessionId, 40)}": session ids are 1-64 letters, digits, '_' or '-'`);
   }
   const nc = await connectOnce(o);
   try {
@@ -98,9 +98,9 @@ async function replay(nc: NatsConnection, o: ReplayOptions): Promise<ReportInput
     if (pending === 0) return emptyInput(o);
   } catch (e) {
     const msg = (e as Error).message;
-    if (/stream not found/i.test(msg)) throw new ReportInputError(`NATS has no ${RECORDS_STREAM} stream: no controller has run against this server`);
-    if (/permission/i.test(msg)) throw new ReportInputError(`NATS refused to replay ${filter}: ${msg} (a reader's or the operator's credential can)`);
-    throw new ReportInputError(`replaying ${filter}: ${msg}`);
+    if (/stream not found/i.test(msg)) throw new ReportError(`NATS has no ${RECORDS_STREAM} stream: no controller has run against this server`);
+    if (/permission/i.test(msg)) throw new ReportError(`NATS refused to replay ${filter}: ${msg} (a reader's or the operator's credential can)`);
+    throw new ReportError(`replaying ${filter}: ${msg}`);
   }
   const byTarget = new Map<string, { label: string; slug: string; max: number; records: ReportRecord[] }>();
   const gaps = new RecordGaps();

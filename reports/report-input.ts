@@ -42,8 +42,8 @@ export interface ReportInput {
   warnings: string[];
 }
 
-/** Input a report cannot use: the command prints the message and exits 1. */
-export class ReportInputError extends Error {}
+/** A report that cannot be made (input unreadable or empty, output unwritable, font missing): the command prints the message and exits 1. */
+export class ReportError extends Error {}
 
 /** A time window in wall-clock nanoseconds; either end open. */
 export interface TimeWindow {
@@ -92,7 +92,7 @@ function describeFormat(c: ResultFileContents): string {
 
 /**
  * The targets of a result file, records ending inside `window` only. Throws
- * ReportInputError when the file cannot be read, is not a result file (text such as
+ * ReportError when the file cannot be read, is not a result file (text such as
  * `perf script` output, garbage), or holds no snapshot that could be read.
  */
 export async function loadResultFile(path: string, window: TimeWindow = {}): Promise<ReportInput> {
@@ -100,7 +100,7 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
   try {
     contents = await readResultFile(path, { partial: true });
   } catch (e) {
-    throw new ReportInputError((e as Error).message);
+    throw new ReportError((e as Error).message);
   }
   const warnings: string[] = [];
   if (contents.format === 'binary' && contents.version === 0) {
@@ -108,7 +108,7 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
     const bytes = await readFile(path);
     if (looksLikeText(bytes)) {
       const firstLine = bytes.subarray(0, 200).toString('utf8').split('\n')[0] ?? '';
-      throw new ReportInputError(
+      throw new ReportError(
         `${path}: not a DAMON result file: it is text (first line "${excerpt(firstLine, 60)}"), ` +
           'e.g. `perf script` output; damon-fleet reads DAMON\'s binary record format, json and json_compressed',
       );
@@ -116,11 +116,11 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
   }
   if (contents.problem) {
     if (contents.snapshots.length === 0) {
-      throw new ReportInputError(`${path}: not a readable result file: ${contents.problem.message}`);
+      throw new ReportError(`${path}: not a readable result file: ${contents.problem.message}`);
     }
     warnings.push(`${contents.problem.message}; showing the ${contents.snapshots.length} snapshot(s) before it`);
   }
-  if (contents.snapshots.length === 0) throw new ReportInputError(`${path}: ${describeFormat(contents)}, but it holds no snapshot`);
+  if (contents.snapshots.length === 0) throw new ReportError(`${path}: ${describeFormat(contents)}, but it holds no snapshot`);
   const byTarget = new Map<number, { max: number | null; records: ReportRecord[] }>();
   for (const s of contents.snapshots) {
     for (const r of s.records) {
@@ -156,7 +156,7 @@ export function pickTarget(input: ReportInput, target: string | undefined): Repo
   if (target === undefined) return input.targets;
   const found = input.targets.filter((t) => t.label === target || t.slug === target || t.label === `target ${target}`);
   if (found.length === 0) {
-    throw new ReportInputError(
+    throw new ReportError(
       `no records of target "${excerpt(target, 40)}" in ${input.source} (targets: ${input.targets.map((t) => t.label).join(', ') || 'none'})`,
     );
   }

@@ -3,7 +3,7 @@
 // target's access pattern over time as a text heatmap (time down, address across), with
 // the working-set estimate per row, named as damo's `wss --acc_thres` names it.
 import { parseArgs } from 'node:util';
-import { ReportInputError, loadResultFile, pickTarget, type ReportRecord, type ReportTarget } from '../../reports/report-input.js';
+import { ReportError, loadResultFile, pickTarget, type ReportRecord, type ReportTarget } from '../../reports/report-input.js';
 import { mappedSpans } from '../../reports/address-axis.js';
 import { SUBCOMMANDS, runReportCommand, type Subcommand } from '../../reports/commands.js';
 import { recorderAccThres } from '../../reports/wss.js';
@@ -119,7 +119,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     input = await loadResultFile(positionals[0]!);
   } catch (e) {
-    if (!(e instanceof ReportInputError)) throw e;
+    if (!(e instanceof ReportError)) throw e;
     process.stderr.write(`damon-fleet report: ${e.message}\n`);
     return 1;
   }

@@ -75,6 +75,9 @@ test('report heatmap FILE writes a PNG and an SVG per target and prints their pa
   const only = await run(['heatmap', '--file', band, '--out', prefix + '2', '--format', 'svg']);
   assert.equal(only.code, 0, only.stderr);
   assert.deepEqual(only.stdout.trim().split('\n'), [`${prefix}2-target-0.svg`]);
+  const nowhere = await run(['heatmap', band, '--out', join(dir, 'no', 'such', 'map')]);
+  assert.equal(nowhere.code, 1);
+  assert.match(nowhere.stderr, /cannot write .*no\/such\/map-target-0\.svg: no such directory/);
 });
 
 test('report wss and summary on a file; report FILE still draws the text heatmap, naming its threshold', async () => {

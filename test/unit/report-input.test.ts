@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import { OptionError } from '../../common/cli-values.js';
-import { ReportInputError, loadResultFile, parseTimeBound, pickTarget } from '../../reports/report-input.js';
+import { ReportError, loadResultFile, parseTimeBound, pickTarget } from '../../reports/report-input.js';
 import { AGGR_NS, INTERVALS, T0, hotBand } from './report-patterns.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-report-input-'));
@@ -45,20 +45,20 @@ test('every format reads into the same targets; the window keeps records ending 
     const win = await loadResultFile(join(dir, name), { sinceNs: T0 + 10n * AGGR_NS, untilNs: T0 + 19n * AGGR_NS });
     assert.equal(win.targets[0]!.records.length, 10, name);
     assert.deepEqual(pickTarget(input, '0'), [t]);
-    assert.throws(() => pickTarget(input, '3'), ReportInputError);
+    assert.throws(() => pickTarget(input, '3'), ReportError);
   }
 });
 
 test('perf script text, garbage and empty files are refused, naming what they are', async () => {
   const perf = join(dir, 'perf.script');
   writeFileSync(perf, 'kdamond.0  1234 [000] 100.000: damon:damon_aggregated: target_id=0 nr_regions=1 0-4096: 0 0\n');
-  await assert.rejects(loadResultFile(perf), (e: Error) => e instanceof ReportInputError && /not a DAMON result file: it is text .*perf script/.test(e.message));
+  await assert.rejects(loadResultFile(perf), (e: Error) => e instanceof ReportError && /not a DAMON result file: it is text .*perf script/.test(e.message));
   const junk = join(dir, 'junk');
   writeFileSync(junk, Buffer.from([1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 9, 9, 9, 9, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 2]));
-  await assert.rejects(loadResultFile(junk), ReportInputError);
+  await assert.rejects(loadResultFile(junk), ReportError);
   const empty = join(dir, 'empty');
   writeFileSync(empty, '');
-  await assert.rejects(loadResultFile(empty), ReportInputError);
+  await assert.rejects(loadResultFile(empty), ReportError);
 });
 
 test('a truncated binary file: the snapshots before the break, with a warning', async () => {
