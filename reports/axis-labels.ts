@@ -1,4 +1,5 @@
 // Tick positions and labels for the reports' time and size axes.
+import { isWallClockNs } from './report-input.js';
 
 /** Round steps: 1, 2, 5 times a power of ten. */
 function niceStep(raw: number): number {
@@ -24,7 +25,6 @@ export function formatSeconds(s: number, step: number): string {
 
 /** An absolute wall-clock time for titles, or null when the values are not wall-clock (a monotonic time base). */
 export function wallClock(ns: bigint): string | null {
-  // Before 2001 in wall-clock terms: a monotonic clock (seconds since boot).
-  if (ns < 1_000_000_000_000_000_000n) return null;
+  if (!isWallClockNs(ns)) return null;
   return new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d+Z$/, 'Z');
 }

@@ -60,8 +60,9 @@ export function heatGrid(t: ReportTarget, axis: AddressAxis, rows: number): Heat
     const a = Number(rec.startNs - t0);
     const b = Number(rec.endNs - t0);
     // A record without a known interval (start = end) counts as a moment in its row.
-    const r0 = Math.min(rows - 1, Math.floor(a / rowNs));
-    const r1 = b > a ? Math.min(rows - 1, Math.ceil(b / rowNs) - 1) : r0;
+    // All records at one instant (one record, no interval known): each fills every row.
+    const r0 = t1 === t0 ? 0 : Math.min(rows - 1, Math.floor(a / rowNs));
+    const r1 = t1 === t0 ? rows - 1 : b > a ? Math.min(rows - 1, Math.ceil(b / rowNs) - 1) : r0;
     for (let r = r0; r <= r1; r++) {
       const w = b > a ? Math.min(b, (r + 1) * rowNs) - Math.max(a, r * rowNs) : 1;
       if (w <= 0) continue;

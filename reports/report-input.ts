@@ -51,6 +51,14 @@ export interface TimeWindow {
   untilNs?: bigint;
 }
 
+/**
+ * Whether a record time is wall-clock (nanoseconds since the Unix epoch, after 2001), as
+ * NATS records and JSON files hold, rather than a monotonic clock (time since boot).
+ */
+export function isWallClockNs(ns: bigint): boolean {
+  return ns >= 1_000_000_000_000_000_000n;
+}
+
 /** A record belongs to the window when it ends inside it. */
 export function inWindow(endNs: bigint, w: TimeWindow): boolean {
   return (w.sinceNs === undefined || endNs >= w.sinceNs) && (w.untilNs === undefined || endNs <= w.untilNs);
@@ -121,6 +129,12 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
     warnings.push(`${contents.problem.message}; showing the ${contents.snapshots.length} snapshot(s) before it`);
   }
   if (contents.snapshots.length === 0) throw new ReportError(`${path}: ${describeFormat(contents)}, but it holds no snapshot`);
+  const windowed = window.sinceNs !== undefined || window.untilNs !== undefined;
+  if (windowed && !isWallClockNs(contents.snapshots[0]!.endNs)) {
+    throw new ReportError(
+      `${path}: its record times are not wall-clock times (a monotonic clock, e.g. since boot), so --since/--until cannot select from it`,
+    );
+  }
   const byTarget = new Map<number, { max: number | null; records: ReportRecord[] }>();
   for (const s of contents.snapshots) {
     for (const r of s.records) {

@@ -168,3 +168,11 @@ test('binary files (no intervals stored): frequency relative to the busiest regi
   assert.match(p.map.svg, />0 s</);
   assert.ok(T0 > 0n);
 });
+
+test('one record whose interval the file cannot tell (binary, no intervals): drawn over the whole height', async () => {
+  const t = await recorded('one.data', hotBand().slice(0, 1), 'binary');
+  assert.equal(t.records.length, 1);
+  const p = draw(t);
+  const x = (xOf(p, BAND.start) + xOf(p, BAND.end)) / 2;
+  for (const f of [0.02, 0.5, 0.98]) assertColor(p, x, p.map.plot.y + p.map.plot.height * f, HOT, `the band at ${f} of the height`);
+});

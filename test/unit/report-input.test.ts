@@ -70,3 +70,12 @@ test('a truncated binary file: the snapshots before the break, with a warning', 
   assert.equal(input.warnings.length, 1);
   assert.match(input.warnings[0]!, /showing the \d+ snapshot\(s\) before it/);
 });
+
+test('--since/--until on a file whose times are not wall-clock: refused, saying why', async () => {
+  const path = join(dir, 'boot.json');
+  const w = await openResultWriter(path, { intervals: INTERVALS });
+  for (const r of hotBand()) await w.writeSnapshot([{ ...r, startNs: r.startNs - T0 + 5_000_000_000n, endNs: r.endNs - T0 + 5_000_000_000n }]);
+  await w.close();
+  assert.equal((await loadResultFile(path)).targets[0]!.records.length, 60);
+  await assert.rejects(loadResultFile(path, { sinceNs: T0 }), (e: Error) => e instanceof ReportError && /not wall-clock times .*--since\/--until/.test(e.message));
+});
