@@ -25,8 +25,8 @@ Records from (one of):
     --nats URL[,URL]      (default nats://127.0.0.1:4222)
     --nats-nkey FILE      a reader's seed (damon-fleet credentials --reader NAME writes
                           readers/NAME/nats.nk); --nats-ca/--nats-cert/--nats-key for TLS
-  --since T --until T     only records ending in [T, T]: an ISO time (2026-12-03T15:00:00Z)
-                          or a duration before now (10m, 2h, 1d)
+  --since T --until T     only records that end between the two (either may be left out):
+                          an ISO time (2026-12-03T15:00:00Z) or a duration before now (10m, 2h)
   --target T              one target: "0" or "target 0" (file), "HOST pid PID" (session)
 `;
 
