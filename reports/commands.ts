@@ -98,10 +98,12 @@ class UsageError extends Error {}
 
 type Values = Record<string, string | boolean | undefined>;
 
-function int(option: string, v: string | undefined, dflt: number, min: number): number {
+function int(option: string, v: string | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${option} ${v}: expected an integer >= ${min}`);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${option} ${v}: expected an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}`);
+  }
   return n;
 }
 
@@ -189,8 +191,9 @@ async function run(cmd: Subcommand, values: Values, positionals: string[]): Prom
   const formats = new Set(String(values.format ?? 'png,svg').split(',').map((s) => s.trim()));
   for (const f of formats) if (f !== 'png' && f !== 'svg') throw new UsageError(`--format ${values.format}: png, svg or png,svg`);
   const opts = cmd === 'wss' ? wssOptions(values) : undefined;
-  const plotWidth = int('width', values.width as string | undefined, 760, 100);
-  const plotHeight = int('height', values.height as string | undefined, 480, 50);
+  // One cell per pixel: bounded so that a typo cannot ask for gigabytes.
+  const plotWidth = int('width', values.width as string | undefined, 760, 100, 8000);
+  const plotHeight = int('height', values.height as string | undefined, 480, 50, 8000);
   const input = await loadInput(values, positionals);
   for (const w of input.warnings.slice(0, 5)) process.stderr.write(`warning: ${w}\n`);
   if (input.warnings.length > 5) process.stderr.write(`warning: and ${input.warnings.length - 5} more like these\n`);

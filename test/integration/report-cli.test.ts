@@ -16,7 +16,7 @@ import { recordsSubject } from '../../common/subjects.js';
 import { encodeRecord } from '../../common/record-wire.js';
 import { AggregationRecord } from '../../gen/damon/v1/damon.js';
 import { startNatsServer, type NatsServer, freePort } from './support/nats-server.js';
-import { AGGR_NS, BAND, INTERVALS, MiB, T0, hotBand } from '../unit/report-patterns.js';
+import { AGGR_NS, BAND, INTERVALS, MiB, T0, hotBand } from '../support/report-patterns.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/damon-fleet.js', import.meta.url));
 
@@ -131,6 +131,7 @@ test('bad options: usage and exit 2', async () => {
     [['wss', band, '--range', '0,101'], /--range 0,101: expected START,END,STEP/],
     [['summary', band, '--since', 'yesterday'], /--since "yesterday": expected an ISO time/],
     [['heatmap', band, '--format', 'gif'], /--format gif: png, svg/],
+    [['heatmap', band, '--width', '100000'], /--width 100000: expected an integer from 100 to 8000/],
     [['summary', band, '--nats-nkey', 'x'], /--nats-nkey goes with --session/],
     [['heatmap', band, '--bogus'], /Unknown option '--bogus'/],
   ] as const) {

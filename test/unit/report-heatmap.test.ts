@@ -18,7 +18,7 @@ import { NO_RECORD, heatColor, type Rgb } from '../../reports/colormap.js';
 import {
   BAND, DATA, DATA_SIZE, HOT_SIZE, INTERVALS, MAX_NR, MiB, PER_PHASE, PHASES, STACK, STACK_SIZE, T0, AGGR_NS,
   hotBand, hotSetOf, movingHotSet,
-} from './report-patterns.js';
+} from '../support/report-patterns.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-report-heatmap-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import { OptionError } from '../../common/cli-values.js';
 import { ReportError, loadResultFile, parseTimeBound, pickTarget } from '../../reports/report-input.js';
-import { AGGR_NS, INTERVALS, T0, hotBand } from './report-patterns.js';
+import { AGGR_NS, INTERVALS, T0, hotBand } from '../support/report-patterns.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-report-input-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -14,7 +14,7 @@ import { DAMO_WSS_DEFAULTS, percentileOf, recorderAccThres, wssReport } from '..
 import { wssTable } from '../../reports/wss-text.js';
 import { summaryText } from '../../reports/summary.js';
 import { workingSetBytes } from '../../agent/engine/working-set.js';
-import { HOT_BAND_RECORDS, INTERVALS, MiB, PER_PHASE, PHASES, hotBand, movingHotSet } from './report-patterns.js';
+import { HOT_BAND_RECORDS, INTERVALS, MiB, PER_PHASE, PHASES, hotBand, movingHotSet } from '../support/report-patterns.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-report-wss-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
