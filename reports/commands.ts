@@ -4,14 +4,14 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { checkNatsUrls, natsTlsOption } from '../common/nats.js';
-import { OptionError } from '../common/cli-values.js';
+import { OptionError, parseDurationUs } from '../common/cli-values.js';
 import { errorMessage } from '../common/log.js';
 import { loadSessionRecords } from './nats-replay.js';
 import { ReportError, loadResultFile, parseTimeBound, pickTarget, type ReportInput, type TimeWindow } from './report-input.js';
 import { drawHeatmap } from './heatmap.js';
 import { svgToPng } from './render.js';
-import { DAMO_WSS_DEFAULTS, wssReport, type WssOptions } from './wss.js';
-import { wssJson, wssTable } from './wss-text.js';
+import { DAMO_WSS_DEFAULTS, wssReport, wssWindows, type WssOptions } from './wss.js';
+import { wssJson, wssTable, wssWindowsTable } from './wss-text.js';
 import { drawWss } from './wss-plot.js';
 import { summaryText } from './summary.js';
 
@@ -51,6 +51,7 @@ accessed in at least half the samples: --acc_thres 10 at the default 5 ms / 100 
   --sz_thres B            default 1
   --exclude_samples K     the first K snapshots of each target are left out (default 20)
   --range S,E,STEP        percentiles S, S+STEP, ... below E (default 0,101,25)
+  --every D               also the percentiles per window of D (10s, 1m, ...) over time
   --raw_number            sizes in bytes
   --json                  the figures (and each snapshot's size) as JSON
   --plot PREFIX           also draw PREFIX-<target>.png and .svg: size over time, percentiles
@@ -89,6 +90,7 @@ const OPTIONS = {
     json: { type: 'boolean' },
     plot: { type: 'string' },
     format: { type: 'string', default: 'png,svg' },
+    every: { type: 'string' },
   },
   summary: SOURCE_OPTIONS,
 } as const;
@@ -191,6 +193,7 @@ async function run(cmd: Subcommand, values: Values, positionals: string[]): Prom
   const formats = new Set(String(values.format ?? 'png,svg').split(',').map((s) => s.trim()));
   for (const f of formats) if (f !== 'png' && f !== 'svg') throw new UsageError(`--format ${values.format}: png, svg or png,svg`);
   const opts = cmd === 'wss' ? wssOptions(values) : undefined;
+  const everyNs = values.every === undefined ? undefined : BigInt(parseDurationUs('--every', values.every as string)) * 1000n;
   // One cell per pixel: bounded so that a typo cannot ask for gigabytes.
   const plotWidth = int('width', values.width as string | undefined, 760, 100, 8000);
   const plotHeight = int('height', values.height as string | undefined, 480, 50, 8000);
@@ -215,8 +218,12 @@ async function run(cmd: Subcommand, values: Values, positionals: string[]): Prom
     }
   } else if (cmd === 'wss') {
     const reports = targets.map((t) => wssReport(t, opts!));
-    if (values.json) out.write(JSON.stringify(wssJson(reports, opts!), null, 2) + '\n');
-    else out.write(reports.map((r) => wssTable(r, opts!, Boolean(values.raw_number))).join('\n'));
+    const raw = Boolean(values.raw_number);
+    const windows = everyNs === undefined ? undefined : (r: (typeof reports)[number]) => wssWindows(r, opts!, everyNs);
+    if (values.json) out.write(JSON.stringify(wssJson(reports, opts!, windows), null, 2) + '\n');
+    else {
+      out.write(reports.map((r) => wssTable(r, opts!, raw) + (windows && r.endNs.length ? '\n' + wssWindowsTable(r, opts!, windows(r), raw) : '')).join('\n'));
+    }
     if (values.plot !== undefined) {
       for (const r of reports) {
         if (r.endNs.length === 0) continue;

@@ -2,7 +2,7 @@
 // --acc_thres, sizes human-readable or, with --raw_number, in bytes), and the same
 // figures as JSON.
 import { formatBytes } from '../agent/recorder/format.js';
-import type { WssOptions, WssReport } from './wss.js';
+import type { WssOptions, WssReport, WssWindow } from './wss.js';
 
 function header(r: WssReport, o: WssOptions): string {
   const n = r.endNs.length;
@@ -34,8 +34,23 @@ export function wssTable(r: WssReport, o: WssOptions, raw: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-/** Everything the table shows plus the per-snapshot sizes, for scripts. */
-export function wssJson(reports: WssReport[], o: WssOptions): unknown {
+/** One row per window of time: its percentiles at each threshold. */
+export function wssWindowsTable(r: WssReport, o: WssOptions, windows: WssWindow[], raw: boolean): string {
+  const fmt = (v: number) => (raw ? String(Math.round(v)) : formatBytes(Math.round(v)));
+  const secs = (ns: bigint) => `${(Number(ns) / 1e9).toFixed(1)}s`;
+  const lines: string[] = [];
+  r.columns.forEach((c, k) => {
+    lines.push(`# ${r.target.label}, --acc_thres ${c.accThres}: percentiles per window of time (seconds after the first record)`);
+    lines.push(`${'window'.padEnd(16)}${'snapshots'.padStart(10)}${o.percentiles.map((p) => `p${p}`.padStart(12)).join('')}`);
+    for (const w of windows) {
+      lines.push(`${`${secs(w.fromNs)}-${secs(w.toNs)}`.padEnd(16)}${String(w.snapshots).padStart(10)}${w.atPercentiles[k]!.map((v) => fmt(v).padStart(12)).join('')}`);
+    }
+  });
+  return lines.join('\n') + '\n';
+}
+
+/** Everything the tables show plus the per-snapshot sizes, for scripts. */
+export function wssJson(reports: WssReport[], o: WssOptions, windows?: (r: WssReport) => WssWindow[]): unknown {
   return reports.map((r) => ({
     target: r.target.label,
     maxNrAccesses: r.target.maxNrAccesses,
@@ -49,5 +64,18 @@ export function wssJson(reports: WssReport[], o: WssOptions): unknown {
       percentiles: Object.fromEntries(o.percentiles.map((p, i) => [String(p), c.atPercentiles[i]])),
       bytes: c.bytes,
     })),
+    ...(windows
+      ? {
+          windows: windows(r).map((w) => ({
+            fromNs: String(w.fromNs),
+            toNs: String(w.toNs),
+            snapshots: w.snapshots,
+            percentiles: r.columns.map((c, k) => ({
+              accThres: c.accThres,
+              ...Object.fromEntries(o.percentiles.map((p, i) => [String(p), w.atPercentiles[k]![i]])),
+            })),
+          })),
+        }
+      : {}),
   }));
 }

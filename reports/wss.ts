@@ -84,3 +84,41 @@ export function wssReport(t: ReportTarget, o: WssOptions): WssReport {
 export function recorderAccThres(maxNrAccesses: number): number {
   return Math.max(1, Math.ceil(DEFAULT_WORKING_SET_THRESHOLD * maxNrAccesses - 1e-9));
 }
+
+/** The percentiles of the snapshots that end within one window of time. */
+export interface WssWindow {
+  /** Window bounds, nanoseconds after the target's first record starts. */
+  fromNs: bigint;
+  toNs: bigint;
+  snapshots: number;
+  /** Per column (threshold), in the options' percentile order. */
+  atPercentiles: number[][];
+}
+
+/**
+ * The report's snapshots cut into consecutive windows of `everyNs` from the target's
+ * first record, each with its own percentiles: how the distribution moves over time.
+ * Windows without a snapshot are left out.
+ */
+export function wssWindows(r: WssReport, o: WssOptions, everyNs: bigint): WssWindow[] {
+  const t0 = r.target.records[0]!.startNs;
+  const groups = new Map<bigint, number[]>();
+  r.endNs.forEach((end, i) => {
+    // A snapshot ending exactly on a boundary belongs to the window it closes.
+    const k = end > t0 ? (end - t0 - 1n) / everyNs : 0n;
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = []));
+    g.push(i);
+  });
+  return [...groups.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, idx]) => ({
+      fromNs: k * everyNs,
+      toNs: (k + 1n) * everyNs,
+      snapshots: idx.length,
+      atPercentiles: r.columns.map((c) => {
+        const sorted = idx.map((i) => c.bytes[i]!).sort((a, b) => a - b);
+        return o.percentiles.map((p) => percentileOf(sorted, p)!);
+      }),
+    }));
+}

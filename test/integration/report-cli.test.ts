@@ -85,8 +85,9 @@ test('report wss and summary on a file; report FILE still draws the text heatmap
   assert.equal(wss.code, 0, wss.stderr);
   assert.match(wss.stdout, /^percentile\s+--acc_thres 1\s+--acc_thres 10$/m);
   assert.match(wss.stdout, new RegExp(`^50\\s+${33 * MiB}\\s+${8 * MiB}$`, 'm'));
-  const json = JSON.parse((await run(['wss', band, '--json', '--exclude_samples', '0'])).stdout);
+  const json = JSON.parse((await run(['wss', band, '--json', '--exclude_samples', '0', '--every', '2s'])).stdout);
   assert.equal(json[0].snapshots, 60);
+  assert.deepEqual(json[0].windows.map((w: { snapshots: number }) => w.snapshots), [20, 20, 20]);
   assert.deepEqual(json[0].thresholds[0].percentiles, { 0: 33 * MiB, 25: 33 * MiB, 50: 33 * MiB, 75: 33 * MiB, 100: 33 * MiB });
   const sum = await run(['summary', band]);
   assert.equal(sum.code, 0, sum.stderr);

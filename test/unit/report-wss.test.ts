@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { openResultWriter } from '../../agent/records/result-writer.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 import { loadResultFile, type ReportTarget } from '../../reports/report-input.js';
-import { DAMO_WSS_DEFAULTS, percentileOf, recorderAccThres, wssReport } from '../../reports/wss.js';
-import { wssTable } from '../../reports/wss-text.js';
+import { DAMO_WSS_DEFAULTS, percentileOf, recorderAccThres, wssReport, wssWindows } from '../../reports/wss.js';
+import { wssTable, wssWindowsTable } from '../../reports/wss-text.js';
 import { summaryText } from '../../reports/summary.js';
 import { workingSetBytes } from '../../agent/engine/working-set.js';
 import { HOT_BAND_RECORDS, INTERVALS, MiB, PER_PHASE, PHASES, hotBand, movingHotSet } from '../support/report-patterns.js';
@@ -80,6 +80,22 @@ test('moving hot set: 8 + k MiB in phase k at --acc_thres 1; the distribution as
   assert.match(table, /^percentile\s+--acc_thres 1$/m);
   assert.match(table, new RegExp(`^50\\s+${13 * MiB}$`, 'm'));
   assert.match(table, new RegExp(`^avg\\s+${12.5 * MiB}$`, 'm'));
+});
+
+test('moving hot set, percentiles per second: each window holds its own phase', async () => {
+  const t = await recorded('moving-windows.json', movingHotSet());
+  const o = { ...DAMO_WSS_DEFAULTS, accThres: [1, 10], excludeSamples: 0 };
+  const r = wssReport(t, o);
+  const windows = wssWindows(r, o, 1_000_000_000n);
+  assert.equal(windows.length, PHASES);
+  windows.forEach((w, k) => {
+    assert.equal(w.fromNs, BigInt(k) * 1_000_000_000n);
+    assert.equal(w.snapshots, PER_PHASE, `window ${k}`);
+    assert.deepEqual(w.atPercentiles[0], o.percentiles.map(() => (8 + k) * MiB), `window ${k}, --acc_thres 1`);
+    assert.deepEqual(w.atPercentiles[1], o.percentiles.map(() => 8 * MiB), `window ${k}, --acc_thres 10`);
+  });
+  const table = wssWindowsTable(r, o, windows, true);
+  assert.match(table, new RegExp(`^3\\.0s-4\\.0s\\s+10(\\s+${11 * MiB}){5}$`, 'm'));
 });
 
 test('a target with fewer snapshots than --exclude_samples: the table says what to pass', async () => {
