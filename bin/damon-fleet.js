@@ -7,6 +7,9 @@ const COMMANDS = {
   record: '../dist/agent/recorder/main.js',
   report: '../dist/agent/recorder/report.js',
   credentials: '../dist/common/credentials-main.js',
+  sessions: '../dist/cli/sessions-main.js',
+  agents: '../dist/cli/agents-main.js',
+  watch: '../dist/cli/watch-main.js',
 };
 
 const [command, ...args] = process.argv.slice(2);
