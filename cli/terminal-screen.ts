@@ -27,12 +27,13 @@ export class TerminalScreen {
 
   constructor(private readonly out: WriteStream) {}
 
+  /** The window's size; $COLUMNS and $LINES (else 80x24) when the output is not a terminal (--screen). */
   get columns(): number {
-    return this.out.columns || 80;
+    return this.out.columns || Number(process.env.COLUMNS) || 80;
   }
 
   get rows(): number {
-    return this.out.rows || 24;
+    return this.out.rows || Number(process.env.LINES) || 24;
   }
 
   enter(onResize: () => void): void {

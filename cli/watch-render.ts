@@ -28,10 +28,15 @@ export function driftText(realUs: number, configuredUs: number): string {
   return `${d >= 0 ? '+' : ''}${d.toFixed(1)}%`;
 }
 
+/** How long a range has kept its frequency; "new" when it changed in the latest aggregation (age 0). */
+function keptFor(us: number): string {
+  return us > 0 ? `for ${duration(us)}` : 'new';
+}
+
 function rangeLine(label: string, r: RangeSummary): string {
   return (
     `  ${label} ${formatAddr(r.start)}-${formatAddr(r.end)} ${formatBytes(r.bytes).padStart(10)} ` +
-    `${(r.frequency * 100).toFixed(0).padStart(3)}% for ${duration(r.forUs)}`
+    `${(r.frequency * 100).toFixed(0).padStart(3)}% ${keptFor(r.forUs)}`
   );
 }
 
@@ -69,8 +74,8 @@ export function renderWatch(m: WatchModel, o: RenderOptions): string[] {
   const lines = [
     `session ${cell(m.sessionId)}: ${state}, ${targets.length} target${targets.length === 1 ? '' : 's'}, ` +
       `records from ${o.source}  ${new Date(o.now).toISOString().slice(11, 19)}Z`,
-    `  attrs ${s ? cell(s.attrsText) : '?'}; working set = regions accessed in >= ${DEFAULT_WORKING_SET_THRESHOLD * 100}% ` +
-      'of samples; heat: " " idle .. "@" hottest',
+    `  attrs ${s ? cell(s.attrsText) : '?'}; working set: accessed in >= ${DEFAULT_WORKING_SET_THRESHOLD * 100}% of samples`,
+    `  heat: monitored ranges only (gaps left out), " " idle .. "@" hottest; ranges: share of samples accessed`,
   ];
   if (m.problem) lines.push(`  ! ${cell(m.problem, 300)}`);
   for (const t of targets) lines.push('', ...targetLines(t, o));

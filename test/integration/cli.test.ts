@@ -2,7 +2,7 @@
 // child process against a real nats-server, controller and agent: what it prints, its
 // --json output parsed, its error messages and exit codes.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { describe, it, after } from 'node:test';
 import { FLEET_BIN, spawnController, type FleetProcess } from './support/fleet-processes.js';
 import { TEST_READER, freePort } from './support/nats-server.js';
@@ -36,6 +36,12 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
+/** Long-running children: killed after the tests, so a failed assertion leaves none behind. */
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
 /** A long-running `damon-fleet ARGS` whose output is read as it comes. */
 function cliRunning(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
   const child = spawn(process.execPath, [FLEET_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -43,7 +49,13 @@ function cliRunning(args: string[], env: NodeJS.ProcessEnv): { child: ChildProce
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  running.add(child);
+  const exit = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
   return { child, out: () => stdout, err: () => stderr, exit };
 }
 
@@ -179,7 +191,7 @@ describe('damon-fleet CLI against a real controller, agent and NATS', { timeout:
       const out = w.out();
       assert.match(out, /^session cli-watch: on, 1 target, records from WatchRecords at /m);
       assert.match(out, /aggregation [\d.]+ ms real vs 200\.0 ms configured \([+-][\d.]+%\)/);
-      assert.match(out, /^  hottest 0x[0-9a-f]+-0x[0-9a-f]+ +[\d.]+ [KMG]iB +\d+% for /m);
+      assert.match(out, /^  hottest 0x[0-9a-f]+-0x[0-9a-f]+ +[\d.]+ [KMG]iB +\d+% (for [\d.]+ m?s|new)$/m);
       assert.match(out, /^  coldest 0x[0-9a-f]+-0x[0-9a-f]+/m);
       assert.doesNotMatch(out, /\x1b\[/, 'no escape sequences when not on a terminal');
       w.child.kill('SIGINT');
@@ -205,6 +217,38 @@ describe('damon-fleet CLI against a real controller, agent and NATS', { timeout:
       assert.ok(target.workingSetBytes <= target.monitoredBytes);
       assert.equal(target.configuredAggregationUs, 200_000);
       assert.ok(target.hottest.length > 0 && target.hottest[0].frequency >= target.coldest[0].frequency);
+    });
+
+    it('redraws in place with --screen, and leaves the terminal as it was on Ctrl-C', async () => {
+      await ready();
+      const w = cliRunning(['watch', id, '--screen', '--interval', '200ms'], { ...reader(), COLUMNS: '90', LINES: '30' });
+      await waitFor('two frames', () => w.out().split('\x1b[H').length > 2 && /regions over/.test(w.out()), 30_000, 100);
+      w.child.kill('SIGINT');
+      assert.equal(await w.exit, 0, w.err());
+      const out = w.out();
+      assert.ok(out.startsWith('\x1b[?1049h\x1b[?25l'), 'alternate screen, no cursor');
+      assert.ok(out.endsWith('\x1b[?25h\x1b[?1049l'), 'cursor and screen restored at the end');
+      const frame = out.split('\x1b[H').at(-2)!.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').split('\r\n');
+      assert.ok(frame.length <= 30 && frame.every((l) => [...l].length <= 90), 'each frame fits the window');
+    });
+
+    it('on a real terminal (a pty from script(1)) draws the screen by itself', async (ctx) => {
+      await ready();
+      if (spawnSync('script', ['--version']).status !== 0) {
+        ctx.skip('script(1) (util-linux) is not installed: no pty to run watch on');
+        return;
+      }
+      const cmd = `stty cols 100 rows 30; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(FLEET_BIN)} watch ${id} --count 3 --interval 300ms`;
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const c = spawn('script', ['-qefc', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...reader() } });
+        let out = '';
+        c.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+        c.once('exit', (code) => resolve({ code, out }));
+      });
+      assert.equal(r.code, 0, r.out);
+      assert.ok(r.out.includes('\x1b[?1049h'), 'a terminal gets the redrawn screen');
+      assert.ok(r.out.trimEnd().endsWith('\x1b[?25h\x1b[?1049l'), 'and gets it back at the end');
+      assert.match(r.out, new RegExp(`h1:${t.pid}  running`));
     });
 
     it('stops after --count views', async () => {
