@@ -204,7 +204,7 @@ describe('damon-fleet CLI against a real controller, agent and NATS', { timeout:
         ['watch', id, '--json', '--interval', '300ms', '--nats', env.fleet.nats.url, '--nats-nkey', env.fleet.creds.reader()],
         reader(),
       );
-      const withRegions = () => w.out().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((v) => v.targets[0]?.regions > 0);
+      const withRegions = () => w.out().split('\n').slice(0, -1).map((l) => JSON.parse(l)).find((v) => v.targets[0]?.regions > 0);
       const snap = await waitFor('a JSON view with regions', withRegions, 30_000, 100);
       w.child.kill('SIGINT');
       assert.equal(await w.exit, 0, w.err());
@@ -291,5 +291,31 @@ describe('damon-fleet CLI against a real controller, agent and NATS', { timeout:
       const alone = await cli(['agents', 'list', '--controller', address], operator());
       expectExit(alone, Exit.Unavailable, new RegExp(`unavailable at ${address.replace(/\./g, '\\.')}: standby; the leader is at `));
     });
+  });
+
+  // Last: it restarts the controller the other tests talk to.
+  it('watch goes on across a controller restart, saying what is wrong meanwhile', async () => {
+    const t = env.fleet.target();
+    const id = 'cli-restart';
+    expectExit(await cli(['sessions', 'create', id, '--attrs', '10000 200000 1000000 10 100', '--targets', `h1:${t.pid}`, '--operations', 'synthetic', '--workload', 'hot5'], operator()), Exit.Ok);
+    expectExit(await cli(['sessions', 'on', id], operator()), Exit.Ok);
+    const w = cliRunning(['watch', id, '--json', '--interval', '200ms'], reader());
+    type View = { problem?: string; targets: Array<{ records: number; lastSequence: string }> };
+    // Whole lines only: the last may still be coming.
+    const views = () => w.out().split('\n').slice(0, -1).map((l) => JSON.parse(l) as View);
+    const seq = (v: View) => BigInt(v.targets[0]?.lastSequence ?? '0');
+    await waitFor('records', () => views().some((v) => v.targets[0]?.records > 0), 30_000, 100);
+    await env.fleet.controller.kill9();
+    const down = await waitFor('a view naming the outage', () => views().find((v) => v.problem?.includes('unavailable')), 30_000, 100);
+    assert.match(down.problem!, /the controller is unavailable at 127\.0\.0\.1:\d+: .*retrying/);
+    const before = seq(views().at(-1)!);
+    await env.fleet.restartController();
+    await waitFor('records past the restart, and no problem shown', () => {
+      const last = views().at(-1)!;
+      return seq(last) > before + 2n && last.problem === undefined;
+    }, 60_000, 100);
+    w.child.kill('SIGINT');
+    assert.equal(await w.exit, 0, w.err());
+    expectExit(await cli(['sessions', 'off', id], operator()), Exit.Ok);
   });
 });
