@@ -75,7 +75,7 @@ export function renderWatch(m: WatchModel, o: RenderOptions): string[] {
     `session ${cell(m.sessionId)}: ${state}, ${targets.length} target${targets.length === 1 ? '' : 's'}, ` +
       `records from ${o.source}  ${new Date(o.now).toISOString().slice(11, 19)}Z`,
     `  attrs ${s ? cell(s.attrsText) : '?'}; working set: accessed in >= ${DEFAULT_WORKING_SET_THRESHOLD * 100}% of samples`,
-    `  heat: monitored ranges only (gaps left out), " " idle .. "@" hottest; ranges: share of samples accessed`,
+    '  heat: monitored ranges only (gaps left out), " " idle .. "@" hottest; %: share of samples accessed',
   ];
   if (m.problem) lines.push(`  ! ${cell(m.problem, 300)}`);
   for (const t of targets) lines.push('', ...targetLines(t, o));
