@@ -71,13 +71,13 @@ export class WatchRecordsFeed implements RecordFeed {
       if (this.stopped) return;
       // Records missed while away are not replayed: the view shows them as missing.
       replay = false;
-      if (outcome === 'end') {
-        h.problem(`the controller at ${this.conn.address} ended the stream; watching again`);
-        continue;
-      }
-      if (FINAL.has(outcome.code)) throw callError(outcome, this.conn.address);
-      h.problem(`${callError(outcome, this.conn.address).message}; retrying`);
-      if (this.conn.afterFailure(outcome, round) !== 'retry') {
+      if (outcome !== 'end' && FINAL.has(outcome.code)) throw callError(outcome, this.conn.address);
+      h.problem(
+        outcome === 'end'
+          ? `the controller at ${this.conn.address} ended the stream; watching again`
+          : `${callError(outcome, this.conn.address).message}; retrying`,
+      );
+      if (outcome === 'end' || this.conn.afterFailure(outcome, round) !== 'retry') {
         round.clear();
         await new Promise<void>((resolve) => {
           this.wake = resolve;

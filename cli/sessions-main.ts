@@ -215,7 +215,8 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
       try {
         if (!targets) {
           const s = await c.call('getSession', { id });
-          if (v.json) printJson(io, { targets: (Session.toJSON(s) as { targets?: unknown }).targets ?? [], targetStatus: (Session.toJSON(s) as { targetStatus?: unknown }).targetStatus ?? [] });
+          const j = Session.toJSON(s) as { targets?: unknown[]; targetStatus?: unknown[] };
+          if (v.json) printJson(io, { targets: j.targets ?? [], targetStatus: j.targetStatus ?? [] });
           else print(io, s.targets.length ? targetsTable(s) : ['no targets']);
         } else {
           show(await setTargets(c, id, targets, v));
