@@ -258,6 +258,15 @@ describe('damon-fleet CLI against a real controller, agent and NATS', { timeout:
       assert.equal(r.stdout.trim().split('\n').length, 2);
     });
 
+    it('exits 3 once the watched session is deleted', async () => {
+      expectExit(await cli(['sessions', 'create', 'cli-doomed'], operator()), Exit.Ok);
+      const w = cliRunning(['watch', 'cli-doomed', '--interval', '200ms'], reader());
+      await waitFor('a first view', () => /^session cli-doomed: off, 0 targets/m.test(w.out()), 30_000, 100);
+      expectExit(await cli(['sessions', 'delete', 'cli-doomed'], operator()), Exit.Ok);
+      assert.equal(await w.exit, Exit.NotFound, w.out());
+      assert.match(w.err(), /^damon-fleet watch: session "cli-doomed" was deleted\n$/);
+    });
+
     it('exits 3 for a session that does not exist', async () => {
       expectExit(await cli(['watch', 'no-such-session'], reader()), Exit.NotFound, /not found: session "no-such-session" not found/);
     });
