@@ -8,6 +8,9 @@ const COMMANDS = {
   report: '../dist/agent/recorder/report.js',
   convert: '../dist/agent/recorder/convert.js',
   credentials: '../dist/common/credentials-main.js',
+  sessions: '../dist/cli/sessions-main.js',
+  agents: '../dist/cli/agents-main.js',
+  watch: '../dist/cli/watch-main.js',
 };
 
 const [command, ...args] = process.argv.slice(2);

@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from './grpc-server.js';
 
-const STANDBY_PREFIX = 'standby; the leader is at ';
+const STANDBY_MARK = 'standby;';
+const STANDBY_PREFIX = `${STANDBY_MARK} the leader is at `;
 
 /**
  * UNAVAILABLE from a controller in standby: names the leader's address when one is known,
@@ -12,7 +13,7 @@ const STANDBY_PREFIX = 'standby; the leader is at ';
 export function standbyError(leader: string | undefined): RpcError {
   return new RpcError(
     grpc.status.UNAVAILABLE,
-    leader ? `${STANDBY_PREFIX}${leader}` : 'standby; no controller leads at the moment (electing one): retry shortly',
+    leader ? `${STANDBY_PREFIX}${leader}` : `${STANDBY_MARK} no controller leads at the moment (electing one): retry shortly`,
   );
 }
 
@@ -40,4 +41,10 @@ export function staleEpochError(epoch: bigint, highest: bigint, what: string): R
 export function isStaleEpoch(err: unknown): boolean {
   const e = err as Partial<grpc.ServiceError>;
   return e?.code === grpc.status.FAILED_PRECONDITION && (e.details ?? '').startsWith(STALE_EPOCH);
+}
+
+/** True when `err` is a standby's refusal (naming the leader or not): the caller should go elsewhere. */
+export function isStandbyRefusal(err: unknown): boolean {
+  const e = err as Partial<grpc.ServiceError>;
+  return e?.code === grpc.status.UNAVAILABLE && (e.details ?? '').startsWith(STANDBY_MARK);
 }
