@@ -10,6 +10,7 @@ COPY agent ./agent
 COPY controller ./controller
 COPY examples ./examples
 COPY reports ./reports
+COPY cli ./cli
 COPY bin ./bin
 RUN npm ci --ignore-scripts && npm run build:native && npm run build && npm prune --omit=dev
 ENTRYPOINT ["node", "bin/damon-fleet.js"]
