@@ -82,18 +82,6 @@ export function parseTimeBound(option: string, text: string, nowMs = Date.now())
   );
 }
 
-/**
- * Bytes that read as text (a perf-script dump, a log) rather than a binary result file,
- * which holds NUL bytes in every snapshot header's high bytes.
- */
-function looksLikeText(bytes: Buffer): boolean {
-  const head = bytes.subarray(0, 4096);
-  if (head.length === 0) return false;
-  let printable = 0;
-  for (const b of head) if (b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f) || b >= 0x80) printable++;
-  return printable === head.length;
-}
-
 function describeFormat(c: ResultFileContents): string {
   return c.version === null ? c.format : `${c.format} version ${c.version}`;
 }
@@ -111,17 +99,6 @@ export async function loadResultFile(path: string, window: TimeWindow = {}): Pro
     throw new ReportError((e as Error).message);
   }
   const warnings: string[] = [];
-  if (contents.format === 'binary' && contents.version === 0) {
-    // Version 0 has no magic: anything decodes as "some" version-0 file, so look closer.
-    const bytes = await readFile(path);
-    if (looksLikeText(bytes)) {
-      const firstLine = bytes.subarray(0, 200).toString('utf8').split('\n')[0] ?? '';
-      throw new ReportError(
-        `${path}: not a DAMON result file: it is text (first line "${excerpt(firstLine, 60)}"), ` +
-          'e.g. `perf script` output; damon-fleet reads DAMON\'s binary record format, json and json_compressed',
-      );
-    }
-  }
   if (contents.problem) {
     if (contents.snapshots.length === 0) {
       throw new ReportError(`${path}: not a readable result file: ${contents.problem.message}`);

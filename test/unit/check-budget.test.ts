@@ -30,11 +30,16 @@ test('CheckCost: max_nr_regions until measured; then what CHECK_TIME_SHARE of th
   assert.equal(c.perCheckUs, 100, 'free checks lower the estimate');
 });
 
-/** Batched operations whose checks cost `usPerCheck` each; records the regions of every batch. */
+/**
+ * Batched operations whose checks cost `usPerCheck` each; records the regions of every
+ * batch. Accesses are deterministic (a sample in the hot quarter is always accessed,
+ * elsewhere never), so a seeded context splits the same way on every run.
+ */
 function costedOps(usPerCheck: number): { ops: Operations; batches: number[] } {
+  const hot = { start: BASE + 300 * MiB, end: BASE + 556 * MiB };
   const rate = new RateOperations({
-    targetId: 1, start: BASE, end: BASE + 1024 * MiB, hotStart: BASE + 300 * MiB, hotEnd: BASE + 556 * MiB,
-    phases: [{ durationUs: 1e12, hotRate: 400, baseRate: 2 }],
+    targetId: 1, start: BASE, end: BASE + 1024 * MiB, hotStart: hot.start, hotEnd: hot.end,
+    phases: [{ durationUs: 1e12, hotRate: 0, baseRate: 0 }],
   });
   const batches: number[] = [];
   const ops = rate as RateOperations & Required<Pick<Operations, 'sampleAggregation'>>;
@@ -42,8 +47,10 @@ function costedOps(usPerCheck: number): { ops: Operations; batches: number[] } {
     const regions = c.targets.reduce((a, t) => a + t.regions.length, 0);
     batches.push(regions);
     await new Promise((r) => setImmediate(r));
-    rate.prepareAccessChecks(c);
-    for (let i = 0; i < n; i++) rate.checkAccesses(c);
+    for (let i = 0; i < n; i++) {
+      rate.prepareAccessChecks(c);
+      for (const t of c.targets) for (const r of t.regions) if (r.samplingAddr >= hot.start && r.samplingAddr < hot.end) r.nrAccesses++;
+    }
     return { samples: n, wallUs: n * samplingUs, busyUs: n * regions * usPerCheck, late: 0, stopped: false };
   };
   return { ops, batches };
