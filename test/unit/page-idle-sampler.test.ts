@@ -14,6 +14,7 @@ import type { OpsContext } from '../../agent/engine/operations.js';
 import type { AccessFiles } from '../../agent/ops/native.js';
 import { NativeSampler } from '../../agent/ops/native-sampler.js';
 import { PageIdleOperations } from '../../agent/ops/page-idle.js';
+import { cpuSecondsOf } from '../../agent/ops/process-stat.js';
 import type { AggregationRecord } from '../../agent/records/record.js';
 import { FakeHost, KPF_LRU, NativeFixture, PAGE, seededRandom, statLine } from './page-idle-fakes.js';
 
@@ -159,6 +160,35 @@ test('close() ends a run at once, joins the thread, and the run resolves as stop
   assert.equal(threads(), before, 'no thread left');
   assert.throws(() => s.run([{ files: f, bounds: bounds(sixteen(A)), count: 1 }], 1, 1_000), /used after close/);
   s.close();
+});
+
+test('cpuNs() is the sampler thread\'s own CPU, as /proc/self/task/TID/stat counts it, apart from the main thread', async (t) => {
+  const h = host();
+  const f = files(h, '/dev/zero');
+  const before = new Set(fs.readdirSync('/proc/self/task'));
+  const s = new NativeSampler(fixture.native, 3);
+  const tid = fs.readdirSync('/proc/self/task').find((t) => !before.has(t));
+  assert.ok(tid, 'the sampler\'s thread');
+  try {
+    const idle = s.cpuNs();
+    // The main thread burns 200 ms while the sampler waits: not the sampler's.
+    const until = performance.now() + 200;
+    while (performance.now() < until);
+    const whileIdle = s.cpuNs() - idle;
+    assert.ok(whileIdle < 20e6, `${whileIdle / 1e6} ms while idle`);
+    // 4000 intervals of 50 us over four regions: busy.
+    for (let i = 0; i < 4; i++) await s.run([{ files: f, bounds: bounds(sixteen(A), sixteen(B), sixteen(C), sixteen(D)), count: 4 }], 4000, 50);
+    const ns = s.cpuNs();
+    const ticks = cpuSecondsOf(`/proc/self/task/${tid}/stat`)!;
+    t.diagnostic(`sampler thread: ${(ns / 1e6).toFixed(1)} ms by its CPU clock, ${(ticks * 1e3).toFixed(0)} ms by /proc; the main thread's 200 ms burn added ${(whileIdle / 1e6).toFixed(1)} ms`);
+    assert.ok(ns > 10e6, `${ns / 1e6} ms for 16000 checks`);
+    // /proc counts in 10 ms ticks (and splits by sampling): within two ticks and 10%.
+    assert.ok(Math.abs(ns / 1e9 - ticks) <= 0.02 + 0.1 * ticks, `thread clock ${ns / 1e6} ms, /proc ${ticks * 1e3} ms`);
+  } finally {
+    s.close();
+  }
+  // Once closed, what it had used.
+  assert.ok(s.cpuNs() > 10e6);
 });
 
 test('stop() cuts a run short but keeps its counts', async () => {
