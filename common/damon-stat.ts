@@ -40,15 +40,15 @@ export interface DamonStatSummary {
  * sessions' contexts) are summed per interval first, then added.
  */
 export function estimatedMemoryBandwidth(inputs: readonly StatInput[]): number {
-  const byInterval = new Map<number, bigint>();
+  const byInterval = new Map<number, ExactSum>();
   for (const { regions, aggregationUs } of inputs) {
     const aggrUs = checkInterval(aggregationUs);
-    let accessBytes = byInterval.get(aggrUs) ?? 0n;
-    for (const r of regions) accessBytes += BigInt(r.end - r.start) * BigInt(r.nrAccesses);
-    byInterval.set(aggrUs, accessBytes);
+    let accessBytes = byInterval.get(aggrUs);
+    if (!accessBytes) byInterval.set(aggrUs, (accessBytes = new ExactSum()));
+    for (const r of regions) accessBytes.addProduct(r.end - r.start, r.nrAccesses);
   }
   let bw = 0n;
-  for (const [aggrUs, accessBytes] of byInterval) bw += (accessBytes * 1_000_000n) / BigInt(aggrUs);
+  for (const [aggrUs, accessBytes] of byInterval) bw += (accessBytes.value() * 1_000_000n) / BigInt(aggrUs);
   return Number(bw);
 }
 
@@ -65,29 +65,35 @@ export function idleIntervals(r: StatRegion): number {
  * Linux 6.17 damon_stat_set_idletime_percentiles: regions sorted by idle time (least
  * first), walked accumulating their bytes; after each region, every percentile p not yet
  * set with p <= accounted * 100 / total (integer division) gets that region's idle time,
- * idle_intervals * aggr_interval / USEC_PER_MSEC (rounded down). Sorting by milliseconds
- * rather than intervals is the same order within one context, and keeps it right across
- * contexts with different aggregation intervals. Null when there are no bytes.
+ * idle_intervals * aggr_interval / USEC_PER_MSEC (rounded down). Null when there are no
+ * bytes.
+ *
+ * Regions of equal idle time are walked as one (the percentiles they set get the same
+ * value either way), so the sort is over distinct idle times, not regions. Sorting by
+ * milliseconds rather than intervals is the same order within one context, and keeps it
+ * right across contexts with different aggregation intervals.
  */
 export function idleMsPercentiles(inputs: readonly StatInput[]): number[] | null {
-  const regions: { bytes: bigint; idleMs: number }[] = [];
-  let total = 0n;
-  for (const { regions: rs, aggregationUs } of inputs) {
+  const bytesByIdle = new Map<number, ExactSum>();
+  const total = new ExactSum();
+  for (const { regions, aggregationUs } of inputs) {
     const aggrUs = checkInterval(aggregationUs);
-    for (const r of rs) {
-      const bytes = BigInt(r.end - r.start);
-      total += bytes;
-      regions.push({ bytes, idleMs: Math.floor((idleIntervals(r) * aggrUs) / 1000) });
+    for (const r of regions) {
+      const idleMs = Math.floor((idleIntervals(r) * aggrUs) / 1000);
+      let bytes = bytesByIdle.get(idleMs);
+      if (!bytes) bytesByIdle.set(idleMs, (bytes = new ExactSum()));
+      bytes.addProduct(r.end - r.start, 1);
+      total.addProduct(r.end - r.start, 1);
     }
   }
-  if (total === 0n) return null;
-  regions.sort((a, b) => a.idleMs - b.idleMs);
+  const totalBytes = total.value();
+  if (totalBytes === 0n) return null;
   const out: number[] = [];
   let accounted = 0n;
-  for (const r of regions) {
-    accounted += r.bytes;
-    const reached = Number((accounted * 100n) / total);
-    while (out.length <= reached) out.push(r.idleMs);
+  for (const idleMs of [...bytesByIdle.keys()].sort((a, b) => a - b)) {
+    accounted += bytesByIdle.get(idleMs)!.value();
+    const reached = Number((accounted * 100n) / totalBytes);
+    while (out.length <= reached) out.push(idleMs);
   }
   return out;
 }
@@ -99,6 +105,29 @@ export function damonStat(inputs: readonly StatInput[]): DamonStatSummary | null
   let totalBytes = 0;
   for (const { regions } of inputs) for (const r of regions) totalBytes += r.end - r.start;
   return { estimatedMemoryBandwidth: estimatedMemoryBandwidth(inputs), memoryIdleMsPercentiles: pct, totalBytes };
+}
+
+/**
+ * An exact sum of non-negative integer products: in a double while it stays below 2^53
+ * (every real case, and fast), in a bigint beyond.
+ */
+class ExactSum {
+  private small = 0;
+  private big = 0n;
+
+  addProduct(a: number, b: number): void {
+    const p = a * b;
+    if (Number.isSafeInteger(p) && Number.isSafeInteger(this.small + p)) {
+      this.small += p;
+      return;
+    }
+    this.big += BigInt(this.small) + BigInt(a) * BigInt(b);
+    this.small = 0;
+  }
+
+  value(): bigint {
+    return this.big + BigInt(this.small);
+  }
 }
 
 /** Whole microseconds, as attrs.aggr_interval; a tuned interval may come fractional. */

@@ -5,7 +5,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { TargetState } from '../../gen/damon/v1/damon.js';
 import type { PublisherStats } from './publisher.js';
-import type { SessionRunner } from './session-runner.js';
+import type { EngineCpu, SessionRunner } from './session-runner.js';
+import type { ObservedSession } from '../../gen/damon/v1/damon.js';
 import type { SessionStat } from './damon-stat-reporter.js';
 import type { DamonStatSummary } from '../../common/damon-stat.js';
 
@@ -36,11 +37,29 @@ export interface AgentMetricsSources {
   registered(): boolean;
 }
 
+/** One session as one scrape reads it. */
+interface SessionView {
+  id: string;
+  observed: ObservedSession;
+  cpu: EngineCpu;
+}
+
+/** The collectors of one scrape run at once: they share one reading of the sessions (each costs a drift computation). */
+const VIEW_REUSE_MS = 500;
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly latency: Histogram;
+  private view: { at: number; sessions: SessionView[] } | undefined;
 
   constructor(src: AgentMetricsSources) {
+    const sessions = (): SessionView[] => {
+      const now = Date.now();
+      if (!this.view || now - this.view.at >= VIEW_REUSE_MS) {
+        this.view = { at: now, sessions: src.sessions().map((r) => ({ id: r.spec.sessionId, observed: r.observed(), cpu: r.engineCpu() })) };
+      }
+      return this.view.sessions;
+    };
     const register = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
@@ -63,16 +82,16 @@ export class AgentMetrics {
     );
     gauge('damon_fleet_agent_nats_connected', '1 while the agent is connected to NATS.', [], (g) => g.set(src.natsConnected() ? 1 : 0));
     gauge('damon_fleet_agent_registered', '1 once the controller accepted this agent instance.', [], (g) => g.set(src.registered() ? 1 : 0));
-    gauge('damon_fleet_agent_sessions', 'Sessions this agent runs (applied and not stopped).', [], (g) => g.set(src.sessions().length));
+    gauge('damon_fleet_agent_sessions', 'Sessions this agent runs (applied and not stopped).', [], (g) => g.set(sessions().length));
     gauge('damon_fleet_agent_targets', "Targets of this agent's sessions, by state.", ['session', 'state'], (g) => {
-      for (const r of src.sessions()) {
+      for (const r of sessions()) {
         const counts = new Map<string, number>();
-        for (const t of r.observed().targets) counts.set(TARGET_STATE_LABEL[t.state], (counts.get(TARGET_STATE_LABEL[t.state]) ?? 0) + 1);
-        for (const [state, n] of counts) g.set({ session: r.spec.sessionId, state }, n);
+        for (const t of r.observed.targets) counts.set(TARGET_STATE_LABEL[t.state], (counts.get(TARGET_STATE_LABEL[t.state]) ?? 0) + 1);
+        for (const [state, n] of counts) g.set({ session: r.id, state }, n);
       }
     });
     total('damon_fleet_agent_records_published_total', 'Records of a session acknowledged by JetStream (since the session started on this agent).', ['session'], (set) => {
-      for (const r of src.sessions()) set({ session: r.spec.sessionId }, Number(r.observed().recordsPublished));
+      for (const r of sessions()) set({ session: r.id }, Number(r.observed.recordsPublished));
     });
     gauge('damon_fleet_agent_records_queued', 'Records in the spool: waiting for NATS or for their acknowledgement.', [], (g) => g.set(src.publisher().queued));
     gauge('damon_fleet_agent_spool_bytes', 'Bytes of records in the spool.', [], (g) => g.set(src.publisher().spooledBytes));
@@ -87,15 +106,15 @@ export class AgentMetrics {
     });
     const interval = (which: 'configured' | 'measured', help: string) =>
       gauge(`damon_fleet_agent_interval_${which}_seconds`, help, ['session', 'interval'], (g) => {
-        for (const r of src.sessions()) {
-          const o = r.observed();
+        for (const r of sessions()) {
+          const o = r.observed;
           const v =
             which === 'configured'
               ? { sampling: Number(o.samplingIntervalUs), aggregation: Number(o.aggregationIntervalUs) }
               : { sampling: o.samplingIntervalMeanUs, aggregation: o.aggregationIntervalMeanUs };
           // 0: not measured yet (or never run).
-          if (v.sampling > 0) g.set({ session: r.spec.sessionId, interval: 'sampling' }, v.sampling / 1e6);
-          if (v.aggregation > 0) g.set({ session: r.spec.sessionId, interval: 'aggregation' }, v.aggregation / 1e6);
+          if (v.sampling > 0) g.set({ session: r.id, interval: 'sampling' }, v.sampling / 1e6);
+          if (v.aggregation > 0) g.set({ session: r.id, interval: 'aggregation' }, v.aggregation / 1e6);
         }
       });
     interval('configured', 'The sampling and aggregation intervals the engine runs with (as set, or as an intervals goal tuned them).');
@@ -105,10 +124,9 @@ export class AgentMetrics {
       "CPU the engine used for a session: thread=\"sampler\" the native sampler's thread (page_idle), \"kdamond\" the kernel's kdamond thread, \"js\" the process while its JavaScript steps ran.",
       ['session', 'thread'],
       (set) => {
-        for (const r of src.sessions()) {
-          const c = r.engineCpu();
-          if (c.thread) set({ session: r.spec.sessionId, thread: c.thread }, c.threadSeconds);
-          set({ session: r.spec.sessionId, thread: 'js' }, c.jsSeconds);
+        for (const { id, cpu } of sessions()) {
+          if (cpu.thread) set({ session: id, thread: cpu.thread }, cpu.threadSeconds);
+          set({ session: id, thread: 'js' }, cpu.jsSeconds);
         }
       },
     );
