@@ -137,9 +137,10 @@ export async function main(argv: string[]): Promise<number> {
     log,
     start: (options) => startAgent({ ...options, log }),
   });
-  if (!handle) return code;
+  if (!handle && code !== 1) return code;
   // A first connection to NATS that never succeeded cannot be cancelled (connectNats waits
-  // for it): do not let its retries hold the process once everything else has stopped.
+  // for it): do not let its retries hold the process once everything else has stopped, nor
+  // after a start that failed (a port taken) while NATS was away.
   setTimeout(() => {
     log.warn('exiting with a NATS connection attempt still pending');
     process.exit(code);

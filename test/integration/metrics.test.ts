@@ -2,14 +2,16 @@
 // port), scraped as Prometheus does while a session runs: the series exist and move
 // (records published go up, sessions and targets by state count right), DAMON_STAT's
 // summaries appear per target and per host and also arrive on NATS, and they go away
-// when the session turns off.
+// when the session turns off. A metrics port already taken stops a start with exit 1.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { statFilter, statOnSubject } from '../../common/subjects.js';
 import { IDLE_PERCENTILES } from '../../common/damon-stat.js';
 import { EXPORTED_IDLE_PERCENTILES } from '../../agent/daemon/metrics.js';
 import { DamonStat } from '../../gen/damon/v1/damon.js';
-import { FAST_ATTRS } from './support/agent-env.js';
+import { FAST_ATTRS, tempDir } from './support/agent-env.js';
+import { FLEET_BIN } from './support/fleet-processes.js';
 import { unary, waitFor } from './support/grpc-client.js';
 import { metricsAddressOf, samples, scrape, valueOf } from './support/metrics-scrape.js';
 import { sessionOn, useFleet } from './support/system-env.js';
@@ -19,7 +21,17 @@ const B = 'metrics-2';
 const ON = 'metrics-on';
 const OFF = 'metrics-off';
 
-describe('metrics: a controller and two agents scraped while a session runs', () => {
+/** Runs `damon-fleet <args>` to its exit; its code and stderr. */
+function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [FLEET_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+describe('metrics of a real controller and two agents', () => {
   const env = useFleet([A, B], { controller: ['--metrics', '127.0.0.1:0'], agent: ['--metrics', '127.0.0.1:0'] });
 
   test('series exist, count right and move; DAMON_STAT per target and per host, on NATS too; gone when off', { timeout: 90_000 }, async () => {
@@ -112,5 +124,23 @@ describe('metrics: a controller and two agents scraped while a session runs', ()
     assert.deepEqual(samples(a, 'damon_fleet_stat_memory_bandwidth_bytes_per_second'), []);
     assert.deepEqual(samples(a, 'damon_fleet_stat_target_memory_idle_seconds'), []);
     assert.ok(valueOf(a, 'damon_fleet_agent_publish_latency_seconds_count')! > 0, 'the histogram keeps what it saw');
+  });
+
+  test('a metrics address already taken: the process says so and exits 1 (also while NATS is away)', { timeout: 60_000 }, async () => {
+    const { fleet } = env;
+    const taken = metricsAddressOf(fleet.controller);
+    const data = tempDir('damon-metrics-');
+    try {
+      const agent = await run(['agent', '--host', 'metrics-x', '--controller', '127.0.0.1:1', '--insecure', '--listen', '127.0.0.1:0',
+        '--nats', 'nats://127.0.0.1:1', '--data-dir', data.path, '--metrics', taken]);
+      assert.equal(agent.code, 1, agent.stderr);
+      assert.match(agent.stderr, new RegExp(`cannot start: --metrics ${taken}: listen EADDRINUSE`));
+      const controller = await run(['controller', '--listen', '127.0.0.1:0', '--insecure', '--nats', fleet.nats.url,
+        '--nats-nkey', fleet.creds.controller, '--metrics', taken]);
+      assert.equal(controller.code, 1, controller.stderr);
+      assert.match(controller.stderr, new RegExp(`cannot start: --metrics ${taken}: listen EADDRINUSE`));
+    } finally {
+      data.remove();
+    }
   });
 });
