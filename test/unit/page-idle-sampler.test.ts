@@ -240,10 +240,15 @@ test('sampleAggregation adds the run to nrAccesses and leaves no sample armed; c
     const c = o.counters();
     assert.ok(c.checked >= 16 && c.hugeTail > 0, JSON.stringify(c));
     assert.equal(fixture.native.samplerThreads(), live + 1);
+    assert.ok(o.samplerCpuNs() > 0, 'the sampler thread\'s CPU');
   } finally {
     o.cleanup();
   }
   assert.equal(fixture.native.samplerThreads(), live, 'cleanup joined the sampler thread');
+  // What the closed sampler used stays counted (the session's engine CPU).
+  const cpu = o.samplerCpuNs();
+  assert.ok(cpu > 0);
+  assert.equal(o.samplerCpuNs(), cpu);
 });
 
 const libc = koffi.load('libc.so.6');
