@@ -12,27 +12,6 @@ export function parseProcStat(text: string, path: string): { state: string; star
   return { state: fields[0], startTicks: fields[19] };
 }
 
-/** Clock ticks a second of /proc's CPU times (USER_HZ: 100 on every architecture Linux exports to user space as sysconf(_SC_CLK_TCK)). */
-export const USER_HZ = 100;
-
-/**
- * CPU seconds (user + system, fields 14 and 15) of the process or thread whose
- * /proc/.../stat is at `path` (e.g. /proc/PID/stat of a kdamond kernel thread); undefined
- * once it is gone. Resolution: one tick (10 ms).
- */
-export function cpuSecondsOf(path: string): number | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const close = text.lastIndexOf(')');
-  const fields = close < 0 ? [] : text.slice(close + 1).trim().split(/\s+/);
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return Number.isFinite(ticks) ? ticks / USER_HZ : undefined;
-}
-
 /** True for the states of a process that has exited but was not reaped yet. */
 export function isExitedState(state: string): boolean {
   return state === 'Z' || state === 'X' || state === 'x';
