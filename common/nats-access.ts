@@ -17,6 +17,7 @@ import {
   eventsFilter,
   hostToken,
   recordsFilter,
+  statFilter,
 } from './subjects.js';
 
 export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Operator: 'operator' } as const;
@@ -94,15 +95,16 @@ export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & {
     ],
     subscribe: [],
   }),
-  // Publishes its own host's records (the pub ack comes back on its inbox); nothing else.
+  // Publishes its own host's records (the pub ack comes back on its inbox) and DAMON_STAT
+  // summaries (plain NATS); nothing else.
   agent: ({ host }) => ({
-    publish: [`damon.records.*.${hostToken(host)}.*`],
+    publish: [`damon.records.*.${hostToken(host)}.*`, `damon.stat.*.${hostToken(host)}`],
     subscribe: [],
   }),
-  // A consumer of records and events: its own consumers, or plain subscriptions.
+  // A consumer of records, events and DAMON_STAT summaries: its own consumers, or plain subscriptions.
   reader: () => ({
     publish: [`${API}.INFO`, ...DATA_STREAMS.flatMap(consumeStream)],
-    subscribe: [recordsFilter(), eventsFilter()],
+    subscribe: [recordsFilter(), eventsFilter(), statFilter()],
   }),
   // Administers the data streams and reads everything, the bucket included; writing the
   // bucket (or purging, deleting, updating its stream) stays the controller's alone.
@@ -122,7 +124,7 @@ export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & {
       streamApi('MSG.GET', SESSIONS_STREAM),
       `${API}.DIRECT.GET.${SESSIONS_STREAM}`,
     ],
-    subscribe: [recordsFilter(), eventsFilter(), `${SESSIONS_KEY_PREFIX}>`],
+    subscribe: [recordsFilter(), eventsFilter(), statFilter(), `${SESSIONS_KEY_PREFIX}>`],
   }),
 };
 

@@ -38,6 +38,18 @@ export function recordsFilter(sessionId?: string, host?: string): string {
   if (!sessionId) return 'damon.records.>';
   return host ? `damon.records.${sessionId}.${hostToken(host)}.*` : `damon.records.${sessionId}.>`;
 }
+/**
+ * damon.stat.<session>.<host>: DamonStat (protobuf), a session's DAMON_STAT summaries on
+ * one host every few seconds. Plain NATS (no stream keeps them): live figures for
+ * dashboards; the records they are computed from are in DAMON_RECORDS.
+ */
+export function statSubject(sessionId: string, host: string): string {
+  return `damon.stat.${sessionId}.${hostToken(host)}`;
+}
+/** Filter for DamonStat messages, optionally of one session. */
+export function statFilter(sessionId?: string): string {
+  return sessionId ? `damon.stat.${sessionId}.*` : 'damon.stat.>';
+}
 /** damon.events.<session>: SessionEvent (protobuf). */
 export function eventsSubject(sessionId: string): string {
   return `damon.events.${sessionId}`;
@@ -55,6 +67,13 @@ export function recordOnSubject<R extends { sessionId: string; host: string; pid
   const expected = recordsSubject(record.sessionId, record.host, record.pid);
   if (expected !== subject) throw new Error(`the record claims ${expected}`);
   return record;
+}
+
+/** A DamonStat checked against its subject, as recordOnSubject. */
+export function statOnSubject<S extends { sessionId: string; host: string }>(stat: S, subject: string): S {
+  const expected = statSubject(stat.sessionId, stat.host);
+  if (expected !== subject) throw new Error(`the stat claims ${expected}`);
+  return stat;
 }
 
 /** An event checked against its subject, as recordOnSubject. */

@@ -42,6 +42,8 @@ import { AgentRegistry } from './registry.js';
 import { registryHandlers } from './registry-service.js';
 import { targetHosts } from './session-model.js';
 import { SessionStore } from './session-store.js';
+import { ControllerMetrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 
 export interface ControllerOptions {
   /** gRPC listen address, "host:port" (port 0 picks a free one). */
@@ -85,6 +87,8 @@ export interface ControllerOptions {
   streams?: StreamsOptions;
   /** Bound of each JetStream / KV call (default 5000 ms); beyond it calls fail UNAVAILABLE. */
   natsTimeoutMs?: number;
+  /** Where GET /metrics (Prometheus) is served; off when absent (docs/metrics.md). */
+  metrics?: { host: string; port: number };
   log?: Logger;
 }
 
@@ -107,6 +111,8 @@ export interface RunningController {
   port: number;
   /** The address standbys name for this controller. */
   advertise: string;
+  /** The bound metrics address, when `metrics` was given. */
+  metricsAddress: string | undefined;
   store: SessionStore;
   registry: AgentRegistry;
   /** The reconcile loop of the current (or last) term as leader. */
@@ -273,6 +279,20 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       server.forceShutdown();
       throw err;
     });
+    let metricsServer: MetricsServer | undefined;
+    if (o.metrics) {
+      const metrics = new ControllerMetrics({
+        scan: () => store.scan(),
+        agents: () => registry.list(),
+        leading: () => leading,
+        natsConnected: () => natsUp,
+        log,
+      });
+      metricsServer = await startMetricsServer(metrics.registry, o.metrics, log).catch((err: unknown) => {
+        server.forceShutdown();
+        throw err;
+      });
+    }
     const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     const advertise = o.advertise ?? (isWildcardHost(splitHostPort(o.listen).host) ? `${hostname()}:${port}` : address);
@@ -302,6 +322,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       await leadership.start();
     } catch (err) {
       server.forceShutdown();
+      await metricsServer?.close();
       throw err;
     }
     const on = listing.sessions.filter((v) => v.session.state === 'on').length;
@@ -319,6 +340,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       address,
       port,
       advertise,
+      metricsAddress: metricsServer?.address,
       store,
       registry,
       get reconciler() {
@@ -335,6 +357,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           await leadership.stop();
           await reconciler?.stop();
           await shutdownServer(server, 1000);
+          await metricsServer?.close();
           registry.close();
           closeIdentities();
           await nc.close();

@@ -7,6 +7,7 @@ import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../common/credential
 import { startController, type ControllerOptions } from './controller.js';
 import { runServiceMain } from '../common/service-main.js';
 import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
+import { SUGGESTED_METRICS_PORTS, parseMetricsAddress } from '../common/metrics-server.js';
 
 export const USAGE = `usage: damon-fleet controller [options]
 
@@ -45,6 +46,10 @@ export const USAGE = `usage: damon-fleet controller [options]
   --nats-replicas N           copies JetStream keeps of both streams and the session
                               bucket, 1 to 5 (default 1: a single nats-server); 3 on a
                               cluster of three servers survives the loss of any one
+  --metrics HOST:PORT|PORT    serve Prometheus metrics at http://HOST:PORT/metrics (off
+                              by default; a bare PORT binds 127.0.0.1; suggested
+                              ${SUGGESTED_METRICS_PORTS.controller}). No credential: bind loopback, or protect it
+                              (docs/metrics.md)
 
 Callers present "authorization: Bearer <token>" or a client certificate. Health and
 reflection answer without a credential; every damon.v1 method demands one.
@@ -69,6 +74,7 @@ function parseControllerOptions(argv: string[]) {
       'events-max-bytes': { type: 'string' },
       'dedup-window': { type: 'string' },
       'nats-replicas': { type: 'string', default: '1' },
+      metrics: { type: 'string' },
     },
   });
 }
@@ -119,6 +125,7 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),
     streams: { records: limits('records'), events: limits('events'), replicas },
+    metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics),
   };
 }
 

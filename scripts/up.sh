@@ -4,6 +4,8 @@
 # .run/. NATS demands a credential: each process has its nkey under .run/creds (made by
 # `damon-fleet credentials`, kept across runs). Stop them with `npm run down`.
 #   DAMON_NATS_PORT (4222), DAMON_CONTROLLER_PORT (7100), DAMON_AGENT_PORT (7101),
+#   DAMON_CONTROLLER_METRICS_PORT (7102), DAMON_AGENT_METRICS_PORT (7103; Prometheus
+#   metrics on 127.0.0.1, as deploy/prometheus/prometheus.yml scrapes them),
 #   DAMON_HOST (this host's name) change the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,8 @@ RUN="$PWD/.run"
 NATS_PORT="${DAMON_NATS_PORT:-4222}"
 CONTROLLER_PORT="${DAMON_CONTROLLER_PORT:-7100}"
 AGENT_PORT="${DAMON_AGENT_PORT:-7101}"
+CONTROLLER_METRICS_PORT="${DAMON_CONTROLLER_METRICS_PORT:-7102}"
+AGENT_METRICS_PORT="${DAMON_AGENT_METRICS_PORT:-7103}"
 HOST_NAME="${DAMON_HOST:-$(hostname | tr -c 'A-Za-z0-9.\n-' '-')}"
 
 say() { printf 'up: %s\n' "$*"; }
@@ -74,12 +78,13 @@ start nats "$NATS_SERVER" -c "$RUN/nats-server.conf" && \
   { wait_log nats-server nats "Server is ready"; say "nats-server with JetStream on 127.0.0.1:$NATS_PORT (nkey users only)"; }
 start controller node bin/damon-fleet.js controller --listen "127.0.0.1:$CONTROLLER_PORT" \
     --nats "nats://127.0.0.1:$NATS_PORT" --nats-nkey "$CREDS/controller/nats.nk" \
-    --identities "$CREDS/controller/identities.json" --agent-key-file "$CREDS/controller/agent-call.key" && \
+    --identities "$CREDS/controller/identities.json" --agent-key-file "$CREDS/controller/agent-call.key" \
+    --metrics "127.0.0.1:$CONTROLLER_METRICS_PORT" && \
   { wait_port controller "$CONTROLLER_PORT" controller; say "controller on 127.0.0.1:$CONTROLLER_PORT"; }
 start agent node bin/damon-fleet.js agent --host "$HOST_NAME" --listen "127.0.0.1:$AGENT_PORT" \
     --controller "127.0.0.1:$CONTROLLER_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
     --nats-nkey "$AGENT_CREDS/nats.nk" --token-file "$AGENT_CREDS/token" --identities "$AGENT_CREDS/identities.json" \
-    --data-dir "$RUN/agent-data" && \
+    --data-dir "$RUN/agent-data" --metrics "127.0.0.1:$AGENT_METRICS_PORT" && \
   { wait_port agent "$AGENT_PORT" agent; say "agent for host \"$HOST_NAME\" on 127.0.0.1:$AGENT_PORT"; }
 
 for _ in $(seq 1 50); do
@@ -96,6 +101,8 @@ up: credentials (0600) are in $CREDS, one folder per identity: controller, opera
       grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:$CONTROLLER_PORT damon.v1.Controller/ListAgents
     The optimizer reads records as a reader:
       node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT --nats-nkey $CREDS/readers/optimizer/nats.nk
+    Prometheus metrics: http://127.0.0.1:$CONTROLLER_METRICS_PORT/metrics (controller), http://127.0.0.1:$AGENT_METRICS_PORT/metrics (agent);
+      deploy/prometheus/prometheus.yml scrapes them, deploy/grafana/damon-fleet.json shows them (docs/metrics.md).
     Another host or reader: node bin/damon-fleet.js credentials --dir $CREDS --agent NEW=ADDR (or --reader NAME),
     then nats-server --signal reload=\$(cat $RUN/nats.pid); the controller picks up new identities by itself.
 MSG

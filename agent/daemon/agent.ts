@@ -33,6 +33,9 @@ import { Registration } from './registration.js';
 import { observedDigest } from '../../common/observed-digest.js';
 import { SessionManager } from './sessions.js';
 import { checkTrust, isWildcardHost, splitHostPort } from '../../common/trust.js';
+import { startMetricsServer, type MetricsServer } from '../../common/metrics-server.js';
+import { DamonStatReporter } from './damon-stat-reporter.js';
+import { AgentMetrics } from './metrics.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7101';
 export const DEFAULT_DATA_DIR = '/var/lib/damon-fleet';
@@ -79,6 +82,10 @@ export interface AgentOptions {
   processPollMs?: number;
   /** Heartbeat interval until the controller names one (default 2000 ms). */
   defaultHeartbeatMs?: number;
+  /** Where GET /metrics (Prometheus) is served; off when absent (docs/metrics.md). */
+  metrics?: { host: string; port: number };
+  /** How often DAMON_STAT summaries are computed and published (default 5000 ms, as the kernel's module). */
+  damonStatRefreshMs?: number;
   /** Overrides the host probe (tests). */
   hostOperations?: HostOperations;
   log?: Logger;
@@ -92,6 +99,8 @@ export interface AgentHandle {
   readonly advertise: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The bound metrics address ("127.0.0.1:PORT"), when --metrics was given. */
+  readonly metricsAddress: string | undefined;
   state(): GetStateResponse;
   publisherStats(): PublisherStats;
   /** True once the controller accepted this instance. */
@@ -143,6 +152,8 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   );
 
   const publisher = new RecordPublisher(undefined, { spool, log: log.child('records') });
+  const damonStat = new DamonStatReporter({ host, instanceId, log: log.child('damon_stat'), refreshMs: opts.damonStatRefreshMs });
+  let metrics: AgentMetrics | undefined;
   let registration: Registration | undefined;
   const sessions = new SessionManager({
     host,
@@ -153,7 +164,13 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     onChange: () => registration?.heartbeatSoon(),
     log,
     processPollMs: opts.processPollMs,
+    observer: {
+      record: (id, rec, aggregationUs) => damonStat.record(id, rec, aggregationUs),
+      targetEnded: (id, pid) => damonStat.targetEnded(id, pid),
+      published: (seconds) => metrics?.observePublish(seconds),
+    },
   });
+  damonStat.start();
   const identity = { host, instanceId, operations: hostOps.operations, unavailable: hostOps.unavailable };
   const fence = new EpochFence(log);
 
@@ -196,6 +213,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
           if (!stopping && isNatsAuthRefusal(err)) failFatally(new NatsAuthError(opts.natsNkeyFile, { cause: err }));
         });
         publisher.setSink(jetStream(conn));
+        damonStat.setSink(conn);
         return;
       } catch (err) {
         if (isNatsAuthRefusal(err)) {
@@ -238,16 +256,29 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       },
     ],
   });
-  let port: number;
-  try {
-    port = await bindServer(server, listen, serverCredentials({ tls: opts.tls }));
-  } catch (err) {
+  // A start that fails after this point releases what it took.
+  const abortStart = async (err: unknown): Promise<never> => {
     closeCallers();
     stopping = true;
     server.forceShutdown();
+    damonStat.stop();
     await publisher.close(0);
     await settleNats();
     throw err;
+  };
+  const port = await bindServer(server, listen, serverCredentials({ tls: opts.tls })).catch(abortStart);
+  let metricsServer: MetricsServer | undefined;
+  if (opts.metrics) {
+    metrics = new AgentMetrics({
+      host,
+      instanceId,
+      sessions: () => sessions.running(),
+      publisher: () => publisher.stats(),
+      damonStat: () => damonStat.current(),
+      natsConnected: () => natsUp,
+      registered: () => registration?.isRegistered ?? false,
+    });
+    metricsServer = await startMetricsServer(metrics.registry, opts.metrics, log).catch(abortStart);
   }
   const bound = splitHostPort(listen);
   const address = `${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${port}`;
@@ -293,6 +324,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     advertise,
     port,
     dataDir,
+    metricsAddress: metricsServer?.address,
     state: () => {
       const all = sessions.observed();
       return { ...identity, sessions: all, nextPageToken: '', stateDigest: observedDigest(all) };
@@ -307,6 +339,8 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
         stopping = true;
         await registration?.stop();
         await sessions.stopAll();
+        damonStat.stop();
+        await metricsServer?.close();
         await shutdownServer(server, 1000);
         closeCallers();
         await publisher.close(2000);

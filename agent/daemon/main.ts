@@ -9,6 +9,7 @@ import { runServiceMain } from '../../common/service-main.js';
 import { TrustError, splitHostPort } from '../../common/trust.js';
 import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../../common/credential-options.js';
 import { OptionError as UsageError } from '../../common/cli-values.js';
+import { SUGGESTED_METRICS_PORTS, parseMetricsAddress } from '../../common/metrics-server.js';
 
 export { startAgent, type AgentOptions, type AgentHandle } from './agent.js';
 
@@ -45,6 +46,10 @@ export const USAGE = `usage: damon-fleet agent --controller HOST:PORT[,HOST:PORT
   --spool-max-bytes N         bytes of records kept on disk (DATA_DIR/.spool) while
                               NATS does not accept them; beyond it the oldest are
                               dropped (default ${DEFAULT_SPOOL_MAX_BYTES}, 64 MiB)
+  --metrics HOST:PORT|PORT    serve Prometheus metrics at http://HOST:PORT/metrics (off
+                              by default; a bare PORT binds 127.0.0.1; suggested
+                              ${SUGGESTED_METRICS_PORTS.agent}). No credential: bind loopback, or protect it
+                              (docs/metrics.md)
 
 The agent reveals any process's memory layout, so it takes orders only from its
 controller: it refuses to start without --identities or TLS unless --insecure is
@@ -84,6 +89,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
         'token-file': { type: 'string' },
         'controller-tls-name': { type: 'string' },
         'spool-max-bytes': { type: 'string' },
+        metrics: { type: 'string' },
       },
     });
   } catch (err) {
@@ -116,6 +122,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     token,
     controllerTlsName: values['controller-tls-name'],
     spoolMaxBytes: spoolBytes(values['spool-max-bytes']),
+    metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics),
   };
 }
 
@@ -130,9 +137,10 @@ export async function main(argv: string[]): Promise<number> {
     log,
     start: (options) => startAgent({ ...options, log }),
   });
-  if (!handle) return code;
+  if (!handle && code !== 1) return code;
   // A first connection to NATS that never succeeded cannot be cancelled (connectNats waits
-  // for it): do not let its retries hold the process once everything else has stopped.
+  // for it): do not let its retries hold the process once everything else has stopped, nor
+  // after a start that failed (a port taken) while NATS was away.
   setTimeout(() => {
     log.warn('exiting with a NATS connection attempt still pending');
     process.exit(code);

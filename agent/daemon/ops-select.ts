@@ -126,6 +126,9 @@ function withProcessLiveness(inner: Operations, alive: TargetAlive): Operations 
   };
 }
 
+/** The operations each of the project's engines runs (for engineThreadCpu). */
+const opsOfMonitor = new WeakMap<Monitor, Operations>();
+
 /** The project's engine over the operations `create` makes. */
 function engineChoice(name: string, create: (pids: readonly number[]) => Operations): EngineChoice {
   return {
@@ -133,9 +136,31 @@ function engineChoice(name: string, create: (pids: readonly number[]) => Operati
     engine: 'damon',
     name,
     create,
-    createMonitor: (pids, attrs, alive) =>
-      new DamonContext({ attrs, targetIds: pids, ops: withProcessLiveness(create(pids), alive) }),
+    createMonitor: (pids, attrs, alive) => {
+      const ops = create(pids);
+      const monitor = new DamonContext({ attrs, targetIds: pids, ops: withProcessLiveness(ops, alive) });
+      opsOfMonitor.set(monitor, ops);
+      return monitor;
+    },
   };
+}
+
+/** A thread that does an engine's sampling apart from the agent's JavaScript. */
+export type EngineThread = 'sampler' | 'kdamond';
+
+/**
+ * CPU seconds the engine's own thread has used: the native sampler's pthread (page_idle on
+ * the batched loop; thread CPU clock) or the kdamond kernel thread (its /proc stat, 10 ms
+ * ticks, kept once it stopped). Undefined for engines without one (synthetic) and for a
+ * kdamond not started.
+ */
+export function engineThreadCpu(monitor: Monitor): { thread: EngineThread; seconds: number } | undefined {
+  if (monitor instanceof KdamondContext) {
+    const us = monitor.costs().kdamondCpuUs;
+    return us === undefined ? undefined : { thread: 'kdamond', seconds: us / 1e6 };
+  }
+  const ops = opsOfMonitor.get(monitor);
+  return ops instanceof PageIdleOperations ? { thread: 'sampler', seconds: ops.samplerCpuNs() / 1e9 } : undefined;
 }
 
 export function chooseOperations(spec: RunSpec, host: HostOperations): OpsChoice {

@@ -22,7 +22,7 @@ import { TargetState, type ObservedSession, type ObservedTarget } from '../../ge
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
 import { errorMessage, quoted, type Logger } from '../../common/log.js';
-import { chooseOperations, type EngineChoice, type HostOperations, type KdamondChoice } from './ops-select.js';
+import { chooseOperations, engineThreadCpu, type EngineChoice, type EngineThread, type HostOperations, type KdamondChoice } from './ops-select.js';
 import { ProcessWatch } from './process-watch.js';
 import { probeProcess } from '../ops/process-stat.js';
 import type { RecordPublisher } from './publisher.js';
@@ -44,6 +44,27 @@ export interface RunnerDeps {
   log: Logger;
   /** How often target processes are checked for exit. */
   processPollMs?: number;
+  /** Told of records and ended targets (DAMON_STAT, metrics). */
+  observer?: RunnerObserver;
+}
+
+/** What the agent's DAMON_STAT summaries and metrics learn from a session (agent.ts wires it). */
+export interface RunnerObserver {
+  /** A running target's record, counted over the engine's aggregation interval now. */
+  record(sessionId: string, rec: EngineRecord, aggregationUs: number): void;
+  /** A target stopped running (exited, failed, or the session stopped). */
+  targetEnded(sessionId: string, pid: number): void;
+  /** JetStream acknowledged a record `seconds` after the engine handed it over. */
+  published(seconds: number): void;
+}
+
+/** CPU an engine used for one session, seconds since it started. */
+export interface EngineCpu {
+  /** The engine's own thread, where it has one (engineThreadCpu). */
+  thread: EngineThread | undefined;
+  threadSeconds: number;
+  /** Process CPU while the session's JavaScript steps ran (the engine's drift accounting). */
+  jsSeconds: number;
 }
 
 interface TargetView {
@@ -69,6 +90,8 @@ export class SessionRunner {
   private drift: { samplingMeanUs: number; aggregationMeanUs: number; checkCost: DriftStats['checkCost'] } = { samplingMeanUs: 0, aggregationMeanUs: 0, checkCost: null };
   /** The engine's intervals when last seen (kept once it stopped). */
   private intervals = { samplingUs: 0, aggregationUs: 0 };
+  /** CPU of the engines this session ran before the current one (a target failed: a new context). */
+  private retiredCpu: EngineCpu = { thread: undefined, threadSeconds: 0, jsSeconds: 0 };
 
   constructor(
     readonly spec: RunSpec,
@@ -131,6 +154,7 @@ export class SessionRunner {
     this.stopping = true;
     this.watch.stop();
     await this.ctx?.stop();
+    for (const pid of this.targets.keys()) this.deps.observer?.targetEnded(this.spec.sessionId, pid);
     this.flushSnapshot();
     await this.closeWriter();
     const flushed = await this.deps.publisher.flush(this.deps.publisher.lastMark(), 2_000);
@@ -163,6 +187,15 @@ export class SessionRunner {
     };
   }
 
+  engineCpu(): EngineCpu {
+    const now = this.ctx ? cpuOf(this.ctx) : undefined;
+    return {
+      thread: now?.thread ?? this.retiredCpu.thread,
+      threadSeconds: this.retiredCpu.threadSeconds + (now?.threadSeconds ?? 0),
+      jsSeconds: this.retiredCpu.jsSeconds + (now?.jsSeconds ?? 0),
+    };
+  }
+
   // ---- engine ---------------------------------------------------------------------------
 
   private run(pids: number[]): void {
@@ -174,8 +207,9 @@ export class SessionRunner {
       this.failActive(errorMessage(err));
       return;
     }
+    if (this.ctx) this.retiredCpu = this.engineCpu();
     this.ctx = ctx;
-    ctx.on('aggregate', (rec) => this.record(rec));
+    ctx.on('aggregate', (rec) => this.record(rec, ctx));
     ctx.on('targetExited', (pid) => this.engineExit(pid));
     ctx.on('stopped', (reason, err) => this.engineStopped(ctx, reason, err));
     for (const pid of pids) this.set(pid, TargetState.TARGET_STATE_RUNNING, '');
@@ -201,7 +235,7 @@ export class SessionRunner {
     return true;
   }
 
-  private record(rec: EngineRecord): void {
+  private record(rec: EngineRecord, ctx: Monitor): void {
     // The engine keeps an exited process until its next update; its records end now.
     if (this.targets.get(rec.targetId)?.state !== TargetState.TARGET_STATE_RUNNING) return;
     const { sessionId } = this.spec;
@@ -214,7 +248,12 @@ export class SessionRunner {
       sequence: publisher.nextSequence(subject),
       agentInstance: instanceId,
     });
-    publisher.enqueue(subject, encodeRecordOfNumbers(header, rec.regions), recordMsgId(header), header.sequence, () => this.published++);
+    const handedAt = performance.now();
+    publisher.enqueue(subject, encodeRecordOfNumbers(header, rec.regions), recordMsgId(header), header.sequence, () => {
+      this.published++;
+      this.deps.observer?.published((performance.now() - handedAt) / 1000);
+    });
+    this.deps.observer?.record(sessionId, rec, ctx.intervals().aggregationUs);
     if (this.writer && !this.writeFailed) {
       // The engine emits every target's record of one aggregation in one go: one snapshot.
       if (this.snapshot.length === 0) queueMicrotask(() => this.flushSnapshot());
@@ -264,6 +303,7 @@ export class SessionRunner {
   private set(pid: number, state: TargetState, message: string): void {
     // Bounded: the message travels in every heartbeat and ApplySession answer.
     this.targets.set(pid, { state, operations: this.opsName, message: statusMessage(message) });
+    if (state !== TargetState.TARGET_STATE_RUNNING) this.deps.observer?.targetEnded(this.spec.sessionId, pid);
   }
 
   private activePids(): number[] {
@@ -342,4 +382,9 @@ export class SessionRunner {
     })();
     return this.closing;
   }
+}
+
+function cpuOf(ctx: Monitor): EngineCpu {
+  const t = engineThreadCpu(ctx);
+  return { thread: t?.thread, threadSeconds: t?.seconds ?? 0, jsSeconds: ctx.drift().stepCpuUs.sumUs / 1e6 };
 }

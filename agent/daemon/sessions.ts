@@ -60,6 +60,11 @@ export class SessionManager {
     });
   }
 
+  /** The sessions running now. */
+  running(): SessionRunner[] {
+    return [...this.runners.values()];
+  }
+
   observed(): ObservedSession[] {
     return [...this.runners.values()].map((r) => r.observed());
   }

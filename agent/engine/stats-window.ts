@@ -12,6 +12,8 @@ export interface IntervalStats {
   count: number;
   /** Values measured since start. */
   total: number;
+  /** The sum of every value measured since start (a running total, e.g. CPU microseconds). */
+  sumUs: number;
   meanUs: number;
   p50Us: number;
   p99Us: number;
@@ -34,13 +36,14 @@ export class StatsWindow {
 
   stats(configuredUs: number): IntervalStats {
     const count = Math.min(this.total, DRIFT_WINDOW);
-    if (count === 0) return { configuredUs, count, total: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
+    if (count === 0) return { configuredUs, count, total: 0, sumUs: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
     const sorted = Array.from(this.values.subarray(0, count)).sort((a, b) => a - b);
     const rank = (q: number) => sorted[Math.max(0, Math.ceil(q * count) - 1)];
     return {
       configuredUs,
       count,
       total: this.total,
+      sumUs: this.sum,
       meanUs: sorted.reduce((a, b) => a + b, 0) / count,
       p50Us: rank(0.5),
       p99Us: rank(0.99),

@@ -269,7 +269,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
   }
 
   drift(): KdamondDriftStats {
-    const none = { configuredUs: this.attrs.samplingUs, count: 0, total: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
+    const none = { configuredUs: this.attrs.samplingUs, count: 0, total: 0, sumUs: 0, meanUs: 0, p50Us: 0, p99Us: 0, maxUs: 0 };
     return {
       // The kernel's sampling steps are not observable from user space.
       sampling: none,

@@ -57,6 +57,7 @@ export class NativeSampler {
   private readonly st = new Uint8Array(STATS_BYTES);
   private targets: SamplerTarget[] = [];
   private running: PendingRun | null = null;
+  private lastCpuNs = 0;
 
   /** Starts the sampler's thread; `seed` places the samples (seeded runs repeat). */
   constructor(private readonly native: NativeAccess, seed: number) {
@@ -126,9 +127,23 @@ export class NativeSampler {
     run.timer = setTimeout(() => this.poll(run), POLL_MS);
   }
 
+  /**
+   * CPU time the sampler's thread has used, nanoseconds (its thread CPU clock): the
+   * engine's own CPU, apart from the agent's other threads. Once closed, what it had used.
+   */
+  cpuNs(): number {
+    if (this.handle !== null) {
+      const ns = Number(this.fns.cpuNs(this.handle) as number | bigint);
+      // Only a thread that is gone fails (pthread_getcpuclockid: ESRCH): keep the last value.
+      if (ns >= 0) this.lastCpuNs = ns;
+    }
+    return this.lastCpuNs;
+  }
+
   /** Stops the run, joins the thread, frees the sampler. The files stay open (they are the caller's). */
   close(): void {
     if (this.handle === null) return;
+    this.cpuNs();
     this.fns.free(this.handle);
     this.handle = null;
     if (this.running !== null) this.finish();

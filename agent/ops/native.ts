@@ -141,6 +141,7 @@ export interface SamplerFunctions {
   stop: koffi.KoffiFunction;
   result: koffi.KoffiFunction;
   timing: koffi.KoffiFunction;
+  cpuNs: koffi.KoffiFunction;
   threads: koffi.KoffiFunction;
 }
 
@@ -180,6 +181,7 @@ export class NativeAccess {
       stop: lib.func('void da_sampler_stop(void *s)'),
       result: lib.func('int da_sampler_result(void *s, uint32_t, void *counts, void *st)'),
       timing: lib.func('int da_sampler_timing(void *s, void *out)'),
+      cpuNs: lib.func('int64_t da_sampler_cpu_ns(void *s)'),
       threads: lib.func('uint32_t da_sampler_threads(void)'),
     };
   }

@@ -154,6 +154,8 @@ export class PageIdleOperations implements Operations {
   private readonly states = new Map<number, TargetState>();
   private readonly sums: PageIdleCounters = zeroCounters();
   private sampler: NativeSampler | null = null;
+  /** CPU of samplers already closed, nanoseconds. */
+  private closedSamplerCpuNs = 0;
 
   constructor(options: PageIdleOptions = {}) {
     const { libraryPath, ...paths } = options;
@@ -326,9 +328,17 @@ export class PageIdleOperations implements Operations {
     return st === undefined || st.startTime === startTicks;
   }
 
+  /** CPU time the native sampling thread has used, nanoseconds (0 on the per-sample loop, which samples in JavaScript). */
+  samplerCpuNs(): number {
+    return this.closedSamplerCpuNs + (this.sampler?.cpuNs() ?? 0);
+  }
+
   cleanup(): void {
     // First: the sampler's thread uses the files closed below.
-    this.sampler?.close();
+    if (this.sampler) {
+      this.sampler.close();
+      this.closedSamplerCpuNs += this.sampler.cpuNs();
+    }
     this.sampler = null;
     for (const st of this.states.values()) fs.closeSync(st.pagemap.fd);
     this.states.clear();

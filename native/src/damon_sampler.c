@@ -463,6 +463,19 @@ int da_sampler_timing(struct da_sampler *s, struct da_sampler_timing *out)
 	return 0;
 }
 
+int64_t da_sampler_cpu_ns(struct da_sampler *s)
+{
+	struct timespec ts;
+	clockid_t cid;
+	int r = pthread_getcpuclockid(s->thread, &cid);
+
+	if (r)
+		return -r;
+	if (clock_gettime(cid, &ts))
+		return -errno;
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 uint32_t da_sampler_threads(void)
 {
 	return __atomic_load_n(&live_threads, __ATOMIC_SEQ_CST);

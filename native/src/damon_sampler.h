@@ -85,6 +85,12 @@ int da_sampler_result(struct da_sampler *s, uint32_t t, uint32_t *nr_accesses,
 /* The timing of the last run; -EBUSY while running. */
 int da_sampler_timing(struct da_sampler *s, struct da_sampler_timing *out);
 
+/*
+ * CPU time the sampler's thread has used since it started (its thread CPU
+ * clock, user and system), nanoseconds; -errno on failure.  Any thread may ask.
+ */
+int64_t da_sampler_cpu_ns(struct da_sampler *s);
+
 /* Sampler threads alive in this process (for leak checks). */
 uint32_t da_sampler_threads(void);
 

@@ -14,7 +14,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { NatsAuthError, connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import { ensureNatsCredentials, inboxPrefix, publicKeyOfSeedFile } from '../../common/nats-access.js';
 import { LEADER_BUCKET, LEADER_KEY_SUBJECT, LEADER_STREAM } from '../../common/subjects.js';
-import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_BUCKET, SESSIONS_STREAM, eventsFilter, eventsSubject, recordsFilter, recordsSubject } from '../../common/subjects.js';
+import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_BUCKET, SESSIONS_STREAM, eventsFilter, eventsSubject, recordsFilter, recordsSubject, statFilter, statSubject } from '../../common/subjects.js';
 import { FLEET_BIN } from './support/fleet-processes.js';
 import { Leadership } from '../../controller/leadership.js';
 import { silentLogger } from '../../common/log.js';
@@ -190,6 +190,37 @@ describe('an agent (h1)', () => {
     const ack = await jetStream(nc).publish(recordsSubject('s1', 'h1', 1), bytes('r2'), { msgID: 'rec-2' });
     assert.equal(ack.stream, RECORDS_STREAM);
     assert.equal(ack.seq, before + 1);
+  });
+});
+
+describe('DAMON_STAT summaries (plain NATS)', () => {
+  test('only the agent of the host publishes them; readers and the operator read them', async () => {
+    const [agent, reader, operator, controller] = await Promise.all([
+      as(nats.credentials.agent('h1')),
+      as(nats.credentials.reader()),
+      as(nats.credentials.operator),
+      as(nats.credentials.controller),
+    ]);
+    const got: string[] = [];
+    for (const nc of [reader, operator]) {
+      const sub = nc.subscribe(statFilter());
+      void (async () => {
+        for await (const m of sub) got.push(`${nc === reader ? 'reader' : 'operator'} ${m.subject} ${new TextDecoder().decode(m.data)}`);
+      })();
+      await nc.flush();
+    }
+    // Core publishes do not fail at the publisher: the server refuses and logs them.
+    for (const [who, nc, subject] of [['agent h1', agent, statSubject('s1', 'h2')], ['reader', reader, statSubject('s1', 'h1')], ['controller', controller, statSubject('s1', 'h1')]] as const) {
+      const from = nats.log.length;
+      nc.publish(subject, bytes(`forged by ${who}`));
+      await nc.flush();
+      const logged = await waitLog(from, /Publish Violation/);
+      assert.ok(logged.includes(`Subject "${subject}"`), `${who}: ${logged}`);
+    }
+    agent.publish(statSubject('s1', 'h1'), bytes('ok'));
+    await agent.flush();
+    for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(got.sort(), ['operator damon.stat.s1.h1 ok', 'reader damon.stat.s1.h1 ok']);
   });
 });
 

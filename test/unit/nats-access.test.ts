@@ -104,7 +104,11 @@ test('permission table: allow-lists only; the bucket is the controller\'s; an ag
     // Only the bucket's owner changes its stream (its replica count).
     assert.equal(p.publish.includes(`$JS.API.STREAM.UPDATE.${SESSIONS_STREAM}`), id.role === 'controller', `${id.role}: UPDATE of the bucket`);
   }
-  assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).publish, ['damon.records.*.db1_example_com.*']);
+  assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).publish, ['damon.records.*.db1_example_com.*', 'damon.stat.*.db1_example_com']);
+  assert.ok(!all({ role: 'controller' }).publish.some((s) => s.startsWith('damon.stat')), 'the controller publishes no DAMON_STAT');
+  for (const role of ['reader', 'operator'] as const) {
+    assert.ok(all(role === 'reader' ? { role, name: 'r' } : { role }).subscribe.includes('damon.stat.>'), `${role} reads DAMON_STAT`);
+  }
   assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).subscribe, [`${inboxPrefix(KEY)}.>`]);
   assert.ok(!all({ role: 'controller' }).publish.some((s) => s.startsWith('damon.records')), 'the controller publishes no records');
   assert.ok(!all({ role: 'reader', name: 'r' }).publish.some((s) => /^damon\.|STREAM\.(PURGE|DELETE|UPDATE|CREATE|MSG)/.test(s)));

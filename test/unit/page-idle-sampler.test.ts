@@ -161,6 +161,37 @@ test('close() ends a run at once, joins the thread, and the run resolves as stop
   s.close();
 });
 
+test('cpuNs() is the sampler thread\'s own CPU, as /proc/self/task/TID/stat counts it, apart from the main thread', async (t) => {
+  const h = host();
+  const f = files(h, '/dev/zero');
+  const before = new Set(fs.readdirSync('/proc/self/task'));
+  const s = new NativeSampler(fixture.native, 3);
+  const tid = fs.readdirSync('/proc/self/task').find((t) => !before.has(t));
+  assert.ok(tid, 'the sampler\'s thread');
+  try {
+    const idle = s.cpuNs();
+    // The main thread burns 200 ms while the sampler waits: not the sampler's.
+    const until = performance.now() + 200;
+    while (performance.now() < until);
+    const whileIdle = s.cpuNs() - idle;
+    assert.ok(whileIdle < 20e6, `${whileIdle / 1e6} ms while idle`);
+    // 4000 intervals of 50 us over four regions: busy.
+    for (let i = 0; i < 4; i++) await s.run([{ files: f, bounds: bounds(sixteen(A), sixteen(B), sixteen(C), sixteen(D)), count: 4 }], 4000, 50);
+    const ns = s.cpuNs();
+    // utime + stime (fields 14, 15) in USER_HZ (100) ticks.
+    const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').slice(-400).split(') ').at(-1)!.split(' ');
+    const ticks = (Number(stat[11]) + Number(stat[12])) / 100;
+    t.diagnostic(`sampler thread: ${(ns / 1e6).toFixed(1)} ms by its CPU clock, ${(ticks * 1e3).toFixed(0)} ms by /proc; the main thread's 200 ms burn added ${(whileIdle / 1e6).toFixed(1)} ms`);
+    assert.ok(ns > 10e6, `${ns / 1e6} ms for 16000 checks`);
+    // /proc counts in 10 ms ticks (and splits by sampling): within two ticks and 10%.
+    assert.ok(Math.abs(ns / 1e9 - ticks) <= 0.02 + 0.1 * ticks, `thread clock ${ns / 1e6} ms, /proc ${ticks * 1e3} ms`);
+  } finally {
+    s.close();
+  }
+  // Once closed, what it had used.
+  assert.ok(s.cpuNs() > 10e6);
+});
+
 test('stop() cuts a run short but keeps its counts', async () => {
   const h = host();
   const f = files(h, '/dev/zero');
@@ -209,10 +240,15 @@ test('sampleAggregation adds the run to nrAccesses and leaves no sample armed; c
     const c = o.counters();
     assert.ok(c.checked >= 16 && c.hugeTail > 0, JSON.stringify(c));
     assert.equal(fixture.native.samplerThreads(), live + 1);
+    assert.ok(o.samplerCpuNs() > 0, 'the sampler thread\'s CPU');
   } finally {
     o.cleanup();
   }
   assert.equal(fixture.native.samplerThreads(), live, 'cleanup joined the sampler thread');
+  // What the closed sampler used stays counted (the session's engine CPU).
+  const cpu = o.samplerCpuNs();
+  assert.ok(cpu > 0);
+  assert.equal(o.samplerCpuNs(), cpu);
 });
 
 const libc = koffi.load('libc.so.6');

@@ -121,6 +121,8 @@ export interface ControllerProcessOptions {
   leaderLeaseMs?: number;
   /** --nats-replicas (the controller's default, 1, when absent). */
   natsReplicas?: number;
+  /** Further options (e.g. --metrics). */
+  extraArgs?: readonly string[];
 }
 
 /** Runs `damon-fleet controller`; resolves once it listens (leading or standing by). */
@@ -131,7 +133,7 @@ export async function spawnController(o: ControllerProcessOptions): Promise<Flee
       '--lease-ttl', `${o.leaseTtlMs}ms`, '--heartbeat', `${o.heartbeatMs}ms`,
       ...(o.leaderLeaseMs === undefined ? [] : ['--leader-lease', `${o.leaderLeaseMs}ms`]),
       '--identities', o.credentials.layout.controller.identities, '--agent-key-file', o.credentials.layout.controller.agentKey,
-      ...(o.natsReplicas === undefined ? [] : ['--nats-replicas', String(o.natsReplicas)])],
+      ...(o.natsReplicas === undefined ? [] : ['--nats-replicas', String(o.natsReplicas)]), ...(o.extraArgs ?? [])],
     {},
     /controller listening on /,
     READY_TIMEOUT_MS,
@@ -147,6 +149,8 @@ export interface AgentProcessOptions {
   nats: string | readonly string[];
   credentials: TestCredentials;
   dataDir: string;
+  /** Further options (e.g. --metrics). */
+  extraArgs?: readonly string[];
 }
 
 export interface AgentProcess extends FleetProcess {
@@ -161,7 +165,7 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
     `agent ${o.host}`,
     ['agent', '--host', o.host, '--listen', '127.0.0.1:0', '--controller', o.controller, '--nats', [o.nats].flat().join(','),
       '--nats-nkey', o.credentials.agent(o.host), '--data-dir', o.dataDir,
-      '--token-file', o.credentials.layout.agent(o.host).token, '--identities', o.credentials.layout.agent(o.host).identities],
+      '--token-file', o.credentials.layout.agent(o.host).token, '--identities', o.credentials.layout.agent(o.host).identities, ...(o.extraArgs ?? [])],
     {},
     /serving damon\.v1\.Agent on (127\.0\.0\.1:\d+)/,
     READY_TIMEOUT_MS,

@@ -41,8 +41,14 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
+/** Further command-line options of the fleet's processes. */
+export interface FleetArgs {
+  controller?: readonly string[];
+  agent?: readonly string[];
+}
+
 /** Starts NATS, the controller and an agent per host; resolves once every agent is live. */
-export async function startFleet(hosts: string[]): Promise<Fleet> {
+export async function startFleet(hosts: string[], args: FleetArgs = {}): Promise<Fleet> {
   const nats = await startKillableNats({ agents: hosts });
   const creds = nats.credentials;
   const dataDir = tempDir('damon-system-');
@@ -53,7 +59,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
   const processes: FleetProcess[] = [];
   const starting = new Set<Promise<unknown>>();
   const controllerAddress = `127.0.0.1:${await freePort()}`;
-  const controllerOpts = { listen: controllerAddress, nats: nats.url, credentials: creds, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS };
+  const controllerOpts = { listen: controllerAddress, nats: nats.url, credentials: creds, leaseTtlMs: TEST_LEASE_MS, heartbeatMs: TEST_HEARTBEAT_MS, extraArgs: args.controller };
   const fleet: Partial<Fleet> & { agents: Map<string, AgentProcess> } = {
     nats,
     creds,
@@ -64,7 +70,7 @@ export async function startFleet(hosts: string[]): Promise<Fleet> {
       processes.push(fleet.controller);
     },
     async startAgent(host) {
-      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, credentials: creds, dataDir: `${dataDir.path}/${host}` });
+      const start = spawnAgent({ host, controller: controllerAddress, nats: nats.url, credentials: creds, dataDir: `${dataDir.path}/${host}`, extraArgs: args.agent });
       starting.add(start);
       try {
         const a = await start;
@@ -157,10 +163,10 @@ export { killTarget };
  * Starts a fleet before a suite's tests and closes it after them (call inside describe);
  * tests read it as `env.fleet`.
  */
-export function useFleet(hosts: string[]): { readonly fleet: Fleet } {
+export function useFleet(hosts: string[], args: FleetArgs = {}): { readonly fleet: Fleet } {
   let fleet: Fleet | undefined;
   before(async () => {
-    fleet = await startFleet(hosts);
+    fleet = await startFleet(hosts, args);
   }, { timeout: 90_000 });
   after(async () => {
     await fleet?.close();
