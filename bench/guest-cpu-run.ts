@@ -13,9 +13,9 @@
 // engine's measuring window; it also counts its own polling of the kdamond's records.
 //
 // Usage: node dist/bench/guest-cpu-run.js --workload BIN [--regions 10:10,100:100,1000:1000,10:1000] [--seconds 4]
-//          [--warmup 2] [--repeats 1] [--source-seconds 4]
+//          [--warmup 2] [--repeats 1] [--source-seconds 4] [--primitives BIN]
 // Prints one JSON object (GuestCpuReport).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -76,7 +76,25 @@ export interface CpuMeasurement {
   collectorCpuUs: number;
 }
 
+/** Microseconds per call of one page_idle primitive (bench/page-idle-primitives.c). */
+export interface PrimitiveCost {
+  wallUs: number;
+  cpuUs: number;
+}
+
+/** What bench/page-idle-primitives.c prints: per-call costs over `pages` random pages. */
+export interface PrimitiveCosts {
+  pages: number;
+  kind: '4k' | 'thp';
+  nullCall: PrimitiveCost;
+  pagemapRead: PrimitiveCost;
+  bitmapWrite: PrimitiveCost;
+  bitmapRead: PrimitiveCost;
+}
+
 export interface GuestCpuReport {
+  /** The primitives of a check, measured alone (no monitor running), 4 KiB pages. */
+  primitives: PrimitiveCosts | null;
   defaultRecordSource: string;
   measurements: CpuMeasurement[];
   sources: SourceBenchmarkResult[];
@@ -195,6 +213,8 @@ interface Options {
   warmup: number;
   repeats: number;
   sourceSeconds: number;
+  /** bench/page-idle-primitives.c, compiled; measured first when given. */
+  primitives?: string;
 }
 
 function parse(argv: string[]): Options {
@@ -218,6 +238,7 @@ function parse(argv: string[]): Options {
     else if (opt === '--warmup') o.warmup = num(opt, v, 0);
     else if (opt === '--repeats') o.repeats = num(opt, v, 1);
     else if (opt === '--source-seconds') o.sourceSeconds = num(opt, v, 0.5);
+    else if (opt === '--primitives') o.primitives = v;
     else throw new Error(`unknown option "${opt}"`);
   }
   if (o.workload === undefined) throw new Error('--workload BIN is required');
@@ -233,6 +254,14 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const o = parse(argv);
+  let primitives: PrimitiveCosts | null = null;
+  if (o.primitives !== undefined) {
+    // As many pages as the largest fixed region count arms, in a mapping of the workload's size.
+    const r = spawnSync(o.primitives, ['256', '4k', '1000'], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`${o.primitives} failed (${r.status ?? r.signal}): ${r.stderr}`);
+    primitives = JSON.parse(r.stdout) as PrimitiveCosts;
+    log(`primitives: pagemap ${primitives.pagemapRead.cpuUs.toFixed(1)} us, bitmap write ${primitives.bitmapWrite.cpuUs.toFixed(1)} us, read ${primitives.bitmapRead.cpuUs.toFixed(1)} us per page`);
+  }
   const w = WorkloadProcess.start(o.workload, WORKLOAD_ARGS);
   try {
     const ready = await w.waitFor('ready', 60_000);
@@ -248,7 +277,7 @@ async function main(argv: string[]): Promise<void> {
       }
     }
     const sources = await compareRecordSources({ sysfsRoot: SYSFS, tracefsRoot: TRACEFS, pids: [w.pid], durationMs: o.sourceSeconds * 1000 });
-    const report: GuestCpuReport = { defaultRecordSource: DEFAULT_RECORD_SOURCE, measurements, sources, cheaperSource: cheaperSource(sources) };
+    const report: GuestCpuReport = { primitives, defaultRecordSource: DEFAULT_RECORD_SOURCE, measurements, sources, cheaperSource: cheaperSource(sources) };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     w.kill();

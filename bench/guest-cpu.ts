@@ -15,7 +15,7 @@ import type { CpuMeasurement, GuestCpuReport, RegionBounds } from './guest-cpu-r
 import { DEFAULT_ATTRS } from '../agent/engine/attrs.js';
 import { LOOP_MODES } from '../agent/engine/context.js';
 import { runInGuest } from '../test/guest/rig.js';
-import { buildWorkload } from '../test/guest/workload.js';
+import { buildGuestProgram, buildWorkload } from '../test/guest/workload.js';
 
 /** Fixed region counts (min = max: both engines check exactly that many per sample), then DAMON's defaults. */
 const BOUNDS: RegionBounds[] = [
@@ -54,7 +54,8 @@ async function run(b: BenchContext): Promise<BenchResult> {
   b.progress('booting the guest', 0, 1);
   const driver = fileURLToPath(new URL('./guest-cpu-run.js', import.meta.url));
   const regions = BOUNDS.map((x) => `${x.min}:${x.max}`).join(',');
-  const args = `--workload ${buildWorkload()} --regions ${regions} --seconds ${seconds} --warmup ${warmup} --repeats ${repeats} --source-seconds ${sourceSeconds}`;
+  const primitives = buildGuestProgram(fileURLToPath(new URL('../../bench/page-idle-primitives.c', import.meta.url)), 'page-idle-primitives');
+  const args = `--workload ${buildWorkload()} --primitives ${primitives} --regions ${regions} --seconds ${seconds} --warmup ${warmup} --repeats ${repeats} --source-seconds ${sourceSeconds}`;
   // Each window: the kdamond's setup, the engine process's start (10-20 s in a guest on a busy host), warm-up and measuring.
   const budgetMs = 60_000 + repeats * BOUNDS.length * LOOP_MODES.length * (seconds + warmup + 60) * 1000 + 2 * (sourceSeconds + 5) * 1000;
   const r = await runInGuest(`node ${driver} ${args}`, { timeoutMs: budgetMs });
@@ -105,6 +106,28 @@ async function run(b: BenchContext): Promise<BenchResult> {
     summary[`kdamondAggregationIntervalRatio${k}`] = Number(med(ms, (m) => kdamondAggregationUs(m) / DEFAULT_ATTRS.aggregationUs).toFixed(2));
     summary[`samplingIntervalRatio${k}`] = Number(med(ms, (m) => m.engine.samplingMeanUs / DEFAULT_ATTRS.samplingUs).toFixed(2));
   }
+  // CPU per region check at the fixed counts, and the floor the primitives set: a check
+  // reads pagemap twice (the current sample's frame again, the next sample's), marks one
+  // page idle and reads one bitmap word.
+  const perCheck = (m: CpuMeasurement) => ({
+    engine: m.engine.samples === 0 ? Infinity : m.engine.cpuUs / (m.engine.samples * m.bounds.max),
+    kdamond: m.kdamondAggregations === 0 ? Infinity : m.kdamondCpuUs / (m.kdamondAggregations * SAMPLES_PER_AGGREGATION * m.bounds.max),
+  });
+  const p = rep.primitives;
+  const floorUs = p === null ? Number.NaN : 2 * p.pagemapRead.cpuUs + p.bitmapWrite.cpuUs + p.bitmapRead.cpuUs;
+  const checkRows = groups
+    .filter(({ bounds, loop }) => bounds.min === bounds.max && loop === 'batched')
+    .map(({ bounds, ms }) => {
+      const e = med(ms, (m) => perCheck(m).engine);
+      const k = med(ms, (m) => perCheck(m).kdamond);
+      summary[`engineCpuUsPerCheck${keyOf(bounds)}`] = Number(e.toFixed(1));
+      summary[`kdamondCpuUsPerCheck${keyOf(bounds)}`] = Number(k.toFixed(1));
+      return [label(bounds), e, k, e / k, floorUs, floorUs / k];
+    });
+  if (p !== null) {
+    summary.primitiveFloorUsPerCheck = Number(floorUs.toFixed(1));
+    summary.primitiveFloorToKdamondAt1000 = Number((floorUs / med(groups.find((g) => g.bounds.max === 1000 && g.bounds.min === 1000 && g.loop === 'batched')!.ms, (m) => perCheck(m).kdamond)).toFixed(2));
+  }
   summary.cheaperRecordSource = rep.cheaperSource ?? 'none completed';
   summary.defaultRecordSource = rep.defaultRecordSource;
   summary.defaultIsCheaper = rep.cheaperSource === rep.defaultRecordSource;
@@ -116,6 +139,20 @@ async function run(b: BenchContext): Promise<BenchResult> {
         columns: ['regions', 'engine loop', 'engine regions', 'kdamond regions', 'engine ms', 'engine system share', 'kdamond ms', 'collector ms', 'engine/kdamond', 'ratio per sample', 'engine sampling ms', 'engine aggregation ms', 'kdamond aggregation ms', 'engine us/check', 'engine affordable regions'],
         rows: cpuRows,
       },
+      {
+        title: 'CPU per region check at fixed region counts (batched loop), and the floor the page_idle primitives set',
+        columns: ['regions', 'engine us/check', 'kdamond us/check', 'engine/kdamond', 'primitives floor us/check', 'floor/kdamond'],
+        rows: checkRows,
+      },
+      ...(p === null
+        ? []
+        : [
+            {
+              title: `page_idle primitives alone, one page per call, ${p.pages} random pages of 256 MiB (4 KiB pages; no monitor running)`,
+              columns: ['call', 'CPU us', 'wall us'],
+              rows: (['nullCall', 'pagemapRead', 'bitmapWrite', 'bitmapRead'] as const).map((k) => [k, p[k].cpuUs, p[k].wallUs]),
+            },
+          ]),
       {
         title: `kdamond record sources, ${sourceSeconds} s each`,
         columns: ['source', 'stop', 'aggregations', 'missed', 'collector ms/aggr', 'kdamond ms/aggr', 'file ops/aggr', 'collector ms/s'],

@@ -1,5 +1,6 @@
-// Builds test/guest/workload.c with the machine's C compiler and gives tests a typed view
-// of the JSON lines it prints. The binary is cached by the source's content.
+// Builds test/guest/workload.c (and other one-file C programs for the guest) with the
+// machine's C compiler, cached by the source's content, and gives tests a typed view of
+// the JSON lines the workload prints.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
@@ -16,11 +17,18 @@ export class WorkloadBuildError extends Error {
  * (by default inside the project folder).
  */
 export function buildWorkload(cacheDir = rigPaths().cacheDir): string {
-  const source = join(rigPaths().guestDir, 'workload.c');
+  return buildGuestProgram(join(rigPaths().guestDir, 'workload.c'), 'workload', cacheDir);
+}
+
+/**
+ * Compiles a one-file C program for the guest into the rig's cache as NAME-<hash of the
+ * source and flags>, unless that build is there; removes older builds of NAME.
+ */
+export function buildGuestProgram(source: string, name: string, cacheDir = rigPaths().cacheDir): string {
   const cc = process.env.CC ?? 'cc';
   const flags = ['-O2', '-std=c11', '-Wall', '-Wextra', '-Werror'];
   const key = createHash('sha256').update(readFileSync(source)).update(cc + flags.join(' ')).digest('hex').slice(0, 16);
-  const out = join(cacheDir, 'bin', `workload-${key}`);
+  const out = join(cacheDir, 'bin', `${name}-${key}`);
   if (existsSync(out)) return out;
   mkdirSync(join(cacheDir, 'bin'), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
@@ -33,9 +41,10 @@ export function buildWorkload(cacheDir = rigPaths().cacheDir): string {
   }
   renameSync(tmp, out);
   // Builds of older sources are never used again.
-  for (const name of readdirSync(join(cacheDir, 'bin'))) {
-    const path = join(cacheDir, 'bin', name);
-    if (/^workload-[0-9a-f]{16}$/.test(name) && path !== out) rmSync(path, { force: true });
+  const older = new RegExp(`^${name}-[0-9a-f]{16}$`);
+  for (const entry of readdirSync(join(cacheDir, 'bin'))) {
+    const path = join(cacheDir, 'bin', entry);
+    if (older.test(entry) && path !== out) rmSync(path, { force: true });
   }
   return out;
 }
