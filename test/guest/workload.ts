@@ -3,7 +3,7 @@
 // the JSON lines the workload prints.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { rigPaths } from './paths.js';
 
@@ -22,14 +22,19 @@ export function buildWorkload(cacheDir = rigPaths().cacheDir): string {
 
 /**
  * Compiles a one-file C program for the guest into the rig's cache as NAME-<hash of the
- * source and flags>, unless that build is there; removes older builds of NAME.
+ * source and flags>, unless that build is there.
  */
 export function buildGuestProgram(source: string, name: string, cacheDir = rigPaths().cacheDir): string {
   const cc = process.env.CC ?? 'cc';
   const flags = ['-O2', '-std=c11', '-Wall', '-Wextra', '-Werror'];
   const key = createHash('sha256').update(readFileSync(source)).update(cc + flags.join(' ')).digest('hex').slice(0, 16);
   const out = join(cacheDir, 'bin', `${name}-${key}`);
-  if (existsSync(out)) return out;
+  if (existsSync(out)) {
+    // Marks it in use, so that another checkout sharing the cache keeps it (below).
+    const now = new Date();
+    utimesSync(out, now, now);
+    return out;
+  }
   mkdirSync(join(cacheDir, 'bin'), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   const r = spawnSync(cc, [...flags, '-o', tmp, source], { encoding: 'utf8' });
@@ -40,11 +45,12 @@ export function buildGuestProgram(source: string, name: string, cacheDir = rigPa
     throw new WorkloadBuildError(`compiling ${source} with '${cc}' failed (exit ${r.status}):\n${r.stderr}`);
   }
   renameSync(tmp, out);
-  // Builds of older sources are never used again.
-  const older = new RegExp(`^${name}-[0-9a-f]{16}$`);
+  // Builds of other sources unused for a day go: several checkouts (a clone, worktrees)
+  // share this cache, each with its own version of the source, and may run at once.
+  const other = new RegExp(`^${name}-[0-9a-f]{16}$`);
   for (const entry of readdirSync(join(cacheDir, 'bin'))) {
     const path = join(cacheDir, 'bin', entry);
-    if (older.test(entry) && path !== out) rmSync(path, { force: true });
+    if (other.test(entry) && path !== out && Date.now() - statSync(path).mtimeMs > 86_400_000) rmSync(path, { force: true });
   }
   return out;
 }
