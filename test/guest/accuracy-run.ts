@@ -29,31 +29,20 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
-import { DamonContext, type AdjustMode, type StopReason } from '../../agent/engine/context.js';
-import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
-import { PageIdleOperations } from '../../agent/ops/page-idle.js';
-import { probeHostOperations, KDAMOND_PATHS } from '../../agent/daemon/ops-select.js';
+import { probeHostOperations } from '../../agent/daemon/ops-select.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
 import { RecordPublisher } from '../../agent/daemon/publisher.js';
 import { createLogger } from '../../common/log.js';
 import { parseSpec } from '../../agent/daemon/spec.js';
-import type { AggregationRecord } from '../../agent/records/record.js';
 import { TargetState } from '../../gen/damon/v1/damon.js';
 import { decodeRecord } from '../../common/record-wire.js';
 import { RecordSpool } from '../../agent/daemon/spool.js';
-import { recordToJson, type RecordJson } from './record-json.js';
+import type { RecordJson } from './record-json.js';
+import { advancePhases, kdamondEngine, pageIdleEngine, type Engine, type EngineRun } from './monitors.js';
 import type { WorkloadEvent } from './workload.js';
 import { WorkloadProcess } from './workload-process.js';
 
-export interface EngineRun {
-  /** kdamond, page_idle, page_idle_kernel_adjust or agent_kdamond. */
-  name: string;
-  records: RecordJson[];
-  stopReason: string;
-  error?: string;
-  /** Drift, costs and counters, for the report. */
-  info: Record<string, unknown>;
-}
+export type { EngineRun } from './monitors.js';
 
 export const PARTS = ['direct', 'kernel-adjust', 'agent'] as const;
 export type Part = (typeof PARTS)[number];
@@ -73,62 +62,6 @@ export const HOT_RANGES = ['64M+16M', '160M+16M'];
 
 function log(msg: string): void {
   process.stderr.write(`accuracy-run: ${msg}\n`);
-}
-
-interface Engine {
-  start(): Promise<void>;
-  /** Records delivered so far (one target: one per aggregation). */
-  delivered(): number;
-  /** Whether it stopped (it delivers no more). */
-  ended(): boolean;
-  /** Waits until it stopped by itself (its target exited), stopping it after timeoutMs. */
-  end(timeoutMs: number): Promise<void>;
-  result(): EngineRun;
-}
-
-/** The common part: records and the stop, for any context with DamonContext's events. */
-function watch(name: string, ctx: DamonContext | KdamondContext, info: () => Record<string, unknown>): Engine & { stopped: Promise<void> } {
-  const records: RecordJson[] = [];
-  let stopReason = 'running';
-  let error: string | undefined;
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
-  ctx.on('aggregate', (rec: AggregationRecord) => records.push(recordToJson(rec)));
-  ctx.on('stopped', (reason: StopReason, err?: Error) => {
-    stopReason = reason;
-    error = err?.message;
-    resolveStopped();
-  });
-  return {
-    stopped,
-    async start() {
-      if (ctx instanceof DamonContext) ctx.start();
-      else if (!(await ctx.start())) {
-        // A failed start emits 'stopped' (with the cause) only after start() resolved.
-        await stopped;
-        throw new Error(`${name} did not start: ${stopReason} ${error ?? ''}`);
-      }
-    },
-    delivered: () => records.length,
-    ended: () => stopReason !== 'running',
-    async end(timeoutMs) {
-      const t = setTimeout(() => void ctx.stop(), timeoutMs);
-      await stopped;
-      clearTimeout(t);
-    },
-    result: () => ({ name, records, stopReason, ...(error === undefined ? {} : { error }), info: info() }),
-  };
-}
-
-function kdamondEngine(pid: number): Engine {
-  const ctx = new KdamondContext({ attrs: DEFAULT_ATTRS, targetIds: [pid], ...KDAMOND_PATHS });
-  return watch('kdamond', ctx, () => ({ drift: ctx.drift(), costs: ctx.costs(), kdamondPid: ctx.kdamondPid }));
-}
-
-function pageIdleEngine(name: string, pid: number, adjust: AdjustMode): Engine {
-  const ops = new PageIdleOperations();
-  const ctx = new DamonContext({ attrs: DEFAULT_ATTRS, targetIds: [pid], ops, adjust });
-  return watch(name, ctx, () => ({ adjust, drift: ctx.drift(), counters: ops.counters() }));
 }
 
 /** A session of the agent's runner with default operations; its records as published. */
@@ -206,14 +139,6 @@ function agentEngine(pid: number): Engine {
   };
 }
 
-/**
- * Aggregations every monitor gets in each phase before the hot set moves: the bar's
- * window (10) and a steady part to score after it. Phases end on this count, not after a
- * fixed time, so a busy machine that slows the monitors down gives them longer phases
- * instead of fewer aggregations (--phase-ms is then only an upper bound).
- */
-export const PHASE_AGGREGATIONS = 25;
-
 export function workloadArgs(thp: string, phaseMs: number, tlbFlushMs: number, pauseUs: number): string[] {
   return [
     '--size', '256M', '--align', '2M', '--thp', thp, '--tlb-flush-ms', String(tlbFlushMs), '--pause-us', String(pauseUs),
@@ -242,15 +167,7 @@ async function runCase(bin: string, thp: string, part: Part, o: RunOptions): Pro
     // One after the other: the kdamond's setup writes must not queue behind the page_idle
     // engine's sampling steps in this process's event loop.
     for (const e of engines) await e.start();
-    for (let p = 0; p < HOT_RANGES.length; p++) {
-      await w.waitFor('phase', o.phaseMs + 10_000, p);
-      const at = engines.map((e) => e.delivered());
-      const enough = () => engines.every((e, i) => e.ended() || e.delivered() - at[i] >= PHASE_AGGREGATIONS);
-      while (!enough() && w.events.every((e) => e.event !== 'exit' && !(e.event === 'phase' && e.index > p))) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      w.nextPhase();
-    }
+    await advancePhases(w, engines, HOT_RANGES.length, o.phaseMs);
     const status = await w.waitExit(60_000);
     log(`${thp} ${part}: workload exited (${status}); waiting for the engines to stop`);
     await Promise.all(engines.map((e) => e.end(10_000)));

@@ -18,12 +18,12 @@ import { writeFileSync } from 'node:fs';
 import { before, describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  compareHotSets, comparisonFailures, KERNEL_COMPARISON_BAR, scoreEngine, type EngineScore, type PhasedTruth,
+  compareHotSets, comparisonFailures, KERNEL_COMPARISON_BAR, scoreEngine, type EngineScore,
 } from '../support/phase-accuracy.js';
 import type { AccuracyCase, EngineRun, Part } from './accuracy-run.js';
 import { recordFromJson } from './record-json.js';
 import { runInGuest } from './rig.js';
-import { buildWorkload, type WorkloadEvent } from './workload.js';
+import { buildWorkload, phasedTruth } from './workload.js';
 
 const MiB = 2 ** 20;
 const THP_MODES = ['hugepage', 'nohugepage'] as const;
@@ -32,19 +32,6 @@ const REPORT = fileURLToPath(new URL('./accuracy-last.jsonl', import.meta.url));
 
 function tail(text: string, lines = 25): string {
   return text.trim().split('\n').slice(-lines).join('\n');
-}
-
-/** The workload's mapping, its phases' hot ranges and its exit, in record time (wall-clock ns). */
-function truthOf(events: WorkloadEvent[]): PhasedTruth {
-  const mapped = events.find((e) => e.event === 'mapped');
-  const exit = events.find((e) => e.event === 'exit');
-  if (mapped?.event !== 'mapped' || exit?.event !== 'exit') throw new Error(`the workload's events lack mapped or exit: ${JSON.stringify(events)}`);
-  const ns = (ms: number) => BigInt(Math.round(ms * 1e6));
-  return {
-    mapped: [{ start: mapped.start, end: mapped.end }],
-    phases: events.flatMap((e) => (e.event === 'phase' ? [{ startNs: ns(e.realMs), hot: e.hot }] : [])),
-    endNs: ns(exit.realMs),
-  };
 }
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(x * 100).toFixed(2)}%`);
@@ -95,7 +82,7 @@ describe('accuracy in the guest: the page_idle engine and the kernel\'s DAMON on
     const ready = c.events.find((e) => e.event === 'ready');
     assert.ok(ready?.event === 'ready');
     assert.equal(ready.anonHugeBytes, c.thp === 'hugepage' ? 256 * MiB : 0, `${c.thp}: huge pages as asked`);
-    const truth = truthOf(c.events);
+    const truth = phasedTruth(c.events);
     const out = new Map<string, EngineScore>();
     for (const name of names) {
       const run = engine(c, name);

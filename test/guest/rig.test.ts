@@ -75,7 +75,7 @@ test('page_idle in the guest shows exactly the hot 16 MiB of a 256 MiB workload 
     assert.ok(mapped?.event === 'mapped' && ready?.event === 'ready' && phase?.event === 'phase', name);
     assert.equal(mapped.end - mapped.start, 256 * MiB);
     assert.equal(mapped.start % (2 * MiB), 0, `${name}: --align 2M`);
-    assert.deepEqual(phase.hot, [{ start: mapped.start + 64 * MiB, end: mapped.start + 80 * MiB }]);
+    assert.deepEqual(phase.hot, [{ start: mapped.start + 64 * MiB, end: mapped.start + 80 * MiB, probability: 1 }]);
     assert.equal(exit?.event === 'exit' && exit.reason, 'signal', `${name}: the workload ends on SIGTERM`);
 
     assert.equal(report.pages, 65536, name);
@@ -171,6 +171,8 @@ test('the workload rejects bad arguments naming them', () => {
     [['--size', '8M', '--hot', '0+9M'], /hot range 0\+9437184 \(phase 0\) ends past --size 8388608/],
     [['--size', '8M', '--phase', 'x:0+1M'], /bad --phase 'x:0\+1M'/],
     [['--size', '8M', '--thp', 'huge'], /bad --thp 'huge'/],
+    [['--size', '8M', '--hot', '0+1M@0'], /bad probability '0' in hot range list '0\+1M@0': expected 0 < P <= 1/],
+    [['--size', '8M', '--hot', '0+1M@1.5'], /bad probability '1.5'/],
   ];
   for (const [args, message] of cases) {
     const r = spawnSync(workload, args, { encoding: 'utf8' });
@@ -181,7 +183,7 @@ test('the workload rejects bad arguments naming them', () => {
 
 test('the workload moves its hot set in phases and reports each change with its time', () => {
   const workload = buildWorkload();
-  const r = spawnSync(workload, ['--size', '8M', '--phase', '150:0+1M', '--phase', '150:-', '--phase', '150:4M+2M,7M+1M'], {
+  const r = spawnSync(workload, ['--size', '8M', '--phase', '150:0+1M', '--phase', '150:-', '--phase', '150:4M+2M@0.25,7M+1M'], {
     encoding: 'utf8',
   });
   assert.equal(r.status, 0, r.stderr);
@@ -190,11 +192,11 @@ test('the workload moves its hot set in phases and reports each change with its 
   const [mapped, , p0, p1, p2, exit] = events;
   assert.ok(mapped?.event === 'mapped' && p0?.event === 'phase' && p1?.event === 'phase' && p2?.event === 'phase');
   assert.equal(mapped.pid, r.pid);
-  assert.deepEqual(p0.hot, [{ start: mapped.start, end: mapped.start + MiB }]);
+  assert.deepEqual(p0.hot, [{ start: mapped.start, end: mapped.start + MiB, probability: 1 }]);
   assert.deepEqual(p1.hot, []);
   assert.deepEqual(p2.hot, [
-    { start: mapped.start + 4 * MiB, end: mapped.start + 6 * MiB },
-    { start: mapped.start + 7 * MiB, end: mapped.start + 8 * MiB },
+    { start: mapped.start + 4 * MiB, end: mapped.start + 6 * MiB, probability: 0.25 },
+    { start: mapped.start + 7 * MiB, end: mapped.start + 8 * MiB, probability: 1 },
   ]);
   assert.ok(exit?.event === 'exit' && exit.reason === 'phases-done');
   for (const [a, b] of [[p0, p1], [p1, p2], [p2, exit]] as const) {

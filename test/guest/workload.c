@@ -12,8 +12,18 @@
 //                 [--duration SEC] [--thp hugepage|nohugepage|default] [--align SIZE]
 //                 [--access read|write] [--pause-us N] [--tlb-flush-ms N]
 //   SIZE     bytes with an optional K, M or G suffix (binary units), page aligned
-//   RANGES   comma-separated OFFSET+LENGTH inside the mapping (sizes as above), or '-'
-//            for none; e.g. 0+16M,64M+4M
+//   RANGES   comma-separated OFFSET+LENGTH[@P] inside the mapping (sizes as above), or
+//            '-' for none; e.g. 0+16M,64M+4M@0.3. A range without @P is touched on every
+//            pass. With @P (0 < P <= 1) time is cut into windows of 5 ms (DAMON's default
+//            sampling interval) on CLOCK_MONOTONIC, and at the first pass of each window
+//            each page of the range is touched once with probability P (its own draw):
+//            a monitor whose sampling interval is 5 ms finds a page accessed in about P of
+//            its intervals, as every interval holds exactly one window start; over a
+//            window of k intervals (a monitor running late) it is 1 - (1 - P)^k. This
+//            holds while a pass takes less than 5 ms (a slower pass skips windows; the
+//            exit event's passes say how fast they went) and while the TLB is flushed
+//            more often than every 5 ms (--tlb-flush-ms), so that a touch after the
+//            monitor cleared the Accessed bit sets it again.
 //   --hot    one phase that lasts until --duration ends or a SIGINT/SIGTERM arrives
 //   --phase  a phase of MS milliseconds; phases run in order, then the program exits,
 //            or starts over with --repeat. SIGUSR1 ends the current phase at once (MS is
@@ -47,12 +57,17 @@
 #include <unistd.h>
 
 #define MAX_PHASES 64
-#define MAX_RANGES 64
+#define MAX_RANGES 256
 #define SCRATCH_PAGES 128
 
 struct range {
 	uint64_t offset, length;
+	double probability;     // 1: touched on every pass; else per page per window (see RANGES)
+	uint64_t window;        // the last window it was touched in, plus one (0: none yet)
 };
+
+// The window of the per-page draws of a range with @P: DAMON's default sampling interval.
+#define PROBABILITY_WINDOW_MS 5.0
 
 struct phase {
 	uint64_t duration_ms; // 0: until --duration or a signal (only for --hot)
@@ -65,6 +80,16 @@ static int nr_phases;
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t next_phase;
 static uint64_t page_size;
+static uint64_t random_state = 0x9e3779b97f4a7c15ull;
+
+// xorshift64*: a uniform double in [0, 1) for the per-page draws of ranges with @P.
+static double next_random(void)
+{
+	random_state ^= random_state >> 12;
+	random_state ^= random_state << 25;
+	random_state ^= random_state >> 27;
+	return (double)((random_state * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0;
+}
 
 static void on_signal(int sig) { stop_signal = sig; }
 static void on_next_phase(int sig) { (void)sig; next_phase = 1; }
@@ -151,13 +176,27 @@ static void parse_ranges(const char *arg, struct phase *ph)
 		const char *comma = strchr(p, ',');
 		const char *end = comma ? comma : p + strlen(p);
 		const char *plus = memchr(p, '+', end - p);
-		struct range r;
-		if (!plus || parse_size(p, plus, &r.offset) < 0 || parse_size(plus + 1, end, &r.length) < 0)
-			usage_error("bad hot range list '%s': expected OFFSET+LENGTH[,OFFSET+LENGTH...] or '-'", arg);
+		const char *at = plus ? memchr(plus, '@', end - plus) : NULL;
+		struct range r = { .probability = 1.0, .window = 0 };
+		if (!plus || parse_size(p, plus, &r.offset) < 0 || parse_size(plus + 1, at ? at : end, &r.length) < 0)
+			usage_error("bad hot range list '%s': expected OFFSET+LENGTH[@P][,OFFSET+LENGTH[@P]...] or '-'", arg);
+		if (at) {
+			char buf[32];
+			size_t n = end - (at + 1);
+			char *rest;
+			if (n == 0 || n >= sizeof(buf))
+				usage_error("bad probability in hot range list '%s': expected @P with 0 < P <= 1", arg);
+			memcpy(buf, at + 1, n);
+			buf[n] = '\0';
+			errno = 0;
+			r.probability = strtod(buf, &rest);
+			if (errno || *rest != '\0' || !(r.probability > 0 && r.probability <= 1))
+				usage_error("bad probability '%s' in hot range list '%s': expected 0 < P <= 1", buf, arg);
+		}
 		if (r.length == 0)
 			usage_error("hot range list '%s' has an empty range", arg);
 		if (ph->nr_ranges == MAX_RANGES)
-			usage_error("hot range list '%s' has more than 64 ranges", arg);
+			usage_error("hot range list '%s' has more than %d ranges", arg, MAX_RANGES);
 		ph->ranges[ph->nr_ranges++] = r;
 		if (!comma)
 			break;
@@ -185,9 +224,9 @@ static void print_hot(const char *base, const struct phase *ph)
 {
 	printf("[");
 	for (int i = 0; i < ph->nr_ranges; i++)
-		printf("%s{\"start\":%" PRIu64 ",\"end\":%" PRIu64 "}", i ? "," : "",
+		printf("%s{\"start\":%" PRIu64 ",\"end\":%" PRIu64 ",\"probability\":%g}", i ? "," : "",
 		       (uint64_t)(uintptr_t)base + ph->ranges[i].offset,
-		       (uint64_t)(uintptr_t)base + ph->ranges[i].offset + ph->ranges[i].length);
+		       (uint64_t)(uintptr_t)base + ph->ranges[i].offset + ph->ranges[i].length, ph->ranges[i].probability);
 	printf("]");
 }
 
@@ -342,7 +381,7 @@ int main(int argc, char **argv)
 	volatile char sink = 0;
 	struct timespec pause = { .tv_sec = pause_us / 1000000, .tv_nsec = (pause_us % 1000000) * 1000 };
 	for (int p = 0; nr_phases > 0 && !reason; p = (p + 1) % nr_phases) {
-		const struct phase *ph = &phases[p];
+		struct phase *ph = &phases[p];
 		double phase_start = ms_of(CLOCK_MONOTONIC);
 		next_phase = 0;
 		printf("{\"event\":\"phase\",\"index\":%d,\"durationMs\":%" PRIu64 ",\"access\":\"%s\",\"hot\":", p,
@@ -364,9 +403,17 @@ int main(int argc, char **argv)
 			}
 			if (ph->duration_ms && (next_phase || now - phase_start >= (double)ph->duration_ms))
 				break;
+			uint64_t window = (uint64_t)(now / PROBABILITY_WINDOW_MS) + 1;
 			for (int r = 0; r < ph->nr_ranges; r++) {
-				volatile char *s = (volatile char *)base + ph->ranges[r].offset;
-				for (uint64_t off = 0; off < ph->ranges[r].length; off += page_size) {
+				struct range *rg = &ph->ranges[r];
+				int sparse = rg->probability < 1.0;
+				if (sparse && rg->window == window)
+					continue;
+				rg->window = window;
+				volatile char *s = (volatile char *)base + rg->offset;
+				for (uint64_t off = 0; off < rg->length; off += page_size) {
+					if (sparse && next_random() >= rg->probability)
+						continue;
 					if (write_access)
 						s[off]++;
 					else

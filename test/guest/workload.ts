@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { rigPaths } from './paths.js';
+import { DEFAULT_WORKING_SET_THRESHOLD } from '../../agent/engine/working-set.js';
+import type { PhasedTruth } from '../support/phase-accuracy.js';
 
 export class WorkloadBuildError extends Error {
   override name = 'WorkloadBuildError';
@@ -60,6 +62,11 @@ export interface AddressRange {
   end: number;
 }
 
+/** A range of a phase: touched on every pass (probability 1), or per page with that chance in each 5 ms window. */
+export interface HotRange extends AddressRange {
+  probability: number;
+}
+
 interface Times {
   monoMs: number;
   realMs: number;
@@ -80,7 +87,7 @@ export type WorkloadEvent =
       scratch: AddressRange | null;
     } & Times)
   | ({ event: 'ready'; touchMs: number; anonHugeBytes: number } & Times)
-  | ({ event: 'phase'; index: number; durationMs: number; access: 'read' | 'write'; hot: AddressRange[] } & Times)
+  | ({ event: 'phase'; index: number; durationMs: number; access: 'read' | 'write'; hot: HotRange[] } & Times)
   | ({ event: 'exit'; reason: 'phases-done' | 'duration' | 'signal'; passes: number } & Times);
 
 /** Parses the workload's stdout; throws naming the line that is not one of its events. */
@@ -101,4 +108,27 @@ export function parseWorkloadOutput(text: string): WorkloadEvent[] {
     events.push(value as WorkloadEvent);
   }
   return events;
+}
+
+/**
+ * The workload's mapping, its phases' hot ranges and its exit, in record time (wall-clock
+ * ns): the truth phase-accuracy.ts scores against. A range is hot when its access
+ * probability per sampling interval is at least `cut` (the working-set cut, as in the
+ * simulated workloads' ground truth); the rest of the mapping is cold.
+ */
+export function phasedTruth(events: readonly WorkloadEvent[], cut = DEFAULT_WORKING_SET_THRESHOLD): PhasedTruth {
+  const mapped = events.find((e) => e.event === 'mapped');
+  const exit = events.find((e) => e.event === 'exit');
+  if (mapped?.event !== 'mapped' || exit?.event !== 'exit') throw new Error(`the workload's events lack mapped or exit: ${JSON.stringify(events).slice(0, 400)}`);
+  const ns = (ms: number) => BigInt(Math.round(ms * 1e6));
+  const hotOf = (hot: readonly HotRange[]) =>
+    hot
+      .filter((r) => r.probability >= cut)
+      .map((r) => ({ start: r.start, end: r.end }))
+      .sort((a, b) => a.start - b.start);
+  return {
+    mapped: [{ start: mapped.start, end: mapped.end }],
+    phases: events.flatMap((e) => (e.event === 'phase' ? [{ startNs: ns(e.realMs), hot: hotOf(e.hot) }] : [])),
+    endNs: ns(exit.realMs),
+  };
 }
