@@ -9,8 +9,10 @@
 // configured length: windows that long read moderately accessed memory as hot, and
 // aggregations that should take 100 ms took 300. So the refined split also stays within
 // what CHECK_TIME_SHARE of a sampling interval can check, at the cost the last
-// aggregations measured; on hardware where checks are cheap the bound is
-// max_nr_regions as before. The kernel's rule ('kernel' adjustment) is left as it is.
+// aggregations measured, but never below what the kernel's rule would check (the
+// context's splitFloor): the budget curbs only what the refined split adds beyond the
+// kernel's. On hardware where checks are cheap the bound is max_nr_regions as before.
+// The kernel's rule ('kernel' adjustment) is left as it is.
 //
 // The cost is measured by the operations that run the sampling intervals themselves
 // (sampleAggregation's busyUs: time spent checking, sleeps excluded); operations that

@@ -142,6 +142,8 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   private missedSamples = 0;
   /** What a region check costs in real time, from the operations that measure it. */
   private readonly checkCost = new CheckCost();
+  /** The bound the last refined split kept to (max_nr_regions before any). */
+  private lastAffordable: number;
   private readonly samplingWindow = new StatsWindow();
   private readonly aggregationWindow = new StatsWindow();
   private readonly stepWallWindow = new StatsWindow();
@@ -150,6 +152,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   constructor(o: DamonContextOptions) {
     super();
     this.attrs = validateAttributes(o.attrs);
+    this.lastAffordable = this.attrs.maxNrRegions;
     if (o.ops === null || typeof o.ops !== 'object') throw new TypeError('ops: an Operations object is required');
     this.ops = o.ops;
     if (!Array.isArray(o.targetIds) || o.targetIds.length === 0) {
@@ -319,7 +322,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       checkCost:
         this.checkCost.perCheckUs === undefined
           ? null
-          : { perCheckUs: this.checkCost.perCheckUs, affordableRegions: this.affordableRegions() },
+          : { perCheckUs: this.checkCost.perCheckUs, affordableRegions: this.lastAffordable },
     };
   }
 
@@ -544,7 +547,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     if (this.adjust === 'refined') {
       const split = refinedSplit(
         this._targets.map((t) => t.regions),
-        { maxNrRegions: this.affordableRegions(), minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
+        { maxNrRegions: (this.lastAffordable = this.affordableRegions()), minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
         this.randomFn,
       );
       this._targets.forEach((t, i) => {
@@ -561,12 +564,24 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
 
   /**
    * The most regions the refined split may leave: max_nr_regions, or fewer where checks
-   * are slow (check-budget.ts), never below 4 x min_nr_regions: exploration then still
-   * halves a region at the merge size limit (explorationPieces, at most half the budget,
-   * must reach 2 x min_nr_regions).
+   * are slow (check-budget.ts), never below splitFloor.
    */
   private affordableRegions(): number {
-    return this.checkCost.affordableRegions(this.samplingUs, this.attrs.maxNrRegions, Math.min(this.attrs.maxNrRegions, 4 * this.attrs.minNrRegions));
+    let nr = 0;
+    for (const t of this._targets) nr += t.regions.length;
+    return this.checkCost.affordableRegions(this.samplingUs, this.attrs.maxNrRegions, this.splitFloor(nr));
+  }
+
+  /**
+   * The fewest regions the refined split may leave, whatever checks cost: as many as the
+   * kernel's rule would (it halves every region while nr_regions <= max_nr_regions / 2),
+   * and at least 4 x min_nr_regions, so that exploration still halves a region at the
+   * merge size limit (explorationPieces, at most half the budget, must reach 2 x
+   * min_nr_regions). The budget only curbs what the refined split adds beyond that.
+   */
+  private splitFloor(nr: number): number {
+    const kernelRule = nr <= this.attrs.maxNrRegions / 2 ? 2 * nr : nr;
+    return Math.min(this.attrs.maxNrRegions, Math.max(4 * this.attrs.minNrRegions, kernelRule));
   }
 
   /** Every intervalsGoal.aggrs aggregations, scales the sampling interval toward the goal. */

@@ -87,7 +87,7 @@ test('refined split, cheap checks (1 us): the budget is max_nr_regions and the s
   assert.deepEqual(ctx.drift().checkCost, { perCheckUs: 1, affordableRegions: 1_000 });
 });
 
-test('very slow checks (1 ms): the refined split keeps its floor, 4 x min_nr_regions, and still explores', async () => {
+test('very slow checks (1 ms): the refined split keeps its floor (as many as the kernel\'s rule, at least 4 x min_nr_regions) and still explores', async () => {
   const { batches } = await regionsPerBatch(1_000, 'refined');
   assert.ok(batches.slice(1).every((n) => n <= 40), `regions per batch ${batches.join(' ')}`);
   assert.ok(batches.slice(1).some((n) => n >= 20), `every region at the size limit is halved: ${batches.join(' ')}`);
