@@ -128,7 +128,8 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
       ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
         '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
       /controller listening on /,
-      60_000,
+      // Node loads the daemon's modules over 9p under emulation: on a busy host, minutes.
+      180_000,
     );
     log(`controller at ${listen}`);
     agent = await daemon(
@@ -136,7 +137,7 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
       ['agent', '--host', HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', creds.agent(HOST),
         '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')), '--token-file', creds.layout.agent(HOST).token, '--identities', creds.layout.agent(HOST).identities],
       /serving damon\.v1\.Agent on /,
-      60_000,
+      180_000,
     );
     const client = controllerClient(listen, creds.grpc.operator);
     const info = await waitFor('the agent registered and live', async () => {

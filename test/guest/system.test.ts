@@ -22,7 +22,7 @@ function tail(text: string, lines = 40): string {
 test('in the guest: controller, agent and NATS monitor a real process through the kernel\'s DAMON, and the session ends with it', async (t) => {
   const workload = buildWorkload();
   const driver = fileURLToPath(new URL('./system-run.js', import.meta.url));
-  const r = await runInGuest(`ip link set lo up && node ${driver} --workload ${workload}`, { timeoutMs: 240_000, memMiB: 1536 });
+  const r = await runInGuest(`ip link set lo up && node ${driver} --workload ${workload}`, { timeoutMs: 600_000, memMiB: 1536 });
   assert.equal(r.exitCode, 0, `the system run in the guest failed (exit ${r.exitCode}); stderr tail:\n${tail(r.stderr)}`);
   const rep = JSON.parse(r.stdout) as SystemRunReport;
   const context = `\nguest log tail:\n${tail(rep.log.join('\n'))}`;
