@@ -9,7 +9,7 @@
 // aggregation at which regions at >= 50% of the maximum nr_accesses cover >= 99% of the hot
 // bytes and <= 1% of the cold bytes) and re-detection after the move at most 2 aggregations
 // after the kernel's (within 10 where the kernel never detects); steady hot coverage (after the first 10 aggregations of each phase) at
-// most 0.01 below the kernel's; steady cold coverage <= 1%; mean Jaccard of the two engines'
+// most 0.01 below the kernel's or >= 0.98; steady cold coverage <= 1%; mean Jaccard of the two engines'
 // steady hot sets >= 0.9. The engine with the kernel's adjustment is measured and reported
 // beside it. The kdamond operations behind the agent (its session runner, default
 // operations) must publish kdamond records that serve as the reference just as well.

@@ -103,9 +103,11 @@ describe('the kdamond engine on the real 6.12 interface, in the guest', () => {
       { op: 'write', path: `${KD}/0/state`, value: 'on' },
       { op: 'write', path: `${INST}/events/damon/damon_aggregated/filter`, value: `common_pid == ${kpid}` },
       { op: 'write', path: `${INST}/events/damon/damon_aggregated/enable`, value: '1' },
-      // The kdamond stopped by itself when its last target exited: no "off", only removal.
+      // The kdamond stops by itself when its last target exits: no "off", only removal;
+      // "off" only when the context saw the exit first (a busy host).
       { op: 'write', path: `${INST}/events/damon/damon_aggregated/enable`, value: '0' },
       { op: 'rmdir', path: INST },
+      ...(run.release?.turnedOff ? [{ op: 'write', path: `${KD}/0/state`, value: 'off' } as LoggedOp] : []),
       { op: 'write', path: `${KD}/nr_kdamonds`, value: '0' },
     ]);
     assert.ok(kpid > 0);
@@ -142,7 +144,9 @@ describe('the kdamond engine on the real 6.12 interface, in the guest', () => {
       assert.ok(afterExit.length > 0, `${run.source}: no records of ${b} after ${a} exited`);
       assert.equal(run.stop.reason, 'no-targets', `${run.source}: ${run.stop.error ?? ''}`);
       assert.ok(run.stop.atMs - run.killedAtMs[1]! < 2000, `${run.source}: stopped ${run.stop.atMs - run.killedAtMs[1]!} ms after the last exit`);
-      assert.deepEqual(run.release, { turnedOff: false, removed: true }, `${run.source}: the kernel had stopped it; removed without "off"`);
+      // Usually the kernel stops the kdamond first and it is removed without "off"; on a busy
+      // host the context may see the exit first and turn it off itself. Either way it is gone.
+      assert.equal(run.release?.removed, true, `${run.source}: the kdamond is removed (${JSON.stringify(run.release)})`);
       assert.equal(run.nrKdamondsAfter, '0');
       assert.deepEqual(run.instancesAfter, []);
     }
@@ -159,6 +163,8 @@ describe('the kdamond engine on the real 6.12 interface, in the guest', () => {
       ...schemeWrites(2),
       { op: 'write', path: `${KD}/0/state`, value: 'on' },
       ...Array.from({ length: updates }, (): LoggedOp => ({ op: 'write', path: `${KD}/0/state`, value: 'update_schemes_tried_regions' })),
+      // "off" only when the context saw the targets' exits before the kernel stopped the kdamond (a busy host).
+      ...(run.release?.turnedOff ? [{ op: 'write', path: `${KD}/0/state`, value: 'off' } as LoggedOp] : []),
       { op: 'write', path: `${KD}/nr_kdamonds`, value: '0' },
     ]);
     checkTargets(run);

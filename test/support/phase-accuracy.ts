@@ -240,8 +240,15 @@ export interface ComparisonBar {
    * still has to: within this many aggregations of the phase's start.
    */
   maxDetectionWithoutReference: number;
-  /** Steady hot coverage at most this much below the reference's. */
+  /**
+   * Steady hot coverage at most this much below the reference's, unless it reaches
+   * steadyHotEnough on its own: on a busy host both monitors lose a few aggregations'
+   * worth of the hot set at random, and a kernel that happened to lose less is not a bar
+   * the engine must beat when it keeps the hot set anyway.
+   */
   maxSteadyHotShortfall: number;
+  /** Steady hot coverage that meets the bar whatever the reference's (the evaluation bar's 98%). */
+  steadyHotEnough: number;
   /** Steady cold coverage (fraction of the cold bytes) at most this. */
   maxSteadyColdCovered: number;
   minMeanJaccard: number;
@@ -251,6 +258,7 @@ export const KERNEL_COMPARISON_BAR: Readonly<ComparisonBar> = Object.freeze({
   maxDetectionLag: 2,
   maxDetectionWithoutReference: 10,
   maxSteadyHotShortfall: 0.01,
+  steadyHotEnough: 0.98,
   maxSteadyColdCovered: 0.01,
   minMeanJaccard: 0.9,
 });
@@ -278,8 +286,8 @@ export function comparisonFailures(
   const h = engine.steadyHotCovered;
   const rh = reference.steadyHotCovered;
   if (h === undefined) out.push('steady hot coverage: no steady aggregation');
-  else if (rh !== undefined && h < rh - bar.maxSteadyHotShortfall) {
-    out.push(`steady hot coverage ${h.toFixed(4)} is more than ${bar.maxSteadyHotShortfall} below the reference's ${rh.toFixed(4)}`);
+  else if (rh !== undefined && h < rh - bar.maxSteadyHotShortfall && h < bar.steadyHotEnough) {
+    out.push(`steady hot coverage ${h.toFixed(4)} is more than ${bar.maxSteadyHotShortfall} below the reference's ${rh.toFixed(4)} and below ${bar.steadyHotEnough}`);
   }
   const c = engine.steadyColdCovered;
   if (c !== undefined && c > bar.maxSteadyColdCovered) out.push(`steady cold coverage ${(c * 100).toFixed(2)}% is above ${bar.maxSteadyColdCovered * 100}%`);
