@@ -3,8 +3,7 @@
 // defaults and percentile pick); and, where damo is at hand, the ones damo prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openResultWriter } from '../../agent/records/result-writer.js';
@@ -15,6 +14,7 @@ import { wssTable, wssWindowsTable } from '../../reports/wss-text.js';
 import { summaryText } from '../../reports/summary.js';
 import { workingSetBytes } from '../../agent/engine/working-set.js';
 import { HOT_BAND_RECORDS, INTERVALS, MiB, PER_PHASE, PHASES, hotBand, movingHotSet } from '../support/report-patterns.js';
+import { damoOrSkip } from '../support/damo.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'damon-report-wss-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,20 +104,22 @@ test('a target with fewer snapshots than --exclude_samples: the table says what 
   assert.match(table, /no snapshot left: .*pass --exclude_samples 0/);
 });
 
-// damo itself, where it is at hand: DAMO=/path/to/damo (a checkout of damo 3.x; `damo`
-// runs with python3). CI has no damo: skipped visibly.
-const DAMO = process.env.DAMO;
-test('the figures equal damo report wss on the same json_compressed file', { skip: DAMO && existsSync(DAMO) ? false : 'damo not at hand (set DAMO=/path/to/damo to run)' }, async () => {
+// damo 3.3.0 itself, where it is checked out (test/support/damo.ts; CI without it skips visibly).
+test('the figures equal damo report wss on the same json_compressed file', async (t) => {
+  const damo = damoOrSkip(t, 'v3.3.0');
+  if (damo === null) return;
   const path = join(dir, 'moving.json.zlib');
   const w = await openResultWriter(path, { intervals: INTERVALS });
   for (const r of movingHotSet()) await w.writeSnapshot([r]);
   await w.close();
-  const t = (await loadResultFile(path)).targets[0]!;
+  const target = (await loadResultFile(path)).targets[0]!;
   for (const thres of [1, 5, 6, 10]) {
-    const out = execFileSync('python3', [DAMO!, 'report', 'wss', '-i', path, '--raw_number', '--acc_thres', String(thres)], { encoding: 'utf8' });
-    const damo = [...out.matchAll(/^\s*(\d+)\s+(\d+)\s/gm)].map((m) => [Number(m[1]), Number(m[2])]);
-    const ours = wssReport(t, { ...DAMO_WSS_DEFAULTS, accThres: [thres] });
-    assert.deepEqual(damo, DAMO_WSS_DEFAULTS.percentiles.map((p, i) => [p, ours.columns[0]!.atPercentiles[i]]), `--acc_thres ${thres}:\n${out}`);
+    const r = damo.run(['report', 'wss', '-i', path, '--raw_number', '--acc_thres', String(thres)]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = r.stdout;
+    const theirs = [...out.matchAll(/^\s*(\d+)\s+(\d+)\s/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+    const ours = wssReport(target, { ...DAMO_WSS_DEFAULTS, accThres: [thres] });
+    assert.deepEqual(theirs, DAMO_WSS_DEFAULTS.percentiles.map((p, i) => [p, ours.columns[0]!.atPercentiles[i]]), `--acc_thres ${thres}:\n${out}`);
     assert.equal(Number(/avr:\s+(\d+)/.exec(out)![1]), Math.trunc(ours.columns[0]!.average));
   }
 });
