@@ -73,7 +73,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     const id = 'scale-session';
     const chosen = agents.slice(0, sessionHosts);
     await unary(client, 'createSession', {
-      id, attrs: undefined, attrsText: '', operations: 'synthetic', syntheticWorkload: '',
+      id, attrs: undefined, attrsText: '', schemesText: '', operations: 'synthetic', syntheticWorkload: '',
       targets: chosen.map((a, i) => ({ host: a.host, pid: 1000 + i })),
     });
     const s0 = performance.now();

@@ -215,7 +215,7 @@ async function deliveryLatency(nats: NatsServer, nc: NatsConnection, seconds: nu
     await unary(c, 'createSession', {
       id,
       attrs: undefined,
-      attrsText: '', // DAMON's defaults: 5 ms sampling, 100 ms aggregation, 10..1000 regions
+      attrsText: '', schemesText: '', // DAMON's defaults: 5 ms sampling, 100 ms aggregation, 10..1000 regions
       targets: targets.map((t) => ({ host: LATENCY_HOST, pid: t.pid })),
       operations: 'synthetic',
       syntheticWorkload: 'hot5',
@@ -375,7 +375,7 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
       const hosts = hostSet(step.set);
       const id = `fleet-on-${n++}`;
       await unary(client, 'createSession', {
-        id, attrs: undefined, attrsText: '', operations: 'synthetic', syntheticWorkload: '',
+        id, attrs: undefined, attrsText: '', schemesText: '', operations: 'synthetic', syntheticWorkload: '',
         targets: hosts.map((a, i) => ({ host: a.host, pid: 1000 + i })),
       });
       const t0 = Date.now();
@@ -398,7 +398,7 @@ async function controlPlane(nats: NatsServer, repeats: number, quick: boolean, t
 
       // The same on one host, as the baseline the 50-host figure is compared with.
       const one = `fleet-one-${n}`;
-      await unary(client, 'createSession', { id: one, attrs: undefined, attrsText: '', operations: 'synthetic', syntheticWorkload: '', targets: [{ host: hosts[0].host, pid: 1 }] });
+      await unary(client, 'createSession', { id: one, attrs: undefined, attrsText: '', schemesText: '', operations: 'synthetic', syntheticWorkload: '', targets: [{ host: hosts[0].host, pid: 1 }] });
       const o0 = Date.now();
       await unary(client, 'turnOn', { id: one });
       const oneHostTurnOnMs = Date.now() - o0;

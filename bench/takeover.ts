@@ -67,7 +67,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     nc = await connectNats({ servers: nats.url, nkeyFile: nats.credentials.reader() });
     const recs = watchRecords(nc, 'takeover');
     await nc.flush();
-    await unary(clients[0], 'createSession', { id: 'takeover', attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
+    await unary(clients[0], 'createSession', { id: 'takeover', attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
     await unary(clients[0], 'turnOn', { id: 'takeover' });
     await waitFor('records', () => recs.items.length >= 3, 10_000);
     tick('fleet up');

@@ -87,14 +87,14 @@ export function parseTargets(words: readonly string[]): Target[] {
  * format they go as the API's message (the text form has none); without, as text, so the
  * session keeps its format.
  */
-export function attrsRequest(text: string, format: string | undefined): { attrs: Attributes | undefined; attrsText: string } {
+export function attrsRequest(text: string, format: string | undefined): { attrs: Attributes | undefined; attrsText: string; schemesText: string } {
   let parsed;
   try {
     parsed = attrsFromText(text, format ?? '');
   } catch (err) {
     schemaUsage(`bad attrs ${quoted(text)}`, err);
   }
-  return format === undefined ? { attrs: undefined, attrsText: text.trim() } : { attrs: toProtoAttrs(parsed), attrsText: '' };
+  return format === undefined ? { attrs: undefined, attrsText: text.trim(), schemesText: '' } : { attrs: toProtoAttrs(parsed), attrsText: '', schemesText: '' };
 }
 
 function revisionOf(text: string | undefined): bigint {
@@ -174,7 +174,7 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   switch (sub) {
     case 'create': {
       if (positionals.length > 1) throw new UsageError(`unexpected argument ${quoted(positionals[1])}`);
-      const attrs = v.attrs !== undefined ? attrsRequest(v.attrs, v.format) : { attrs: v.format !== undefined ? defaultsWithFormat(v.format) : undefined, attrsText: '' };
+      const attrs = v.attrs !== undefined ? attrsRequest(v.attrs, v.format) : { attrs: v.format !== undefined ? defaultsWithFormat(v.format) : undefined, attrsText: '', schemesText: '' };
       const targets = parseTargets(v.targets ?? []);
       if (v.workload !== undefined && v.operations === undefined) throw new UsageError('--workload goes with --operations synthetic');
       const c = conn();

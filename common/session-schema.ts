@@ -396,7 +396,7 @@ export function toProtoAttrs(a: SessionAttrs): ProtoAttributes {
     minNrRegions: a.minNrRegions,
     maxNrRegions: a.maxNrRegions,
     resultFile: a.resultFile,
-    resultFormat: a.resultFormat,
+    resultFormat: a.resultFormat, schemes: [],
     intervalsGoal: a.intervalsGoal
       ? {
           accessBp: a.intervalsGoal.accessBp,

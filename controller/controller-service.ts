@@ -168,7 +168,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
 
     async getAttributes(req) {
       const v = await d.store.mustGet(checkSessionId(req.id));
-      return { attrs: toProtoAttrs(v.session.attrs), attrsText: attrsText(v.session.attrs) };
+      return { attrs: toProtoAttrs(v.session.attrs), attrsText: attrsText(v.session.attrs), schemesText: '' };
     },
 
     async setTargets(req) {

@@ -165,7 +165,7 @@ export function toProtoSession(s: StoredSession, revision: number): Session {
   return {
     id: s.id,
     attrs: toProtoAttrs(s.attrs),
-    attrsText: attrsText(s.attrs),
+    attrsText: attrsText(s.attrs), schemesText: '',
     targets: s.targets.map((t) => ({ host: t.host, pid: t.pid })),
     state: s.state === 'on' ? SessionState.SESSION_STATE_ON : SessionState.SESSION_STATE_OFF,
     operations: s.operations,
@@ -175,6 +175,7 @@ export function toProtoSession(s: StoredSession, revision: number): Session {
     revision: BigInt(revision),
     createdAtMs: BigInt(s.createdAtMs),
     updatedAtMs: BigInt(s.updatedAtMs),
+    schemeStats: [],
   };
 }
 

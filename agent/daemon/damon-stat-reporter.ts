@@ -115,6 +115,7 @@ export class DamonStatReporter {
       timeNs: BigInt(s.timeMs) * 1_000_000n,
       hostSummary: toProto(s.host),
       targets: s.targets.map((t) => ({ pid: t.pid, aggregationIntervalUs: BigInt(Math.round(t.aggregationUs)), summary: toProto(t.summary) })),
+      schemes: [],
     }).finish();
     try {
       this.sink.publish(statSubject(s.sessionId, this.o.host), msg);

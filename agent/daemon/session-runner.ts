@@ -178,7 +178,7 @@ export class SessionRunner {
       targets,
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
-      recordsPublished: this.published,
+      recordsPublished: this.published, schemeStats: [],
       samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
       ...(this.drift.checkCost === null

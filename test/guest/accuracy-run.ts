@@ -77,7 +77,7 @@ function agentEngine(pid: number): Engine {
       minNrRegions: DEFAULT_ATTRS.minNrRegions,
       maxNrRegions: DEFAULT_ATTRS.maxNrRegions,
       resultFile: '',
-      resultFormat: '',
+      resultFormat: '', schemes: [],
     },
     pids: [pid],
     operations: '',

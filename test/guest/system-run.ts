@@ -177,8 +177,8 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     const maps = readFileSync(`/proc/${w.pid}/maps`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[0]!);
     await unary(client, 'createSession', {
       id: SESSION,
-      attrs: { samplingIntervalUs: 5000n, aggregationIntervalUs: 100_000n, updateIntervalUs: 1_000_000n, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: '' },
-      attrsText: '',
+      attrs: { samplingIntervalUs: 5000n, aggregationIntervalUs: 100_000n, updateIntervalUs: 1_000_000n, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: '', schemes: [] },
+      attrsText: '', schemesText: '',
       targets: [{ host: HOST, pid: w.pid }],
       operations: '',
       syntheticWorkload: '',

@@ -105,7 +105,7 @@ test('a session turned on through the controller runs here; records arrive; an e
   await unary(client, 'createSession', {
     id: 'e2e',
     attrs: { ...FAST_ATTRS },
-    attrsText: '',
+    attrsText: '', schemesText: '',
     targets: [{ host: HOST, pid: t.pid }],
     operations: 'synthetic',
     syntheticWorkload: 'islands',
@@ -133,7 +133,7 @@ test('default operations on this host: TurnOn fails with what is missing; the se
   await unary(client, 'createSession', {
     id: 'e2e-default',
     attrs: { ...FAST_ATTRS },
-    attrsText: '',
+    attrsText: '', schemesText: '',
     targets: [{ host: HOST, pid: t.pid }],
     operations: '',
     syntheticWorkload: '',

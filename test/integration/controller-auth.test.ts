@@ -60,13 +60,13 @@ async function reflect(address: string, creds: grpc.ChannelCredentials, symbol: 
 
 const insecure = grpc.credentials.createInsecure();
 
-const SESSION_REQ = { attrs: undefined, attrsText: '', operations: '', syntheticWorkload: '' };
+const SESSION_REQ = { attrs: undefined, attrsText: '', schemesText: '', operations: '', syntheticWorkload: '' };
 
 /** Every Controller write, as a reader would try it on session `id`. */
 function writes(c: ControllerClient, id: string): Array<[string, () => Promise<unknown>]> {
   return [
     ['CreateSession', () => unary(c, 'createSession', { id: 'by-reader', ...SESSION_REQ, targets: [] })],
-    ['SetAttributes', () => unary(c, 'setAttributes', { id, attrs: undefined, attrsText: '5000 100000 1000000 10 1000', expectedRevision: 0n })],
+    ['SetAttributes', () => unary(c, 'setAttributes', { id, attrs: undefined, attrsText: '5000 100000 1000000 10 1000', schemesText: '', expectedRevision: 0n })],
     ['SetTargets', () => unary(c, 'setTargets', { id, targets: [{ host: 'host-a', pid: 6 }], operations: '', syntheticWorkload: '', expectedRevision: 0n })],
     ['TurnOn', () => unary(c, 'turnOn', { id })],
     ['TurnOff', () => unary(c, 'turnOff', { id })],

@@ -42,7 +42,7 @@ describe('controller dispatch and reconcile', () => {
     return unary(env.client, 'createSession', {
       id: `s${++n}`,
       attrs: undefined,
-      attrsText: '1000 20000 500000 5 50',
+      attrsText: '1000 20000 500000 5 50', schemesText: '',
       targets: targets.map(([host, pid]) => ({ host, pid })),
       operations,
       syntheticWorkload: '',
@@ -306,7 +306,7 @@ describe('controller dispatch and reconcile', () => {
     await rejectsWith(unary(env.client, 'turnOn', { id: s.id }), FAILED_PRECONDITION, /no target could start/);
     a.pidStates.clear();
     assert.equal((await get(s.id)).targetStatus[0].state, TargetState.TARGET_STATE_EXITED);
-    const byAttrs = await unary(env.client, 'setAttributes', { id: s.id, attrs: undefined, attrsText: '1000 20000 500000 5 60', expectedRevision: 0n });
+    const byAttrs = await unary(env.client, 'setAttributes', { id: s.id, attrs: undefined, attrsText: '1000 20000 500000 5 60', schemesText: '', expectedRevision: 0n });
     assert.deepEqual(byAttrs.targetStatus.map((t) => [t.state, t.message]), [[TargetState.TARGET_STATE_IDLE, '']]);
 
     a.setPid(85, TargetState.TARGET_STATE_EXITED, 'gone');
@@ -360,7 +360,7 @@ describe('controller dispatch and reconcile', () => {
       assert.equal(grpc.status[(await missing.ended)?.code ?? grpc.status.OK], 'NOT_FOUND');
       const missingEvents = collect(env.client.watchEvents({ sessionId: 'rec', replay: true }));
       assert.equal(grpc.status[(await missingEvents.ended)?.code ?? grpc.status.OK], 'NOT_FOUND');
-      await unary(env.client, 'createSession', { id: 'rec', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '' });
+      await unary(env.client, 'createSession', { id: 'rec', attrs: undefined, attrsText: '', schemesText: '', targets: [], operations: '', syntheticWorkload: '' });
       const old1 = await publish('rec', 'host-a', 1);
       await publish('rec', 'host-a', 1, old1.sequence); // a retried publish: dropped
       await publish('rec', 'host.b.example', 2);

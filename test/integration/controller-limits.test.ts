@@ -26,8 +26,8 @@ describe('controller limits', () => {
   });
 
   const create = async () =>
-    unary(env.client, 'createSession', { id: `lim${++n}`, attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '' });
-  const setText = (id: string, attrsText: string) => unary(env.client, 'setAttributes', { id, attrs: undefined, attrsText, expectedRevision: 0n });
+    unary(env.client, 'createSession', { id: `lim${++n}`, attrs: undefined, attrsText: '', schemesText: '', targets: [], operations: '', syntheticWorkload: '' });
+  const setText = (id: string, attrsText: string) => unary(env.client, 'setAttributes', { id, attrs: undefined, attrsText, schemesText: '', expectedRevision: 0n });
   const setTargets = (id: string, targets: { host: string; pid: number }[], more: { operations?: string; syntheticWorkload?: string } = {}) =>
     unary(env.client, 'setTargets', { id, targets, expectedRevision: 0n, operations: '', syntheticWorkload: '', ...more });
 
@@ -74,7 +74,7 @@ describe('controller limits', () => {
     await rejectsWith(setText(s.id, '5000 100000 1000000 10 1000 /damon.data'), INVALID_ARGUMENT, /^attrs_text: result_file: absolute paths are refused; give a path relative/);
     await rejectsWith(setText(s.id, '5000 100000 1000000 10 1000 runs/../../x'), INVALID_ARGUMENT, /^attrs_text: result_file: escapes the agent's data directory through '\.\.'/);
     await rejectsWith(
-      unary(env.client, 'setAttributes', { id: s.id, attrs: { samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: '../x', resultFormat: '' }, attrsText: '', expectedRevision: 0n }),
+      unary(env.client, 'setAttributes', { id: s.id, attrs: { samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: '../x', resultFormat: '', schemes: [] }, attrsText: '', schemesText: '', expectedRevision: 0n }),
       INVALID_ARGUMENT,
       /^attrs\.result_file: escapes/,
     );
@@ -105,7 +105,7 @@ describe('controller limits', () => {
     await rejectsWith(setTargets(s.id, targets(10_000)), RESOURCE_EXHAUSTED, new RegExp(`^targets: 10000 targets; a session has at most ${MAX_TARGETS_PER_SESSION} \\(MAX_TARGETS_PER_SESSION\\)$`));
     await rejectsWith(setTargets(s.id, targets(50_000)), RESOURCE_EXHAUSTED, /50000 targets/);
     await rejectsWith(
-      unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', targets: targets(10_000), operations: '', syntheticWorkload: '' }),
+      unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', schemesText: '', targets: targets(10_000), operations: '', syntheticWorkload: '' }),
       RESOURCE_EXHAUSTED,
     );
     const spread = Array.from({ length: MAX_HOSTS_PER_SESSION + 1 }, (_, i) => ({ host: `h${i}`, pid: 1 }));
@@ -123,7 +123,7 @@ describe('controller limits', () => {
     assert.ok(msg.length < 200, `message of ${msg.length} characters`);
     await rejectsWith(setText('lim1', `5000 100000 1000000 10 1000 ${'a/'.repeat(60_000)}r`), INVALID_ARGUMENT, /result paths have at most 1024/);
     await rejectsWith(
-      unary(env.client, 'setAttributes', { id: 'lim1', attrs: { samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: 'runs/a\nb', resultFormat: '' }, attrsText: '', expectedRevision: 0n }),
+      unary(env.client, 'setAttributes', { id: 'lim1', attrs: { samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: 'runs/a\nb', resultFormat: '', schemes: [] }, attrsText: '', schemesText: '', expectedRevision: 0n }),
       INVALID_ARGUMENT,
       /^attrs\.result_file: contains a control character$/,
     );

@@ -19,7 +19,7 @@ describe('controller across a NATS outage', () => {
 
   test('UNAVAILABLE while NATS is down; everything back, intact, once it returns', async () => {
     const s = await unary(env.client, 'createSession', {
-      id: 'kept', attrs: undefined, attrsText: '1000 20000 500000 5 50', targets: [{ host: 'h', pid: 1 }], operations: '', syntheticWorkload: '',
+      id: 'kept', attrs: undefined, attrsText: '1000 20000 500000 5 50', schemesText: '', targets: [{ host: 'h', pid: 1 }], operations: '', syntheticWorkload: '',
     });
     const { storeDir, port, credentials } = env.nats;
     await env.nats.stop(true);

@@ -45,11 +45,11 @@ describe('controller restart (kill -9)', () => {
     const client = controllerClient(listen, nats.credentials.grpc.operator);
     try {
       const created = await unary(client, 'createSession', {
-        id: 'survivor', attrs: undefined, attrsText: '2000 40000 400000 5 100 out.data',
+        id: 'survivor', attrs: undefined, attrsText: '2000 40000 400000 5 100 out.data', schemesText: '',
         targets: [{ host: 'host-a', pid: 100 }, { host: 'host-b', pid: 200 }], operations: 'synthetic', syntheticWorkload: '',
       });
       await unary(client, 'createSession', {
-        id: 'idle-one', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '',
+        id: 'idle-one', attrs: undefined, attrsText: '', schemesText: '', targets: [], operations: '', syntheticWorkload: '',
       });
       const on = await unary(client, 'turnOn', { id: created.id });
       assert.equal(on.state, SessionState.SESSION_STATE_ON);

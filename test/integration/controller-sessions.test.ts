@@ -20,17 +20,17 @@ function attrs(p: Partial<Attributes>): Attributes {
     minNrRegions: 0,
     maxNrRegions: 0,
     resultFile: '',
-    resultFormat: '',
+    resultFormat: '', schemes: [],
     ...p,
   };
 }
 
 const create = (env: ControllerEnv, req: Partial<Parameters<typeof env.client.createSession>[0]>) =>
-  unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '', ...req });
+  unary(env.client, 'createSession', { id: '', attrs: undefined, attrsText: '', schemesText: '', targets: [], operations: '', syntheticWorkload: '', ...req });
 const setTargets = (env: ControllerEnv, id: string, targets: { host: string; pid: number }[], more: { operations?: string; syntheticWorkload?: string; expectedRevision?: bigint } = {}) =>
   unary(env.client, 'setTargets', { id, targets, expectedRevision: 0n, operations: '', syntheticWorkload: '', ...more });
 const setAttrs = (env: ControllerEnv, id: string, a: { attrs?: Attributes; attrsText?: string; expectedRevision?: bigint }) =>
-  unary(env.client, 'setAttributes', { id, attrs: undefined, attrsText: '', expectedRevision: 0n, ...a });
+  unary(env.client, 'setAttributes', { id, attrs: undefined, attrsText: '', schemesText: '', expectedRevision: 0n, ...a });
 
 describe('controller sessions', () => {
   let env: ControllerEnv;

@@ -66,7 +66,7 @@ describe('two controllers on one NATS', () => {
     assert.match(logs[1].join('\n'), new RegExp(`controller listening on .*standby \\(leader ${leader.address}\\)`));
 
     const [lc, sc] = clients;
-    await unary(lc, 'createSession', { id: 'sb-1', attrs: undefined, attrsText: '', targets: [], operations: '', syntheticWorkload: '' });
+    await unary(lc, 'createSession', { id: 'sb-1', attrs: undefined, attrsText: '', schemesText: '', targets: [], operations: '', syntheticWorkload: '' });
     const standbyText = new RegExp(`^standby; the leader is at ${leader.address.replace(/\./g, '\\.')}$`);
     await rejectsWith(unary(sc, 'getSession', { id: 'sb-1' }), grpc.status.UNAVAILABLE, standbyText);
     await rejectsWith(unary(sc, 'listSessions', { pageSize: 0, pageToken: '' }), grpc.status.UNAVAILABLE, standbyText);
@@ -178,7 +178,7 @@ describe('one host name, two agents', () => {
   });
 
   test('a restart is accepted at once; a second live agent is refused and reported; taken once the first is gone', async () => {
-    await unary(env.client, 'createSession', { id: 'dup', attrs: undefined, attrsText: '', targets: [{ host: HOST, pid: 1 }], operations: '', syntheticWorkload: '' });
+    await unary(env.client, 'createSession', { id: 'dup', attrs: undefined, attrsText: '', schemesText: '', targets: [{ host: HOST, pid: 1 }], operations: '', syntheticWorkload: '' });
     const events = watchEvents(nc, 'dup');
     await nc.flush();
     try {

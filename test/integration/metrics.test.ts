@@ -57,7 +57,7 @@ describe('metrics of a real controller and two agents', () => {
 
     const pids = [fleet.target().pid, fleet.target().pid];
     await sessionOn(fleet, ON, pids.map((pid) => ({ host: A, pid })));
-    await unary(fleet.client, 'createSession', { id: OFF, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: B, pid: fleet.target().pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
+    await unary(fleet.client, 'createSession', { id: OFF, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: B, pid: fleet.target().pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
 
     // Controller: sessions and targets by state.
     c = await waitFor('the controller counting the running targets', async () => {

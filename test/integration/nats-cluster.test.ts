@@ -115,8 +115,8 @@ describe('NATS as a cluster of three, replicas 3', () => {
 
   test('kill -9 of one node, recovery, kill -9 of another: no session, no acknowledged record lost; everyone reconnects', { timeout: 150_000 }, async (t) => {
     for (const s of STREAMS) assert.equal((await streamPlacement(nc, s)).replicas, 3, `${s}: replicas`);
-    await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
-    await unary(client, 'createSession', { id: ID, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
+    await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
+    await unary(client, 'createSession', { id: ID, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: HOST, pid: target.pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
     const on = await unary(client, 'turnOn', { id: ID });
     assert.equal(on.state, SessionState.SESSION_STATE_ON);
     const recs: Watch<AggregationRecord> = watchRecords(nc, ID);
@@ -253,7 +253,7 @@ describe('a cluster restarted whole', () => {
     try {
       controller = await spawnController(opts);
       client = controllerClient(opts.listen, c.credentials.grpc.operator);
-      await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid: 1 }], operations: '', syntheticWorkload: '' });
+      await unary(client, 'createSession', { id: IDLE, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: HOST, pid: 1 }], operations: '', syntheticWorkload: '' });
       await controller.stop(3000);
       // Every node down at once (a host reboot, `docker compose down` then `up`), all back at once.
       await Promise.all(c.nodes.map((n) => n.kill9()));

@@ -51,7 +51,7 @@ describe('whole system: two controllers, one agent with both addresses', () => {
       return agents.some((a) => a.host === HOST && a.live && a.instanceId === agent.instanceId);
     }, 20_000);
   const sessionOn = async (i: number, id: string, pid: number) => {
-    await unary(clients[i], 'createSession', { id, attrs: { ...FAST_ATTRS }, attrsText: '', targets: [{ host: HOST, pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
+    await unary(clients[i], 'createSession', { id, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets: [{ host: HOST, pid }], operations: 'synthetic', syntheticWorkload: 'hot5' });
     return unary(clients[i], 'turnOn', { id });
   };
 

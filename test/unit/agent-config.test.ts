@@ -86,7 +86,7 @@ function spec(o: Partial<SessionSpec> = {}): SessionSpec {
       minNrRegions: 0,
       maxNrRegions: 0,
       resultFile: '',
-      resultFormat: '',
+      resultFormat: '', schemes: [],
     },
     pids: [10, 11],
     operations: '',

@@ -94,7 +94,7 @@ function spec(operations: string, pids = PIDS, intervalsGoal?: IntervalsGoal): R
       minNrRegions: 10,
       maxNrRegions: 100,
       resultFile: '',
-      resultFormat: '',
+      resultFormat: '', schemes: [],
       intervalsGoal,
     },
     pids,

@@ -81,7 +81,7 @@ function setup(make: () => Operations, intervalsGoal?: IntervalsGoal) {
       minNrRegions: 10,
       maxNrRegions: 100,
       resultFile: '',
-      resultFormat: '',
+      resultFormat: '', schemes: [],
       intervalsGoal,
     },
     // Two live processes: this one and its parent.

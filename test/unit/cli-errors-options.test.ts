@@ -77,7 +77,7 @@ test('connection options: flags win over the environment; one credential, from a
 });
 
 test('attrs and targets are checked before any call, with the words the controller would use', () => {
-  assert.deepEqual(attrsRequest(' 5000 100000 1000000 10 1000 out.data ', undefined), { attrs: undefined, attrsText: '5000 100000 1000000 10 1000 out.data' });
+  assert.deepEqual(attrsRequest(' 5000 100000 1000000 10 1000 out.data ', undefined), { attrs: undefined, attrsText: '5000 100000 1000000 10 1000 out.data', schemesText: '' });
   const withFormat = attrsRequest('5000 100000 1000000 10 1000', 'json');
   assert.equal(withFormat.attrsText, '');
   assert.equal(withFormat.attrs?.resultFormat, 'json');

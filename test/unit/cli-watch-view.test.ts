@@ -16,8 +16,8 @@ const BASE = 0x7f0000000000;
 function session(o: Partial<Session> = {}): Session {
   return {
     id: 's1',
-    attrs: { samplingIntervalUs: 5000n, aggregationIntervalUs: 100_000n, updateIntervalUs: 1_000_000n, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: 'binary', intervalsGoal: undefined },
-    attrsText: '5000 100000 1000000 10 1000',
+    attrs: { samplingIntervalUs: 5000n, aggregationIntervalUs: 100_000n, updateIntervalUs: 1_000_000n, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: 'binary', schemes: [], intervalsGoal: undefined },
+    attrsText: '5000 100000 1000000 10 1000', schemesText: '',
     targets: [{ host: 'h1', pid: 10 }, { host: 'h2', pid: 20 }],
     state: SessionState.SESSION_STATE_ON,
     operations: 'synthetic',
@@ -30,6 +30,7 @@ function session(o: Partial<Session> = {}): Session {
     revision: 3n,
     createdAtMs: 0n,
     updatedAtMs: 0n,
+    schemeStats: [],
     ...o,
   };
 }

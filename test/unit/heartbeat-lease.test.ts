@@ -14,7 +14,7 @@ function observed(sessions: number, targets: number, message = ''): ObservedSess
     targets: Array.from({ length: targets }, (_, p) => ({ pid: 4_000_000 - p, state: TargetState.TARGET_STATE_RUNNING, operations: 'page_idle', message })),
     samplingIntervalMeanUs: 5000.5,
     aggregationIntervalMeanUs: 100000.5,
-    recordsPublished: 123456789n,
+    recordsPublished: 123456789n, schemeStats: [],
   }));
 }
 

@@ -27,7 +27,7 @@ function fakeRunner(id: string, o: Partial<ObservedSession>, cpu: ReturnType<Ses
     targets: [],
     samplingIntervalMeanUs: 0,
     aggregationIntervalMeanUs: 0,
-    recordsPublished: 0n,
+    recordsPublished: 0n, schemeStats: [],
     samplingIntervalUs: 0n,
     aggregationIntervalUs: 0n,
     ...o,

@@ -130,7 +130,7 @@ test('a session that changes is retried at once, whatever its backoff', async ()
 
 function agentRunning(host: string, runs: Array<[string, number]>): AgentEntry {
   const observed = new Map<string, ObservedSession>(
-    runs.map(([id, g]) => [id, { sessionId: id, generation: BigInt(g), running: true, targets: [{ pid: 100, state: TargetState.TARGET_STATE_RUNNING, operations: 'synthetic', message: '' }], samplingIntervalMeanUs: 0, aggregationIntervalMeanUs: 0, recordsPublished: 0n }]),
+    runs.map(([id, g]) => [id, { sessionId: id, generation: BigInt(g), running: true, targets: [{ pid: 100, state: TargetState.TARGET_STATE_RUNNING, operations: 'synthetic', message: '' }], samplingIntervalMeanUs: 0, aggregationIntervalMeanUs: 0, recordsPublished: 0n, schemeStats: [] }]),
   );
   return { host, observed } as unknown as AgentEntry;
 }

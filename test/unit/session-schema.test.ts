@@ -57,7 +57,7 @@ function refuses(fn: () => unknown, field: string, re: RegExp, code = INVALID_AR
 }
 
 const msg = (p: Partial<Attributes>): Attributes => ({
-  samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: '', resultFormat: '', ...p,
+  samplingIntervalUs: 0n, aggregationIntervalUs: 0n, updateIntervalUs: 0n, minNrRegions: 0, maxNrRegions: 0, resultFile: '', resultFormat: '', schemes: [], ...p,
 });
 
 test('attrs text: numbers parsed exactly, refused "too large" with the bound, never rounded', () => {
@@ -185,7 +185,7 @@ function worstSession(): StoredSession {
   // Statuses as the controller makes them from what agents report.
   const observedTargets = targets.map((t) => ({ pid: t.pid, state: TargetState.TARGET_STATE_PENDING, operations: WORST_MESSAGE, message: WORST_MESSAGE }));
   for (const host of new Set(targets.map((t) => t.host))) {
-    s.targetStatus.push(...statusFrom(s, host, { sessionId: s.id, generation: 1n, running: true, targets: observedTargets, samplingIntervalMeanUs: 0, aggregationIntervalMeanUs: 0, recordsPublished: 0n }, ''));
+    s.targetStatus.push(...statusFrom(s, host, { sessionId: s.id, generation: 1n, running: true, targets: observedTargets, samplingIntervalMeanUs: 0, aggregationIntervalMeanUs: 0, recordsPublished: 0n, schemeStats: [] }, ''));
   }
   s.epoch = String(2n ** 64n - 1n); // the longest a leader's epoch can be
   return s;
@@ -213,7 +213,7 @@ test('worst case: one host\'s ApplySession request and answer fit gRPC messages'
   const answer = ApplySessionResponse.encode({
     observed: {
       sessionId: s.id, generation: (1n << 64n) - 1n, running: true,
-      samplingIntervalMeanUs: 1.5, aggregationIntervalMeanUs: 1.5, recordsPublished: (1n << 64n) - 1n,
+      samplingIntervalMeanUs: 1.5, aggregationIntervalMeanUs: 1.5, recordsPublished: (1n << 64n) - 1n, schemeStats: [],
       targets: s.targets.map((x) => ({ pid: x.pid, state: TargetState.TARGET_STATE_FAILED, operations: 'page_idle', message: statusMessage(WORST_MESSAGE) })),
     },
   }).finish().length;

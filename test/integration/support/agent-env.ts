@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, clientOptions, type Credentials } from '../../../common/auth.js';
-import { AgentClient, type SessionSpec } from '../../../gen/damon/v1/damon.js';
+import { AgentClient, type Scheme, type SessionSpec } from '../../../gen/damon/v1/damon.js';
 import { createLogger, silentLogger, type Logger } from '../../../common/log.js';
 import { freePort, runNatsServer, testCredentials, type TestCredentials } from './nats-server.js';
 
@@ -85,6 +85,7 @@ export const FAST_ATTRS = {
   maxNrRegions: 100,
   resultFile: '',
   resultFormat: '',
+  schemes: [] as Scheme[],
 };
 export const AGGREGATION_MS = 200;
 

@@ -84,7 +84,7 @@ export class FakeAgent {
               targets: spec.pids.map((pid) => ({ pid, state: TargetState.TARGET_STATE_RUNNING, operations: spec.operations || 'synthetic', message: '' })),
               samplingIntervalMeanUs: 0,
               aggregationIntervalMeanUs: 0,
-              recordsPublished: 0n,
+              recordsPublished: 0n, schemeStats: [],
             };
             this.sessions.set(spec.sessionId, observed);
             this.refresh();

@@ -132,7 +132,7 @@ export async function startFleet(hosts: string[], args: FleetArgs = {}): Promise
  * it came (Date.now()).
  */
 export async function sessionOn(fleet: Fleet, id: string, targets: Array<{ host: string; pid: number }>): Promise<{ session: Session; onAt: number }> {
-  await unary(fleet.client, 'createSession', { id, attrs: { ...FAST_ATTRS }, attrsText: '', targets, operations: 'synthetic', syntheticWorkload: 'hot5' });
+  await unary(fleet.client, 'createSession', { id, attrs: { ...FAST_ATTRS }, attrsText: '', schemesText: '', targets, operations: 'synthetic', syntheticWorkload: 'hot5' });
   const session = await unary(fleet.client, 'turnOn', { id });
   return { session, onAt: Date.now() };
 }
