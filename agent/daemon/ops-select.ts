@@ -123,6 +123,9 @@ function withProcessLiveness(inner: Operations, alive: TargetAlive): Operations 
     checkAccesses: (ctx) => inner.checkAccesses(ctx),
     targetValid: (t: Target) => alive(t.id) && inner.targetValid(t),
     cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
+    // Without it the context falls back to one JavaScript step per sampling interval: the
+    // agent's page_idle sessions would never run on the native sampler.
+    sampleAggregation: inner.sampleAggregation ? (ctx, n, us) => inner.sampleAggregation!(ctx, n, us) : undefined,
   };
 }
 
