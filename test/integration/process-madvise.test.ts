@@ -5,11 +5,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
-import { once } from 'node:events';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   MadviseError,
   adviceSupported,
@@ -17,78 +12,19 @@ import {
   processMadvise,
   type ProcessHandle,
 } from '../../agent/ops/process-madvise.js';
-import { buildNative, REPO_ROOT } from '../unit/page-idle-fakes.js';
+import { fileMapperRig, mappingRss, type MapperRig } from './support/file-mapper.js';
 
 const PAGE = 4096;
 const SIZE = 8 << 20;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'process-madvise-'));
-const exe = path.join(dir, 'file-mapper');
-// On the disk (not tmpfs): clean file pages are reclaimable without swap.
-const dataDir = fs.mkdtempSync(path.join(REPO_ROOT, '.process-madvise-data-'));
-const dataFile = path.join(dataDir, 'mapped');
+let rig: MapperRig;
 
 before(() => {
-  buildNative();
-  const cc = spawnSync('cc', ['-O2', '-o', exe, path.join(REPO_ROOT, 'test/integration/fixtures/file-mapper.c')], { encoding: 'utf8' });
-  assert.equal(cc.status, 0, cc.stderr);
-  fs.writeFileSync(dataFile, Buffer.alloc(SIZE, 7));
-  // Written back, so its pages are clean: reclaim drops clean pages at once, dirty ones never.
-  const fd = fs.openSync(dataFile, 'r');
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
+  rig = fileMapperRig(SIZE);
 });
 
-after(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => rig.close());
 
-interface Mapper {
-  child: ChildProcess;
-  start: number;
-  end: number;
-  ask(cmd: string): Promise<string>;
-  stop(): Promise<void>;
-}
-
-async function startMapper(): Promise<Mapper> {
-  const child = spawn(exe, [dataFile], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const r = await lines.next();
-    assert.ok(!r.done, 'the mapper closed its output');
-    return r.value as string;
-  };
-  const m = /^ready ([0-9a-f]+) ([0-9a-f]+)$/.exec(await next());
-  assert.ok(m);
-  const exited = once(child, 'exit');
-  return {
-    child,
-    start: parseInt(m[1], 16),
-    end: parseInt(m[2], 16),
-    async ask(cmd) {
-      child.stdin!.write(`${cmd}\n`);
-      return next();
-    },
-    async stop() {
-      child.stdin!.end();
-      await exited;
-    },
-  };
-}
-
-/** Rss (bytes) of the mapping starting at `start`, from /proc/PID/smaps. */
-function mappingRss(pid: number, start: number): number {
-  const text = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
-  const head = `${start.toString(16)}-`;
-  const at = text.split('\n').findIndex((l) => l.startsWith(head));
-  assert.ok(at >= 0, 'mapping not in smaps');
-  const rss = text
-    .split('\n')
-    .slice(at + 1)
-    .find((l) => l.startsWith('Rss:'));
-  return Number(/(\d+) kB/.exec(rss!)![1]) * 1024;
-}
+const startMapper = () => rig.start();
 
 function withHandle<T>(pid: number, f: (h: ProcessHandle) => T): T {
   const h = openProcess(pid);
