@@ -15,6 +15,7 @@ import {
   type ResultFormatName,
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
+import { SchemeSpecError, schemeFromMessage } from '../schemes/scheme.js';
 
 export interface RunSpec {
   sessionId: string;
@@ -34,6 +35,16 @@ export function parseSpec(spec: SessionSpec | undefined): RunSpec {
   if (!spec) throw new SchemaError('spec', 'required');
   const sessionId = within('spec.', () => checkSessionId(spec.sessionId, 'session_id'));
   const { resultFormat, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
+  // The controller validated them (the API's rules); here they only change form.
+  const schemes = (spec.attrs?.schemes ?? []).map((s, i) => {
+    try {
+      return schemeFromMessage(s, i);
+    } catch (err) {
+      if (err instanceof SchemeSpecError) throw new SchemaError(`spec.attrs.${err.field}`, err.detail);
+      throw err;
+    }
+  });
+  if (schemes.length > 0) attrs.schemes = schemes;
   const pids = within('spec.', () => checkPids(spec.pids));
   within('spec.', () => checkOperations(spec.operations, spec.syntheticWorkload));
   const key = JSON.stringify([

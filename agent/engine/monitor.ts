@@ -4,6 +4,7 @@
 import type { EventEmitter } from 'node:events';
 import type { AggregationRecord } from '../records/record.js';
 import type { IntervalStats } from './stats-window.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 
 export type StopReason = 'off' | 'no-targets' | 'error';
 
@@ -60,4 +61,6 @@ export interface Monitor extends EventEmitter<MonitorEvents> {
   drift(): DriftStats;
   /** The sampling and aggregation intervals now: as set, or as an intervals goal tuned them. */
   intervals(): Intervals;
+  /** The statistics of attrs.schemes since this engine started, by scheme index; [] without schemes. */
+  schemeStats?(): SchemeStats[];
 }
