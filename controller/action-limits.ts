@@ -1,10 +1,10 @@
 // Rate limits of RequestAction: a token bucket per caller identity and one per target
 // (host, pid), both charged for every action the controller forwards. A request that finds
 // either empty is refused RESOURCE_EXHAUSTED with when to retry, as a google.rpc.RetryInfo
-// in the status details (what gRPC clients look for) and in the message.
+// in the status details (common/retry-info.ts) and in the message.
 import * as grpc from '@grpc/grpc-js';
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { RpcError } from '../common/grpc-server.js';
+import { retryMetadata } from '../common/retry-info.js';
 
 /** Actions per second one identity (an optimizer, the operator) may request, sustained, and its burst. */
 export const CALLER_ACTIONS_PER_S = 20;
@@ -73,27 +73,10 @@ export class TokenBucket {
   }
 }
 
-/**
- * google.rpc.Status { code, message, details: [Any(google.rpc.RetryInfo { retry_delay })] },
- * encoded: the value of the grpc-status-details-bin trailer.
- */
-export function retryStatusDetails(code: grpc.status, message: string, delayMs: number): Uint8Array {
-  const seconds = Math.floor(delayMs / 1000);
-  const nanos = (delayMs % 1000) * 1_000_000;
-  const duration = new BinaryWriter();
-  if (seconds > 0) duration.uint32(8).int64(seconds);
-  if (nanos > 0) duration.uint32(16).int32(nanos);
-  const retryInfo = new BinaryWriter().uint32(10).bytes(duration.finish()).finish();
-  const any = new BinaryWriter().uint32(10).string('type.googleapis.com/google.rpc.RetryInfo').uint32(18).bytes(retryInfo).finish();
-  return new BinaryWriter().uint32(8).int32(code).uint32(18).string(message).uint32(26).bytes(any).finish();
-}
-
 /** RESOURCE_EXHAUSTED saying `why` and to retry after `delayMs`, with the RetryInfo trailer. */
 export function rateLimited(why: string, delayMs: number): RpcError {
   const message = `${why}; retry in ${delayMs} ms`;
-  const md = new grpc.Metadata();
-  md.set('grpc-status-details-bin', Buffer.from(retryStatusDetails(grpc.status.RESOURCE_EXHAUSTED, message, delayMs)));
-  return new RpcError(grpc.status.RESOURCE_EXHAUSTED, message, md);
+  return new RpcError(grpc.status.RESOURCE_EXHAUSTED, message, retryMetadata(grpc.status.RESOURCE_EXHAUSTED, message, delayMs));
 }
 
 /** The buckets of every caller and target. */
