@@ -331,6 +331,8 @@ describe('an optimizer by certificate', () => {
       assert.equal(forwarded[0].method === 'action' && forwarded[0].request.requestedBy, 'optimizer "reclaim"');
       await rejectsWith(unary(opt, 'requestAction', action('theirs')), PERMISSION_DENIED, /optimizer "reclaim" may not act on session "theirs"/);
       await rejectsWith(unary(opt, 'getSession', { id: 'theirs' }), PERMISSION_DENIED, /may not read session "theirs"/);
+      const watch = collect(opt.watchRecords({ sessionId: 'theirs', host: '', replay: true }));
+      assert.equal((await watch.ended)?.code, PERMISSION_DENIED, 'WatchRecords of a session not granted');
       assert.deepEqual((await unary(opt, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.map((s) => s.id), ['mine-1']);
       await rejectsWith(unary(opt, 'turnOff', { id: 'mine-1' }), PERMISSION_DENIED, /optimizer "reclaim" may not call TurnOff/);
       // A certificate naming an optimizer the identities file does not grant anything.

@@ -236,3 +236,13 @@ test('agent: a NATS that does not take the event does not undo the answer', asyn
   const r = await apply(f);
   assert.equal(r.bytesApplied, 0x14000n);
 });
+
+test('damon-fleet act: HOST:PID and START-END parsed, refused with what is wrong', async () => {
+  const { parseTarget, parseRange } = await import('../../cli/act-main.js');
+  assert.deepEqual(parseTarget('db1.example:4242'), { host: 'db1.example', pid: 4242 });
+  for (const bad of ['db1', ':12', 'db1:', 'db1:0', 'db1:x', 'db1:99999999999']) assert.throws(() => parseTarget(bad), /target: expected HOST:PID/);
+  assert.deepEqual(parseRange('0x1000-8192'), { start: 0x1000n, end: 8192n });
+  assert.throws(() => parseRange('0x1000'), /range: expected START-END/);
+  assert.throws(() => parseRange('0x1000-0xzz'), /range end: not an address/);
+  assert.throws(() => parseRange('0x1000-0x10000000000000000'), /range end: beyond 64 bits/);
+});
