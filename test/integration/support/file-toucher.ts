@@ -96,6 +96,13 @@ export class FileToucher {
     return Number(n);
   }
 
+  /** Reads every page of the mapping again (it is resident again). */
+  async touch(): Promise<void> {
+    this.child.stdin!.write('t\n');
+    const word = await this.line();
+    if (word !== 'touched') throw new Error(`file-toucher: unexpected "${word}"`);
+  }
+
   get pages(): number {
     return Number(this.size) / PAGE;
   }
