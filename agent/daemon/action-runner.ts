@@ -167,7 +167,10 @@ export class ActionRunner {
       // The pidfd first: the mappings read next are this process's, and the advice goes to it
       // even should the pid be reused meanwhile.
       h = this.madvise.openProcess(req.pid);
-      const clip = clipToMappings(req, advisableMappings(this.readMaps(req.pid)));
+      const maps = this.readMaps(req.pid);
+      // No mappings at all: a process that exited and is not reaped yet (a zombie has no memory).
+      if (maps.trim() === '') throw refusalStatus('ESRCH', req.pid, advice, 'it has no address space left');
+      const clip = clipToMappings(req, advisableMappings(maps));
       result.ranges = clip.ranges;
       result.bytesEligible = clip.eligible;
       result.bytesClipped = clip.clipped;

@@ -224,6 +224,9 @@ test('agent: refusals of the kernel and the process are statuses, and events', a
     assert.match(ev.message, re);
     assert.equal(ev.bytesApplied, BigInt(err.bytesAdvised), 'what was advised before the refusal');
   }
+  // A zombie: the pidfd opens, but it has no memory left.
+  const z = fake({ maps: '' });
+  await assert.rejects(apply(z), (e: RpcError) => e.code === grpc.status.NOT_FOUND && /process exited: .*no address space/.test(e.message));
   // A kernel without the advice.
   const f = fake({ supported: false });
   await assert.rejects(apply(f, { action: SchemeAction.SCHEME_ACTION_COLLAPSE }), (e: RpcError) => e.code === grpc.status.FAILED_PRECONDITION && /lacks process_madvise with collapse/.test(e.message));
