@@ -5,6 +5,7 @@ import { createLogger, quoted } from '../common/log.js';
 import { MAX_NATS_REPLICAS, checkReplicas, type StreamLimits } from '../common/nats.js';
 import { CREDENTIAL_OPTIONS, parseDaemonCredentials } from '../common/credential-options.js';
 import { startController, type ControllerOptions } from './controller.js';
+import type { ActionLimits } from './action-limits.js';
 import { runServiceMain } from '../common/service-main.js';
 import { OptionError as UsageError, parseBytes, parseDurationMs } from '../common/cli-values.js';
 import { SUGGESTED_METRICS_PORTS, parseMetricsAddress } from '../common/metrics-server.js';
@@ -42,7 +43,14 @@ export const USAGE = `usage: damon-fleet controller [options]
   --records-max-bytes BYTES   DAMON_RECORDS retention by size (default 1G)
   --events-max-age DURATION   DAMON_EVENTS retention by age (default 7d)
   --events-max-bytes BYTES    DAMON_EVENTS retention by size (default 64M)
-  --dedup-window DURATION     Nats-Msg-Id de-duplication window of both streams (default 2m)
+  --actions-max-age DURATION  DAMON_ACTIONS (action events) retention by age (default 7d)
+  --actions-max-bytes BYTES   DAMON_ACTIONS retention by size (default 256M)
+  --dedup-window DURATION     Nats-Msg-Id de-duplication window of the streams (default 2m)
+  --action-rate N/BURST       RequestAction: actions a second each caller identity may
+                              request, and its burst (default 20/40)
+  --target-action-rate N/BURST
+                              RequestAction: actions a second on one target, whoever
+                              asks, and its burst (default 5/10)
   --nats-replicas N           copies JetStream keeps of both streams and the session
                               bucket, 1 to 5 (default 1: a single nats-server); 3 on a
                               cluster of three servers survives the loss of any one
@@ -72,6 +80,10 @@ function parseControllerOptions(argv: string[]) {
       'records-max-bytes': { type: 'string' },
       'events-max-age': { type: 'string' },
       'events-max-bytes': { type: 'string' },
+      'actions-max-age': { type: 'string' },
+      'actions-max-bytes': { type: 'string' },
+      'action-rate': { type: 'string' },
+      'target-action-rate': { type: 'string' },
       'dedup-window': { type: 'string' },
       'nats-replicas': { type: 'string', default: '1' },
       metrics: { type: 'string' },
@@ -98,13 +110,24 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
   const agentKey = values['agent-key-file'] ? readTokenFile(values['agent-key-file']) : undefined;
   const credentials = parseDaemonCredentials(values, values.listen!, { option: '--agent-key-file', given: agentKey !== undefined });
   const dedup = values['dedup-window'] ? parseDurationMs('--dedup-window', values['dedup-window']) : undefined;
-  const limits = (which: 'records' | 'events'): Partial<StreamLimits> => {
+  const limits = (which: 'records' | 'events' | 'actions'): Partial<StreamLimits> => {
     const l: Partial<StreamLimits> = {};
     const age = values[`${which}-max-age`];
     const bytes = values[`${which}-max-bytes`];
     if (age) l.maxAgeMs = parseDurationMs(`--${which}-max-age`, age);
     if (bytes) l.maxBytes = parseBytes(`--${which}-max-bytes`, bytes);
     if (dedup) l.duplicateWindowMs = dedup;
+    return l;
+  };
+  const rate = (option: string, text: string): [number, number] => {
+    const m = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text);
+    if (!m || !(Number(m[1]) > 0) || Number(m[2]) < 1) throw new UsageError(`${option} ${quoted(text)}: expected RATE/BURST, e.g. 20/40 (a positive rate, a burst of at least 1)`);
+    return [Number(m[1]), Number(m[2])];
+  };
+  const actionLimits = (caller?: string, target?: string): Partial<ActionLimits> => {
+    const l: Partial<ActionLimits> = {};
+    if (caller) [l.callerPerS, l.callerBurst] = rate('--action-rate', caller);
+    if (target) [l.targetPerS, l.targetBurst] = rate('--target-action-rate', target);
     return l;
   };
   const replicasText = values['nats-replicas']!;
@@ -124,7 +147,8 @@ export function parseControllerArgs(argv: string[]): ControllerOptions {
     leaderLeaseMs: parseDurationMs('--leader-lease', values['leader-lease']!),
     leaseTtlMs: parseDurationMs('--lease-ttl', values['lease-ttl']!),
     heartbeatIntervalMs: parseDurationMs('--heartbeat', values.heartbeat!),
-    streams: { records: limits('records'), events: limits('events'), replicas },
+    streams: { records: limits('records'), events: limits('events'), actions: limits('actions'), replicas },
+    actionLimits: actionLimits(values['action-rate'], values['target-action-rate']),
     metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics),
   };
 }

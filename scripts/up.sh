@@ -39,7 +39,7 @@ mkdir -p "$RUN/nats" "$RUN/agent-data"
 CREDS="$RUN/creds"
 # Idempotent: keeps the secrets it made before, rewrites the NATS configuration and the
 # identities files. The agent registers 127.0.0.1:$AGENT_PORT, so its credential names 127.0.0.1.
-node bin/damon-fleet.js credentials --dir "$CREDS" --agent "$HOST_NAME=127.0.0.1" --reader optimizer \
+node bin/damon-fleet.js credentials --dir "$CREDS" --agent "$HOST_NAME=127.0.0.1" --reader optimizer --optimizer 'reclaim=*' \
     --server-conf "$RUN/nats-server.conf" --listen "127.0.0.1:$NATS_PORT" --store "$RUN/nats" >/dev/null
 AGENT_CREDS="$CREDS/agents/$HOST_NAME"
 
@@ -96,11 +96,12 @@ grep -q "registered" "$RUN/agent.log" || die "the agent did not register with th
 cat <<MSG
 up: running. Logs: $RUN/{nats,controller,agent}.log   Stop: npm run down
 up: credentials (0600) are in $CREDS, one folder per identity: controller, operator,
-    agents/$HOST_NAME, readers/optimizer. The operator drives the API with its token:
+    agents/$HOST_NAME, readers/optimizer, optimizers/reclaim. The operator drives the API with its token:
       TOKEN=\$(cat .run/creds/operator/token)
       grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:$CONTROLLER_PORT damon.v1.Controller/ListAgents
-    The optimizer reads records as a reader:
-      node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT --nats-nkey $CREDS/readers/optimizer/nats.nk
+    The example optimizer pages out what stays cold in session ID (docs/actions.md; --dry-run to only try):
+      node dist/examples/optimizer.js --nats nats://127.0.0.1:$NATS_PORT --nats-nkey $CREDS/optimizers/reclaim/nats.nk \\
+        --session ID --controller 127.0.0.1:$CONTROLLER_PORT --token-file $CREDS/optimizers/reclaim/token --min-age 30
     Prometheus metrics: http://127.0.0.1:$CONTROLLER_METRICS_PORT/metrics (controller), http://127.0.0.1:$AGENT_METRICS_PORT/metrics (agent);
       deploy/prometheus/prometheus.yml scrapes them, deploy/grafana/damon-fleet.json shows them (docs/metrics.md).
     Another host or reader: node bin/damon-fleet.js credentials --dir $CREDS --agent NEW=ADDR (or --reader NAME),

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
 import { SessionStore } from '../../controller/session-store.js';
-import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_STREAM } from '../../common/subjects.js';
+import { ACTIONS_STREAM, EVENTS_STREAM, RECORDS_STREAM, SESSIONS_STREAM } from '../../common/subjects.js';
 import { SessionState, TargetState, type AgentClient, type ControllerClient, type Session } from '../../gen/damon/v1/damon.js';
 import { FAST_ATTRS, agentClient } from './support/agent-env.js';
 import { TEST_HEARTBEAT_MS, TEST_LEASE_MS } from './support/controller-env.js';
@@ -28,7 +28,7 @@ import type { AggregationRecord } from '../../gen/damon/v1/damon.js';
 const HOST = 'cl-a';
 const ID = 'survives';
 const IDLE = 'kept-off';
-const STREAMS = [RECORDS_STREAM, EVENTS_STREAM, SESSIONS_STREAM];
+const STREAMS = [RECORDS_STREAM, EVENTS_STREAM, ACTIONS_STREAM, SESSIONS_STREAM];
 
 /** The port of the NATS server a fleet process is connected to now, from its log ("nats: connected to" / "reconnected to"). */
 function natsPortOf(p: FleetProcess): number | undefined {

@@ -27,7 +27,8 @@ test('defaults: loopback, local NATS, 5 s lease, 1 s heartbeat', () => {
   assert.equal(o.identities, join(dir, 'identities.json'));
   assert.equal(o.agentKey, 's3cret');
   assert.equal(o.insecure, false);
-  assert.deepEqual(o.streams, { records: {}, events: {}, replicas: 1 });
+  assert.deepEqual(o.streams, { records: {}, events: {}, actions: {}, replicas: 1 });
+  assert.deepEqual(o.actionLimits, {});
   assert.throws(() => parseControllerArgs(['--identities', 'i', '--agent-key-file', join(dir, 'missing')]), /token file .*missing: ENOENT/);
 });
 
@@ -53,8 +54,10 @@ test('stream limits and timings', () => {
   assert.deepEqual(o.streams, {
     records: { maxAgeMs: 6 * 3600_000, maxBytes: 512 * 1024 ** 2, duplicateWindowMs: 90_000 },
     events: { maxAgeMs: 30 * 86_400_000, duplicateWindowMs: 90_000 },
+    actions: { duplicateWindowMs: 90_000 },
     replicas: 1,
   });
+  assert.deepEqual(parseControllerArgs(['--actions-max-age', '1d', '--actions-max-bytes', '1G', ...access]).streams?.actions, { maxAgeMs: 86_400_000, maxBytes: 1024 ** 3 });
   assert.equal(o.leaseTtlMs, 3000);
   assert.equal(o.heartbeatIntervalMs, 500);
   const s = parseControllerArgs(['--listen', '0.0.0.0:7100', '--advertise', 'controller-b:7100', '--leader-lease', '2s', ...access]);
@@ -78,4 +81,16 @@ test('--nats-replicas: 1 to 5 copies of the streams and the bucket', () => {
     assert.throws(() => parseControllerArgs([`--nats-replicas=${bad}`, ...access]), /--nats-replicas .*from 1 to 5/, bad);
   }
   assert.throws(() => parseControllerArgs(['--nats-replicas', 'x'.repeat(5000), ...access]), (err: Error) => err.message.length < 200);
+});
+
+test('RequestAction rate limits: RATE/BURST per caller and per target', () => {
+  assert.deepEqual(parseControllerArgs(['--action-rate', '2/4', '--target-action-rate', '0.5/2', ...access]).actionLimits, {
+    callerPerS: 2,
+    callerBurst: 4,
+    targetPerS: 0.5,
+    targetBurst: 2,
+  });
+  for (const bad of ['x', '0/4', '2/0', '2', '1/2/3']) {
+    assert.throws(() => parseControllerArgs(['--action-rate', bad, ...access]), /--action-rate ".*": expected RATE\/BURST/);
+  }
 });
