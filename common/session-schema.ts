@@ -28,6 +28,8 @@ import { AttributeError, DEFAULT_ATTRS, MAX_ACCESS_BP, maxNrAccesses, validateAt
 import { PRESET_NAMES, resolveWorkload } from '../agent/ops/synthetic-presets.js';
 import { RpcError } from './grpc-server.js';
 import { excerpt, quoted } from './log.js';
+import { schemesFromMessage, toProtoScheme, type SchemeSpec } from './scheme-schema.js';
+import { schemesFromText } from './scheme-text.js';
 import { HOST_RE, SESSION_ID_RE } from './subjects.js';
 import type { Attributes as ProtoAttributes, IntervalsGoal as ProtoIntervalsGoal } from '../gen/damon/v1/damon.js';
 
@@ -244,9 +246,11 @@ export function checkResultPath(resultFile: string): ResultPathParts {
 
 // ---- attributes -----------------------------------------------------------------------
 
-/** Attributes with the result format, as a session holds them. */
+/** Attributes with the result format and the schemes, as a session holds them. */
 export interface SessionAttrs extends Attributes {
   resultFormat: ResultFormatName;
+  /** Applied in this order (common/scheme-schema.ts); absent in sessions stored before schemes. */
+  schemes: SchemeSpec[];
 }
 
 /** Largest value of each number, within its wire type (uint64 intervals, uint32 regions). */
@@ -353,10 +357,10 @@ function checkResultFormat(format: string): ResultFormatName {
   return f as ResultFormatName;
 }
 
-/** The fleet's rules beyond DAMON's: the result path. */
-function sessionAttrs(a: Attributes, resultFormat: string): SessionAttrs {
+/** The fleet's rules beyond DAMON's: the result path; the schemes, checked against the intervals. */
+function sessionAttrs(a: Attributes, resultFormat: string, schemes: (a: Attributes) => SchemeSpec[]): SessionAttrs {
   if (a.resultFile !== '') checkResultPath(a.resultFile);
-  return { ...a, resultFormat: checkResultFormat(resultFormat) };
+  return { ...a, resultFormat: checkResultFormat(resultFormat), schemes: schemes(a) };
 }
 
 /**
@@ -364,7 +368,7 @@ function sessionAttrs(a: Attributes, resultFormat: string): SessionAttrs {
  * Field names are the message's ("min_nr_regions"); callers put their prefix before them.
  */
 export function attrsFromMessage(m: ProtoAttributes | undefined): SessionAttrs {
-  if (!m) return { ...DEFAULT_ATTRS, resultFormat: DEFAULT_RESULT_FORMAT };
+  if (!m) return { ...DEFAULT_ATTRS, resultFormat: DEFAULT_RESULT_FORMAT, schemes: [] };
   const partial: Partial<Attributes> = { resultFile: m.resultFile };
   const values: Record<NumberField, bigint> = {
     sampling_interval_us: m.samplingIntervalUs,
@@ -379,12 +383,15 @@ export function attrsFromMessage(m: ProtoAttributes | undefined): SessionAttrs {
   if (m.intervalsGoal !== undefined) partial.intervalsGoal = goalFromMessage(m.intervalsGoal);
   const a = damonRules(partial);
   checkTunedBound(a);
-  return sessionAttrs(a, m.resultFormat);
+  return sessionAttrs(a, m.resultFormat, (checked) => schemesFromMessage(m.schemes ?? [], checked));
 }
 
-/** Attributes from DAMON's text form, with the result format kept from elsewhere. */
-export function attrsFromText(text: string, resultFormat: string): SessionAttrs {
-  return sessionAttrs(parseAttrsText(text), resultFormat);
+/**
+ * Attributes from DAMON's text form, with the result format kept from elsewhere and the
+ * schemes in their text form (common/scheme-text.ts; "" for none).
+ */
+export function attrsFromText(text: string, resultFormat: string, schemesText = ''): SessionAttrs {
+  return sessionAttrs(parseAttrsText(text), resultFormat, (checked) => schemesFromText(schemesText, checked));
 }
 
 /** Attributes as the API's message. */
@@ -396,7 +403,8 @@ export function toProtoAttrs(a: SessionAttrs): ProtoAttributes {
     minNrRegions: a.minNrRegions,
     maxNrRegions: a.maxNrRegions,
     resultFile: a.resultFile,
-    resultFormat: a.resultFormat, schemes: [],
+    resultFormat: a.resultFormat,
+    schemes: (a.schemes ?? []).map(toProtoScheme),
     intervalsGoal: a.intervalsGoal
       ? {
           accessBp: a.intervalsGoal.accessBp,
