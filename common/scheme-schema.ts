@@ -17,7 +17,7 @@
 // metric none: none), so that the message and the text form round-trip.
 import type { OpsName } from './session-schema.js';
 import { excerpt } from './log.js';
-import { MAX_INTERVAL_US, SchemaError } from './session-schema.js';
+import { MAX_INTERVAL_US, SchemaError } from './schema-base.js';
 import {
   SchemeAction,
   WatermarkMetric,

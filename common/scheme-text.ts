@@ -24,7 +24,7 @@ import {
   type SchemeActionName,
   type SchemeSpec,
 } from './scheme-schema.js';
-import { SchemaError } from './session-schema.js';
+import { SchemaError } from './schema-base.js';
 import { WatermarkMetric, type Scheme as ProtoScheme } from '../gen/damon/v1/damon.js';
 
 /** The fields of a line, in order, as dbgfs names them. */
