@@ -8,16 +8,18 @@
 // The size limits keep every message of a session within what carries it:
 //
 //   message                        carried by                   limit      worst case
-//   a session entry (JSON)         NATS publish (KV put)        1 MiB      922 KiB
-//   Session, GetSession answer     gRPC                         4 MiB      756 KiB
-//   ApplySession request (1 host)  gRPC                         4 MiB       20 KiB
+//   a session entry (JSON)         NATS publish (KV put)        1 MiB      937 KiB
+//   Session, GetSession answer     gRPC                         4 MiB     1843 KiB
+//   ApplySession request (1 host)  gRPC                         4 MiB       23 KiB
 //   ApplySession answer (1 host)   gRPC                         4 MiB      414 KiB
 //   one AggregationRecord          NATS publish                 1 MiB      704 KiB
 //
 // A session entry is dominated by its targets: MAX_TARGETS_PER_SESSION of (host of
 // MAX_HOST_BYTES, and a status whose message is at most MAX_STATUS_MESSAGE_CHARS, up to
 // 6 JSON bytes each), then the synthetic workload and the result path (2 JSON bytes per
-// byte at worst: control characters are refused in both). A record is dominated by its
+// byte at worst: control characters are refused in both), then MAX_SCHEMES_PER_SESSION
+// schemes (common/scheme-schema.ts); a Session also carries every host's statistics of
+// every scheme (about 1 MiB at the limits). A record is dominated by its
 // regions: at most MAX_NR_REGIONS per target (the merge brings them down to
 // max_nr_regions every aggregation), 36 protobuf bytes each. test/unit/session-schema.test.ts
 // builds each worst case and measures it. What carries many sessions is paged instead:
