@@ -18,6 +18,7 @@ import { newRegion } from '../../agent/engine/region.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
 import { AggregationRecord, Attributes, SchemeAction, TargetState, type IntervalsGoal } from '../../gen/damon/v1/damon.js';
 import { schemesFromMessage } from '../../common/scheme-schema.js';
+import { schemesFromText } from '../../common/scheme-text.js';
 import type { RegionRecord } from '../../agent/records/record.js';
 import { FakeKernel } from './kdamond-fake-kernel.js';
 
@@ -65,9 +66,11 @@ function fakeHost(k: FakeKernel, pageIdle: HostOperations['pageIdle']): HostOper
     pageIdle,
     createPageIdle: () => new StandInPageIdle(),
     kdamond,
-    createKdamond: (pids, attrs) =>
+    createKdamond: (pids, attrs, schemes) =>
       new KdamondContext({
         attrs,
+        schemes,
+        schemeStatsIntervalMs: 0,
         targetIds: pids,
         sysfsRoot: k.sysfsRoot,
         tracefsRoot: k.tracefsRoot,
@@ -296,4 +299,23 @@ test('default operations and schemes: the best operations that can apply every a
     () => parseSpec({ sessionId: 'k1', attrs: { ...Attributes.fromPartial({}), schemes: [hp] }, pids: [1], operations: 'page_idle', syntheticWorkload: '', generation: 1n }),
     /^SchemaError: spec\.attrs\.schemes\[0\]\.action: operations "page_idle" cannot apply schemes\[0\] hugepage/,
   );
+});
+
+test('a kdamond session hands its schemes to the kernel\'s DAMOS and reports their statistics as the kernel counts them', async () => {
+  const k = fake();
+  const base = spec('kdamond');
+  // Page out what stayed idle for 10 aggregations, 64 MiB a second at most.
+  const schemes = schemesFromText('4096 18446744073709551615 0 0 10 4294967295 pageout 0 67108864 1000 0 0 1000 0 0 0 0 0', base.attrs);
+  const { runner: r } = runner({ ...base, schemes }, fakeHost(k, PAGE_IDLE_OK));
+  k.autoAggregate(20, () => REGIONS);
+  await r.start();
+  const kd = 'sys/kernel/mm/damon/admin/kdamonds/0';
+  await until('our kdamond on', () => k.has(`${kd}/state`) && k.get(`${kd}/state`) === 'on');
+  const s = `${kd}/contexts/0/schemes`;
+  assert.equal(k.get(`${s}/0/action`), 'pageout');
+  assert.equal(k.get(`${s}/0/access_pattern/age/min`), '10');
+  assert.equal(k.get(`${s}/0/quotas/bytes`), '67108864');
+  k.schemeStats = { 0: { nr_tried: '4', sz_tried: '16777216', nr_applied: '4', sz_applied: '16777216', qt_exceeds: '0' } };
+  await until('the statistics read back', () => r.observed().schemeStats[0]?.nrApplied === 4n);
+  assert.deepEqual(r.observed().schemeStats, [{ scheme: 0, nrTried: 4n, szTried: 16777216n, nrApplied: 4n, szApplied: 16777216n, qtExceeds: 0n, active: true }]);
 });
