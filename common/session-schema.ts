@@ -219,8 +219,11 @@ export function checkResultPath(resultFile: string): ResultPathParts {
 
 // ---- attributes -----------------------------------------------------------------------
 
-/** Attributes with the result format and the schemes, as a session holds them. */
-export interface SessionAttrs extends Attributes {
+/**
+ * Attributes with the result format and the schemes, as a session holds them (the schemes
+ * in their checked, JSON-safe form; the engine takes its own form of them).
+ */
+export interface SessionAttrs extends Omit<Attributes, 'schemes'> {
   resultFormat: ResultFormatName;
   /** Applied in this order (common/scheme-schema.ts); absent in sessions stored before schemes. */
   schemes: SchemeSpec[];
