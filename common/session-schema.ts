@@ -320,7 +320,7 @@ export function parseAttrsText(text: string): Attributes {
 }
 
 /** DAMON's text form of attributes. */
-export function formatAttrsText(a: Attributes): string {
+export function formatAttrsText(a: Omit<Attributes, 'schemes'>): string {
   const base = `${a.samplingUs} ${a.aggregationUs} ${a.updateUs} ${a.minNrRegions} ${a.maxNrRegions}`;
   return a.resultFile ? `${base} ${a.resultFile}` : base;
 }

@@ -3,8 +3,8 @@
 // drives any context through damon_start()/damon_stop().
 import type { EventEmitter } from 'node:events';
 import type { AggregationRecord } from '../records/record.js';
-import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 import type { IntervalStats } from './stats-window.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 
 export type StopReason = 'off' | 'no-targets' | 'error';
 
@@ -29,10 +29,11 @@ export interface DriftStats {
   /** Sampling slots skipped because the loop was more than one interval late (batched: windows restarted late). */
   missedSamples: number;
   /**
-   * Measured real time per region check, microseconds, and the regions the split may
-   * leave at that cost (check-budget.ts); null where the engine does not measure it.
+   * Measured real time per region check, microseconds, the regions the split may leave at
+   * that cost, and the rule the last split followed (check-budget.ts); null where the
+   * engine does not measure it.
    */
-  checkCost: { perCheckUs: number; affordableRegions: number } | null;
+  checkCost: { perCheckUs: number; affordableRegions: number; splitRule: 'refined' | 'kernel' } | null;
 }
 
 /** The intervals an engine runs with, in microseconds. */
@@ -60,9 +61,6 @@ export interface Monitor extends EventEmitter<MonitorEvents> {
   drift(): DriftStats;
   /** The sampling and aggregation intervals now: as set, or as an intervals goal tuned them. */
   intervals(): Intervals;
-  /**
-   * Statistics of the session's schemes since start, one per scheme in order (as last
-   * refreshed, at most every SCHEME_STATS_REPORT_MS); absent or [] without schemes.
-   */
+  /** The statistics of attrs.schemes since this engine started, by scheme index; [] without schemes. */
   schemeStats?(): SchemeStats[];
 }

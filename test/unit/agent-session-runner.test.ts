@@ -3,7 +3,7 @@
 // new context); operations that become unavailable fail every running target.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { OperationsUnavailableError, TargetError, type Operations, type OpsContext } from '../../agent/engine/operations.js';
+import { OperationsUnavailableError, TargetError, type Operations, type OpsContext, type SampledIntervals } from '../../agent/engine/operations.js';
 import { newRegion } from '../../agent/engine/region.js';
 import { SessionRunner } from '../../agent/daemon/session-runner.js';
 import { tempSpool } from './temp-spool.js';
@@ -156,4 +156,26 @@ test('with an intervals goal the session reports the intervals as tuned, in its 
   assert.equal(tuned[0], 5_000n, 'the first aggregation ran at the interval set');
   assert.ok(tuned.includes(2_500n) && tuned[tuned.length - 1] === 2_000n, tuned.join(', '));
   for (const p of payloads) assert.equal(decodeRecord(p).maxNrAccesses, 10);
+});
+
+/** The stand-in with a batched loop, as page_idle's native sampler: one call per aggregation. */
+class BatchedStandInOps extends StandInOps {
+  batches = 0;
+  async sampleAggregation(ctx: OpsContext, nSamples: number, samplingUs: number): Promise<SampledIntervals> {
+    this.batches++;
+    await new Promise((r) => setTimeout(r, (nSamples * samplingUs) / 1000));
+    for (let i = 0; i < nSamples; i++) this.checkAccesses(ctx);
+    return { samples: nSamples, wallUs: nSamples * samplingUs, late: 0, stopped: false };
+  }
+}
+
+test("the agent's engine runs the operations' batched loop (the native sampler) where they have one", async () => {
+  const ops = new BatchedStandInOps({});
+  const { runner, subjects } = setup(() => ops);
+  await runner.start();
+  const deadline = Date.now() + 30_000;
+  while (subjects.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await runner.stop();
+  assert.ok(subjects.length >= 4, `${subjects.length} records`);
+  assert.ok(ops.batches >= 2, `${ops.batches} batches: the per-sample loop ran instead`);
 });

@@ -61,3 +61,15 @@ test('a sink that throws (a closed connection): summaries are still computed, an
   r.refresh();
   assert.deepEqual(sent, ['damon.stat.s1.h']);
 });
+
+test('DamonStat carries the session\'s scheme statistics on this host', () => {
+  const sent: DamonStat[] = [];
+  const stats = [{ scheme: 0, nrTried: 5n, szTried: 20_480n, nrApplied: 2n, szApplied: 8192n, qtExceeds: 1n, active: true }];
+  const r = new DamonStatReporter({ host: 'h', instanceId: 'i', log: silentLogger, schemeStats: (id) => (id === 's1' ? stats : []) });
+  r.setSink({ publish: (_subject, data) => sent.push(DamonStat.decode(data)) });
+  r.record('s1', rec(10, A), 100_000);
+  r.record('s2', rec(10, A), 100_000);
+  r.refresh();
+  assert.deepEqual(sent.find((m) => m.sessionId === 's1')!.schemes, stats);
+  assert.deepEqual(sent.find((m) => m.sessionId === 's2')!.schemes, []);
+});
