@@ -52,6 +52,40 @@ export function targetsTable(s: Session, indent = ''): string[] {
   return table(['HOST', 'PID', 'STATE', 'OPERATIONS', 'MESSAGE'], rows, indent);
 }
 
+/** The schemes in their text form, one line each, and each host's statistics of them. */
+export function schemesText(s: Pick<Session, 'schemesText' | 'schemeStats'>, indent = ''): string[] {
+  const lines = s.schemesText.split('\n').filter((l) => l !== '').map((l, i) => `${indent}${i}: ${cell(l, 200)}`);
+  if (s.schemeStats.length > 0) {
+    const rows = s.schemeStats.flatMap((h) =>
+      h.schemes.map((st) => [
+        cell(h.host),
+        String(st.scheme),
+        st.active ? 'yes' : 'no',
+        String(st.nrTried),
+        bytesText(st.szTried),
+        String(st.nrApplied),
+        bytesText(st.szApplied),
+        String(st.qtExceeds),
+      ]),
+    );
+    lines.push(...table(['HOST', 'SCHEME', 'ACTIVE', 'TRIED', 'TRIED BYTES', 'APPLIED', 'APPLIED BYTES', 'QUOTA EXCEEDED'], rows, indent));
+  }
+  return lines;
+}
+
+/** Bytes for people: binary units above 1 KiB, exact (as a bigint counter) below. */
+function bytesText(n: bigint): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  if (n < 1024n) return `${n} B`;
+  let v = Number(n) / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
 /** One session, whole. */
 export function sessionText(s: Session, now = Date.now()): string[] {
   const lines = [
@@ -62,6 +96,9 @@ export function sessionText(s: Session, now = Date.now()): string[] {
     `  operations  ${operationsText(s)}`,
     `  revision    ${s.revision}, created ${timestamp(Number(s.createdAtMs))}, updated ${ago(Number(s.updatedAtMs), now)}`,
   ];
+  const schemes = schemesText(s, '    ');
+  if (s.schemesText === '') lines.push('  schemes     none');
+  else lines.push(`  schemes     ${s.attrs?.schemes.length ?? 0} (DAMON's text form; docs/schemes.md)`, ...schemes);
   if (s.targets.length === 0) lines.push('  targets     none');
   else lines.push(`  targets     ${s.targets.length}`, ...targetsTable(s, '    '));
   return lines;

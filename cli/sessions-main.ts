@@ -1,25 +1,35 @@
 // `damon-fleet sessions`: monitoring sessions on the controller, with DAMON's interface
 // (attrs in its text form, targets as pids, on/off) plus get, list, delete.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Attributes, Session, QuarantinedSession, GetAttributesResponse, type ListSessionsResponse, type Target } from '../gen/damon/v1/damon.js';
 import { SchemaError, attrsFromMessage, attrsFromText, checkTargets, toProtoAttrs } from '../common/session-schema.js';
+import { toProtoScheme } from '../common/scheme-schema.js';
+import { schemesFromText } from '../common/scheme-text.js';
 import { quoted } from '../common/log.js';
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, parseConnection, type ConnectionValues } from './connection-options.js';
 import { ControllerConnection } from './controller-connection.js';
 import { CliError, Exit, UsageError } from './exit-codes.js';
 import { parseCommandLine, print, printJson, processIo, runCommand, type Io } from './command.js';
-import { attrsExtras, sessionText, sessionsTable, targetsTable } from './fleet-text.js';
+import { attrsExtras, schemesText, sessionText, sessionsTable, targetsTable } from './fleet-text.js';
 
 export const USAGE = `usage: damon-fleet sessions <command> [options]
 
   create [ID] [--attrs "SAMPLING AGGREGATION UPDATE MIN MAX [RESULT_FILE]"] [--format F]
          [--targets HOST:PID[,HOST:PID...]] [--operations OPS] [--workload W]
+         [--schemes-file F]
                           a new session, off (ID generated when not given)
   attrs ID                its attributes in DAMON's text form (as DAMON's attrs file)
   attrs ID SAMPLING AGGREGATION UPDATE MIN MAX [RESULT_FILE] [--format F] [--revision N]
                           sets them (only while off): intervals in microseconds, the
                           number of regions, a result file relative to the agents' data
-                          directory; --format binary, binary_v0, json or json_compressed
+                          directory; --format binary, binary_v0, json or json_compressed;
+                          the schemes are kept
+  schemes ID              its schemes in DAMON's text form (as dbgfs's schemes file), and
+                          each host's statistics of them while on
+  schemes ID TEXT | --file F [--revision N]
+                          sets them (only while off): one scheme per line, '#' comments;
+                          F "-" reads standard input; TEXT "" removes them (docs/schemes.md)
   targets ID              its targets, with each one's state
   targets ID HOST:PID... [--operations OPS] [--workload W] [--revision N]
                           sets them (only while off; keeps the operations unless given)
@@ -47,6 +57,8 @@ const OPTIONS = {
   workload: { type: 'string' },
   revision: { type: 'string' },
   'page-size': { type: 'string' },
+  file: { type: 'string' },
+  'schemes-file': { type: 'string' },
 } as const;
 
 type Values = ConnectionValues & {
@@ -57,6 +69,8 @@ type Values = ConnectionValues & {
   workload?: string;
   revision?: string;
   'page-size'?: string;
+  file?: string;
+  'schemes-file'?: string;
 };
 
 /** A schema refusal found before calling: the same words the controller would answer with. */
@@ -165,8 +179,10 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   onlyFor('format', ['create', 'attrs']);
   onlyFor('operations', ['create', 'targets']);
   onlyFor('workload', ['create', 'targets']);
-  onlyFor('revision', ['attrs', 'targets']);
+  onlyFor('revision', ['attrs', 'targets', 'schemes']);
   onlyFor('page-size', ['list']);
+  onlyFor('file', ['schemes']);
+  onlyFor('schemes-file', ['create']);
   // Arguments are checked before the connection, so a bad one fails the same with or without a controller.
   const conn = (): ControllerConnection => new ControllerConnection(parseConnection(v));
   const show = (s: Session) => (v.json ? printJson(io, Session.toJSON(s)) : print(io, sessionText(s)));
@@ -174,7 +190,8 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   switch (sub) {
     case 'create': {
       if (positionals.length > 1) throw new UsageError(`unexpected argument ${quoted(positionals[1])}`);
-      const attrs = v.attrs !== undefined ? attrsRequest(v.attrs, v.format) : { attrs: v.format !== undefined ? defaultsWithFormat(v.format) : undefined, attrsText: '', schemesText: '' };
+      const base = v.attrs !== undefined ? attrsRequest(v.attrs, v.format) : { attrs: v.format !== undefined ? defaultsWithFormat(v.format) : undefined, attrsText: '', schemesText: '' };
+      const attrs = v['schemes-file'] !== undefined ? withSchemes(base, readText(v['schemes-file'])) : base;
       const targets = parseTargets(v.targets ?? []);
       if (v.workload !== undefined && v.operations === undefined) throw new UsageError('--workload goes with --operations synthetic');
       const c = conn();
@@ -197,7 +214,28 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
           else print(io, [a.attrsText, ...attrsExtras(a.attrs)]);
         } else {
           const req = attrsRequest(words.join(' '), v.format);
-          show(await c.call('setAttributes', { id, ...req, expectedRevision: revisionOf(v.revision) }));
+          show(await setKeepingSchemes(c, id, req, revisionOf(v.revision)));
+        }
+      } finally {
+        c.close();
+      }
+      return Exit.Ok;
+    }
+    case 'schemes': {
+      if (positionals.length === 0) throw new UsageError('a session ID is required');
+      if (positionals.length > 2) throw new UsageError(`unexpected argument ${quoted(positionals[2])} (give the schemes as one argument, or --file)`);
+      const [id, text] = positionals;
+      if (text !== undefined && v.file !== undefined) throw new UsageError('schemes ID: give the schemes as TEXT or --file, not both');
+      const newText = text ?? (v.file !== undefined ? readText(v.file) : undefined);
+      if (newText === undefined && v.revision !== undefined) throw new UsageError('schemes ID: --revision goes with new schemes');
+      const c = conn();
+      try {
+        if (newText === undefined) {
+          const sess = await c.call('getSession', { id });
+          if (v.json) printJson(io, { schemesText: sess.schemesText, schemes: (Session.toJSON(sess) as { attrs?: { schemes?: unknown[] } }).attrs?.schemes ?? [], schemeStats: (Session.toJSON(sess) as { schemeStats?: unknown[] }).schemeStats ?? [] });
+          else print(io, sess.schemesText === '' ? ['no schemes'] : schemesText(sess));
+        } else {
+          show(await setSchemes(c, id, newText, revisionOf(v.revision)));
         }
       } finally {
         c.close();
@@ -264,8 +302,66 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
       return Exit.Ok;
     }
     default:
-      throw new UsageError(`unknown command ${quoted(sub)} (create, attrs, targets, on, off, get, list, delete)`);
+      throw new UsageError(`unknown command ${quoted(sub)} (create, attrs, schemes, targets, on, off, get, list, delete)`);
   }
+}
+
+type AttrsRequest = { attrs: Attributes | undefined; attrsText: string; schemesText: string };
+
+/** A file's text ("-": standard input); a file that cannot be read is a usage error. */
+function readText(file: string): string {
+  try {
+    return readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${quoted(file)}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A request's attributes with these schemes, checked here against its intervals as the
+ * controller checks them: as schemes_text beside attrs_text, or in the attrs message.
+ */
+function withSchemes(given: AttrsRequest, text: string): AttrsRequest {
+  // No attributes given: DAMON's defaults, as the controller would take them.
+  const req = given.attrs === undefined && given.attrsText === '' ? { ...given, attrs: defaultsWithFormat('') } : given;
+  const intervals = req.attrs ? attrsFromMessage({ ...req.attrs, schemes: [] }) : attrsFromText(req.attrsText, '');
+  let schemes;
+  try {
+    schemes = schemesFromText(text, intervals);
+  } catch (err) {
+    schemaUsage('bad schemes', err);
+  }
+  if (req.attrs) return { attrs: { ...req.attrs, schemes: schemes.map(toProtoScheme) }, attrsText: '', schemesText: '' };
+  return { ...req, schemesText: text };
+}
+
+/** How often a read-modify-write of attributes is tried again when another client wrote between. */
+const ATTRS_TRIES = 3;
+
+/**
+ * SetAttributes from the session as it is, changed by `change`, compare-and-set on its
+ * revision (retried when another client wrote between, unless the caller gave one).
+ */
+async function readModifyWrite(conn: ControllerConnection, id: string, explicit: bigint, change: (cur: Session) => AttrsRequest): Promise<Session> {
+  for (let attempt = 1; ; attempt++) {
+    const cur = await conn.call('getSession', { id });
+    try {
+      return await conn.call('setAttributes', { id, ...change(cur), expectedRevision: explicit || cur.revision });
+    } catch (err) {
+      const raced = err instanceof CliError && err.status === grpc.status[grpc.status.ABORTED] && explicit === 0n;
+      if (!raced || attempt >= ATTRS_TRIES) throw err;
+    }
+  }
+}
+
+/** New attributes, keeping the session's schemes (SetAttributes sets both). */
+function setKeepingSchemes(conn: ControllerConnection, id: string, req: AttrsRequest, revision: bigint): Promise<Session> {
+  return readModifyWrite(conn, id, revision, (cur) => (req.attrs ? { ...req, attrs: { ...req.attrs, schemes: cur.attrs?.schemes ?? [] } } : { ...req, schemesText: cur.schemesText }));
+}
+
+/** New schemes, keeping the session's attributes (with its result format and intervals goal). */
+function setSchemes(conn: ControllerConnection, id: string, text: string, revision: bigint): Promise<Session> {
+  return readModifyWrite(conn, id, revision, (cur) => withSchemes({ attrs: cur.attrs ?? defaultsWithFormat(''), attrsText: '', schemesText: '' }, text));
 }
 
 /** DAMON's default attributes with a result format: what create --format alone asks for. */
@@ -281,7 +377,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const [sub, ...args] = argv;
   const name = sub && !sub.startsWith('-') ? `sessions ${sub}` : 'sessions';
   return runCommand(name, USAGE, argv, io, async () => {
-    if (!sub || sub.startsWith('-')) throw new UsageError('a command is required (create, attrs, targets, on, off, get, list, delete)');
+    if (!sub || sub.startsWith('-')) throw new UsageError('a command is required (create, attrs, schemes, targets, on, off, get, list, delete)');
     return run(sub, args, io);
   });
 }

@@ -20,6 +20,7 @@ import { openResultWriter } from '../records/result-writer.js';
 import type { ResultWriter } from '../records/result-format.js';
 import { TargetState, type ObservedSession, type ObservedTarget, type SchemeStats } from '../../gen/damon/v1/damon.js';
 import { addSchemeStats } from '../schemes/stats.js';
+import { SCHEME_STATS_REPORT_MS } from '../../common/scheme-schema.js';
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
 import { errorMessage, quoted, type Logger } from '../../common/log.js';
@@ -95,6 +96,8 @@ export class SessionRunner {
   private retiredCpu: EngineCpu = { thread: undefined, threadSeconds: 0, jsSeconds: 0 };
   /** Scheme statistics of those engines. */
   private retiredSchemeStats: SchemeStats[] = [];
+  /** What observed() last reported of them, and when. */
+  private reported: { atMs: number; stats: SchemeStats[] } | undefined;
 
   constructor(
     readonly spec: RunSpec,
@@ -182,13 +185,24 @@ export class SessionRunner {
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
       recordsPublished: this.published,
-      schemeStats: this.schemeStats(),
+      schemeStats: this.reportedSchemeStats(),
       samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
       ...(this.drift.checkCost === null
         ? {}
         : { checkCostUs: this.drift.checkCost.perCheckUs, affordableRegions: this.drift.checkCost.affordableRegions, splitRule: this.drift.checkCost.splitRule }),
     };
+  }
+
+  /**
+   * The statistics as observed() reports them: refreshed at most every
+   * SCHEME_STATS_REPORT_MS, since the heartbeat's digest covers them and each change costs
+   * the controller a GetState.
+   */
+  private reportedSchemeStats(): SchemeStats[] {
+    const now = performance.now();
+    if (this.reported === undefined || now - this.reported.atMs >= SCHEME_STATS_REPORT_MS) this.reported = { atMs: now, stats: this.schemeStats() };
+    return this.reported.stats;
   }
 
   /** The schemes' statistics on this host since the session started here, by scheme index. */

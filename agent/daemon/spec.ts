@@ -15,6 +15,7 @@ import {
   type ResultFormatName,
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
+import { checkSchemesFitOperations, type SchemeSpec } from '../../common/scheme-schema.js';
 import { SchemeSpecError, schemeFromMessage } from '../schemes/scheme.js';
 
 export interface RunSpec {
@@ -22,6 +23,8 @@ export interface RunSpec {
   generation: bigint;
   attrs: Attributes;
   resultFormat: ResultFormatName;
+  /** Applied in order once per aggregation (or apply interval); checked against attrs. */
+  schemes: SchemeSpec[];
   pids: number[];
   /** As asked: "" (best available), "kdamond", "page_idle" or "synthetic". */
   operations: string;
@@ -34,9 +37,10 @@ export interface RunSpec {
 export function parseSpec(spec: SessionSpec | undefined): RunSpec {
   if (!spec) throw new SchemaError('spec', 'required');
   const sessionId = within('spec.', () => checkSessionId(spec.sessionId, 'session_id'));
-  const { resultFormat, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
-  // The controller validated them (the API's rules); here they only change form.
-  const schemes = (spec.attrs?.schemes ?? []).map((s, i) => {
+  const { resultFormat, schemes, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
+  // Checked above as the controller checks them (common/scheme-schema.ts); the engine takes
+  // its own form of them (agent/schemes/scheme.ts).
+  const engineSchemes = (spec.attrs?.schemes ?? []).map((s, i) => {
     try {
       return schemeFromMessage(s, i);
     } catch (err) {
@@ -44,13 +48,15 @@ export function parseSpec(spec: SessionSpec | undefined): RunSpec {
       throw err;
     }
   });
-  if (schemes.length > 0) attrs.schemes = schemes;
+  if (engineSchemes.length > 0) (attrs as Attributes).schemes = engineSchemes;
   const pids = within('spec.', () => checkPids(spec.pids));
   within('spec.', () => checkOperations(spec.operations, spec.syntheticWorkload));
+  within('spec.attrs.', () => checkSchemesFitOperations(schemes, spec.operations));
   const key = JSON.stringify([
     spec.generation.toString(),
     attrs,
     resultFormat,
+    schemes,
     pids,
     spec.operations,
     spec.syntheticWorkload,
@@ -60,6 +66,7 @@ export function parseSpec(spec: SessionSpec | undefined): RunSpec {
     generation: spec.generation,
     attrs,
     resultFormat,
+    schemes,
     pids,
     operations: spec.operations,
     syntheticWorkload: spec.syntheticWorkload,

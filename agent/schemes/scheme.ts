@@ -8,20 +8,10 @@ import {
   WatermarkMetric,
   type Scheme,
 } from '../../gen/damon/v1/damon.js';
+import { actionName, type SchemeActionName, type WatermarkMetricName } from '../../common/scheme-schema.js';
 
-/** The actions a scheme can ask for, by their DAMON names. */
-export type SchemeActionName = 'willneed' | 'cold' | 'pageout' | 'hugepage' | 'nohugepage' | 'stat' | 'collapse';
-
-export const SCHEME_ACTION_NAMES: Readonly<Record<Exclude<SchemeAction, SchemeAction.SCHEME_ACTION_UNSPECIFIED | SchemeAction.UNRECOGNIZED>, SchemeActionName>> =
-  Object.freeze({
-    [SchemeAction.SCHEME_ACTION_WILLNEED]: 'willneed',
-    [SchemeAction.SCHEME_ACTION_COLD]: 'cold',
-    [SchemeAction.SCHEME_ACTION_PAGEOUT]: 'pageout',
-    [SchemeAction.SCHEME_ACTION_HUGEPAGE]: 'hugepage',
-    [SchemeAction.SCHEME_ACTION_NOHUGEPAGE]: 'nohugepage',
-    [SchemeAction.SCHEME_ACTION_STAT]: 'stat',
-    [SchemeAction.SCHEME_ACTION_COLLAPSE]: 'collapse',
-  });
+/** The actions and watermark metrics by their DAMON names: one vocabulary, the API's (common/scheme-schema.ts). */
+export type { SchemeActionName, WatermarkMetricName } from '../../common/scheme-schema.js';
 
 /** The kernel's DAMON_MIN_REGION: regions, and quota splits, are whole pages. */
 export const MIN_REGION = 4096;
@@ -47,8 +37,6 @@ export interface QuotaSpec {
   weightNrAccessesPermil: number;
   weightAgePermil: number;
 }
-
-export type WatermarkMetricName = 'none' | 'free_mem_rate';
 
 /** The kernel's damos_watermarks. */
 export interface WatermarksSpec {
@@ -91,7 +79,7 @@ function num(v: bigint | number | undefined, unset: number): number {
 
 /** The engine's form of `s` (Attributes.schemes[index]). */
 export function schemeFromMessage(s: Scheme, index = 0): SchemeSpec {
-  const action = SCHEME_ACTION_NAMES[s.action as keyof typeof SCHEME_ACTION_NAMES];
+  const action = actionName(s.action);
   if (action === undefined) throw new SchemeSpecError(`schemes[${index}].action`, `${SchemeAction[s.action] ?? s.action} is not an action`);
   const p = s.accessPattern;
   const pattern: AccessPatternSpec = {

@@ -16,7 +16,9 @@ import { parseSpec, type RunSpec } from '../../agent/daemon/spec.js';
 import type { Operations, OpsContext } from '../../agent/engine/operations.js';
 import { newRegion } from '../../agent/engine/region.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
-import { AggregationRecord, TargetState, type IntervalsGoal } from '../../gen/damon/v1/damon.js';
+import { AggregationRecord, Attributes, SchemeAction, TargetState, type IntervalsGoal } from '../../gen/damon/v1/damon.js';
+import { schemesFromMessage } from '../../common/scheme-schema.js';
+import { schemesFromText } from '../../common/scheme-text.js';
 import type { RegionRecord } from '../../agent/records/record.js';
 import { FakeKernel } from './kdamond-fake-kernel.js';
 
@@ -64,9 +66,11 @@ function fakeHost(k: FakeKernel, pageIdle: HostOperations['pageIdle']): HostOper
     pageIdle,
     createPageIdle: () => new StandInPageIdle(),
     kdamond,
-    createKdamond: (pids, attrs) =>
+    createKdamond: (pids, attrs, schemes) =>
       new KdamondContext({
         attrs,
+        schemes,
+        schemeStatsIntervalMs: 0,
         targetIds: pids,
         sysfsRoot: k.sysfsRoot,
         tracefsRoot: k.tracefsRoot,
@@ -267,4 +271,51 @@ test('an intervals goal on a kernel with intervals_goal (6.15+) is handed to the
   assert.equal(r.observed().aggregationIntervalUs, 50_000n);
   await r.stop();
   assert.equal(k.get('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds'), '0', 'the tuned values are ours: the kdamond is still removed');
+});
+
+test('default operations and schemes: the best operations that can apply every action; why none can otherwise', () => {
+  const k = fake();
+  const both = fakeHost(k, PAGE_IDLE_OK);
+  const withActions = (operations: string, ...actions: SchemeAction[]): RunSpec => {
+    const s = spec(operations);
+    const schemes = actions.map((action) => ({ accessPattern: { minSizeBytes: 0n, minNrAccesses: 0, minAge: 0 }, action, applyIntervalUs: 0n }));
+    return { ...s, schemes: schemesFromMessage(schemes, s.attrs) };
+  };
+  const hugepage = chooseOperations(withActions('', SchemeAction.SCHEME_ACTION_PAGEOUT, SchemeAction.SCHEME_ACTION_HUGEPAGE), both);
+  assert.ok(hugepage.ok && hugepage.engine === 'kdamond');
+  assert.equal(hugepage.fallback, undefined, 'page_idle cannot apply hugepage: no fallback to it');
+  const collapse = chooseOperations(withActions('', SchemeAction.SCHEME_ACTION_COLLAPSE), both);
+  assert.ok(collapse.ok && collapse.name === 'page_idle', 'the kernel DAMOS has no collapse: page_idle');
+  const neither = chooseOperations(withActions('', SchemeAction.SCHEME_ACTION_COLLAPSE, SchemeAction.SCHEME_ACTION_NOHUGEPAGE), both);
+  assert.ok(!neither.ok);
+  assert.equal(
+    neither.message,
+    'operations "page_idle" cannot apply schemes[1] nohugepage (it applies willneed, cold, pageout, collapse, stat); ' +
+      'operations "kdamond" cannot apply schemes[0] collapse (it applies willneed, cold, pageout, hugepage, nohugepage, stat)',
+  );
+  // An agent refuses a spec whose explicit operations cannot apply its schemes, naming the scheme.
+  const hp = { accessPattern: { minSizeBytes: 0n, minNrAccesses: 0, minAge: 0 }, action: SchemeAction.SCHEME_ACTION_HUGEPAGE, applyIntervalUs: 0n };
+  assert.throws(
+    () => parseSpec({ sessionId: 'k1', attrs: { ...Attributes.fromPartial({}), schemes: [hp] }, pids: [1], operations: 'page_idle', syntheticWorkload: '', generation: 1n }),
+    /^SchemaError: spec\.attrs\.schemes\[0\]\.action: operations "page_idle" cannot apply schemes\[0\] hugepage/,
+  );
+});
+
+test('a kdamond session hands its schemes to the kernel\'s DAMOS and reports their statistics as the kernel counts them', async () => {
+  const k = fake();
+  const base = spec('kdamond');
+  // Page out what stayed idle for 10 aggregations, 64 MiB a second at most.
+  const schemes = schemesFromText('4096 18446744073709551615 0 0 10 4294967295 pageout 0 67108864 1000 0 0 1000 0 0 0 0 0', base.attrs);
+  const { runner: r } = runner({ ...base, schemes }, fakeHost(k, PAGE_IDLE_OK));
+  k.autoAggregate(20, () => REGIONS);
+  await r.start();
+  const kd = 'sys/kernel/mm/damon/admin/kdamonds/0';
+  await until('our kdamond on', () => k.has(`${kd}/state`) && k.get(`${kd}/state`) === 'on');
+  const s = `${kd}/contexts/0/schemes`;
+  assert.equal(k.get(`${s}/0/action`), 'pageout');
+  assert.equal(k.get(`${s}/0/access_pattern/age/min`), '10');
+  assert.equal(k.get(`${s}/0/quotas/bytes`), '67108864');
+  k.schemeStats = { 0: { nr_tried: '4', sz_tried: '16777216', nr_applied: '4', sz_applied: '16777216', qt_exceeds: '0' } };
+  await until('the statistics read back', () => r.schemeStats()[0]?.nrApplied === 4n);
+  assert.deepEqual(r.schemeStats(), [{ scheme: 0, nrTried: 4n, szTried: 16777216n, nrApplied: 4n, szApplied: 16777216n, qtExceeds: 0n, active: true }]);
 });

@@ -39,6 +39,8 @@ import {
   type Attributes,
 } from '../../gen/damon/v1/damon.js';
 import { encodePlainRecord, encodeRecord } from '../../common/record-wire.js';
+import { MAX_QUOTA_MS, MAX_SCHEMES_PER_SESSION, MAX_SCHEME_BYTES } from '../../common/scheme-schema.js';
+import { SchemeAction, WatermarkMetric, type HostSchemeStats, type Scheme } from '../../gen/damon/v1/damon.js';
 
 const { INVALID_ARGUMENT, RESOURCE_EXHAUSTED } = grpc.status;
 const MiB = 1024 * 1024;
@@ -155,6 +157,24 @@ function longHost(i: number): string {
  */
 const WORST_MESSAGE = '\n'.repeat(MAX_STATUS_MESSAGE_CHARS * 2);
 
+/** A scheme with every field at its largest (what grows its JSON and its message most). */
+const WORST_SCHEME: Scheme = {
+  accessPattern: { minSizeBytes: BigInt(MAX_SCHEME_BYTES), maxSizeBytes: BigInt(MAX_SCHEME_BYTES), minNrAccesses: 1, maxNrAccesses: 1, minAge: 2 ** 32 - 2, maxAge: 2 ** 32 - 2 },
+  action: SchemeAction.SCHEME_ACTION_COLLAPSE, // the longest name synthetic operations apply
+  quotas: { ms: BigInt(MAX_QUOTA_MS), bytes: BigInt(MAX_SCHEME_BYTES), resetIntervalMs: BigInt(MAX_QUOTA_MS), weightSizePermil: 1000, weightNrAccessesPermil: 1000, weightAgePermil: 1000 },
+  watermarks: { metric: WatermarkMetric.WATERMARK_METRIC_FREE_MEM_RATE, intervalUs: BigInt(MAX_INTERVAL_US), highPermil: 1000, midPermil: 1000, lowPermil: 1000 },
+  applyIntervalUs: BigInt(MAX_INTERVAL_US),
+};
+
+/** Every host's statistics of every scheme, each counter at its largest. */
+function worstSchemeStats(s: StoredSession): HostSchemeStats[] {
+  const top = (1n << 64n) - 1n;
+  return [...new Set(s.targets.map((t) => t.host))].map((host) => ({
+    host,
+    schemes: s.attrs.schemes.map((_, i) => ({ scheme: i, nrTried: top, szTried: top, nrApplied: top, szApplied: top, qtExceeds: top, active: true })),
+  }));
+}
+
 function worstSession(): StoredSession {
   const component = '"'.repeat(MAX_RESULT_NAME_BYTES);
   const resultFile = [component, component, component, component.slice(0, MAX_RESULT_PATH_BYTES - 3 * 256)].join('/');
@@ -167,6 +187,7 @@ function worstSession(): StoredSession {
   const attrs = attrsFromMessage(msg({
     samplingIntervalUs: BigInt(MAX_INTERVAL_US), aggregationIntervalUs: BigInt(MAX_INTERVAL_US), updateIntervalUs: BigInt(MAX_INTERVAL_US),
     minNrRegions: MAX_NR_REGIONS, maxNrRegions: MAX_NR_REGIONS, resultFile, resultFormat: 'json_compressed',
+    schemes: Array.from({ length: MAX_SCHEMES_PER_SESSION }, () => WORST_SCHEME),
   }));
   checkOperations('synthetic', syntheticWorkload);
   const s: StoredSession = {
@@ -195,7 +216,7 @@ test('worst case: a session entry fits one NATS message, its Session one gRPC me
   const s = worstSession();
   const json = JSON.stringify(s);
   const entry = Buffer.byteLength(json);
-  const proto = Session.encode(toProtoSession(s, Number.MAX_SAFE_INTEGER)).finish().length;
+  const proto = Session.encode(toProtoSession(s, Number.MAX_SAFE_INTEGER, worstSchemeStats(s))).finish().length;
   t.diagnostic(`session entry ${entry} bytes (${(entry / MiB).toFixed(2)} MiB), Session message ${proto} bytes`);
   assert.ok(entry < NATS_BUDGET, `entry of ${entry} bytes`);
   assert.ok(proto < GRPC_LIMIT, `Session of ${proto} bytes`);
@@ -213,7 +234,7 @@ test('worst case: one host\'s ApplySession request and answer fit gRPC messages'
   const answer = ApplySessionResponse.encode({
     observed: {
       sessionId: s.id, generation: (1n << 64n) - 1n, running: true,
-      samplingIntervalMeanUs: 1.5, aggregationIntervalMeanUs: 1.5, recordsPublished: (1n << 64n) - 1n, schemeStats: [],
+      samplingIntervalMeanUs: 1.5, aggregationIntervalMeanUs: 1.5, recordsPublished: (1n << 64n) - 1n, schemeStats: worstSchemeStats(s)[0].schemes,
       targets: s.targets.map((x) => ({ pid: x.pid, state: TargetState.TARGET_STATE_FAILED, operations: 'page_idle', message: statusMessage(WORST_MESSAGE) })),
     },
   }).finish().length;
