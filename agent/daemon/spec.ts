@@ -16,7 +16,7 @@ import {
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
 import { checkSchemesFitOperations, type SchemeSpec } from '../../common/scheme-schema.js';
-import { SchemeSpecError, schemeFromMessage } from '../schemes/scheme.js';
+import { engineScheme } from '../schemes/scheme.js';
 
 export interface RunSpec {
   sessionId: string;
@@ -38,16 +38,8 @@ export function parseSpec(spec: SessionSpec | undefined): RunSpec {
   if (!spec) throw new SchemaError('spec', 'required');
   const sessionId = within('spec.', () => checkSessionId(spec.sessionId, 'session_id'));
   const { resultFormat, schemes, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
-  // Checked above as the controller checks them (common/scheme-schema.ts); the engine takes
-  // its own form of them (agent/schemes/scheme.ts).
-  const engineSchemes = (spec.attrs?.schemes ?? []).map((s, i) => {
-    try {
-      return schemeFromMessage(s, i);
-    } catch (err) {
-      if (err instanceof SchemeSpecError) throw new SchemaError(`spec.attrs.${err.field}`, err.detail);
-      throw err;
-    }
-  });
+  // Checked above as the controller checks them; the engine takes its own form of them.
+  const engineSchemes = schemes.map(engineScheme);
   if (engineSchemes.length > 0) (attrs as Attributes).schemes = engineSchemes;
   const pids = within('spec.', () => checkPids(spec.pids));
   within('spec.', () => checkOperations(spec.operations, spec.syntheticWorkload));

@@ -1,14 +1,9 @@
 // A scheme as the engine applies it (the kernel's struct damos without its state): the
 // access pattern, the action, quotas, watermarks and the apply interval, in plain
-// numbers, converted once from the proto Scheme (gen/damon/v1/damon.ts) that the session
-// carries. Validation is the API's (the controller refuses bad schemes at the door); the
-// conversion only maps unset bounds to "no bound" and enums to names.
-import {
-  SchemeAction,
-  WatermarkMetric,
-  type Scheme,
-} from '../../gen/damon/v1/damon.js';
-import { actionName, type SchemeActionName, type WatermarkMetricName } from '../../common/scheme-schema.js';
+// numbers, made from the scheme as the session schema checked it (common/scheme-schema.ts:
+// the controller refuses bad schemes at the door, and the agent checks its spec the same
+// way); only "no bound" changes form, to Infinity, so that comparisons need no case.
+import type { SchemeActionName, SchemeSpec as CheckedScheme, WatermarkMetricName } from '../../common/scheme-schema.js';
 
 /** The actions and watermark metrics by their DAMON names: one vocabulary, the API's (common/scheme-schema.ts). */
 export type { SchemeActionName, WatermarkMetricName } from '../../common/scheme-schema.js';
@@ -58,58 +53,30 @@ export interface SchemeSpec {
   applyIntervalUs: number;
 }
 
-/** Thrown for a scheme message the engine cannot represent (the API lets none through). */
-export class SchemeSpecError extends Error {
-  constructor(
-    /** The field as users write it: "schemes[1].action". */
-    readonly field: string,
-    readonly detail: string,
-  ) {
-    super(`${field}: ${detail}`);
-    this.name = 'SchemeSpecError';
-  }
-}
+/** A bound of the checked form (null: none) as the engine compares it. */
+const bound = (v: number | null): number => (v === null ? Infinity : v);
 
-function num(v: bigint | number | undefined, unset: number): number {
-  if (v === undefined) return unset;
-  const n = Number(v);
-  // Past 2^53 a bound means "no bound" for every region a process can have.
-  return Number.isSafeInteger(n) ? n : Number.MAX_SAFE_INTEGER;
-}
-
-/** The engine's form of `s` (Attributes.schemes[index]). */
-export function schemeFromMessage(s: Scheme, index = 0): SchemeSpec {
-  const action = actionName(s.action);
-  if (action === undefined) throw new SchemeSpecError(`schemes[${index}].action`, `${SchemeAction[s.action] ?? s.action} is not an action`);
-  const p = s.accessPattern;
-  const pattern: AccessPatternSpec = {
-    minSizeBytes: num(p?.minSizeBytes, 0),
-    maxSizeBytes: num(p?.maxSizeBytes, Infinity),
-    minNrAccesses: num(p?.minNrAccesses, 0),
-    maxNrAccesses: num(p?.maxNrAccesses, Infinity),
-    minAge: num(p?.minAge, 0),
-    maxAge: num(p?.maxAge, Infinity),
+/**
+ * The engine's form of a scheme that the session schema checked (common/scheme-schema.ts,
+ * the one conversion from the API's message): "no bound" becomes Infinity, and a quota
+ * that limits nothing stays as given (hasQuota tells).
+ */
+export function engineScheme(c: CheckedScheme): SchemeSpec {
+  const p = c.pattern;
+  return {
+    pattern: {
+      minSizeBytes: p.minSizeBytes,
+      maxSizeBytes: bound(p.maxSizeBytes),
+      minNrAccesses: p.minNrAccesses,
+      maxNrAccesses: bound(p.maxNrAccesses),
+      minAge: p.minAge,
+      maxAge: bound(p.maxAge),
+    },
+    action: c.action,
+    quota: c.quotas === null ? null : { ...c.quotas },
+    watermarks: c.watermarks === null ? null : { ...c.watermarks },
+    applyIntervalUs: c.applyIntervalUs,
   };
-  const q = s.quotas;
-  const quota: QuotaSpec | null =
-    q === undefined
-      ? null
-      : {
-          ms: num(q.ms, 0),
-          bytes: num(q.bytes, 0),
-          resetIntervalMs: num(q.resetIntervalMs, 0),
-          weightSizePermil: q.weightSizePermil,
-          weightNrAccessesPermil: q.weightNrAccessesPermil,
-          weightAgePermil: q.weightAgePermil,
-        };
-  const w = s.watermarks;
-  let watermarks: WatermarksSpec | null = null;
-  if (w !== undefined && w.metric === WatermarkMetric.WATERMARK_METRIC_FREE_MEM_RATE) {
-    watermarks = { metric: 'free_mem_rate', intervalUs: num(w.intervalUs, 0), highPermil: w.highPermil, midPermil: w.midPermil, lowPermil: w.lowPermil };
-  } else if (w !== undefined && w.metric !== WatermarkMetric.WATERMARK_METRIC_NONE && w.metric !== WatermarkMetric.WATERMARK_METRIC_UNSPECIFIED) {
-    throw new SchemeSpecError(`schemes[${index}].watermarks.metric`, `${w.metric} is not a metric`);
-  }
-  return { pattern, action, quota, watermarks, applyIntervalUs: num(s.applyIntervalUs, 0) };
 }
 
 /** Whether `q` limits anything (the kernel's "quota->ms || quota->sz"). */

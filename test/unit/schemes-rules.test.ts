@@ -11,7 +11,13 @@ import { matchesPattern } from '../../agent/schemes/pattern.js';
 import { MAX_SCORE, coldScore, hotScore, schemeScore } from '../../agent/schemes/score.js';
 import { INITIAL_THROUGHPUT_BYTES_PER_MS, effectiveQuotaBytes, minScoreFor, scoreHistogram } from '../../agent/schemes/quota.js';
 import { WatermarkState, freeMemRatePermil, nextActivation } from '../../agent/schemes/watermarks.js';
-import { schemeFromMessage, SchemeSpecError } from '../../agent/schemes/scheme.js';
+import { engineScheme } from '../../agent/schemes/scheme.js';
+import { schemesFromMessage } from '../../common/scheme-schema.js';
+import { SchemaError } from '../../common/schema-base.js';
+import type { Scheme } from '../../gen/damon/v1/damon.js';
+
+/** The agent's path: the session schema's check, then the engine's form. */
+const schemeFromMessage = (s: Scheme) => engineScheme(schemesFromMessage([s], { samplingUs: 5_000, aggregationUs: 100_000 })[0]);
 import { SchemeAction, WatermarkMetric } from '../../gen/damon/v1/damon.js';
 import { P, quota, region, scheme } from './schemes-fakes.js';
 
@@ -155,7 +161,7 @@ test('the free memory rate is MemFree / MemTotal of /proc/meminfo in permil', ()
   }
 });
 
-test('the proto Scheme converts to the engine form: unset maxima are no bound, no watermarks is always active', () => {
+test('the proto Scheme, checked, converts to the engine form: unset maxima are no bound, no watermarks is always active', () => {
   const s = schemeFromMessage({
     accessPattern: { minSizeBytes: 4096n, minNrAccesses: 0, maxNrAccesses: 0, minAge: 10 },
     action: SchemeAction.SCHEME_ACTION_PAGEOUT,
@@ -180,7 +186,7 @@ test('the proto Scheme converts to the engine form: unset maxima are no bound, n
   assert.equal(stat.quota, null);
   assert.equal(stat.pattern.maxSizeBytes, Infinity);
   assert.throws(
-    () => schemeFromMessage({ accessPattern: undefined, action: SchemeAction.SCHEME_ACTION_UNSPECIFIED, applyIntervalUs: 0n }, 3),
-    (e: unknown) => e instanceof SchemeSpecError && e.field === 'schemes[3].action',
+    () => schemeFromMessage({ accessPattern: undefined, action: SchemeAction.SCHEME_ACTION_UNSPECIFIED, applyIntervalUs: 0n }),
+    (e: unknown) => e instanceof SchemaError && /schemes\[0\]\.action/.test(e.message),
   );
 });
