@@ -3,7 +3,10 @@
 // numbers, made from the scheme as the session schema checked it (common/scheme-schema.ts:
 // the controller refuses bad schemes at the door, and the agent checks its spec the same
 // way); only "no bound" changes form, to Infinity, so that comparisons need no case.
-import type { SchemeActionName, SchemeSpec as CheckedScheme, WatermarkMetricName } from '../../common/scheme-schema.js';
+import type { QuotaSpec, SchemeActionName, SchemeSpec as CheckedScheme, WatermarksSpec } from '../../common/scheme-schema.js';
+
+/** Quotas (0: no such limit) and watermarks are the checked form's (the kernel's damos_quota without goals, damos_watermarks). */
+export type { QuotaSpec, WatermarksSpec } from '../../common/scheme-schema.js';
 
 /** The actions and watermark metrics by their DAMON names: one vocabulary, the API's (common/scheme-schema.ts). */
 export type { SchemeActionName, WatermarkMetricName } from '../../common/scheme-schema.js';
@@ -21,25 +24,6 @@ export interface AccessPatternSpec {
   /** In aggregation intervals. */
   minAge: number;
   maxAge: number;
-}
-
-/** The kernel's damos_quota (without goals): 0 means "no such limit". */
-export interface QuotaSpec {
-  ms: number;
-  bytes: number;
-  resetIntervalMs: number;
-  weightSizePermil: number;
-  weightNrAccessesPermil: number;
-  weightAgePermil: number;
-}
-
-/** The kernel's damos_watermarks. */
-export interface WatermarksSpec {
-  metric: WatermarkMetricName;
-  intervalUs: number;
-  highPermil: number;
-  midPermil: number;
-  lowPermil: number;
 }
 
 export interface SchemeSpec {
