@@ -102,13 +102,18 @@ const NODES = { 'node-a': '10.0.0.11', 'node-b': '10.0.0.12' };
 let scratch = '';
 let secrets: Obj[] = [];
 
-function docsCredentialsArgs(): string[] {
-  // The NATS part of the command docs/deploy.md gives: the user copies it as it is.
-  const text = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
+/** The NATS part of the credentials command `file` gives for Kubernetes: the user copies it as it is. */
+function shownCredentialsArgs(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
   const m = /node bin\/damon-fleet\.js credentials --dir creds \$AGENTS \\\n((?:.*\\\n)*.*)\n/.exec(text);
-  assert.ok(m, 'docs/deploy.md shows the credentials command for Kubernetes');
-  return m[1].replace(/\\\n/g, ' ').trim().split(/\s+/).map((w) => w.replace(/^creds\//, `${scratch}/creds/`));
+  assert.ok(m, `${file} shows the credentials command for Kubernetes`);
+  return m[1].replace(/\\\n/g, ' ').trim().split(/\s+/);
 }
+const docsCredentialsArgs = () => shownCredentialsArgs('docs/deploy.md').map((w) => w.replace(/^creds\//, `${scratch}/creds/`));
+
+test('README.md and docs/deploy.md show the same credentials command for Kubernetes', () => {
+  assert.deepEqual(shownCredentialsArgs('README.md'), shownCredentialsArgs('docs/deploy.md'));
+});
 
 before(() => {
   scratch = mkdtempSync(join(tmpdir(), 'damon-k8s-'));
@@ -304,7 +309,7 @@ test("the controllers' command line parses with the controller's own parser; eac
 
 test('NATS: each node runs the configuration written for it, routes to the others by stable name, stores on its volume', () => {
   const c = container(natsSet);
-  assert.equal(natsSet.spec.replicas, 3);
+  assert.equal(natsSet.spec.replicas, 3, 'JetStream\'s quorum survives one node lost');
   assert.equal(natsSet.spec.podManagementPolicy, 'Parallel');
   const svc = find('Service', natsSet.spec.serviceName);
   assert.equal(svc.spec.clusterIP, 'None');
@@ -312,7 +317,8 @@ test('NATS: each node runs the configuration written for it, routes to the other
   const root = mkdtempSync(join(scratch, 'nats-'));
   const mounts = materialize(natsSet, c, root);
   const dataMount = c.volumeMounts!.find((m) => natsSet.spec.volumeClaimTemplates.some((t: Obj) => t.metadata.name === m.name))!.mountPath;
-  for (let i = 0; i < 3; i++) {
+  const n = natsSet.spec.replicas as number;
+  for (let i = 0; i < n; i++) {
     const pod = `${natsSet.metadata.name}-${i}`;
     const args = relocate(expand(c.args, { POD_NAME: pod }), mounts);
     const confPath = one(args, '-c');
@@ -325,7 +331,7 @@ test('NATS: each node runs the configuration written for it, routes to the other
     assert.equal(cluster[1], '0.0.0.0');
     assert.equal(Number(cluster[2]), port(c, 'cluster'));
     const routes = [...body.matchAll(/"nats-route:\/\/[^@]+@([^"]+)"/g)].map((m) => m[1]).sort();
-    const others = [0, 1, 2].filter((j) => j !== i).map((j) => `${natsSet.metadata.name}-${j}.${svc.metadata.name}:${port(c, 'cluster')}`);
+    const others = [...Array(n).keys()].filter((j) => j !== i).map((j) => `${natsSet.metadata.name}-${j}.${svc.metadata.name}:${port(c, 'cluster')}`);
     assert.deepEqual(routes, others);
     const store = /^jetstream \{ store_dir: "([^"]+)" \}$/m.exec(body)![1];
     assert.equal(store, `${dataMount}/${pod}`, 'JetStream on the node\'s own volume');
