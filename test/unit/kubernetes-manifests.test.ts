@@ -192,7 +192,7 @@ test('the agent: exactly the documented capabilities and host mounts, never priv
   assert.deepEqual(documented(why[1]), added, 'docs/deploy.md names exactly the added capabilities');
   assert.equal(spec.hostPID, true, 'target pids are the host\'s');
   assert.notEqual(spec.hostNetwork, true);
-  // Kubernetes refuses allowPrivilegeEscalation: false together with CAP_SYS_ADMIN added.
+  // Kubernetes deems CAP_SYS_ADMIN able to escalate regardless; "false" would claim otherwise.
   assert.notEqual(c.securityContext.allowPrivilegeEscalation, false);
   assert.equal(c.securityContext.readOnlyRootFilesystem, true);
   assert.equal(spec.securityContext.appArmorProfile?.type, 'Unconfined', 'the default AppArmor profile denies writes under /sys');
