@@ -17,6 +17,7 @@ import { parseAgentArgs } from '../../agent/daemon/main.js';
 import { parseControllerArgs } from '../../controller/main.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { SUGGESTED_METRICS_PORTS } from '../../common/metrics-server.js';
+import { modelDts, unknownFields } from './kubernetes-known-fields.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'kubernetes');
@@ -175,6 +176,20 @@ test('every manifest and every Secret secrets.js makes is valid against the Kube
   podSpec(bad).containers[0].securityContext.privileged = 'no';
   const Model = await modelOf(agentSet);
   assert.throws(() => new Model(bad).validate(), /privileged/);
+});
+
+test('no manifest has a field its Kubernetes type lacks (a misspelt key would be dropped silently)', () => {
+  for (const o of [...objects, ...secrets]) {
+    assert.deepEqual(unknownFields(o, modelDts(o.apiVersion, o.kind)), [], `${o.kind} ${o.metadata.name}`);
+  }
+  // The check is live: misspelt keys deep in the agent's pod are named.
+  const bad = structuredClone(agentSet);
+  podSpec(bad).containers[0].readinesProbe = podSpec(bad).containers[0].readinessProbe;
+  podSpec(bad).volumes[0].secret.defaultMod = 256;
+  assert.deepEqual(unknownFields(bad, modelDts(bad.apiVersion, bad.kind)), [
+    'spec.template.spec.containers[0].readinesProbe',
+    'spec.template.spec.volumes[0].secret.defaultMod',
+  ]);
 });
 
 test('the agent: exactly the documented capabilities and host mounts, never privileged', () => {
