@@ -4,9 +4,13 @@
 // with their own parsers against the files the Secrets really put in place, the agent holds
 // exactly the documented capabilities and host mounts, credentials arrive as files only,
 // probes name the health services the daemons serve, and names, ports and images agree
-// with each other, the Dockerfile and docker-compose.yml.
+// with each other, the Dockerfile and docker-compose.yml; and a real agent started on the
+// manifest's command line answers the health check its probes make.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
@@ -18,6 +22,7 @@ import { parseControllerArgs } from '../../controller/main.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { SUGGESTED_METRICS_PORTS } from '../../common/metrics-server.js';
 import { modelDts, unknownFields } from './kubernetes-known-fields.js';
+import { healthCheck, waitFor } from '../integration/support/grpc-client.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'kubernetes');
@@ -359,12 +364,46 @@ test('probes are gRPC health checks on the services the daemons serve', () => {
   for (const p of [agent.startupProbe, agent.readinessProbe, agent.livenessProbe]) {
     assert.deepEqual(p.grpc, { port: port(agent, 'grpc'), service: SERVICE_NAMES.agent });
   }
-  // The controller: "" (SERVING while it reaches NATS, standby included); damon.v1.Controller
-  // would be ready on the leader only and stall every rolling update.
+  // The controller: "" (SERVING while it reaches NATS, the standby included:
+  // test/integration/controller-standby.test.ts); damon.v1.Controller would be ready on the
+  // leader only and stall every rolling update.
   const ctl = container(controllerSet);
   for (const p of [ctl.startupProbe, ctl.readinessProbe]) assert.deepEqual(p.grpc, { port: port(ctl, 'grpc'), service: '' });
-  const controllerText = readFileSync(join(ROOT, 'controller', 'controller.ts'), 'utf8');
-  assert.match(controllerText, /health\.setStatus\('', natsUp \? 'SERVING' : 'NOT_SERVING'\)/, 'the controller\'s "" status follows NATS, as the manifest says');
+});
+
+async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port: p } = srv.address() as { port: number };
+  srv.close();
+  return p;
+}
+
+test("a real agent started on the manifest's command line answers its probe's health check SERVING, before NATS or a controller answer", async () => {
+  const c = container(agentSet);
+  const mounts = materialize(agentSet, c, mkdtempSync(join(scratch, 'live-agent-')));
+  const listen = `127.0.0.1:${await freePort()}`;
+  const args = relocate(expand(c.args, { NODE_NAME: 'node-a', HOST_IP: '127.0.0.1' }), mounts);
+  // Loopback instead of the pod's addresses; nothing listens at NATS or the controllers.
+  const set = (name: string, value: string) => (args[args.indexOf(name) + 1] = value);
+  set('--listen', listen);
+  set('--advertise', listen);
+  set('--controller', '127.0.0.1:9');
+  set('--nats', 'nats://127.0.0.1:9');
+  set('--data-dir', mkdtempSync(join(scratch, 'live-data-')));
+  args.splice(args.indexOf('--metrics'), 2);
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    const service = c.livenessProbe.grpc.service as string;
+    await waitFor(`${service} SERVING`, async () => (await healthCheck(listen, grpc.credentials.createInsecure(), service)) === 'SERVING', 60_000, 200);
+  } catch (err) {
+    assert.fail(`the agent never answered SERVING: ${(err as Error).message}\n${stderr.slice(-2000)}`);
+  } finally {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await once(child, 'exit');
+  }
 });
 
 test('images, entrypoint and ports agree with the Dockerfile and docker-compose.yml; flags as in docker-compose', () => {
