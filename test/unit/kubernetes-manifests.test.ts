@@ -203,7 +203,7 @@ test('the agent: exactly the documented capabilities and host mounts, never priv
   const header = readFileSync(join(K8S, 'agent.yaml'), 'utf8');
   const documented = (text: string) => [...new Set([...text.matchAll(/CAP_([A-Z_]+)/g)].map((m) => m[1]))].sort();
   const added = [...c.securityContext.capabilities.add].sort();
-  assert.deepEqual(added, ['DAC_READ_SEARCH', 'SYS_ADMIN', 'SYS_PTRACE']);
+  assert.deepEqual(added, ['DAC_READ_SEARCH', 'SYS_ADMIN', 'SYS_NICE', 'SYS_PTRACE']);
   assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
   assert.deepEqual(documented(header.split('\napiVersion:')[0]), added, 'agent.yaml\'s header names exactly the added capabilities');
   const docs = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');

@@ -152,7 +152,7 @@ test('every unit is sandboxed: read-only system, no home, private /tmp, no new p
     // Credentials only through LoadCredential: no secret in the environment or the unit.
     assert.ok(!u.has('Service.Environment'), `${name}: no Environment= (settings come from the env file, secrets from credentials)`);
   }
-  // Only the agent is root, with exactly three capabilities; the others have none.
+  // Only the agent is root, with exactly four capabilities; the others have none.
   for (const u of [controller, nats]) {
     assert.equal(get(u, 'Service.DynamicUser'), 'yes');
     assert.equal(get(u, 'Service.CapabilityBoundingSet'), '');
@@ -160,8 +160,8 @@ test('every unit is sandboxed: read-only system, no home, private /tmp, no new p
     assert.equal(get(u, 'Service.ProtectKernelTunables'), 'yes');
   }
   const caps = (v: string) => v.split(/\s+/).filter(Boolean).sort();
-  assert.deepEqual(caps(get(agent, 'Service.CapabilityBoundingSet')), ['CAP_DAC_READ_SEARCH', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE']);
-  assert.deepEqual(caps(get(agent, 'Service.AmbientCapabilities')), ['CAP_DAC_READ_SEARCH', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE']);
+  assert.deepEqual(caps(get(agent, 'Service.CapabilityBoundingSet')), ['CAP_DAC_READ_SEARCH', 'CAP_SYS_ADMIN', 'CAP_SYS_NICE', 'CAP_SYS_PTRACE']);
+  assert.deepEqual(caps(get(agent, 'Service.AmbientCapabilities')), ['CAP_DAC_READ_SEARCH', 'CAP_SYS_ADMIN', 'CAP_SYS_NICE', 'CAP_SYS_PTRACE']);
   // The same set as the Kubernetes DaemonSet's.
   const ds = parse(readFileSync(join(ROOT, 'deploy', 'kubernetes', 'agent.yaml'), 'utf8'));
   const added = ds.spec.template.spec.containers[0].securityContext.capabilities.add as string[];
