@@ -6,7 +6,7 @@ import { SchemesEngine } from '../agent/schemes/schemes-engine.js';
 import type { SchemeSpec } from '../agent/schemes/scheme.js';
 import { newRegion, type Target } from '../agent/engine/region.js';
 import { openProcess, processMadvise } from '../agent/ops/process-madvise.js';
-import { fileMapperRig, mappingRss } from '../test/integration/support/file-mapper.js';
+import { toucherRig } from '../test/integration/support/file-toucher.js';
 import { seededRandom } from '../test/support/seeded-random.js';
 import { median, percentile, type BenchContext, type BenchResult, type Benchmark } from './benchmark.js';
 
@@ -59,13 +59,14 @@ function applyCost(nrRegions: number, applies: number, seed: number): number[] {
 
 async function pageoutThroughput(rangeMiB: number, repeats: number): Promise<{ mibPerS: number[]; rssAfterFraction: number[] }> {
   const size = 64 * MiB;
-  const rig = fileMapperRig(size);
+  const rig = toucherRig(size);
   const mibPerS: number[] = [];
   const rssAfterFraction: number[] = [];
   try {
     for (let r = 0; r < repeats; r++) {
-      const m = await rig.start();
-      const h = openProcess(m.pid);
+      const t = await rig.start();
+      const m = t.range;
+      const h = openProcess(t.pid);
       try {
         const ranges = [];
         for (let a = m.start; a < m.end; a += rangeMiB * MiB) ranges.push({ start: a, end: Math.min(m.end, a + rangeMiB * MiB) });
@@ -74,10 +75,10 @@ async function pageoutThroughput(rangeMiB: number, repeats: number): Promise<{ m
         for (const x of ranges) bytes += processMadvise(h, [x], 'pageout').bytes;
         const s = Number(process.hrtime.bigint() - t0) / 1e9;
         mibPerS.push(bytes / MiB / s);
-        rssAfterFraction.push(mappingRss(m.pid, m.start) / size);
+        rssAfterFraction.push(t.rssBytes() / size);
       } finally {
         h.close();
-        await m.stop();
+        await t.kill();
       }
     }
   } finally {

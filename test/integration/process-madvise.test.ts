@@ -12,19 +12,17 @@ import {
   processMadvise,
   type ProcessHandle,
 } from '../../agent/ops/process-madvise.js';
-import { fileMapperRig, mappingRss, type MapperRig } from './support/file-mapper.js';
+import { toucherRig, type ToucherRig } from './support/file-toucher.js';
 
 const PAGE = 4096;
 const SIZE = 8 << 20;
-let rig: MapperRig;
+let rig: ToucherRig;
 
 before(() => {
-  rig = fileMapperRig(SIZE);
+  rig = toucherRig(SIZE);
 });
 
 after(() => rig.close());
-
-const startMapper = () => rig.start();
 
 function withHandle<T>(pid: number, f: (h: ProcessHandle) => T): T {
   const h = openProcess(pid);
@@ -42,28 +40,30 @@ test('process_madvise and its advices are there on this kernel', () => {
 });
 
 test('pageout of a file-backed mapping the child touched drops its resident pages', async () => {
-  const m = await startMapper();
+  const t = await rig.start();
+  const m = t.range;
   try {
-    assert.equal(await m.ask('resident'), `resident ${SIZE / PAGE}`);
-    assert.equal(mappingRss(m.child.pid!, m.start), SIZE);
-    const r = withHandle(m.child.pid!, (h) => processMadvise(h, [{ start: m.start, end: m.end }], 'pageout'));
+    assert.equal(await t.residentPages(), SIZE / PAGE);
+    assert.equal(t.rssBytes(), SIZE);
+    const r = withHandle(t.pid, (h) => processMadvise(h, [{ start: m.start, end: m.end }], 'pageout'));
     assert.equal(r.bytes, SIZE);
     // Pageout unmaps the pages from the child and reclaims the clean page cache behind them.
-    assert.ok(mappingRss(m.child.pid!, m.start) <= SIZE / 16, `Rss after pageout: ${mappingRss(m.child.pid!, m.start)}`);
-    const resident = Number(/^resident (\d+)$/.exec(await m.ask('resident'))![1]);
+    assert.ok(t.rssBytes() <= SIZE / 16, `Rss after pageout: ${t.rssBytes()}`);
+    const resident = await t.residentPages();
     assert.ok(resident <= SIZE / PAGE / 16, `${resident} of ${SIZE / PAGE} pages still in memory`);
     // Touching brings them back: the advice lost nothing.
-    assert.equal(await m.ask('touch'), 'touched');
-    assert.equal(mappingRss(m.child.pid!, m.start), SIZE);
+    await t.touch();
+    assert.equal(t.rssBytes(), SIZE);
   } finally {
-    await m.stop();
+    await t.kill();
   }
 });
 
 test('cold succeeds and keeps the pages; more ranges than IOV_MAX go through whole', async () => {
-  const m = await startMapper();
+  const t = await rig.start();
+  const m = t.range;
   try {
-    withHandle(m.child.pid!, (h) => {
+    withHandle(t.pid, (h) => {
       assert.equal(processMadvise(h, [{ start: m.start, end: m.end }], 'cold').bytes, SIZE);
       // One range per page: 2048 ranges, two batches of at most 1024 iovecs.
       const ranges = [];
@@ -71,16 +71,17 @@ test('cold succeeds and keeps the pages; more ranges than IOV_MAX go through who
       assert.equal(processMadvise(h, ranges, 'willneed').bytes, SIZE);
       assert.equal(processMadvise(h, [], 'cold').bytes, 0);
     });
-    assert.equal(mappingRss(m.child.pid!, m.start), SIZE);
+    assert.equal(t.rssBytes(), SIZE);
   } finally {
-    await m.stop();
+    await t.kill();
   }
 });
 
 test('an unaligned range is EINVAL, after the ranges before it were advised', async () => {
-  const m = await startMapper();
+  const t = await rig.start();
+  const m = t.range;
   try {
-    withHandle(m.child.pid!, (h) => {
+    withHandle(t.pid, (h) => {
       assert.throws(
         () =>
           processMadvise(
@@ -96,16 +97,17 @@ test('an unaligned range is EINVAL, after the ranges before it were advised', as
       );
     });
   } finally {
-    await m.stop();
+    await t.kill();
   }
 });
 
 test('a process that exited is ESRCH, through an old pidfd and for a new one', async () => {
-  const m = await startMapper();
-  const pid = m.child.pid!;
+  const t = await rig.start();
+  const m = t.range;
+  const pid = t.pid;
   const h = openProcess(pid);
   try {
-    await m.stop(); // exited and reaped by Node
+    await t.kill(); // exited and reaped by Node
     assert.throws(
       () => processMadvise(h, [{ start: m.start, end: m.end }], 'pageout'),
       (e: unknown) => e instanceof MadviseError && e.errno === 'ESRCH',

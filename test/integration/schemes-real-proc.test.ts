@@ -13,14 +13,14 @@ import { MadviseActuator } from '../../agent/ops/madvise-actuator.js';
 import { PageIdleOperations } from '../../agent/ops/page-idle.js';
 import type { SchemeSpec } from '../../agent/schemes/scheme.js';
 import { ANY_PATTERN, quota, scheme } from '../unit/schemes-fakes.js';
-import { fileMapperRig, mappingRss, type Mapper, type MapperRig } from './support/file-mapper.js';
+import { toucherRig, type FileToucher, type ToucherRig } from './support/file-toucher.js';
 
 const MiB = 2 ** 20;
 const SIZE = 16 * MiB;
-let rig: MapperRig;
+let rig: ToucherRig;
 
 before(() => {
-  rig = fileMapperRig(SIZE);
+  rig = toucherRig(SIZE);
 });
 after(() => rig.close());
 
@@ -29,15 +29,16 @@ class MappingOps implements Operations {
   readonly name = 'mapping';
   readonly actuator = new MadviseActuator('mapping');
   constructor(
-    private readonly m: Mapper,
+    private readonly m: FileToucher,
     private readonly extra: [number, number][] = [],
   ) {}
   init(ctx: OpsContext): void {
+    const { start, end } = this.m.range;
     for (const t of ctx.targets as Target[]) {
-      const step = (this.m.end - this.m.start) / 16;
+      const step = (end - start) / 16;
       t.regions = [
         ...this.extra.map(([s, e]) => newRegion(s, e)),
-        ...Array.from({ length: 16 }, (_, i) => newRegion(this.m.start + i * step, this.m.start + (i + 1) * step)),
+        ...Array.from({ length: 16 }, (_, i) => newRegion(start + i * step, start + (i + 1) * step)),
       ];
     }
   }
@@ -66,7 +67,7 @@ function pidfds(): number {
   return n;
 }
 
-function runScheme(m: Mapper, schemes: SchemeSpec[], aggregations: number, extra: [number, number][] = [], told: string[] = []) {
+function runScheme(m: FileToucher, schemes: SchemeSpec[], aggregations: number, extra: [number, number][] = [], told: string[] = []) {
   const ops = new MappingOps(m, extra);
   const ctx = new DamonContext({
     // Regions are kept as set: no merging across the hole, at most 32 regions.
@@ -86,18 +87,18 @@ const COLD = { ...ANY_PATTERN, maxNrAccesses: 0, minAge: 2 };
 test('a pageout scheme pages out a cold mapping of a real process', async () => {
   const m = await rig.start();
   try {
-    assert.equal(mappingRss(m.pid, m.start), SIZE);
+    assert.equal(m.rssBytes(), SIZE);
     const before = pidfds();
     const ctx = runScheme(m, [scheme({ action: 'pageout', pattern: COLD })], 4);
     const [st] = ctx.schemeStats();
     assert.ok(st.szApplied >= BigInt(SIZE), `applied to ${st.szApplied} bytes`);
     assert.equal(st.szApplied, st.szTried);
-    assert.ok(mappingRss(m.pid, m.start) <= SIZE / 16, `Rss after: ${mappingRss(m.pid, m.start)}`);
+    assert.ok(m.rssBytes() <= SIZE / 16, `Rss after: ${m.rssBytes()}`);
     assert.equal(pidfds(), before + 1, 'one pidfd for the target, opened once');
     await ctx.stop();
     assert.equal(pidfds(), before, 'closed with the operations');
   } finally {
-    await m.stop();
+    await m.kill();
   }
 });
 
@@ -108,11 +109,11 @@ test('a size quota limits what is paged out per reset interval', async () => {
     const ctx = runScheme(m, [scheme({ action: 'pageout', pattern: COLD, quota: quota({ bytes: MiB, resetIntervalMs: 10_000 }) })], 5);
     const [st] = ctx.schemeStats();
     assert.equal(st.szApplied, BigInt(MiB));
-    const rss = mappingRss(m.pid, m.start);
+    const rss = m.rssBytes();
     assert.ok(Math.abs(rss - (SIZE - MiB)) <= 64 * 1024, `Rss ${rss}, expected about ${SIZE - MiB}`);
     await ctx.stop();
   } finally {
-    await m.stop();
+    await m.kill();
   }
 });
 
@@ -124,20 +125,20 @@ test('a range the process does not map is refused (ENOMEM), counted, told once; 
     const ctx = runScheme(m, [scheme({ action: 'pageout', pattern: COLD })], 8, [[0x1000, 0x2000]], told);
     assert.equal(told.length, 1, told.join('\n'));
     assert.match(told[0], /pageout on target \d+: .*ENOMEM/);
-    assert.ok(mappingRss(m.pid, m.start) <= SIZE / 16);
+    assert.ok(m.rssBytes() <= SIZE / 16);
     const [st] = ctx.schemeStats();
     assert.ok(st.nrTried > st.nrApplied, 'the refused region was tried, not applied');
     await ctx.stop();
   } finally {
-    await m.stop();
+    await m.kill();
   }
 });
 
 test('a target that exited is ESRCH for its actions', async () => {
   const m = await rig.start();
   const act = new MadviseActuator();
-  await m.stop();
-  assert.throws(() => act.apply(m.pid, m.start, m.end, 'pageout'), (e: unknown) => (e as { code?: string }).code === 'ESRCH');
+  await m.kill();
+  assert.throws(() => act.apply(m.pid, m.range.start, m.range.end, 'pageout'), (e: unknown) => (e as { code?: string }).code === 'ESRCH');
   act.close();
 });
 

@@ -1,13 +1,16 @@
 // A real target for the action tests (fixtures/file-toucher.c): a process that maps a file
 // of its own, with unmapped guards around the mapping, and reads it all so it is resident.
 // The test asks it how much of the mapping is resident (mincore) and reads its Rss of the
-// mapping from /proc/PID/smaps: what an action changed, as the kernel sees it.
+// mapping from /proc/PID/smaps: what an action changed, as the kernel sees it. The one
+// fixture of its kind: the action tests, the process_madvise and real-process scheme
+// tests (through toucherRig) and the benchmarks all use it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { buildNative } from '../../unit/page-idle-fakes.js';
 
 const SOURCE = fileURLToPath(new URL('../../../../test/integration/fixtures/file-toucher.c', import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -15,10 +18,14 @@ const TMPFS_MAGIC = 0x01021994;
 
 export const PAGE = 4096;
 
-/** A folder for the files and the binary: on a disk (a tmpfs page cannot be paged out without swap). */
+/**
+ * A folder for the files and the binary: on a disk (a tmpfs page cannot be paged out without
+ * swap). When the temp folder is a tmpfs it is made in the repository, as `.file-toucher-PREFIX…`
+ * (gitignored).
+ */
 export function diskTempDir(prefix: string): { path: string; remove(): void } {
-  const base = statfsSync(tmpdir()).type === TMPFS_MAGIC ? REPO_ROOT : tmpdir();
-  const path = mkdtempSync(join(base, prefix));
+  const onTmpfs = statfsSync(tmpdir()).type === TMPFS_MAGIC;
+  const path = mkdtempSync(onTmpfs ? join(REPO_ROOT, `.file-toucher-${prefix}`) : join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
@@ -28,6 +35,29 @@ export function buildToucher(dir: string): { exe?: string; why?: string } {
   const cc = spawnSync('cc', ['-O2', '-o', exe, SOURCE], { encoding: 'utf8' });
   if (cc.error || cc.status !== 0) return { why: `no C compiler to build the target (${cc.error?.message ?? cc.stderr.trim()})` };
   return { exe };
+}
+
+export interface ToucherRig {
+  /** A new toucher on a new clean `bytes`-byte file. */
+  start(): Promise<FileToucher>;
+  /** Removes the program and the data files. */
+  close(): void;
+}
+
+/**
+ * For tests that advise a toucher's memory through the native library: builds the library
+ * and the fixture, throwing (not skipping) when either cannot be built, in a disk folder.
+ */
+export function toucherRig(bytes: number): ToucherRig {
+  buildNative();
+  const files = diskTempDir('damon-toucher-');
+  const built = buildToucher(files.path);
+  if (!built.exe) {
+    files.remove();
+    throw new Error(built.why);
+  }
+  const exe = built.exe;
+  return { start: () => FileToucher.start(exe, files.path, bytes), close: () => files.remove() };
 }
 
 export class FileToucher {
@@ -81,6 +111,11 @@ export class FileToucher {
     return this.start + this.size;
   }
 
+  /** The mapping, [start, end), as numbers (what processMadvise and the engine's regions take). */
+  get range(): { start: number; end: number } {
+    return { start: Number(this.start), end: Number(this.end) };
+  }
+
   private line(): Promise<string> {
     const l = this.lines.shift();
     if (l !== undefined) return Promise.resolve(l);
@@ -109,10 +144,11 @@ export class FileToucher {
 
   /** The process's Rss of the mapping, bytes (/proc/PID/smaps). */
   rssBytes(): number {
-    const text = readFileSync(`/proc/${this.pid}/smaps`, 'utf8');
-    const at = text.indexOf(`${this.start.toString(16)}-`);
+    // The mapping's own line: its start address begins a line (not the tail of a longer address).
+    const text = `\n${readFileSync(`/proc/${this.pid}/smaps`, 'utf8')}`;
+    const at = text.indexOf(`\n${this.start.toString(16)}-`);
     if (at < 0) throw new Error(`no mapping at 0x${this.start.toString(16)} in /proc/${this.pid}/smaps`);
-    const m = /\nRss:\s+(\d+) kB/.exec(text.slice(at));
+    const m = /\nRss:\s+(\d+) kB/.exec(text.slice(at + 1));
     if (!m) throw new Error('no Rss line');
     return Number(m[1]) * 1024;
   }
