@@ -1,0 +1,209 @@
+// Runs INSIDE the guest: proactive reclaim of a workload's cold memory, the ways side by
+// side. Each run starts a fresh workload (reclaim-scenario.ts: a small hot set in a large
+// anonymous mapping, all of it resident), lets one way reclaim for a while and records
+// the workload's resident and swapped memory over time, its hot loop's throughput
+// (passes per second, from its "rate" events) and the CPU of the monitor doing it.
+// Rounds interleave the ways, so that a busy host slows them alike. Prints one JSON
+// object (ReclaimReport); reclaim.test.ts and bench/reclaim.ts judge it on the host.
+//
+// Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,...]
+//          [--rounds 1] [--seconds 30]
+import { readFileSync } from 'node:fs';
+import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
+import { KernelDamos, type KernelSchemeStats } from './kernel-damos.js';
+import { RECLAIM_SCHEME, RECLAIM_WAYS, workloadArgs, type ReclaimWay } from './reclaim-scenario.js';
+import { WorkloadProcess } from './workload-process.js';
+
+/** How often the workload's memory is read. */
+const SAMPLE_MS = 250;
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat. */
+const USER_HZ = 100;
+
+/** The workload's memory at one time (kB, as /proc/PID/status gives it). */
+export interface MemorySample {
+  /** Since the workload's "ready" event (all pages touched), ms. */
+  tMs: number;
+  rssKiB: number;
+  rssAnonKiB: number;
+  swapKiB: number;
+}
+
+/** One window of the hot loop: passes per second over `ms` ending at tMs. */
+export interface RateWindow {
+  tMs: number;
+  ms: number;
+  passesPerS: number;
+}
+
+export interface ReclaimRun {
+  way: ReclaimWay;
+  round: number;
+  /** When the monitor was running (its start took time), since "ready", ms. */
+  monitorStartMs: number;
+  monitorEndMs: number;
+  samples: MemorySample[];
+  rates: RateWindow[];
+  /** CPU of the monitor over [monitorStartMs, monitorEndMs]: the kdamond thread, or the process(es) of the agent's path; 0 for the baseline. */
+  monitorCpuUs: number;
+  /** What monitored: "kdamond pid N", ... */
+  monitor: string;
+  /** The schemes' statistics at the end, as the way reports them. */
+  schemeStats: KernelSchemeStats[] | null;
+  /** Set when the way could not run; the rest is then partial. */
+  error?: string;
+}
+
+export interface ReclaimReport {
+  kernel: string;
+  swaps: string;
+  memTotalKiB: number;
+  workloadArgs: string[];
+  seconds: number;
+  runs: ReclaimRun[];
+}
+
+function log(msg: string): void {
+  process.stderr.write(`reclaim-run: ${msg}\n`);
+}
+
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC, as the workload's monoMs
+}
+
+/** utime + stime of a task (a process: all its threads; a kernel thread: itself), µs. */
+export function taskCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1_000_000) / USER_HZ;
+}
+
+function memoryOf(pid: number): Omit<MemorySample, 'tMs'> | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const kib = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
+    if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
+    return Number(m[1]);
+  };
+  return { rssKiB: kib('VmRSS'), rssAnonKiB: kib('RssAnon'), swapKiB: kib('VmSwap') };
+}
+
+/** A way of reclaiming, running on one workload. */
+interface Monitor {
+  describe: string;
+  /** CPU so far, µs (what is charged to the way). */
+  cpuUs(): number;
+  schemeStats(): Promise<KernelSchemeStats[] | null>;
+  stop(): Promise<void>;
+}
+
+async function startMonitor(way: ReclaimWay, pid: number): Promise<Monitor> {
+  switch (way) {
+    case 'baseline':
+      return { describe: 'none', cpuUs: () => 0, schemeStats: async () => null, stop: async () => undefined };
+    case 'kdamond': {
+      const k = await KernelDamos.start(pid, DEFAULT_ATTRS, [RECLAIM_SCHEME.kernel]);
+      return {
+        describe: `kdamond pid ${k.kdamondPid}`,
+        cpuUs: () => taskCpuUs(k.kdamondPid),
+        schemeStats: () => k.stats(),
+        stop: () => k.stop(),
+      };
+    }
+  }
+}
+
+async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: number): Promise<ReclaimRun> {
+  const w = WorkloadProcess.start(bin, workloadArgs());
+  const run: ReclaimRun = { way, round, monitorStartMs: 0, monitorEndMs: 0, samples: [], rates: [], monitorCpuUs: 0, monitor: 'none', schemeStats: null };
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    const ready = await w.waitFor('ready', 120_000);
+    const t0 = ready.monoMs;
+    const sample = () => {
+      const m = memoryOf(w.pid);
+      if (m) run.samples.push({ tMs: nowMs() - t0, ...m });
+    };
+    sample();
+    sampler = setInterval(sample, SAMPLE_MS);
+    let monitor: Monitor | undefined;
+    try {
+      monitor = await startMonitor(way, w.pid);
+      run.monitor = monitor.describe;
+      run.monitorStartMs = nowMs() - t0;
+      const cpu0 = monitor.cpuUs();
+      const endAt = t0 + run.monitorStartMs + seconds * 1000;
+      while (nowMs() < endAt && w.events.every((e) => e.event !== 'exit')) await new Promise((r) => setTimeout(r, 200));
+      run.monitorCpuUs = monitor.cpuUs() - cpu0;
+      run.monitorEndMs = nowMs() - t0;
+      run.schemeStats = await monitor.schemeStats();
+    } catch (e) {
+      run.error = (e as Error).message;
+      log(`${way} round ${round}: ${run.error}`);
+    } finally {
+      await monitor?.stop().catch((e: Error) => log(`stopping ${way}: ${e.message}`));
+    }
+    clearInterval(sampler);
+    sampler = undefined;
+    w.kill('SIGTERM');
+    await w.waitExit(30_000);
+    for (const e of w.events) {
+      if (e.event === 'rate') run.rates.push({ tMs: e.monoMs - t0, ms: e.ms, passesPerS: (e.passes * 1000) / e.ms });
+    }
+    return run;
+  } finally {
+    if (sampler) clearInterval(sampler);
+    w.kill();
+  }
+}
+
+function parseArgs(argv: string[]): { workload: string; ways: ReclaimWay[]; rounds: number; seconds: number } {
+  const o = { workload: '', ways: [...RECLAIM_WAYS] as ReclaimWay[], rounds: 1, seconds: 30 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const v = argv[i + 1];
+    if (v === undefined) throw new Error(`${argv[i]} needs a value`);
+    if (argv[i] === '--workload') o.workload = v;
+    else if (argv[i] === '--ways') {
+      o.ways = v.split(',').map((x) => {
+        if (!(RECLAIM_WAYS as readonly string[]).includes(x)) throw new Error(`unknown way '${x}' (expected ${RECLAIM_WAYS.join(', ')})`);
+        return x as ReclaimWay;
+      });
+    } else if (argv[i] === '--rounds') o.rounds = Number(v);
+    else if (argv[i] === '--seconds') o.seconds = Number(v);
+    else throw new Error(`unknown option ${argv[i]}`);
+  }
+  if (!o.workload) throw new Error('--workload is required');
+  if (!(Number.isInteger(o.rounds) && o.rounds > 0) || !(o.seconds > 0)) throw new Error('--rounds and --seconds must be positive');
+  return o;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const swaps = readFileSync('/proc/swaps', 'utf8');
+  if (swaps.trim().split('\n').length < 2) throw new Error('the guest has no swap (/proc/swaps is empty): the kernel needs CONFIG_ZRAM (test/guest/kernel.config)');
+  const memTotalKiB = Number(/^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]);
+  const report: ReclaimReport = {
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    swaps: swaps.trim(),
+    memTotalKiB,
+    workloadArgs: workloadArgs(),
+    seconds: o.seconds,
+    runs: [],
+  };
+  for (let round = 0; round < o.rounds; round++) {
+    for (const way of o.ways) {
+      log(`round ${round + 1}/${o.rounds}: ${way}`);
+      report.runs.push(await runOnce(o.workload, way, round, o.seconds));
+    }
+  }
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`reclaim-run: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,56 @@
+// The proactive reclaim scenario of the guest: the workload (a small hot set in a large
+// anonymous mapping, every page touched once so all of it is resident) and the one scheme
+// every way applies (page out what nobody accessed for PAGEOUT_MIN_AGE_MS), in the forms
+// each way takes. One home for the numbers that reclaim-run.ts, reclaim.test.ts and
+// bench/reclaim.ts share.
+import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
+import type { KernelScheme } from './kernel-damos.js';
+
+const MiB = 2 ** 20;
+
+/** baseline: no monitor (the throughput reference); kdamond: the kernel's own DAMOS. */
+export const RECLAIM_WAYS = ['baseline', 'kdamond'] as const;
+export type ReclaimWay = (typeof RECLAIM_WAYS)[number];
+
+export const WORKLOAD = Object.freeze({
+  sizeBytes: 256 * MiB,
+  hotOffsetBytes: 120 * MiB,
+  hotBytes: 16 * MiB,
+  /** How often the workload reports its hot loop's throughput. */
+  reportMs: 1000,
+});
+
+/** Cold for this long before it is paged out. */
+export const PAGEOUT_MIN_AGE_MS = 2000;
+
+/**
+ * The workload's arguments: small pages (a huge page would be split on the way out, and
+ * the hot set's edges would not fall on 2 MiB), a busy hot loop (its throughput is what a
+ * monitor must not slow down), and the rig's default TLB flush every 5 ms so that the
+ * Accessed bits a monitor clears are set again by the next touch (test/guest/README.md).
+ */
+export function workloadArgs(): string[] {
+  const m = (b: number) => `${b / MiB}M`;
+  return [
+    '--size', m(WORKLOAD.sizeBytes),
+    '--hot', `${m(WORKLOAD.hotOffsetBytes)}+${m(WORKLOAD.hotBytes)}`,
+    '--thp', 'nohugepage',
+    '--report-ms', String(WORKLOAD.reportMs),
+  ];
+}
+
+/** Ages are counted in aggregation intervals. */
+const minAgeAggregations = Math.ceil((PAGEOUT_MIN_AGE_MS * 1000) / DEFAULT_ATTRS.aggregationUs);
+
+/** The scheme: any size, no access in the last aggregation, at least PAGEOUT_MIN_AGE_MS old: page out. No quota, no watermarks. */
+export const RECLAIM_SCHEME = Object.freeze({
+  /** DAMON's text form (as `damo` and DAMON_RECLAIM write it): min/max size, nr_accesses, age, action. */
+  text: `min max 0 0 ${PAGEOUT_MIN_AGE_MS}ms max pageout`,
+  minAgeAggregations,
+  kernel: Object.freeze<KernelScheme>({
+    action: 'pageout',
+    sizeBytes: { min: 0, max: null },
+    nrAccesses: { min: 0, max: 0 },
+    age: { min: minAgeAggregations, max: null },
+  }),
+});
