@@ -5,15 +5,21 @@ import { createHash } from 'node:crypto';
 import { ObservedSession } from '../gen/damon/v1/damon.js';
 
 /**
- * Digest of observed sessions: ids, generations, running and each target's pid, state and
- * message, in id order. Counters (records published, interval drift) are left out: they
- * change every interval and the controller does not act on them.
+ * Digest of observed sessions: ids, generations, running, each target's pid, state and
+ * message, and the scheme statistics, in id order. Counters (records published, interval
+ * drift) are left out: they change every interval and the controller does not act on them.
+ * Scheme statistics are in, so that GetSession shows them; agents refresh them at most
+ * every SCHEME_STATS_REPORT_MS (common/scheme-schema.ts), which bounds the GetState calls
+ * they cost.
  */
 export function observedDigest(sessions: Iterable<ObservedSession>): string {
   const h = createHash('sha256');
   const sorted = [...sessions].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
   for (const s of sorted) {
     h.update(JSON.stringify([s.sessionId, String(s.generation), s.running, s.targets.map((t) => [t.pid, t.state, t.operations, t.message])]));
+    for (const st of s.schemeStats ?? []) {
+      h.update(JSON.stringify([st.scheme, String(st.nrTried), String(st.szTried), String(st.nrApplied), String(st.szApplied), String(st.qtExceeds), st.active]));
+    }
     h.update('\n');
   }
   return h.digest('base64url');

@@ -26,10 +26,14 @@ import * as grpc from '@grpc/grpc-js';
 import { isAbsolute, posix } from 'node:path';
 import { AttributeError, DEFAULT_ATTRS, MAX_ACCESS_BP, maxNrAccesses, validateAttributes, type Attributes, type IntervalsGoal } from '../agent/engine/attrs.js';
 import { PRESET_NAMES, resolveWorkload } from '../agent/ops/synthetic-presets.js';
-import { RpcError } from './grpc-server.js';
+import { MAX_INTERVAL_US, SchemaError } from './schema-base.js';
 import { excerpt, quoted } from './log.js';
+import { schemesFromMessage, toProtoScheme, type SchemeSpec } from './scheme-schema.js';
+import { schemesFromText } from './scheme-text.js';
 import { HOST_RE, SESSION_ID_RE } from './subjects.js';
 import type { Attributes as ProtoAttributes, IntervalsGoal as ProtoIntervalsGoal } from '../gen/damon/v1/damon.js';
+
+export { MAX_INTERVAL_US, SchemaError, within } from './schema-base.js';
 
 // ---- limits ---------------------------------------------------------------------------
 
@@ -43,11 +47,6 @@ export const MAX_SESSION_ID_CHARS = 64;
 export const MAX_HOST_BYTES = 253;
 /** Largest max_nr_regions (and so min_nr_regions): one target's record must fit one NATS message. */
 export const MAX_NR_REGIONS = 20_000;
-/**
- * Longest interval, in microseconds: one day. The agent sleeps a sampling interval with a
- * timer that holds at most 2^31-1 ms (about 24.8 days); DAMON is used with far shorter ones.
- */
-export const MAX_INTERVAL_US = 86_400_000_000;
 /** Most components a result path may have, the file name included. */
 export const MAX_RESULT_PATH_DEPTH = 16;
 /** Most aggregations between two intervals adjustments of an intervals goal. */
@@ -91,32 +90,6 @@ export function resultFileFormat(name: ResultFormatName): { format: FileFormat; 
 }
 
 // ---- errors ---------------------------------------------------------------------------
-
-/**
- * A value the schema refuses: INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for too many
- * targets or hosts. `field` names it as the API spells it.
- */
-export class SchemaError extends RpcError {
-  constructor(readonly field: string, readonly detail: string, code: grpc.status = grpc.status.INVALID_ARGUMENT) {
-    super(code, `${field}: ${detail}`);
-    this.name = 'SchemaError';
-  }
-
-  /** The same error with `prefix` before its field ("spec." on the agent's side). */
-  under(prefix: string): SchemaError {
-    return new SchemaError(`${prefix}${this.field}`, this.detail, this.code);
-  }
-}
-
-/** Runs a check whose SchemaError gets `prefix` before its field ("attrs.", "spec."). */
-export function within<T>(prefix: string, check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    if (err instanceof SchemaError) throw err.under(prefix);
-    throw err;
-  }
-}
 
 function fail(field: string, detail: string): never {
   throw new SchemaError(field, detail);
@@ -244,9 +217,11 @@ export function checkResultPath(resultFile: string): ResultPathParts {
 
 // ---- attributes -----------------------------------------------------------------------
 
-/** Attributes with the result format, as a session holds them. */
+/** Attributes with the result format and the schemes, as a session holds them. */
 export interface SessionAttrs extends Attributes {
   resultFormat: ResultFormatName;
+  /** Applied in this order (common/scheme-schema.ts); absent in sessions stored before schemes. */
+  schemes: SchemeSpec[];
 }
 
 /** Largest value of each number, within its wire type (uint64 intervals, uint32 regions). */
@@ -353,10 +328,10 @@ function checkResultFormat(format: string): ResultFormatName {
   return f as ResultFormatName;
 }
 
-/** The fleet's rules beyond DAMON's: the result path. */
-function sessionAttrs(a: Attributes, resultFormat: string): SessionAttrs {
+/** The fleet's rules beyond DAMON's: the result path; the schemes, checked against the intervals. */
+function sessionAttrs(a: Attributes, resultFormat: string, schemes: (a: Attributes) => SchemeSpec[]): SessionAttrs {
   if (a.resultFile !== '') checkResultPath(a.resultFile);
-  return { ...a, resultFormat: checkResultFormat(resultFormat) };
+  return { ...a, resultFormat: checkResultFormat(resultFormat), schemes: schemes(a) };
 }
 
 /**
@@ -364,7 +339,7 @@ function sessionAttrs(a: Attributes, resultFormat: string): SessionAttrs {
  * Field names are the message's ("min_nr_regions"); callers put their prefix before them.
  */
 export function attrsFromMessage(m: ProtoAttributes | undefined): SessionAttrs {
-  if (!m) return { ...DEFAULT_ATTRS, resultFormat: DEFAULT_RESULT_FORMAT };
+  if (!m) return { ...DEFAULT_ATTRS, resultFormat: DEFAULT_RESULT_FORMAT, schemes: [] };
   const partial: Partial<Attributes> = { resultFile: m.resultFile };
   const values: Record<NumberField, bigint> = {
     sampling_interval_us: m.samplingIntervalUs,
@@ -379,12 +354,15 @@ export function attrsFromMessage(m: ProtoAttributes | undefined): SessionAttrs {
   if (m.intervalsGoal !== undefined) partial.intervalsGoal = goalFromMessage(m.intervalsGoal);
   const a = damonRules(partial);
   checkTunedBound(a);
-  return sessionAttrs(a, m.resultFormat);
+  return sessionAttrs(a, m.resultFormat, (checked) => schemesFromMessage(m.schemes ?? [], checked));
 }
 
-/** Attributes from DAMON's text form, with the result format kept from elsewhere. */
-export function attrsFromText(text: string, resultFormat: string): SessionAttrs {
-  return sessionAttrs(parseAttrsText(text), resultFormat);
+/**
+ * Attributes from DAMON's text form, with the result format kept from elsewhere and the
+ * schemes in their text form (common/scheme-text.ts; "" for none).
+ */
+export function attrsFromText(text: string, resultFormat: string, schemesText = ''): SessionAttrs {
+  return sessionAttrs(parseAttrsText(text), resultFormat, (checked) => schemesFromText(schemesText, checked));
 }
 
 /** Attributes as the API's message. */
@@ -396,7 +374,8 @@ export function toProtoAttrs(a: SessionAttrs): ProtoAttributes {
     minNrRegions: a.minNrRegions,
     maxNrRegions: a.maxNrRegions,
     resultFile: a.resultFile,
-    resultFormat: a.resultFormat, schemes: [],
+    resultFormat: a.resultFormat,
+    schemes: (a.schemes ?? []).map(toProtoScheme),
     intervalsGoal: a.intervalsGoal
       ? {
           accessBp: a.intervalsGoal.accessBp,

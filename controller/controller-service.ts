@@ -7,7 +7,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { RpcError, type AsyncHandlers } from '../common/grpc-server.js';
 import { quoted, type BasicLogger as Logger } from '../common/log.js';
 import { EVENTS_STREAM, HOST_RE, RECORDS_STREAM, eventOnSubject, eventsFilter, recordOnSubject, recordsFilter } from '../common/subjects.js';
-import { AggregationRecord, Session, SessionEvent, type ControllerService, type ListSessionsResponse } from '../gen/damon/v1/damon.js';
+import { AggregationRecord, Session, SessionEvent, type ControllerService, type HostSchemeStats, type ListSessionsResponse } from '../gen/damon/v1/damon.js';
 import { decodeRecord } from '../common/record-wire.js';
 import type { SessionLifecycle } from './lifecycle.js';
 import type { KeyedMutex } from './keyed-mutex.js';
@@ -15,7 +15,10 @@ import type { AgentRegistry } from './registry.js';
 import {
   attrsFromRequest,
   attrsText,
+  checkSchemesOperations,
   checkSessionId,
+  schemesText,
+  targetHosts,
   idleStatus,
   operationsFromRequest,
   targetsFromRequest,
@@ -51,7 +54,20 @@ function describeTargets(targets: StoredTarget[]): string {
   return `${targets.length} target${targets.length > 1 ? 's' : ''}: ${shown}${targets.length > 4 ? ', …' : ''}`;
 }
 
-const out = (v: Versioned) => toProtoSession(v.session, v.revision);
+/**
+ * Scheme statistics of an ON session, per host, as its live agents last reported them for
+ * the generation it runs (ObservedSession.scheme_stats, refreshed with the agents' state).
+ * They are not written to the bucket: they change every few seconds on every host.
+ */
+export function schemeStatsOf(s: StoredSession, registry: Pick<AgentRegistry, 'live'>): HostSchemeStats[] {
+  if (s.state !== 'on' || (s.attrs.schemes ?? []).length === 0) return [];
+  const out: HostSchemeStats[] = [];
+  for (const host of targetHosts(s)) {
+    const o = registry.live(host)?.observed.get(s.id);
+    if (o && o.generation === BigInt(s.generation) && o.schemeStats.length > 0) out.push({ host, schemes: o.schemeStats });
+  }
+  return out;
+}
 
 // proto3 uint64: 0 = not given.
 function revisionArg(r: bigint): number {
@@ -77,12 +93,14 @@ function pageTokenKey(token: string): string | undefined {
 
 export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof ControllerService> {
   const now = d.now ?? Date.now;
+  const out = (v: Versioned) => toProtoSession(v.session, v.revision, schemeStatsOf(v.session, d.registry));
   return {
     async createSession(req) {
       const id = req.id === '' ? randomUUID() : checkSessionId(req.id);
-      const attrs = attrsFromRequest(req.attrs, req.attrsText, DEFAULT_RESULT_FORMAT, false);
+      const attrs = attrsFromRequest(req, DEFAULT_RESULT_FORMAT, false);
       const targets = targetsFromRequest(req.targets);
       const ops = operationsFromRequest(req.operations, req.syntheticWorkload);
+      checkSchemesOperations(attrs, ops.operations);
       const t = now();
       const s: StoredSession = {
         id,
@@ -97,7 +115,10 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         updatedAtMs: t,
       };
       const v = await d.store.create(s);
-      d.log.info(`session ${id} created (${describeTargets(targets)}, attrs ${quoted(attrsText(attrs))}, operations "${ops.operations || 'best available'}")`);
+      d.log.info(
+        `session ${id} created (${describeTargets(targets)}, attrs ${quoted(attrsText(attrs))}, ` +
+          `${attrs.schemes.length} scheme${attrs.schemes.length === 1 ? '' : 's'}, operations "${ops.operations || 'best available'}")`,
+      );
       return out(v);
     },
 
@@ -155,20 +176,22 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         id,
         (cur) => {
           // Bad values are refused before the state is looked at, as DAMON parses before it checks.
-          cur.attrs = attrsFromRequest(req.attrs, req.attrsText, cur.attrs.resultFormat, true);
+          cur.attrs = attrsFromRequest(req, cur.attrs.resultFormat, true);
+          checkSchemesOperations(cur.attrs, cur.operations);
           if (cur.state === 'on') throw failedWhileOn(id, 'attributes');
           cur.targetStatus = idleStatus(cur.targets); // a new configuration: the last run's outcome no longer applies
           return cur;
         },
         expected,
       );
-      d.log.info(`session ${id}: attributes set to ${quoted(attrsText(r.after.session.attrs))} (${r.after.session.attrs.resultFormat})`);
+      const set = r.after.session.attrs;
+      d.log.info(`session ${id}: attributes set to ${quoted(attrsText(set))} (${set.resultFormat}, ${set.schemes.length} scheme${set.schemes.length === 1 ? '' : 's'})`);
       return out(r.after);
     },
 
     async getAttributes(req) {
       const v = await d.store.mustGet(checkSessionId(req.id));
-      return { attrs: toProtoAttrs(v.session.attrs), attrsText: attrsText(v.session.attrs), schemesText: '' };
+      return { attrs: toProtoAttrs(v.session.attrs), attrsText: attrsText(v.session.attrs), schemesText: schemesText(v.session.attrs) };
     },
 
     async setTargets(req) {
@@ -180,6 +203,8 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
         id,
         (cur) => {
           if (cur.state === 'on') throw failedWhileOn(id, 'targets');
+          // Operations that cannot apply the session's schemes: INVALID_ARGUMENT, naming the scheme.
+          checkSchemesOperations(cur.attrs, ops.operations);
           cur.targets = targets;
           cur.operations = ops.operations;
           cur.syntheticWorkload = ops.syntheticWorkload;

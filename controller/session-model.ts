@@ -3,6 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { RpcError } from '../common/grpc-server.js';
 import { excerpt, quoted } from '../common/log.js';
+import { checkSchemesFitOperations } from '../common/scheme-schema.js';
+import { formatSchemesText } from '../common/scheme-text.js';
 import {
   SchemaError,
   attrsFromMessage,
@@ -21,6 +23,7 @@ import {
   SessionState,
   TargetState,
   type Attributes as ProtoAttributes,
+  type HostSchemeStats,
   type Session,
   type Target,
   type TargetStatus,
@@ -64,25 +67,30 @@ function invalid(message: string): RpcError {
 }
 
 /**
- * The attributes a request gives, as message or DAMON text (exactly one of them), checked
- * against the session schema; unset message fields take DAMON's defaults. `currentFormat`
- * is kept when the text form (which has no format) is used.
+ * The attributes a request gives, as message (with attrs.schemes) or as DAMON text (with
+ * schemes_text), exactly one of them, checked against the session schema; unset message
+ * fields take DAMON's defaults. `currentFormat` is kept when the text form (which has no
+ * format) is used.
  */
 export function attrsFromRequest(
-  attrs: ProtoAttributes | undefined,
-  text: string,
+  req: { attrs?: ProtoAttributes; attrsText: string; schemesText: string },
   currentFormat: string,
   required: boolean,
 ): StoredAttrs {
+  const { attrs, attrsText: text, schemesText } = req;
   if (attrs && text.trim() !== '') {
     throw invalid('attrs, attrs_text: give the attributes either as a message or as text, not both');
   }
+  if (schemesText.trim() !== '' && text.trim() === '') {
+    throw invalid('schemes_text: goes with attrs_text (with the attrs message, give attrs.schemes)');
+  }
   if (text.trim() !== '') {
     try {
-      return attrsFromText(text, currentFormat);
+      return attrsFromText(text, currentFormat, schemesText);
     } catch (err) {
-      // "attrs_text: max_nr_regions: too large: ...", as DAMON's text names its fields.
-      if (err instanceof SchemaError) throw new SchemaError('attrs_text', err.message, err.code);
+      // "attrs_text: max_nr_regions: too large: ...", as DAMON's text names its fields;
+      // "schemes_text: line 2, field 4 (max_nr_accesses): ..." as it is.
+      if (err instanceof SchemaError && err.field !== 'schemes_text') throw new SchemaError('attrs_text', err.message, err.code);
       throw err;
     }
   }
@@ -91,6 +99,11 @@ export function attrsFromRequest(
     return attrsFromMessage(undefined);
   }
   return within('attrs.', () => attrsFromMessage(attrs));
+}
+
+/** Schemes the session's explicit operations cannot apply are refused where they are set. */
+export function checkSchemesOperations(attrs: StoredAttrs, operations: string): void {
+  within('attrs.', () => checkSchemesFitOperations(attrs.schemes, operations));
 }
 
 /** Checks a request's targets (schema limits, host names, pids, duplicates). */
@@ -151,6 +164,11 @@ export function attrsText(a: StoredAttrs): string {
   return formatAttrsText(a);
 }
 
+/** The schemes' text form of stored attributes ("" for none). */
+export function schemesText(a: StoredAttrs): string {
+  return formatSchemesText(a.schemes ?? []);
+}
+
 function toProtoTargetStatus(s: StoredTargetStatus): TargetStatus {
   return {
     target: { host: s.host, pid: s.pid },
@@ -160,12 +178,16 @@ function toProtoTargetStatus(s: StoredTargetStatus): TargetStatus {
   };
 }
 
-/** A stored session (at `revision`) as the API's message. */
-export function toProtoSession(s: StoredSession, revision: number): Session {
+/**
+ * A stored session (at `revision`) as the API's message, with the scheme statistics its
+ * agents last reported (they are not stored: see schemeStatsOf in controller-service.ts).
+ */
+export function toProtoSession(s: StoredSession, revision: number, schemeStats: HostSchemeStats[] = []): Session {
   return {
     id: s.id,
     attrs: toProtoAttrs(s.attrs),
-    attrsText: attrsText(s.attrs), schemesText: '',
+    attrsText: attrsText(s.attrs),
+    schemesText: schemesText(s.attrs),
     targets: s.targets.map((t) => ({ host: t.host, pid: t.pid })),
     state: s.state === 'on' ? SessionState.SESSION_STATE_ON : SessionState.SESSION_STATE_OFF,
     operations: s.operations,
@@ -175,7 +197,7 @@ export function toProtoSession(s: StoredSession, revision: number): Session {
     revision: BigInt(revision),
     createdAtMs: BigInt(s.createdAtMs),
     updatedAtMs: BigInt(s.updatedAtMs),
-    schemeStats: [],
+    schemeStats,
   };
 }
 
@@ -209,7 +231,9 @@ export function decodeStoredSession(key: string, json: string): StoredSession {
       const n = v.attrs[k];
       if (!Number.isSafeInteger(n) || n <= 0) throw new SchemaError(`attrs.${k}`, `not a positive integer: ${excerpt(String(n), 24)}`);
     }
-    within('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs)));
+    // Sessions stored before schemes have none.
+    v.attrs.schemes = within('attrs.', () => attrsFromMessage(toProtoAttrs(v.attrs))).schemes;
+    checkSchemesOperations(v.attrs, v.operations);
     checkTargets(v.targets);
     checkOperations(v.operations, v.syntheticWorkload);
     if (v.epoch !== undefined && !(typeof v.epoch === 'string' && /^\d{1,20}$/.test(v.epoch))) throw new SchemaError('epoch', 'not a decimal string of at most 20 digits');

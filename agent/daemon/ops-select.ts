@@ -20,6 +20,7 @@ import { SyntheticOperations } from '../ops/synthetic.js';
 import { resolveWorkload } from '../ops/synthetic-presets.js';
 import type { Workload } from '../ops/synthetic-workload.js';
 import type { RunSpec } from './spec.js';
+import { schemesRefusal, type SchemeSpec } from '../../common/scheme-schema.js';
 
 /** Where the kernel's DAMON sysfs interface and tracefs are on a real system. */
 export const KDAMOND_PATHS = Object.freeze({ sysfsRoot: '/sys/kernel/mm/damon', tracefsRoot: '/sys/kernel/tracing' });
@@ -33,8 +34,8 @@ export interface HostOperations {
   /** Makes the page_idle operations of one session (tests substitute their own). */
   createPageIdle: () => Operations;
   kdamond: KdamondProbe;
-  /** Makes the kdamond context of one session (tests substitute one on a fake kernel). */
-  createKdamond: (pids: number[], attrs: Attributes) => KdamondContext;
+  /** Makes the kdamond context of one session, its schemes handed to the kernel's DAMOS (tests substitute one on a fake kernel). */
+  createKdamond: (pids: number[], attrs: Attributes, schemes: readonly SchemeSpec[]) => KdamondContext;
 }
 
 export interface ProbeHostOptions {
@@ -60,9 +61,10 @@ export function probeHostOperations(o: ProbeHostOptions = {}): HostOperations {
     pageIdle,
     createPageIdle: () => new PageIdleOperations(),
     kdamond,
-    createKdamond: (pids, attrs) =>
+    createKdamond: (pids, attrs, schemes) =>
       new KdamondContext({
         attrs,
+        schemes,
         targetIds: pids,
         sysfsRoot: paths.sysfsRoot,
         tracefsRoot: paths.tracefsRoot,
@@ -179,14 +181,19 @@ export function chooseOperations(spec: RunSpec, host: HostOperations): OpsChoice
     ok: true,
     engine: 'kdamond',
     name: 'kdamond',
-    createMonitor: (pids, attrs) => host.createKdamond(pids, attrs),
+    createMonitor: (pids, attrs) => host.createKdamond(pids, attrs, spec.schemes),
     ...(fallback ? { fallback } : {}),
   });
   const pageIdleMissing = `page_idle unavailable: ${host.pageIdle.missing.join('; ')}`;
   const kdamondMissing = `kdamond unavailable: ${host.kdamond.message}`;
   if (wanted === 'kdamond') return host.kdamond.usable ? kdamond() : { ok: false, message: kdamondMissing };
   if (wanted === 'page_idle') return pageIdle ?? { ok: false, message: pageIdleMissing };
-  // '': the best real operations this host has.
-  if (host.kdamond.usable) return kdamond(pageIdle);
-  return pageIdle ?? { ok: false, message: `${pageIdleMissing}; ${kdamondMissing}` };
+  // '': the best real operations this host has that can apply the session's schemes.
+  const pageIdleRefusal = schemesRefusal(spec.schemes, 'page_idle');
+  const kdamondRefusal = schemesRefusal(spec.schemes, 'kdamond');
+  const pageIdleFits = pageIdleRefusal === undefined ? pageIdle : undefined;
+  if (host.kdamond.usable && kdamondRefusal === undefined) return kdamond(pageIdleFits);
+  if (pageIdleFits) return pageIdleFits;
+  const why = [pageIdle ? pageIdleRefusal : pageIdleMissing, host.kdamond.usable ? kdamondRefusal : kdamondMissing];
+  return { ok: false, message: why.join('; ') };
 }

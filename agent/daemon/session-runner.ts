@@ -178,7 +178,8 @@ export class SessionRunner {
       targets,
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
-      recordsPublished: this.published, schemeStats: [],
+      recordsPublished: this.published,
+      schemeStats: this.ctx?.schemeStats?.() ?? [],
       samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
       ...(this.drift.checkCost === null

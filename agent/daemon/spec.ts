@@ -15,12 +15,15 @@ import {
   type ResultFormatName,
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
+import { checkSchemesFitOperations, type SchemeSpec } from '../../common/scheme-schema.js';
 
 export interface RunSpec {
   sessionId: string;
   generation: bigint;
   attrs: Attributes;
   resultFormat: ResultFormatName;
+  /** Applied in order once per aggregation (or apply interval); checked against attrs. */
+  schemes: SchemeSpec[];
   pids: number[];
   /** As asked: "" (best available), "kdamond", "page_idle" or "synthetic". */
   operations: string;
@@ -33,13 +36,15 @@ export interface RunSpec {
 export function parseSpec(spec: SessionSpec | undefined): RunSpec {
   if (!spec) throw new SchemaError('spec', 'required');
   const sessionId = within('spec.', () => checkSessionId(spec.sessionId, 'session_id'));
-  const { resultFormat, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
+  const { resultFormat, schemes, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
   const pids = within('spec.', () => checkPids(spec.pids));
   within('spec.', () => checkOperations(spec.operations, spec.syntheticWorkload));
+  within('spec.attrs.', () => checkSchemesFitOperations(schemes, spec.operations));
   const key = JSON.stringify([
     spec.generation.toString(),
     attrs,
     resultFormat,
+    schemes,
     pids,
     spec.operations,
     spec.syntheticWorkload,
@@ -49,6 +54,7 @@ export function parseSpec(spec: SessionSpec | undefined): RunSpec {
     generation: spec.generation,
     attrs,
     resultFormat,
+    schemes,
     pids,
     operations: spec.operations,
     syntheticWorkload: spec.syntheticWorkload,

@@ -3,6 +3,7 @@
 // drives any context through damon_start()/damon_stop().
 import type { EventEmitter } from 'node:events';
 import type { AggregationRecord } from '../records/record.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 import type { IntervalStats } from './stats-window.js';
 
 export type StopReason = 'off' | 'no-targets' | 'error';
@@ -59,4 +60,9 @@ export interface Monitor extends EventEmitter<MonitorEvents> {
   drift(): DriftStats;
   /** The sampling and aggregation intervals now: as set, or as an intervals goal tuned them. */
   intervals(): Intervals;
+  /**
+   * Statistics of the session's schemes since start, one per scheme in order (as last
+   * refreshed, at most every SCHEME_STATS_REPORT_MS); absent or [] without schemes.
+   */
+  schemeStats?(): SchemeStats[];
 }

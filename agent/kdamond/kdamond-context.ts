@@ -11,6 +11,7 @@
 //   await ctx.start()   // resolves true once the kdamond runs; failures come as 'stopped' ('error')
 //   await ctx.stop()    // turns the kdamond off and removes it; resolves once stopped
 //   ctx.drift()         // DriftStats plus missedAggregations; ctx.costs() for the source benchmark
+//   ctx.schemeStats()   // the session's schemes, handed to the kernel's DAMOS, as the kernel counts them
 //   await KdamondContext.probe(sysfsRoot, { tracefsRoot, procRoot })
 //
 // Target exits: the kernel keeps reporting an exited target (with no accesses) for as long
@@ -34,6 +35,9 @@ import { DEFAULT_RECORD_SOURCE, parseRecordSource, type RecordClock, type Record
 import { StatsWindow } from '../engine/stats-window.js';
 import { TracepointSource } from './tracepoint-source.js';
 import { TriedRegionsSource } from './tried-regions-source.js';
+import { readSchemeStats, setNrSchemes, writeSchemes } from './damos-schemes.js';
+import { SCHEME_STATS_REPORT_MS, type SchemeSpec } from '../../common/scheme-schema.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 
 /** USER_HZ: the unit of utime/stime in /proc/PID/stat (100 on every Linux architecture in use). */
 const USER_HZ = 100;
@@ -41,6 +45,13 @@ const USER_HZ = 100;
 export interface KdamondContextOptions {
   /** Checked with validateAttributes; a bad value throws AttributeError. */
   attrs: Partial<Attributes>;
+  /**
+   * The session's schemes (checked by common/scheme-schema.ts), handed to the kernel's
+   * DAMOS after the record source's own; default none. collapse is refused (no DAMOS action).
+   */
+  schemes?: readonly SchemeSpec[];
+  /** How often polls refresh the schemes' statistics from the kernel; default SCHEME_STATS_REPORT_MS. */
+  schemeStatsIntervalMs?: number;
   /** Target pids; at least one, no duplicates. */
   targetIds: number[];
   /** DAMON's sysfs directory (normally /sys/kernel/mm/damon; the caller says so). */
@@ -118,6 +129,12 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
   private readonly source: RecordSource;
   private readonly clock: RecordClock;
   private readonly maxNr: number;
+  private readonly schemes: readonly SchemeSpec[];
+  private readonly schemeStatsIntervalMs: number;
+  /** Index of the session's first scheme among our kdamond's (after the source's). */
+  private firstScheme = 0;
+  private stats: SchemeStats[] = [];
+  private statsReadAtMs: number | undefined;
 
   private phase: Phase = 'new';
   private startCalled = false;
@@ -167,6 +184,12 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
       seen.add(id);
     }
     this.targetIds = [...o.targetIds];
+    this.schemes = [...(o.schemes ?? [])];
+    this.schemes.forEach((sc, i) => {
+      if (sc.action === 'collapse') throw new RangeError(`schemes[${i}]: the kernel's DAMOS has no collapse action`);
+    });
+    this.schemeStatsIntervalMs = o.schemeStatsIntervalMs ?? SCHEME_STATS_REPORT_MS;
+    if (!(this.schemeStatsIntervalMs >= 0)) throw new RangeError(`schemeStatsIntervalMs: must be a non-negative number, got ${o.schemeStatsIntervalMs}`);
     this.sysfsRoot = o.sysfsRoot.replace(/\/+$/, '');
     this.tracefsRoot = o.tracefsRoot?.replace(/\/+$/, '');
     this.procRoot = (o.procRoot ?? '/proc').replace(/\/+$/, '');
@@ -292,6 +315,16 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
     return { ...this.tuned };
   }
 
+  /**
+   * The session's schemes as the kernel counts them (stats/ of each, summed over the
+   * targets), as of the last refresh: one per scheme, zero until the first.
+   */
+  schemeStats(): SchemeStats[] {
+    return this.schemes.map(
+      (sc, i) => this.stats[i] ?? { scheme: i, nrTried: 0n, szTried: 0n, nrApplied: 0n, szApplied: 0n, qtExceeds: 0n, active: sc.watermarks === null },
+    );
+  }
+
   costs(): KdamondCosts {
     if (this.phase === 'running' && this.kpid !== undefined) this.sampleKdamondCpu();
     const end = this.offHrUs ?? hrUs();
@@ -357,7 +390,10 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
       this.driver = driver;
       this.unregisterExit = registerExitCleanup(() => this.cleanupSync());
       await driver.configureMonitoring(this.attrs, this.indexToPid);
+      this.firstScheme = this.source.schemesNeeded(this.indexToPid.length);
+      if (this.firstScheme + this.schemes.length > 0) await setNrSchemes(driver, this.firstScheme + this.schemes.length);
       await this.source.prepare(driver, this.indexToPid.length);
+      await writeSchemes(driver, this.firstScheme, this.schemes);
       if (this.finishRequested) return;
       const onNs = this.clock.nowWallNs();
       this.kpid = await driver.turnOn();
@@ -411,6 +447,7 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
       } else {
         this.sampleKdamondCpu();
         if (this.attrs.intervalsGoal) await this.readTunedIntervals();
+        await this.refreshSchemeStats();
       }
       this.checkLiveness();
       await this.emitRecords(recs);
@@ -443,6 +480,20 @@ export class KdamondContext extends EventEmitter<MonitorEvents> implements Monit
   private async readTunedIntervals(): Promise<void> {
     try {
       this.tuned = await this.driver!.tunedIntervals();
+    } catch (e) {
+      // Stopped since the status read: the next poll reports it.
+      if (!(await this.kdamondGone(e))) throw e;
+    }
+  }
+
+  /** The schemes' statistics from the kernel, when the last read is old enough. */
+  private async refreshSchemeStats(): Promise<void> {
+    if (this.schemes.length === 0) return;
+    const now = performance.now();
+    if (this.statsReadAtMs !== undefined && now - this.statsReadAtMs < this.schemeStatsIntervalMs) return;
+    try {
+      this.stats = await readSchemeStats(this.driver!, this.firstScheme, this.schemes, this.stats);
+      this.statsReadAtMs = now;
     } catch (e) {
       // Stopped since the status read: the next poll reports it.
       if (!(await this.kdamondGone(e))) throw e;

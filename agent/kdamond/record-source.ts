@@ -58,6 +58,12 @@ export interface RecordSource {
    * covers the aggregation interval before endNs).
    */
   readonly kernelTimes: boolean;
+  /**
+   * DAMOS schemes the source uses, at indices 0..n-1 of our kdamond's context; the
+   * session's own schemes follow them. The context writes nr_schemes (once: the kernel
+   * recreates every scheme directory on each write) before prepare().
+   */
+  schemesNeeded(nrTargets: number): number;
   /** Writes what the source needs into our kdamond (or beside it) before it is turned on. */
   prepare(driver: KdamondDriver, nrTargets: number): Promise<void>;
   /** Starts collecting from the running kdamond thread `kdamondPid`. */

@@ -55,6 +55,11 @@ export class TracepointSource implements RecordSource {
     this.instanceDir = `${o.tracefsRoot}/instances/${name}`;
   }
 
+  /** The trace event needs no scheme. */
+  schemesNeeded(): number {
+    return 0;
+  }
+
   async prepare(_driver: KdamondDriver, nrTargets: number): Promise<void> {
     this.nrTargets = nrTargets;
     const instances = `${this.tracefsRoot}/instances`;

@@ -31,10 +31,14 @@ export class TriedRegionsSource implements RecordSource {
     this.clock = o.clock;
   }
 
+  /** One stat scheme per target, at the target's index. */
+  schemesNeeded(nrTargets: number): number {
+    return nrTargets;
+  }
+
   async prepare(driver: KdamondDriver, nrTargets: number): Promise<void> {
     this.nrTargets = nrTargets;
     const s = 'contexts/0/schemes';
-    await driver.set(`${s}/nr_schemes`, nrTargets);
     for (let i = 0; i < nrTargets; i++) {
       const d = `${s}/${i}`;
       await driver.set(`${d}/action`, 'stat');

@@ -4,7 +4,8 @@
 // writing nr_kdamonds recreates every kdamond directory (EBUSY while one runs), nr_contexts
 // / nr_targets / nr_schemes / nr_filters create their directories, "on" starts a "kdamond"
 // (a pid in the state/pid files and a /proc entry), "update_schemes_tried_regions" dumps
-// the regions a test set, a tracefs instance gets its files on mkdir and refuses rmdir
+// the regions a test set, "update_schemes_stats" copies the statistics a test set into
+// each scheme's stats/, a tracefs instance gets its files on mkdir and refuses rmdir
 // while its trace_pipe is open. The test makes the kdamond "report" with emitAggregation().
 // Files, defaults and error codes are those seen on the rig's real 6.12 kernel
 // (test/guest/kdamond.test.ts checks the same behaviour there): e.g. update_us defaults
@@ -57,6 +58,8 @@ export class FakeKernel implements KernelFiles {
   tunedIntervals = { sampleUs: 2_500, aggrUs: 50_000 };
   /** Regions "update_schemes_tried_regions" dumps, per target index. */
   triedRegions: RegionRecord[][] = [];
+  /** What "update_schemes_stats" writes into schemes/<N>/stats/<file>, per scheme index N (file -> value). */
+  schemeStats: Record<number, Partial<Record<'nr_tried' | 'sz_tried' | 'nr_applied' | 'sz_applied' | 'qt_exceeds', string>>> = {};
   nextKdamondPid = 9001;
   private readonly real = new NodeKernelFiles();
   private readonly openPipes = new Map<string, number>();
@@ -542,6 +545,15 @@ export class FakeKernel implements KernelFiles {
       if (!this.intervalsGoal || state !== 'on') fail('EINVAL');
       fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/sample_us'), `${this.tunedIntervals.sampleUs}\n`);
       fs.writeFileSync(path.join(ctx, 'monitoring_attrs/intervals/aggr_us'), `${this.tunedIntervals.aggrUs}\n`);
+      return;
+    }
+    if (cmd === 'update_schemes_stats') {
+      if (state !== 'on') fail('EINVAL');
+      const schemes = path.join(ctx, 'schemes');
+      const ns = Number(fs.readFileSync(path.join(schemes, 'nr_schemes'), 'utf8'));
+      for (let s = 0; s < ns; s++) {
+        for (const [f, v] of Object.entries(this.schemeStats[s] ?? {})) fs.writeFileSync(path.join(schemes, String(s), 'stats', f), `${v}\n`);
+      }
       return;
     }
     if (cmd === 'update_schemes_tried_regions') {

@@ -17,7 +17,7 @@ const INTERVAL_MS = 100;
 function session(id: string, state: 'on' | 'off', generation: number, hosts = ['h1']): StoredSession {
   const targets = hosts.map((host, i) => ({ host, pid: 100 + i }));
   return {
-    id, attrs: { samplingUs: 5000, aggregationUs: 100000, updateUs: 1000000, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: 'binary' },
+    id, attrs: { samplingUs: 5000, aggregationUs: 100000, updateUs: 1000000, minNrRegions: 10, maxNrRegions: 1000, resultFile: '', resultFormat: 'binary', schemes: [] },
     targets, state, operations: 'synthetic', syntheticWorkload: '', generation,
     targetStatus: targets.map((t) => ({ ...t, state: 'idle', operations: '', message: '' })),
     offReason: '', createdAtMs: 1, updatedAtMs: 1,
