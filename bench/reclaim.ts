@@ -48,7 +48,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
   mkdirSync(dir, { recursive: true });
   const svg = drawReclaim(
     RECLAIM_WAYS.flatMap((w) => report.runs.filter((x) => x.way === w && x.round === 0)),
-    `${WORKLOAD.hotBytes / MiB} MiB hot of ${WORKLOAD.sizeBytes / MiB} MiB; scheme "${RECLAIM_SCHEME.text}"; round 1 of ${rounds}; Linux ${report.kernel} under QEMU/TCG, zram swap`,
+    `${WORKLOAD.hotBytes / MiB} MiB hot of ${WORKLOAD.sizeBytes / MiB} MiB; pageout what was not accessed for ${RECLAIM_SCHEME.minAgeMs / 1000} s; round 1 of ${rounds}; Linux ${report.kernel} under QEMU/TCG, zram swap`,
   );
   const svgPath = join(dir, `reclaim-${stamp}.svg`);
   writeFileSync(svgPath, svg);
@@ -101,7 +101,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
     ],
     notes: [
       `Workload: ${WORKLOAD.sizeBytes / MiB} MiB anonymous, small pages, every page written once, then a busy loop reading one byte of each page of the ${WORKLOAD.hotBytes / MiB} MiB hot set (TLB flushed every 5 ms so that cleared Accessed bits are set again). Each run starts a fresh one.`,
-      `Scheme: "${RECLAIM_SCHEME.text}" (min_age ${RECLAIM_SCHEME.minAgeAggregations} aggregations of DAMON's default 100 ms; no quota, no watermarks), DAMON's default attributes (5 ms, 100 ms, 1 s, 10..1000 regions).`,
+      `Scheme: "${RECLAIM_SCHEME.text}" (DAMON's text form: min_age ${RECLAIM_SCHEME.minAgeAggregations} aggregations of DAMON's default 100 ms; no quota, no watermarks), DAMON's default attributes (5 ms, 100 ms, 1 s, 10..1000 regions).`,
       'reclaimed: RssAnon (/proc/PID/status) when the monitor started minus the median of its last 3 s; to 90%: from the monitor\'s start to the first sample (every 250 ms) with 90% of that done.',
       'throughput / baseline: median passes/s over the 1 s windows while the monitor ran, over the same figure of the unmonitored run of the same round (the ways interleave so a busy host slows them alike); medians over rounds.',
       'monitor CPU: utime + stime of the kdamond kernel thread (kdamond), or of the agent\'s process(es), over the monitor\'s run, as a share of one CPU (10 ms resolution).',

@@ -10,8 +10,10 @@
 //          [--rounds 1] [--seconds 30]
 import { readFileSync } from 'node:fs';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
-import { KernelDamos, type KernelSchemeStats } from './kernel-damos.js';
-import { RECLAIM_SCHEME, RECLAIM_WAYS, workloadArgs, type ReclaimWay } from './reclaim-scenario.js';
+import { KDAMOND_PATHS } from '../../agent/daemon/ops-select.js';
+import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
+import { RECLAIM_WAYS, reclaimSchemes, workloadArgs, type ReclaimWay } from './reclaim-scenario.js';
 import { WorkloadProcess } from './workload-process.js';
 
 /** How often the workload's memory is read. */
@@ -35,6 +37,19 @@ export interface RateWindow {
   passesPerS: number;
 }
 
+/** A scheme's statistics as the way counted them (SchemeStats in plain numbers). */
+export interface SchemeCounts {
+  nrTried: number;
+  szTried: number;
+  nrApplied: number;
+  szApplied: number;
+  qtExceeds: number;
+}
+
+function counts(s: SchemeStats): SchemeCounts {
+  return { nrTried: Number(s.nrTried), szTried: Number(s.szTried), nrApplied: Number(s.nrApplied), szApplied: Number(s.szApplied), qtExceeds: Number(s.qtExceeds) };
+}
+
 export interface ReclaimRun {
   way: ReclaimWay;
   round: number;
@@ -48,7 +63,7 @@ export interface ReclaimRun {
   /** What monitored: "kdamond pid N", ... */
   monitor: string;
   /** The schemes' statistics at the end, as the way reports them. */
-  schemeStats: KernelSchemeStats[] | null;
+  schemeStats: SchemeCounts[] | null;
   /** Set when the way could not run; the rest is then partial. */
   error?: string;
 }
@@ -97,7 +112,7 @@ interface Monitor {
   describe: string;
   /** CPU so far, µs (what is charged to the way). */
   cpuUs(): number;
-  schemeStats(): Promise<KernelSchemeStats[] | null>;
+  schemeStats(): Promise<SchemeCounts[] | null>;
   stop(): Promise<void>;
 }
 
@@ -106,12 +121,24 @@ async function startMonitor(way: ReclaimWay, pid: number): Promise<Monitor> {
     case 'baseline':
       return { describe: 'none', cpuUs: () => 0, schemeStats: async () => null, stop: async () => undefined };
     case 'kdamond': {
-      const k = await KernelDamos.start(pid, DEFAULT_ATTRS, [RECLAIM_SCHEME.kernel]);
+      // The agent's kdamond operations: the scheme handed to the kernel's DAMOS through sysfs.
+      const ctx = new KdamondContext({ attrs: DEFAULT_ATTRS, schemes: reclaimSchemes(), schemeStatsIntervalMs: 1000, targetIds: [pid], ...KDAMOND_PATHS });
+      let error: Error | undefined;
+      ctx.on('stopped', (_reason, err?: Error) => (error = err));
+      if (!(await ctx.start())) {
+        await new Promise((r) => setTimeout(r, 100));
+        throw new Error(`the kdamond did not start: ${error?.message ?? 'no reason given'}`);
+      }
+      const kpid = ctx.kdamondPid!;
       return {
-        describe: `kdamond pid ${k.kdamondPid}`,
-        cpuUs: () => taskCpuUs(k.kdamondPid),
-        schemeStats: () => k.stats(),
-        stop: () => k.stop(),
+        describe: `kdamond pid ${kpid}`,
+        cpuUs: () => taskCpuUs(kpid),
+        schemeStats: async () => {
+          // Statistics refresh with the records' polls; give it one more.
+          await new Promise((r) => setTimeout(r, 1200));
+          return ctx.schemeStats().map(counts);
+        },
+        stop: () => ctx.stop(),
       };
     }
   }

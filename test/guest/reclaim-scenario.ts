@@ -4,7 +4,8 @@
 // each way takes. One home for the numbers that reclaim-run.ts, reclaim.test.ts and
 // bench/reclaim.ts share.
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
-import type { KernelScheme } from './kernel-damos.js';
+import { KERNEL_UINT_MAX, KERNEL_ULONG_MAX, type SchemeSpec } from '../../common/scheme-schema.js';
+import { schemesFromText } from '../../common/scheme-text.js';
 
 const MiB = 2 ** 20;
 
@@ -42,15 +43,16 @@ export function workloadArgs(): string[] {
 /** Ages are counted in aggregation intervals. */
 const minAgeAggregations = Math.ceil((PAGEOUT_MIN_AGE_MS * 1000) / DEFAULT_ATTRS.aggregationUs);
 
-/** The scheme: any size, no access in the last aggregation, at least PAGEOUT_MIN_AGE_MS old: page out. No quota, no watermarks. */
-export const RECLAIM_SCHEME = Object.freeze({
-  /** DAMON's text form (as `damo` and DAMON_RECLAIM write it): min/max size, nr_accesses, age, action. */
-  text: `min max 0 0 ${PAGEOUT_MIN_AGE_MS}ms max pageout`,
-  minAgeAggregations,
-  kernel: Object.freeze<KernelScheme>({
-    action: 'pageout',
-    sizeBytes: { min: 0, max: null },
-    nrAccesses: { min: 0, max: 0 },
-    age: { min: minAgeAggregations, max: null },
-  }),
-});
+/**
+ * The scheme in DAMON's text form (common/scheme-text.ts): any size, no access in the last
+ * aggregation, at least PAGEOUT_MIN_AGE_MS old (in aggregations of DAMON's default 100 ms):
+ * page out. No quota, no watermarks.
+ */
+export const RECLAIM_SCHEME_TEXT = `0 ${KERNEL_ULONG_MAX} 0 0 ${minAgeAggregations} ${KERNEL_UINT_MAX} pageout 0 0 0 0 0 0 none 0 0 0 0`;
+
+export const RECLAIM_SCHEME = Object.freeze({ text: RECLAIM_SCHEME_TEXT, minAgeAggregations, minAgeMs: PAGEOUT_MIN_AGE_MS });
+
+/** The scheme as the engines take it. */
+export function reclaimSchemes(): SchemeSpec[] {
+  return schemesFromText(RECLAIM_SCHEME_TEXT, DEFAULT_ATTRS);
+}
