@@ -217,8 +217,8 @@ export function checkResultPath(resultFile: string): ResultPathParts {
 
 // ---- attributes -----------------------------------------------------------------------
 
-/** Attributes with the result format and the schemes, as a session holds them. */
-export interface SessionAttrs extends Attributes {
+/** Attributes with the result format and the schemes, as a session holds them (the engine's own form of the schemes, Attributes.schemes, is made from them on the agent). */
+export interface SessionAttrs extends Omit<Attributes, 'schemes'> {
   resultFormat: ResultFormatName;
   /** Applied in this order (common/scheme-schema.ts); absent in sessions stored before schemes. */
   schemes: SchemeSpec[];
@@ -315,7 +315,7 @@ export function parseAttrsText(text: string): Attributes {
 }
 
 /** DAMON's text form of attributes. */
-export function formatAttrsText(a: Attributes): string {
+export function formatAttrsText(a: Omit<Attributes, 'schemes'>): string {
   const base = `${a.samplingUs} ${a.aggregationUs} ${a.updateUs} ${a.minNrRegions} ${a.maxNrRegions}`;
   return a.resultFile ? `${base} ${a.resultFile}` : base;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Builds native/build/libdamon_access.so (the page_idle access checks, and the opening
-// of the agent's result files beneath its data directory) from native/src with the
-// machine's C compiler ($CC, else cc, gcc or clang).
+// Builds native/build/libdamon_access.so (the page_idle access checks, process_madvise
+// for scheme actions, and the opening of the agent's result files beneath its data
+// directory) from native/src with the machine's C compiler ($CC, else cc, gcc or clang).
 //
 // It rebuilds only when a source file or this script is newer than the library.
 // Without a compiler, or when compiling fails, it prints a warning saying what is missing

@@ -152,7 +152,13 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   );
 
   const publisher = new RecordPublisher(undefined, { spool, log: log.child('records') });
-  const damonStat = new DamonStatReporter({ host, instanceId, log: log.child('damon_stat'), refreshMs: opts.damonStatRefreshMs });
+  const damonStat = new DamonStatReporter({
+    host,
+    instanceId,
+    log: log.child('damon_stat'),
+    refreshMs: opts.damonStatRefreshMs,
+    schemeStats: (id) => sessions.running().find((r) => r.spec.sessionId === id)?.schemeStats() ?? [],
+  });
   let metrics: AgentMetrics | undefined;
   let registration: Registration | undefined;
   const sessions = new SessionManager({

@@ -1,11 +1,12 @@
 // DAMON_STAT for this host's sessions: the latest regions of each running target, and every
 // DAMON_STAT_REFRESH_MS (as the kernel's module refreshes) the summaries of each target and
-// of a session's targets on this host taken together (common/damon-stat.ts), published as
-// DamonStat on damon.stat.<session>.<host> and kept for /metrics.
+// of a session's targets on this host taken together (common/damon-stat.ts), with the
+// session's scheme statistics, published as DamonStat on damon.stat.<session>.<host> and
+// kept for /metrics.
 import { DAMON_STAT_REFRESH_MS, damonStat, type DamonStatSummary as Summary, type StatInput } from '../../common/damon-stat.js';
 import { statSubject } from '../../common/subjects.js';
 import { errorMessage, StateLog, type Logger } from '../../common/log.js';
-import { DamonStat, type DamonStatSummary } from '../../gen/damon/v1/damon.js';
+import { DamonStat, type DamonStatSummary, type SchemeStats } from '../../gen/damon/v1/damon.js';
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
 
 /** What the reporter needs of a NATS connection: a plain publish. */
@@ -27,6 +28,8 @@ export interface DamonStatReporterOptions {
   log: Logger;
   refreshMs?: number;
   now?: () => number;
+  /** A session's scheme statistics on this host, by scheme index (SessionRunner.schemeStats). */
+  schemeStats?: (sessionId: string) => SchemeStats[];
 }
 
 export class DamonStatReporter {
@@ -115,7 +118,7 @@ export class DamonStatReporter {
       timeNs: BigInt(s.timeMs) * 1_000_000n,
       hostSummary: toProto(s.host),
       targets: s.targets.map((t) => ({ pid: t.pid, aggregationIntervalUs: BigInt(Math.round(t.aggregationUs)), summary: toProto(t.summary) })),
-      schemes: [],
+      schemes: this.o.schemeStats?.(s.sessionId) ?? [],
     }).finish();
     try {
       this.sink.publish(statSubject(s.sessionId, this.o.host), msg);

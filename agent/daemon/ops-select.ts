@@ -83,8 +83,9 @@ interface MonitorChoice {
   /**
    * The engine over `pids`. The project's engine also ends a target once `alive` says its
    * process is gone; the kdamond context watches the processes in /proc itself.
+   * `onSchemeError` hears of scheme actions a target refused (once per distinct refusal).
    */
-  createMonitor(pids: number[], attrs: Attributes, alive: TargetAlive): Monitor;
+  createMonitor(pids: number[], attrs: Attributes, alive: TargetAlive, onSchemeError?: (message: string) => void): Monitor;
 }
 
 /** Operations for the project's engine (agent/engine/context.ts). */
@@ -125,6 +126,7 @@ function withProcessLiveness(inner: Operations, alive: TargetAlive): Operations 
     checkAccesses: (ctx) => inner.checkAccesses(ctx),
     targetValid: (t: Target) => alive(t.id) && inner.targetValid(t),
     cleanup: inner.cleanup ? (ctx) => inner.cleanup!(ctx) : undefined,
+    actuator: inner.actuator,
   };
 }
 
@@ -138,9 +140,14 @@ function engineChoice(name: string, create: (pids: readonly number[]) => Operati
     engine: 'damon',
     name,
     create,
-    createMonitor: (pids, attrs, alive) => {
+    createMonitor: (pids, attrs, alive, onSchemeError) => {
       const ops = create(pids);
-      const monitor = new DamonContext({ attrs, targetIds: pids, ops: withProcessLiveness(ops, alive) });
+      const monitor = new DamonContext({
+        attrs,
+        targetIds: pids,
+        ops: withProcessLiveness(ops, alive),
+        ...(onSchemeError ? { schemeHooks: { onActionError: onSchemeError } } : {}),
+      });
       opsOfMonitor.set(monitor, ops);
       return monitor;
     },

@@ -18,7 +18,8 @@ import { OperationsUnavailableError, TargetError } from '../engine/operations.js
 import type { AggregationRecord as EngineRecord } from '../records/record.js';
 import { openResultWriter } from '../records/result-writer.js';
 import type { ResultWriter } from '../records/result-format.js';
-import { TargetState, type ObservedSession, type ObservedTarget } from '../../gen/damon/v1/damon.js';
+import { TargetState, type ObservedSession, type ObservedTarget, type SchemeStats } from '../../gen/damon/v1/damon.js';
+import { addSchemeStats } from '../schemes/stats.js';
 import { recordsSubject } from '../../common/subjects.js';
 import { recordMsgId } from '../../common/nats.js';
 import { errorMessage, quoted, type Logger } from '../../common/log.js';
@@ -92,6 +93,8 @@ export class SessionRunner {
   private intervals = { samplingUs: 0, aggregationUs: 0 };
   /** CPU of the engines this session ran before the current one (a target failed: a new context). */
   private retiredCpu: EngineCpu = { thread: undefined, threadSeconds: 0, jsSeconds: 0 };
+  /** Scheme statistics of those engines. */
+  private retiredSchemeStats: SchemeStats[] = [];
 
   constructor(
     readonly spec: RunSpec,
@@ -179,13 +182,18 @@ export class SessionRunner {
       samplingIntervalMeanUs: this.drift.samplingMeanUs,
       aggregationIntervalMeanUs: this.drift.aggregationMeanUs,
       recordsPublished: this.published,
-      schemeStats: this.ctx?.schemeStats?.() ?? [],
+      schemeStats: this.schemeStats(),
       samplingIntervalUs: BigInt(Math.round(this.intervals.samplingUs)),
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
       ...(this.drift.checkCost === null
         ? {}
         : { checkCostUs: this.drift.checkCost.perCheckUs, affordableRegions: this.drift.checkCost.affordableRegions }),
     };
+  }
+
+  /** The schemes' statistics on this host since the session started here, by scheme index. */
+  schemeStats(): SchemeStats[] {
+    return addSchemeStats(this.retiredSchemeStats, this.ctx?.schemeStats?.() ?? []);
   }
 
   engineCpu(): EngineCpu {
@@ -203,12 +211,15 @@ export class SessionRunner {
     const choice = this.choice!;
     let ctx: Monitor;
     try {
-      ctx = choice.createMonitor(pids, this.spec.attrs, (pid) => this.watch.isWatched(pid));
+      ctx = choice.createMonitor(pids, this.spec.attrs, (pid) => this.watch.isWatched(pid), (m) => this.log.warn(m));
     } catch (err) {
       this.failActive(errorMessage(err));
       return;
     }
-    if (this.ctx) this.retiredCpu = this.engineCpu();
+    if (this.ctx) {
+      this.retiredCpu = this.engineCpu();
+      this.retiredSchemeStats = this.schemeStats();
+    }
     this.ctx = ctx;
     ctx.on('aggregate', (rec) => this.record(rec, ctx));
     ctx.on('targetExited', (pid) => this.engineExit(pid));

@@ -16,6 +16,7 @@ import {
 } from '../../common/session-schema.js';
 import type { SessionSpec } from '../../gen/damon/v1/damon.js';
 import { checkSchemesFitOperations, type SchemeSpec } from '../../common/scheme-schema.js';
+import { SchemeSpecError, schemeFromMessage } from '../schemes/scheme.js';
 
 export interface RunSpec {
   sessionId: string;
@@ -36,7 +37,18 @@ export interface RunSpec {
 export function parseSpec(spec: SessionSpec | undefined): RunSpec {
   if (!spec) throw new SchemaError('spec', 'required');
   const sessionId = within('spec.', () => checkSessionId(spec.sessionId, 'session_id'));
-  const { resultFormat, schemes, ...attrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
+  const { resultFormat, schemes, ...sessionAttrs } = within('spec.attrs.', () => attrsFromMessage(spec.attrs));
+  // The engine's form of the same schemes (agent/schemes/scheme.ts) goes into its attributes;
+  // the controller validated them (the API's rules), so here they only change form.
+  const engineSchemes = (spec.attrs?.schemes ?? []).map((s, i) => {
+    try {
+      return schemeFromMessage(s, i);
+    } catch (err) {
+      if (err instanceof SchemeSpecError) throw new SchemaError(`spec.attrs.${err.field}`, err.detail);
+      throw err;
+    }
+  });
+  const attrs: Attributes = engineSchemes.length > 0 ? { ...sessionAttrs, schemes: engineSchemes } : sessionAttrs;
   const pids = within('spec.', () => checkPids(spec.pids));
   within('spec.', () => checkOperations(spec.operations, spec.syntheticWorkload));
   within('spec.attrs.', () => checkSchemesFitOperations(schemes, spec.operations));

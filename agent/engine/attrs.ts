@@ -1,5 +1,6 @@
 // Monitoring attributes, their defaults and DAMON's rules between them. Their text form
 // and the bounds a session puts on them are in common/session-schema.ts.
+import type { SchemeSpec } from '../schemes/scheme.js';
 
 /**
  * Intervals auto-tuning (Linux 6.15's damon_intervals_goal): every `aggrs` aggregations
@@ -27,6 +28,11 @@ export interface Attributes {
   resultFile: string;
   /** Intervals auto-tuning; null or absent (default) keeps the intervals as set. */
   intervalsGoal?: IntervalsGoal | null;
+  /**
+   * DAMOS schemes, applied in this order once per aggregation (agent/schemes/); absent or
+   * empty for none. Checked by the API (the controller), not here.
+   */
+  schemes?: readonly SchemeSpec[];
 }
 
 export const DEFAULT_ATTRS: Readonly<Attributes> = Object.freeze({

@@ -10,6 +10,7 @@
 //   ctx.start() / await ctx.stop()  // the real-time loop (the Monitor contract, monitor.ts): batched in the operations, or on timers
 //   ctx.drift()                     // real interval lengths measured by the real-time loop
 //   ctx.intervals()                 // the sampling/aggregation intervals now (tuned by attrs.intervalsGoal)
+//   ctx.schemeStats()               // attrs.schemes' statistics (agent/schemes/)
 //
 // One step is one sampling interval: check accesses; at an aggregation boundary merge,
 // report, reset and split; at an update boundary drop exited targets and let the
@@ -36,6 +37,9 @@ import { tuneSamplingUs } from './intervals-tuning.js';
 import type { AggregationRecord } from '../records/record.js';
 import { StatsWindow } from './stats-window.js';
 import type { DriftStats, Intervals, Monitor, MonitorEvents, StopReason } from './monitor.js';
+import { SchemesEngine, type SchemesEngineOptions } from '../schemes/schemes-engine.js';
+import { noActuator } from '../schemes/actuator.js';
+import type { SchemeStats } from '../../gen/damon/v1/damon.js';
 
 export { DRIFT_WINDOW, type IntervalStats } from './stats-window.js';
 export type { DriftStats, StopReason } from './monitor.js';
@@ -76,6 +80,8 @@ export interface DamonContextOptions {
    * (what every loop did before; kept to compare).
    */
   loop?: LoopMode;
+  /** How attrs.schemes report refused actions and read the host (tests substitute them). */
+  schemeHooks?: Pick<SchemesEngineOptions, 'onActionError' | 'freeMemRate' | 'actionClockNs'>;
 }
 
 export type LoopMode = 'batched' | 'per-sample';
@@ -106,6 +112,8 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   readonly loop: LoopMode;
   private readonly randomFn: RandomSource;
   private _targets: Target[];
+  /** attrs.schemes at work; undefined without schemes. */
+  private readonly schemes: SchemesEngine | undefined;
 
   private state: State = 'new';
   private initialized = false;
@@ -181,6 +189,16 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     this.nextAggregationSample = this.samplesPerAggregation;
     this.nextUpdateSample = this.samplesPerUpdate;
     this.nextTuneSample = this.samplesPerAggregation * (this.attrs.intervalsGoal?.aggrs ?? 0);
+    // Throws SchemeRefusedError when the operations cannot apply an action.
+    this.schemes = this.attrs.schemes?.length
+      ? new SchemesEngine({
+          schemes: this.attrs.schemes,
+          actuator: this.ops.actuator ?? noActuator(this.ops.name),
+          samplingUs: this.attrs.samplingUs,
+          aggregationUs: this.attrs.aggregationUs,
+          ...o.schemeHooks,
+        })
+      : undefined;
     // Anchored below the millisecond: Date.now() would put every record time up to 1 ms early.
     this.hrOriginNs = process.hrtime.bigint();
     this.wallOriginNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -219,6 +237,11 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   /** The intervals the loop runs with now (tuned when attrs.intervalsGoal is set). */
   intervals(): Intervals {
     return { samplingUs: this.samplingUs, aggregationUs: this.samplingUs * this.samplesPerAggregation };
+  }
+
+  /** attrs.schemes' statistics since the context started, by index; [] without schemes. */
+  schemeStats(): SchemeStats[] {
+    return this.schemes?.stats() ?? [];
   }
 
   /** True once ops.init and the first prepareAccessChecks succeeded. */
@@ -537,6 +560,8 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     // Linux 6.12 kdamond_fn: after_aggregation callbacks run after the merge and before
     // reset and split; so do listeners here, and records do not wait for the split.
     for (const rec of records) this.emit('aggregate', rec);
+    // Linux 6.12 kdamond_fn: schemes apply after the merge and its callbacks, before the reset.
+    this.schemes?.apply(this);
     // Linux 6.15 kdamond_fn: intervals are tuned after the merge, before the reset.
     this.tuneIntervals();
     let total = 0;

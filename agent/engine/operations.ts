@@ -3,6 +3,7 @@
 // primitive (page_idle, synthetic, ...) it drives.
 import type { Target } from './region.js';
 import type { Attributes } from './attrs.js';
+import type { SchemeActuator } from '../schemes/actuator.js';
 
 /** What the core lends to operations: the targets and the monitoring clock. */
 export interface OpsContext {
@@ -29,6 +30,11 @@ export interface Operations {
   targetValid(target: Target): boolean;
   /** Release what the operations hold (open files, native handles); ends a sampleAggregation run. */
   cleanup?(ctx: OpsContext): void;
+  /**
+   * How these operations apply schemes' actions to a target (the kernel's
+   * ops.apply_scheme); released by cleanup. Without it, only stat schemes can run.
+   */
+  readonly actuator?: SchemeActuator;
   /**
    * Optional batched form of prepareAccessChecks + checkAccesses, for operations that can
    * run the sampling intervals off the JavaScript thread: runs `nSamples` sampling

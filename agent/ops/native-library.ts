@@ -1,5 +1,6 @@
 // The one loader of native/build/libdamon_access.so (native/src): the page_idle access
-// checks (native.ts) and the agent's result-file confinement (daemon/beneath.ts) bind
+// checks (native.ts), process_madvise (process-madvise.ts) and the agent's result-file
+// confinement (daemon/beneath.ts) bind
 // their functions on the library it returns. It is loaded once per path, on first use,
 // and a missing, broken or stale library is a NativeLibraryError saying how to build it;
 // each user turns that into its own refusal.
@@ -11,7 +12,7 @@ import koffi from 'koffi';
 export const DEFAULT_LIBRARY_PATH = fileURLToPath(new URL('../../../native/build/libdamon_access.so', import.meta.url));
 
 /** Must match DA_ABI_VERSION in native/src/damon_access.h. */
-export const NATIVE_ABI_VERSION = 5;
+export const NATIVE_ABI_VERSION = 6;
 
 const BUILD_HINT = 'run `npm run build:native` (needs a C compiler: cc, gcc or clang)';
 

@@ -31,6 +31,7 @@ import {
   type OpenFile,
 } from './native.js';
 import { NativeSampler } from './native-sampler.js';
+import { MadviseActuator } from './madvise-actuator.js';
 
 export interface PageIdlePaths {
   /** procfs root: PID/maps, PID/pagemap, PID/stat and self/pagemap live under it. */
@@ -146,6 +147,8 @@ function reason(e: unknown): string {
 
 export class PageIdleOperations implements Operations {
   readonly name = 'page_idle';
+  /** Schemes' actions through process_madvise(2) on each target's pidfd. */
+  readonly actuator = new MadviseActuator('page_idle');
   readonly paths: Readonly<PageIdlePaths>;
   private readonly libraryPath: string | undefined;
   private native: NativeAccess | null = null;
@@ -334,6 +337,7 @@ export class PageIdleOperations implements Operations {
   }
 
   cleanup(): void {
+    this.actuator.close();
     // First: the sampler's thread uses the files closed below.
     if (this.sampler) {
       this.sampler.close();

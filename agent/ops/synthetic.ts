@@ -12,6 +12,7 @@ import { TargetError } from '../engine/operations.js';
 import { PAGE_SIZE, type Target } from '../engine/region.js';
 import { setRegions, type AddressRange } from '../engine/set-regions.js';
 import { initRegions, threeRegions } from './vaddr-regions.js';
+import { SyntheticActuator } from './synthetic-actuator.js';
 import {
   exitedAt, hotRanges, layoutAt, phaseAt, probabilityRuns, ProbabilityCursor,
   type ProbabilityRange, type Span, type Workload, type WorkloadTarget,
@@ -38,6 +39,8 @@ export function monitoredRanges(mappings: readonly Span[]): AddressRange[] {
 
 export class SyntheticOperations implements Operations {
   readonly name = 'synthetic';
+  /** Actions count as applied and change nothing (synthetic-actuator.ts). */
+  readonly actuator = new SyntheticActuator();
   /** Always true: these accesses are simulated from a declared workload, never observed. */
   readonly simulated = true;
 

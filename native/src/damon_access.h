@@ -14,8 +14,8 @@
 
 #include <stdint.h>
 
-/* Bumped whenever a function, a signature or a struct changes (beneath.h too); the loader checks it. */
-#define DA_ABI_VERSION 5
+/* Bumped whenever a function, a signature or a struct changes (beneath.h and damon_madvise.h too); the loader checks it. */
+#define DA_ABI_VERSION 6
 
 /* Which file an error came from (da_stats.err_file). */
 enum da_file {
