@@ -8,8 +8,16 @@
 //
 // Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,...]
 //          [--rounds 1] [--seconds 30]
+//        node dist/test/guest/reclaim-run.js --engine PID   (the engine way's own process)
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
+import { DamonContext } from '../../agent/engine/context.js';
+import { PageIdleOperations } from '../../agent/ops/page-idle.js';
+import { schemeFromMessage } from '../../agent/schemes/scheme.js';
+import { toProtoScheme } from '../../common/scheme-schema.js';
 import { KDAMOND_PATHS } from '../../agent/daemon/ops-select.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
 import type { SchemeStats } from '../../gen/damon/v1/damon.js';
@@ -141,7 +149,69 @@ async function startMonitor(way: ReclaimWay, pid: number): Promise<Monitor> {
         stop: () => ctx.stop(),
       };
     }
+    case 'engine': {
+      // The agent's engine in a process of its own (as in the agent), so that its CPU is its own.
+      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--engine', String(pid)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: child.stdout! });
+      const next = () =>
+        new Promise<string>((resolve, reject) => {
+          const onLine = (l: string) => {
+            cleanup();
+            resolve(l);
+          };
+          const onExit = (code: number | null) => {
+            cleanup();
+            reject(new Error(`the engine process exited (${code}) before answering`));
+          };
+          const cleanup = () => {
+            lines.off('line', onLine);
+            child.off('exit', onExit);
+          };
+          lines.on('line', onLine);
+          child.on('exit', onExit);
+        });
+      const started = await next();
+      if (started !== 'started') throw new Error(`the engine process said ${started.slice(0, 200)}`);
+      let final: SchemeCounts[] | null = null;
+      return {
+        describe: `engine (page_idle) pid ${child.pid}`,
+        cpuUs: () => taskCpuUs(child.pid!),
+        schemeStats: async () => {
+          const answer = next();
+          child.kill('SIGUSR2');
+          final = (JSON.parse(await answer) as SchemeCounts[]);
+          return final;
+        },
+        stop: async () => {
+          const gone = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          await gone;
+        },
+      };
+    }
   }
+}
+
+/**
+ * --engine PID: the agent's engine on PID with the page_idle operations, DAMON's default
+ * attributes and the scheme; prints "started" once it runs, the schemes' statistics
+ * (SchemeCounts[]) on SIGUSR2, and stops on SIGTERM.
+ */
+async function engineMain(pid: number): Promise<void> {
+  const schemes = reclaimSchemes().map((s, i) => schemeFromMessage(toProtoScheme(s), i));
+  const ctx = new DamonContext({ attrs: { ...DEFAULT_ATTRS, schemes }, targetIds: [pid], ops: new PageIdleOperations() });
+  const stopped = new Promise<void>((resolve) =>
+    ctx.on('stopped', (reason, err?: Error) => {
+      if (reason === 'error') process.stderr.write(`reclaim-run engine: stopped: ${err?.message}\n`);
+      resolve();
+    }),
+  );
+  process.on('SIGUSR2', () => process.stdout.write(`${JSON.stringify(ctx.schemeStats().map(counts))}\n`));
+  process.on('SIGTERM', () => void ctx.stop());
+  ctx.start();
+  process.stdout.write('started\n');
+  await stopped;
+  process.exit(0);
 }
 
 async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: number): Promise<ReclaimRun> {
@@ -230,7 +300,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
-main().catch((e: Error) => {
+(process.argv[2] === '--engine' ? engineMain(Number(process.argv[3])) : main()).catch((e: Error) => {
   process.stderr.write(`reclaim-run: ${e.stack ?? e.message}\n`);
   process.exit(1);
 });

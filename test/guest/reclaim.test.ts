@@ -74,7 +74,7 @@ describe('proactive reclaim in the guest: a pageout scheme on a small hot set in
     assert.ok(b.finalAnonBytes >= WORKLOAD.sizeBytes, `baseline RssAnon ${b.finalAnonBytes / MiB} MiB`);
   });
 
-  for (const way of ['kdamond'] as const) {
+  for (const way of ['kdamond', 'engine'] as const) {
     test(`${way}: resident memory comes down to near the hot set, the hot loop keeps its throughput`, () => {
       const w = ways.find((x) => x.way === way);
       assert.ok(w, `no ${way} runs`);
