@@ -11,6 +11,7 @@ const COMMANDS = {
   sessions: '../dist/cli/sessions-main.js',
   agents: '../dist/cli/agents-main.js',
   watch: '../dist/cli/watch-main.js',
+  act: '../dist/cli/act-main.js',
 };
 
 const [command, ...args] = process.argv.slice(2);

@@ -18,7 +18,7 @@ type ResOf<M> = M extends (req: infer _Q, md: grpc.Metadata, o: Partial<grpc.Cal
 /** The unary methods of the Controller service. */
 export type UnaryMethod =
   | 'createSession' | 'getSession' | 'listSessions' | 'deleteSession' | 'setAttributes' | 'getAttributes'
-  | 'setTargets' | 'turnOn' | 'turnOff' | 'listAgents';
+  | 'setTargets' | 'turnOn' | 'turnOff' | 'listAgents' | 'requestAction';
 
 /** Pause between two rounds while a standby says the controllers are electing a leader. */
 const ELECTION_PAUSE_MS = 250;

@@ -22,6 +22,8 @@ export type ExitCode = (typeof Exit)[keyof typeof Exit];
 
 /** A failure the command reports as one sentence on stderr and an exit code. */
 export class CliError extends Error {
+  /** The failed call's error, when a call failed (its code and trailers, for programs that act on them). */
+  serviceError?: grpc.ServiceError;
   constructor(readonly exitCode: ExitCode, message: string, readonly status?: string) {
     super(message);
     this.name = 'CliError';
@@ -70,5 +72,7 @@ export function callError(err: grpc.ServiceError, where?: string): CliError {
   // grpc-js ends some connection errors with an empty "Resolution note:".
   const details = excerpt((err.details || err.message).replace(/\s*Resolution note:\s*$/, ''), 400);
   const at = where && err.code === grpc.status.UNAVAILABLE ? ` at ${where}` : '';
-  return new CliError(s.exit, `${s.says}${at}: ${details}`, statusName(err.code));
+  const e = new CliError(s.exit, `${s.says}${at}: ${details}`, statusName(err.code));
+  e.serviceError = err;
+  return e;
 }

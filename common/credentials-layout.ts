@@ -8,6 +8,8 @@
 //   DIR/controller/agent-call.key      the key the controller's per-agent tokens derive from
 //   DIR/operator/{nats.nk,token}       the operator: the whole API, NATS administration
 //   DIR/readers/<name>/{nats.nk,token} read-only clients and NATS consumers
+//   DIR/optimizers/<name>/{nats.nk,token} optimizers: readers that may request actions
+//                                      on the sessions the controller's identities file grants
 //   DIR/agents/<host>/{nats.nk,token}  each host's agent
 //   DIR/agents/<host>/identities.json  who may call that agent: the controller, by token hash
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,7 @@ export interface CredentialsLayout {
   operator: IdentityFiles;
   agent(host: string): IdentityFiles & { identities: string };
   reader(name: string): IdentityFiles;
+  optimizer(name: string): IdentityFiles;
 }
 
 function identity(dir: string): IdentityFiles {
@@ -49,6 +52,7 @@ export function credentialsLayout(root: string): CredentialsLayout {
       return { ...a, identities: join(a.dir, 'identities.json') };
     },
     reader: (name) => identity(join(root, 'readers', name)),
+    optimizer: (name) => identity(join(root, 'optimizers', name)),
   };
 }
 
@@ -61,9 +65,9 @@ function subdirs(dir: string): string[] {
   }
 }
 
-/** The agents and readers that already have folders under `root`. */
-export function existingIdentities(root: string): { agents: string[]; readers: string[] } {
-  return { agents: subdirs(join(root, 'agents')), readers: subdirs(join(root, 'readers')) };
+/** The agents, readers and optimizers that already have folders under `root`. */
+export function existingIdentities(root: string): { agents: string[]; readers: string[]; optimizers: string[] } {
+  return { agents: subdirs(join(root, 'agents')), readers: subdirs(join(root, 'readers')), optimizers: subdirs(join(root, 'optimizers')) };
 }
 
 /**

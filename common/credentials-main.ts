@@ -11,6 +11,7 @@ import { checkClusterNodes, parseClusterNode, writeClusterConfs, type NatsCluste
 import { ensureGrpcCredentials, type GrpcCredentialsPlan } from './grpc-credentials.js';
 
 export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST[=ADDR,...]]... [--reader NAME]...
+                              [--optimizer NAME[=SESSION,...]]...
                               [--server-conf FILE --listen HOST:PORT --store DIR]
                               [--node NAME[,listen=HOST:PORT][,cluster=HOST:PORT][,route=HOST:PORT]]...
 
@@ -20,7 +21,12 @@ export const USAGE = `usage: damon-fleet credentials --dir DIR [--agent HOST[=AD
                      addresses it may register as its gRPC address (default: HOST;
                      kept from an earlier run when not given again)
   --reader NAME      a read-only client: Get/List/Watch over gRPC, records and events
-                     on NATS (e.g. an optimizer, a dashboard; repeat)
+                     on NATS (e.g. a dashboard; repeat)
+  --optimizer NAME[=SESSION,...]
+                     an optimizer: reads like a reader and may request actions
+                     (RequestAction) on the sessions listed: ids or PREFIX* ('*': all;
+                     none when not given; kept from an earlier run when not given
+                     again); see docs/actions.md
   --server-conf FILE also write a whole nats-server configuration there: listening on
                      --listen, JetStream in --store, including DIR/nats/nats.conf
   --node NAME[,listen=HOST:PORT][,cluster=HOST:PORT][,route=HOST:PORT]
@@ -42,6 +48,7 @@ Creates what is missing and keeps what exists (secrets 0600, directories 0700):
   DIR/agents/<host>/{nats.nk,token}  each agent host's
   DIR/agents/<host>/identities.json  who may call that agent (the controller's token hash)
   DIR/readers/<name>/{nats.nk,token} each reader's
+  DIR/optimizers/<name>/{nats.nk,token} each optimizer's (its sessions: in identities.json)
 A machine needs only its own folder: a host gets DIR/agents/<host>/.
 Identities already in DIR stay (remove one by deleting its directory, then rerun).
 The controller re-reads its identities file when it changes; no restart is needed.
@@ -60,6 +67,7 @@ function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server
       dir: { type: 'string' },
       agent: { type: 'string', multiple: true, default: [] },
       reader: { type: 'string', multiple: true, default: [] },
+      optimizer: { type: 'string', multiple: true, default: [] },
       'server-conf': { type: 'string' },
       listen: { type: 'string' },
       store: { type: 'string' },
@@ -72,7 +80,11 @@ function parse(argv: string[]): { dir: string; plan: GrpcCredentialsPlan; server
     const [host, addrs] = a.split('=', 2);
     return { host, addresses: addrs === undefined ? undefined : addrs.split(',').filter(Boolean) };
   });
-  const plan = { agents, readers: values.reader! };
+  const optimizers = values.optimizer!.map((o) => {
+    const [name, grants] = o.split('=', 2);
+    return { name, sessions: grants === undefined ? undefined : grants.split(',').filter(Boolean) };
+  });
+  const plan = { agents, readers: values.reader!, optimizers };
   const given = [values['server-conf'], values.listen, values.store].filter(Boolean).length;
   if (given === 0) {
     if (values.node!.length > 0) throw new Error('--node needs --server-conf DIR, --listen HOST:PORT and --store DIR');
@@ -105,7 +117,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     // Each kind of credential has its ensure* step; they share the directory and the plan.
-    const nats = ensureNatsCredentials(dir, { agents: plan.agents.map((a) => a.host), readers: plan.readers });
+    const nats = ensureNatsCredentials(dir, {
+      agents: plan.agents.map((a) => a.host),
+      readers: plan.readers,
+      optimizers: (plan.optimizers ?? []).map((o) => o.name),
+    });
     // The public key names the identity in nats-server's log and its inbox prefix (_INBOX_<key>).
     for (const f of nats.created) process.stdout.write(`created ${f}  ${publicKeyOfSeedFile(f)}\n`);
     for (const f of nats.kept) process.stdout.write(`kept    ${f}  ${publicKeyOfSeedFile(f)}\n`);

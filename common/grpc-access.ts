@@ -1,6 +1,8 @@
 // Who may call what over gRPC. Every caller is one identity with one role:
 //   operator    the whole Controller API;
 //   reader      Controller reads only (Get*, List*, Watch*);
+//   optimizer   RequestAction, GetSession, ListSessions and WatchRecords, each on the
+//               sessions its identities file entry grants it only (docs/actions.md);
 //   agent       the Registry, for the one host its credential names;
 //   controller  the Agent service (the only caller an agent obeys).
 // An identity is proven by a bearer token (the server holds only its SHA-256, in an
@@ -16,7 +18,7 @@ import { AUTH_METADATA_KEY } from './auth.js';
 import { errorMessage, excerpt, quoted, silentLogger, type BasicLogger } from './log.js';
 import { HOST_RE } from './subjects.js';
 
-export const ROLES = ['operator', 'reader', 'agent', 'controller'] as const;
+export const ROLES = ['operator', 'reader', 'optimizer', 'agent', 'controller'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Who is calling, as proven by its credential. */
@@ -29,6 +31,11 @@ export interface Caller {
    * from the identities file for a token, from the certificate's DNS and IP SANs.
    */
   addresses: readonly string[];
+  /**
+   * Optimizers only: the sessions it may act on (and read), ids or "prefix*" patterns, from
+   * its identities file entry (for a certificate too: looked up by its name).
+   */
+  sessions?: readonly string[];
   via: 'token' | 'certificate';
 }
 
@@ -40,14 +47,35 @@ export function describeCaller(c: Pick<Caller, 'role' | 'name'>): string {
 // Controller methods that change nothing: readers may call these and only these.
 const CONTROLLER_READS = ['GetSession', 'ListSessions', 'GetAttributes', 'WatchRecords', 'WatchEvents', 'ListAgents'];
 const CONTROLLER_WRITES = ['CreateSession', 'DeleteSession', 'SetAttributes', 'SetTargets', 'TurnOn', 'TurnOff'];
+// What an optimizer needs: its sessions' records and targets, and acting on them.
+const OPTIMIZER_METHODS = ['GetSession', 'ListSessions', 'WatchRecords', 'RequestAction'];
 
 /** Method path ("/damon.v1.Controller/GetSession") -> the roles that may call it. */
 export const ACCESS_POLICY: ReadonlyMap<string, readonly Role[]> = new Map<string, readonly Role[]>([
-  ...CONTROLLER_READS.map((m) => [`/${SERVICE_NAMES.controller}/${m}`, ['operator', 'reader']] as const),
+  ...CONTROLLER_READS.map((m) => [`/${SERVICE_NAMES.controller}/${m}`, ['operator', 'reader', ...(OPTIMIZER_METHODS.includes(m) ? ['optimizer' as const] : [])]] as const),
   ...CONTROLLER_WRITES.map((m) => [`/${SERVICE_NAMES.controller}/${m}`, ['operator']] as const),
+  [`/${SERVICE_NAMES.controller}/RequestAction`, ['operator', 'optimizer']],
   ...['Register', 'Heartbeat'].map((m) => [`/${SERVICE_NAMES.registry}/${m}`, ['agent']] as const),
-  ...['ApplySession', 'StopSession', 'GetState'].map((m) => [`/${SERVICE_NAMES.agent}/${m}`, ['controller']] as const),
+  ...['ApplySession', 'StopSession', 'GetState', 'ApplyAction'].map((m) => [`/${SERVICE_NAMES.agent}/${m}`, ['controller']] as const),
 ]);
+
+/** An optimizer's grant: a session id, or "prefix*" (every session whose id starts with prefix; "*" is every session). */
+export const SESSION_GRANT_RE = /^(?:[A-Za-z0-9_-]{1,64}|[A-Za-z0-9_-]{0,63}\*)$/;
+
+/** Whether `caller` may act on (and, an optimizer, read) session `id`: the operator any, an optimizer those granted. */
+export function mayActOn(caller: Pick<Caller, 'role' | 'sessions'>, id: string): boolean {
+  if (caller.role === 'operator') return true;
+  if (caller.role !== 'optimizer') return false;
+  return (caller.sessions ?? []).some((g) => (g.endsWith('*') ? id.startsWith(g.slice(0, -1)) : id === g));
+}
+
+/**
+ * Whether `caller` may read session `id`: every session for the roles that read, an
+ * optimizer's own only (an optimizer learns nothing of the sessions it was not granted).
+ */
+export function mayRead(caller: Pick<Caller, 'role' | 'sessions'> | undefined, id: string): boolean {
+  return caller === undefined || caller.role !== 'optimizer' || mayActOn(caller, id);
+}
 
 /** The SPIFFE-style URI a certificate carries to name its identity. */
 export const SPIFFE_PREFIX = 'spiffe://damon-fleet/';
@@ -84,10 +112,19 @@ export function agentCallToken(key: string, host: string): string {
 export interface IdentityEntry {
   role: Role;
   name: string;
-  /** Hex SHA-256 of the identity's token. */
-  tokenSha256: string;
+  /**
+   * Hex SHA-256 of the identity's token. Only an optimizer's entry may go without one: it
+   * then grants sessions to the optimizer's certificate alone.
+   */
+  tokenSha256?: string;
   /** Agents: the hosts they may register as their address (default: the agent's name). */
   addresses?: string[];
+  /** Optimizers: the sessions it may act on (ids or "prefix*"); none when absent. */
+  sessions?: string[];
+}
+
+function callerOfEntry(e: IdentityEntry): Omit<Caller, 'via'> {
+  return { role: e.role, name: e.name, addresses: e.addresses ?? [e.name], ...(e.role === 'optimizer' ? { sessions: e.sessions ?? [] } : {}) };
 }
 
 /**
@@ -99,8 +136,15 @@ export class IdentityTable {
 
   constructor(readonly entries: readonly IdentityEntry[]) {
     this.byDigest = new Map(
-      entries.map((e) => [e.tokenSha256.toLowerCase(), { role: e.role, name: e.name, addresses: e.addresses ?? [e.name], via: 'token' as const }]),
+      entries
+        .filter((e) => e.tokenSha256 !== undefined)
+        .map((e) => [e.tokenSha256!.toLowerCase(), { ...callerOfEntry(e), via: 'token' as const }]),
     );
+  }
+
+  /** The sessions the identities file grants optimizer `name` (for its certificate); none when it has no entry. */
+  optimizerSessions(name: string): readonly string[] {
+    return this.entries.find((e) => e.role === 'optimizer' && e.name === name)?.sessions ?? [];
   }
 
   /** Parses an identities file's text; throws naming `source` and the entry at fault. */
@@ -123,11 +167,22 @@ export class IdentityTable {
       if (typeof e.name !== 'string') throw new Error(`${at}.name: a string is required`);
       const bad = checkName(role, e.name);
       if (bad) throw new Error(`${at}.name: ${bad}`);
-      if (typeof e.token_sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.token_sha256)) {
+      if (e.token_sha256 === undefined && role === 'optimizer') {
+        // A grant for a certificate: no token opens it.
+      } else if (typeof e.token_sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.token_sha256)) {
         throw new Error(`${at}.token_sha256: 64 lower-case hex digits (the SHA-256 of the token, never the token)`);
+      } else {
+        if (seen.has(e.token_sha256)) throw new Error(`${at}: the same token as an earlier identity`);
+        seen.add(e.token_sha256);
       }
-      if (seen.has(e.token_sha256)) throw new Error(`${at}: the same token as an earlier identity`);
-      seen.add(e.token_sha256);
+      let sessions: string[] | undefined;
+      if (e.sessions !== undefined) {
+        if (role !== 'optimizer') throw new Error(`${at}.sessions: only optimizers are granted sessions`);
+        if (!Array.isArray(e.sessions) || !e.sessions.every((g) => typeof g === 'string' && SESSION_GRANT_RE.test(g))) {
+          throw new Error(`${at}.sessions: a list of session ids or "prefix*" patterns, got ${excerpt(JSON.stringify(e.sessions))}`);
+        }
+        sessions = e.sessions as string[];
+      }
       let addresses: string[] | undefined;
       if (e.addresses !== undefined) {
         if (role !== 'agent') throw new Error(`${at}.addresses: only agents have addresses`);
@@ -136,7 +191,13 @@ export class IdentityTable {
         }
         addresses = e.addresses as string[];
       }
-      return { role, name: e.name, tokenSha256: e.token_sha256, ...(addresses ? { addresses } : {}) };
+      return {
+        role,
+        name: e.name,
+        ...(e.token_sha256 !== undefined ? { tokenSha256: e.token_sha256 as string } : {}),
+        ...(addresses ? { addresses } : {}),
+        ...(sessions ? { sessions } : {}),
+      };
     });
     return new IdentityTable(entries);
   }
@@ -156,8 +217,9 @@ export class IdentityTable {
     const identities = this.entries.map((e) => ({
       role: e.role,
       name: e.name,
-      token_sha256: e.tokenSha256,
+      ...(e.tokenSha256 !== undefined ? { token_sha256: e.tokenSha256 } : {}),
       ...(e.addresses ? { addresses: e.addresses } : {}),
+      ...(e.sessions ? { sessions: e.sessions } : {}),
     }));
     return JSON.stringify({ identities }, null, 2) + '\n';
   }
@@ -267,6 +329,8 @@ export function authenticate(call: AuthCall, o: AccessOptions): Caller {
   if (o.tls) {
     const cert = call.getAuthContext().sslPeerCertificate;
     byCert = certificateCaller(cert);
+    // A certificate names an optimizer; what it may act on is in the identities file.
+    if (byCert?.role === 'optimizer') byCert = { ...byCert, sessions: tableOf(o)?.optimizerSessions(byCert.name) ?? [] };
     if (!byCert && !byToken) {
       throw new RpcError(
         grpc.status.PERMISSION_DENIED,

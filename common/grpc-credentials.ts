@@ -7,13 +7,17 @@ import { excerpt, quoted } from './log.js';
 import { HOST_RE } from './subjects.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { readTokenFile } from './auth.js';
-import { IdentityTable, agentCallToken, tokenSha256, type IdentityEntry } from './grpc-access.js';
+import { IdentityTable, SESSION_GRANT_RE, agentCallToken, tokenSha256, type IdentityEntry } from './grpc-access.js';
 import { credentialsLayout, ensureSecretFile, existingIdentities, writeCredentialFile } from './credentials-layout.js';
 
-/** Who gets credentials: agents (with the addresses each may register) and readers. */
+/**
+ * Who gets credentials: agents (with the addresses each may register), readers and
+ * optimizers (with the sessions each may act on).
+ */
 export interface GrpcCredentialsPlan {
   agents: Array<{ host: string; addresses?: string[] }>;
   readers: string[];
+  optimizers?: Array<{ name: string; sessions?: string[] }>;
 }
 
 const newSecret = () => randomBytes(32).toString('base64url') + '\n';
@@ -31,12 +35,18 @@ export function ensureGrpcCredentials(root: string, requested: GrpcCredentialsPl
       throw new Error(`agent ${excerpt(host)}: addresses must be host names or IP addresses, got ${quoted(bad ?? '')}`);
     }
   }
+  for (const { name, sessions } of requested.optimizers ?? []) {
+    const bad = sessions?.find((g) => !SESSION_GRANT_RE.test(g));
+    if (bad !== undefined) throw new Error(`optimizer ${excerpt(name)}: sessions must be session ids or "prefix*" patterns, got ${quoted(bad)}`);
+  }
   const layout = credentialsLayout(root);
   const had = existingIdentities(root);
+  const sessionsOf = new Map((requested.optimizers ?? []).map((o) => [o.name, o.sessions]));
   const addressesOf = new Map(requested.agents.map((a) => [a.host, a.addresses]));
   const plan = {
     agents: [...new Set([...had.agents, ...requested.agents.map((a) => a.host)])].sort().map((host) => ({ host, addresses: addressesOf.get(host) })),
     readers: [...new Set([...had.readers, ...requested.readers])].sort(),
+    optimizers: [...new Set([...had.optimizers, ...(requested.optimizers ?? []).map((o) => o.name)])].sort(),
   };
   const created: string[] = [];
   const ensure = (path: string) => {
@@ -50,6 +60,12 @@ export function ensureGrpcCredentials(root: string, requested: GrpcCredentialsPl
   const entries: IdentityEntry[] = [{ role: 'operator', name: 'operator', tokenSha256: tokenSha256(ensure(layout.operator.token)) }];
   for (const name of plan.readers) {
     entries.push({ role: 'reader', name, tokenSha256: tokenSha256(ensure(layout.reader(name).token)) });
+  }
+  for (const name of plan.optimizers) {
+    // Sessions given again replace the grant; otherwise the earlier one stays (none at first).
+    const kept = previous?.entries.find((e) => e.role === 'optimizer' && e.name === name)?.sessions;
+    const sessions = sessionsOf.get(name) ?? kept ?? [];
+    entries.push({ role: 'optimizer', name, tokenSha256: tokenSha256(ensure(layout.optimizer(name).token)), sessions });
   }
   for (const { host, addresses } of plan.agents) {
     const files = layout.agent(host);

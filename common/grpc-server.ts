@@ -16,9 +16,12 @@ import { silentLogger, type BasicLogger } from './log.js';
  * Any other error becomes INTERNAL (and its stack is logged).
  */
 export class RpcError extends Error {
-  constructor(readonly code: grpc.status, message: string) {
+  /** Trailers sent with the status (e.g. grpc-status-details-bin with a RetryInfo). */
+  readonly metadata?: grpc.Metadata;
+  constructor(readonly code: grpc.status, message: string, metadata?: grpc.Metadata) {
     super(message);
     this.name = 'RpcError';
+    if (metadata) this.metadata = metadata;
   }
 }
 
@@ -64,7 +67,7 @@ export function toStatus(
   const mapped = mapError?.(err);
   if (mapped) err = mapped;
   if (err instanceof RpcError) {
-    return Object.assign(new Error(err.message), { code: err.code, details: err.message });
+    return Object.assign(new Error(err.message), { code: err.code, details: err.message, ...(err.metadata ? { metadata: err.metadata } : {}) });
   }
   const e = err as Partial<grpc.ServiceError> | undefined;
   if (e && typeof e.code === 'number' && e.code in grpc.status && e.code !== grpc.status.OK) {

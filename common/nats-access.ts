@@ -7,6 +7,7 @@ import { createUser, fromSeed } from '@nats-io/nkeys';
 import { credentialsLayout, existingIdentities, writeCredentialFile } from './credentials-layout.js';
 import { quoted } from './log.js';
 import {
+  ACTIONS_STREAM,
   EVENTS_STREAM,
   HOST_RE,
   LEADER_KEY_SUBJECT,
@@ -14,27 +15,29 @@ import {
   RECORDS_STREAM,
   SESSIONS_KEY_PREFIX,
   SESSIONS_STREAM,
+  actionsFilter,
   eventsFilter,
   hostToken,
   recordsFilter,
   statFilter,
 } from './subjects.js';
 
-export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Operator: 'operator' } as const;
+export const NatsRoles = { Controller: 'controller', Agent: 'agent', Reader: 'reader', Optimizer: 'optimizer', Operator: 'operator' } as const;
 export type NatsRole = (typeof NatsRoles)[keyof typeof NatsRoles];
 
 /** One NATS user: its role and, for agents and readers, the host or reader name. */
 export type NatsIdentity =
   | { role: 'controller' | 'operator' }
   | { role: 'agent'; host: string }
-  | { role: 'reader'; name: string };
+  | { role: 'reader'; name: string }
+  | { role: 'optimizer'; name: string };
 
 export interface NatsPermissions {
   publish: readonly string[];
   subscribe: readonly string[];
 }
 
-/** Reader names: one path component and one subject token. */
+/** Reader and optimizer names: one path component and one subject token. */
 export const READER_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const API = '$JS.API';
@@ -66,7 +69,7 @@ function readBucket(): string[] {
   return [...consumeStream(SESSIONS_STREAM), `${API}.DIRECT.GET.${SESSIONS_STREAM}.>`, `$JS.FC.${SESSIONS_STREAM}.>`];
 }
 
-const DATA_STREAMS = [RECORDS_STREAM, EVENTS_STREAM] as const;
+const DATA_STREAMS = [RECORDS_STREAM, EVENTS_STREAM, ACTIONS_STREAM] as const;
 
 /**
  * The permission table: what each role may publish and subscribe to, besides its own inbox
@@ -95,16 +98,24 @@ export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & {
     ],
     subscribe: [],
   }),
-  // Publishes its own host's records (the pub ack comes back on its inbox) and DAMON_STAT
-  // summaries (plain NATS); nothing else.
+  // Publishes its own host's records (the pub ack comes back on its inbox), DAMON_STAT
+  // summaries (plain NATS) and the events of the actions it took; nothing else.
   agent: ({ host }) => ({
-    publish: [`damon.records.*.${hostToken(host)}.*`, `damon.stat.*.${hostToken(host)}`],
+    publish: [`damon.records.*.${hostToken(host)}.*`, `damon.stat.*.${hostToken(host)}`, `damon.actions.*.${hostToken(host)}`],
     subscribe: [],
   }),
-  // A consumer of records, events and DAMON_STAT summaries: its own consumers, or plain subscriptions.
+  // A consumer of records, events, action events and DAMON_STAT summaries: its own
+  // consumers, or plain subscriptions.
   reader: () => ({
     publish: [`${API}.INFO`, ...DATA_STREAMS.flatMap(consumeStream)],
-    subscribe: [recordsFilter(), eventsFilter(), statFilter()],
+    subscribe: [recordsFilter(), eventsFilter(), actionsFilter(), statFilter()],
+  }),
+  // An optimizer reads what a reader reads, action events included (its actions go through
+  // the controller over gRPC, never NATS): an identity of its own so that it can be
+  // granted, reloaded and revoked apart from the readers.
+  optimizer: () => ({
+    publish: [`${API}.INFO`, ...DATA_STREAMS.flatMap(consumeStream)],
+    subscribe: [recordsFilter(), eventsFilter(), actionsFilter(), statFilter()],
   }),
   // Administers the data streams and reads everything, the bucket included; writing the
   // bucket (or purging, deleting, updating its stream) stays the controller's alone.
@@ -124,7 +135,7 @@ export const NATS_PERMISSIONS: { readonly [R in NatsRole]: (id: NatsIdentity & {
       streamApi('MSG.GET', SESSIONS_STREAM),
       `${API}.DIRECT.GET.${SESSIONS_STREAM}`,
     ],
-    subscribe: [recordsFilter(), eventsFilter(), statFilter(), `${SESSIONS_KEY_PREFIX}>`],
+    subscribe: [recordsFilter(), eventsFilter(), actionsFilter(), statFilter(), `${SESSIONS_KEY_PREFIX}>`],
   }),
 };
 
@@ -147,6 +158,7 @@ export function permissionsOf(id: NatsIdentity, publicKey: string): NatsPermissi
 export function identityLabel(id: NatsIdentity): string {
   if (id.role === 'agent') return `agent ${id.host}`;
   if (id.role === 'reader') return `reader ${id.name}`;
+  if (id.role === 'optimizer') return `optimizer ${id.name}`;
   return id.role;
 }
 
@@ -223,6 +235,7 @@ export function seedFileOf(dir: string, id: NatsIdentity): string {
   const layout = credentialsLayout(dir);
   if (id.role === 'agent') return layout.agent(id.host).natsSeed;
   if (id.role === 'reader') return layout.reader(id.name).natsSeed;
+  if (id.role === 'optimizer') return layout.optimizer(id.name).natsSeed;
   return layout[id.role].natsSeed;
 }
 
@@ -230,6 +243,7 @@ export function seedFileOf(dir: string, id: NatsIdentity): string {
 export interface CredentialsPlan {
   agents: readonly string[];
   readers: readonly string[];
+  optimizers?: readonly string[];
 }
 
 /** What ensureNatsCredentials did, file by file (paths only: never a secret). */
@@ -246,15 +260,19 @@ export function checkPlan(plan: CredentialsPlan): void {
   for (const r of plan.readers) {
     if (!READER_NAME_RE.test(r)) throw new Error(`reader ${quoted(r)}: letters, digits, '_' and '-' only (at most 64)`);
   }
+  for (const o of plan.optimizers ?? []) {
+    if (!READER_NAME_RE.test(o)) throw new Error(`optimizer ${quoted(o)}: letters, digits, '_' and '-' only (at most 64)`);
+  }
 }
 
-/** The identities of `plan`: controller, operator, then agents and readers (sorted, duplicates merged). */
+/** The identities of `plan`: controller, operator, then agents, readers and optimizers (sorted, duplicates merged). */
 export function identitiesOf(plan: CredentialsPlan): NatsIdentity[] {
   return [
     { role: 'controller' },
     { role: 'operator' },
     ...[...new Set(plan.agents)].sort().map((host): NatsIdentity => ({ role: 'agent', host })),
     ...[...new Set(plan.readers)].sort().map((name): NatsIdentity => ({ role: 'reader', name })),
+    ...[...new Set(plan.optimizers ?? [])].sort().map((name): NatsIdentity => ({ role: 'optimizer', name })),
   ];
 }
 
@@ -298,7 +316,11 @@ export function readNkeySeed(file: string): Uint8Array {
 export function ensureNatsCredentials(dir: string, requested: CredentialsPlan): CredentialsReport {
   checkPlan(requested);
   const had = existingIdentities(dir);
-  const plan = { agents: [...had.agents, ...requested.agents], readers: [...had.readers, ...requested.readers] };
+  const plan = {
+    agents: [...had.agents, ...requested.agents],
+    readers: [...had.readers, ...requested.readers],
+    optimizers: [...had.optimizers, ...(requested.optimizers ?? [])],
+  };
   checkPlan(plan);
   ensureDir(dir);
   const report: CredentialsReport = { created: [], kept: [], conf: credentialsLayout(dir).natsConf };

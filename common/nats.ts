@@ -14,7 +14,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { EVENTS_STREAM, RECORDS_STREAM, eventsFilter, recordsFilter } from './subjects.js';
+import { ACTIONS_STREAM, EVENTS_STREAM, RECORDS_STREAM, actionsFilter, eventsFilter, recordsFilter } from './subjects.js';
 import { silentLogger, type BasicLogger as Logger } from './log.js';
 import { inboxPrefix, publicKeyOfSeedFile, readNkeySeed } from './nats-access.js';
 
@@ -225,10 +225,18 @@ export const DEFAULT_EVENTS_LIMITS: Readonly<StreamLimits> = Object.freeze({
   duplicateWindowMs: 120_000,
 });
 
+/** Defaults of DAMON_ACTIONS (see DEFAULT_RECORDS_LIMITS): a week, 256 MiB. */
+export const DEFAULT_ACTIONS_LIMITS: Readonly<StreamLimits> = Object.freeze({
+  maxAgeMs: 7 * 24 * 3600_000,
+  maxBytes: 256 * 1024 * 1024,
+  duplicateWindowMs: 120_000,
+});
+
 /** Options of ensureStreams: limits per stream, over the defaults. */
 export interface StreamsOptions {
   records?: Partial<StreamLimits>;
   events?: Partial<StreamLimits>;
+  actions?: Partial<StreamLimits>;
   /** Copies JetStream keeps of each stream (and of the session bucket): 1 on a single server, 3 on a cluster of three. */
   replicas?: number;
 }
@@ -363,19 +371,23 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
 
 /**
  * Creates or updates (idempotently; safe to call from every process at start) the
- * DAMON_RECORDS (damon.records.>) and DAMON_EVENTS (damon.events.>) streams: file storage,
+ * DAMON_RECORDS (damon.records.>), DAMON_EVENTS (damon.events.>) and DAMON_ACTIONS
+ * (damon.actions.>) streams: file storage,
  * limits by age and bytes, a duplicate window for Nats-Msg-Id de-duplication, `replicas`
  * copies (default 1).
  */
 export async function ensureStreams(js: JetStreamClient, options: StreamsOptions = {}, log: Logger = silentLogger): Promise<void> {
   const records = { ...DEFAULT_RECORDS_LIMITS, ...options.records };
   const events = { ...DEFAULT_EVENTS_LIMITS, ...options.events };
+  const actions = { ...DEFAULT_ACTIONS_LIMITS, ...options.actions };
   checkLimits(RECORDS_STREAM, records);
   checkLimits(EVENTS_STREAM, events);
+  checkLimits(ACTIONS_STREAM, actions);
   const replicas = checkReplicas(options.replicas ?? 1);
   const jsm = await js.jetstreamManager();
   await ensureStream(jsm, streamConfig(RECORDS_STREAM, [recordsFilter()], records, replicas), log);
   await ensureStream(jsm, streamConfig(EVENTS_STREAM, [eventsFilter()], events, replicas), log);
+  await ensureStream(jsm, streamConfig(ACTIONS_STREAM, [actionsFilter()], actions, replicas), log);
 }
 
 /**

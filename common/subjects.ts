@@ -16,6 +16,7 @@ export function hostFromToken(token: string): string {
 
 export const RECORDS_STREAM = 'DAMON_RECORDS';
 export const EVENTS_STREAM = 'DAMON_EVENTS';
+export const ACTIONS_STREAM = 'DAMON_ACTIONS';
 export const SESSIONS_BUCKET = 'damon_sessions';
 /** The stream behind the bucket (nats.js KV names it KV_<bucket>). */
 export const SESSIONS_STREAM = `KV_${SESSIONS_BUCKET}`;
@@ -56,6 +57,14 @@ export function eventsSubject(sessionId: string): string {
 }
 export function eventsFilter(sessionId?: string): string {
   return sessionId ? eventsSubject(sessionId) : 'damon.events.>';
+}
+/** damon.actions.<session>.<host>: ActionEvent (protobuf), published by that host's agent for every action it took. */
+export function actionsSubject(sessionId: string, host: string): string {
+  return `damon.actions.${sessionId}.${hostToken(host)}`;
+}
+/** Filter for action events, optionally of one session. */
+export function actionsFilter(sessionId?: string): string {
+  return sessionId ? `damon.actions.${sessionId}.*` : 'damon.actions.>';
 }
 
 /**

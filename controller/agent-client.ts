@@ -6,6 +6,8 @@ import { statusMessage } from '../common/session-schema.js';
 import { channelCredentials, clientOptions, type Credentials } from '../common/auth.js';
 import {
   AgentClient,
+  type ActionResult,
+  type ApplyActionRequest,
   type ApplySessionResponse,
   type GetStateResponse,
   type SessionSpec,
@@ -24,6 +26,12 @@ export interface AgentConnectionOptions {
    */
   fence?: { epoch(): bigint; deposed(why: string): void };
 }
+
+/**
+ * Deadline of an ApplyAction call: process_madvise of a large range (pageout writes to
+ * swap) takes far longer than a state call.
+ */
+export const ACTION_CALL_TIMEOUT_MS = 60_000;
 
 /** Pages of one GetState pull at most (a page holds at least one session). */
 const MAX_STATE_PAGES = 10_000;
@@ -46,9 +54,10 @@ export class AgentConnection {
   private call<Req, Res>(
     method: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
     req: Req,
+    timeoutMs = this.timeoutMs,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+      method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (!err) return resolve(res);
         if (isStaleEpoch(err)) this.fence?.deposed(`agent at ${this.address}: ${err.details}`);
         reject(err);
@@ -63,6 +72,11 @@ export class AgentConnection {
   /** Agent.ApplySession: runs (or keeps running) the spec on the agent's host. */
   async apply(spec: SessionSpec): Promise<ApplySessionResponse> {
     return this.call(this.client.applySession, { spec, epoch: this.epoch() });
+  }
+
+  /** Agent.ApplyAction: the agent clips, applies (unless a dry run) and publishes the action. */
+  async applyAction(req: Omit<ApplyActionRequest, 'epoch'>): Promise<ActionResult> {
+    return this.call(this.client.applyAction, { ...req, epoch: this.epoch() }, Math.max(this.timeoutMs, ACTION_CALL_TIMEOUT_MS));
   }
 
   /** Agent.StopSession. */

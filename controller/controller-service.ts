@@ -29,6 +29,9 @@ import {
 } from './session-model.js';
 import { isQuarantined, type SessionStore, type Versioned } from './session-store.js';
 import { streamFromJetStream } from './watch.js';
+import { requestAction } from './actions.js';
+import type { ActionRateLimiter } from './action-limits.js';
+import { callerOf, describeCaller, mayRead } from '../common/grpc-access.js';
 import { DEFAULT_RESULT_FORMAT } from '../common/session-schema.js';
 
 export interface ControllerDeps {
@@ -37,10 +40,18 @@ export interface ControllerDeps {
   lifecycle: SessionLifecycle;
   locks: KeyedMutex;
   js: JetStreamClient;
+  /** RequestAction's rate limits. */
+  actionLimiter: ActionRateLimiter;
   log: Logger;
   /** Called after a change the reconcile loop should act on soon. */
   nudge: () => void;
   now?: () => number;
+}
+
+/** An optimizer reads only the sessions it is granted: the others are PERMISSION_DENIED, whether they exist or not. */
+function checkMayRead(call: object, id: string): void {
+  const c = callerOf(call);
+  if (!mayRead(c, id)) throw new RpcError(grpc.status.PERMISSION_DENIED, `${describeCaller(c!)} may not read session "${id}"`);
 }
 
 function failedWhileOn(id: string, what: string): RpcError {
@@ -122,11 +133,13 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
       return out(v);
     },
 
-    async getSession(req) {
-      return out(await d.store.mustGet(checkSessionId(req.id)));
+    async getSession(req, call) {
+      checkMayRead(call, checkSessionId(req.id));
+      return out(await d.store.mustGet(req.id));
     },
 
-    async listSessions(req) {
+    async listSessions(req, call) {
+      const caller = callerOf(call);
       const pageSize = req.pageSize === 0 ? LIST_PAGE_DEFAULT : req.pageSize;
       if (pageSize > LIST_PAGE_MAX) {
         throw new RpcError(grpc.status.INVALID_ARGUMENT, `page_size: too large: ${pageSize}; at most ${LIST_PAGE_MAX}`);
@@ -136,7 +149,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
       const res: ListSessionsResponse = { sessions: [], quarantined: [], nextPageToken: '' };
       let bytes = 0;
       let last = '';
-      const rest = keys.filter((k) => after === undefined || k > after);
+      const rest = keys.filter((k) => (after === undefined || k > after) && mayRead(caller, k));
       for (const k of rest) {
         if (res.sessions.length + res.quarantined.length >= pageSize) break;
         const v = await d.store.read(k); // deleted since the listing: skipped
@@ -232,6 +245,7 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
     async watchRecords(call) {
       const { sessionId, host, replay } = call.request;
       checkSessionId(sessionId, 'session_id');
+      checkMayRead(call, sessionId);
       if (host !== '' && !HOST_RE.test(host)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `host: not a valid host name: ${quoted(host)}`);
       await d.store.mustGet(sessionId); // NOT_FOUND rather than a silent, endless stream
       await streamFromJetStream(
@@ -271,6 +285,10 @@ export function controllerHandlers(d: ControllerDeps): AsyncHandlers<typeof Cont
 
     async listAgents() {
       return { agents: d.registry.list() };
+    },
+
+    async requestAction(req, call) {
+      return requestAction(req, callerOf(call), { store: d.store, registry: d.registry, limiter: d.actionLimiter, log: d.log });
     },
   };
 }

@@ -43,6 +43,7 @@ import { registryHandlers } from './registry-service.js';
 import { targetHosts } from './session-model.js';
 import { SessionStore } from './session-store.js';
 import { ControllerMetrics } from './metrics.js';
+import { ActionRateLimiter, DEFAULT_ACTION_LIMITS, type ActionLimits } from './action-limits.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 
 export interface ControllerOptions {
@@ -89,6 +90,8 @@ export interface ControllerOptions {
   natsTimeoutMs?: number;
   /** Where GET /metrics (Prometheus) is served; off when absent (docs/metrics.md). */
   metrics?: { host: string; port: number };
+  /** RequestAction's rate limits (default DEFAULT_ACTION_LIMITS; docs/actions.md). */
+  actionLimits?: Partial<ActionLimits>;
   log?: Logger;
 }
 
@@ -148,6 +151,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     { identities: o.identities !== undefined, tls: o.tls !== undefined, ownCredential: o.agentKey !== undefined, insecure: o.insecure ?? false },
     { accept: '--identities FILE', present: '--agent-key-file FILE' },
   );
+  const actionLimiter = new ActionRateLimiter({ ...DEFAULT_ACTION_LIMITS, ...o.actionLimits });
   const leaseTtlMs = o.leaseTtlMs ?? 5000;
   const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 1000;
   if (!(heartbeatIntervalMs > 0 && leaseTtlMs > heartbeatIntervalMs)) {
@@ -241,7 +245,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           definition: ControllerService,
           implementation: implement(
             ControllerService,
-            controllerHandlers({ store, registry, lifecycle, locks, js, log, nudge: () => reconciler?.nudge() }),
+            controllerHandlers({ store, registry, lifecycle, locks, js, actionLimiter, log, nudge: () => reconciler?.nudge() }),
             { authorize: leaderOnly, log, mapError: natsUnavailable },
           ),
         },

@@ -1,14 +1,19 @@
-// A small downstream optimizer: follows the aggregation records on NATS (all sessions or
-// one) with a JetStream ordered consumer and prints, per target, the hottest and coldest
-// address ranges with their access frequency (nr_accesses / max_nr_accesses, as damo
-// prints it) and a memory plan: what it would keep in fast memory and what it would
-// reclaim. It only prints; acting on the plan (mlock, madvise(MADV_PAGEOUT), moving pages
-// between tiers) is the job of a real optimizer built the same way. Records missing
-// (sequence gaps, records the agent had to drop) are reported on stderr as they show.
+// A downstream optimizer, and a working proactive reclaimer: follows a session's aggregation
+// records on NATS (every host of it) with a JetStream ordered consumer, tracks per target
+// which address ranges stayed cold (access frequency at most --cold %, 0 by default: not one
+// sampled access) for at least --min-age seconds (examples/reclaim-planner.ts), and asks the
+// controller to page them out (RequestAction pageout), at most --rate bytes a second, or only
+// to dry-run them (--dry-run). It logs what it asked for and what was done (one line each on
+// stdout), and every --every ms a plan per target: the hottest and coldest ranges with their
+// access frequency (nr_accesses / max_nr_accesses, as damo prints it), what it would keep
+// in fast memory and what is cold. Records missing (sequence gaps, records the agent had to
+// drop) are reported on stderr as they show. Without --controller it only prints plans.
 //
-//   node dist/examples/optimizer.js --nats nats://127.0.0.1:4222 --nats-nkey FILE [--session ID]
-//        [--host NAME] [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]
-// FILE is a reader's seed (readers/<name>/nats.nk of `damon-fleet credentials --reader NAME`).
+//   node dist/examples/optimizer.js --nats nats://127.0.0.1:4222 --nats-nkey FILE --session ID
+//        [--controller HOST:PORT --token-file FILE] [--min-age S] [--rate BYTES] [--dry-run]
+//        [--host NAME] [--hot PCT] [--cold PCT] [--top N] [--every MS] [--replay] [--count N]
+// FILE is an optimizer's seed and token (optimizers/<name>/{nats.nk,token} of
+// `damon-fleet credentials --optimizer NAME=SESSION`); docs/actions.md.
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
@@ -17,19 +22,29 @@ import type { AggregationRecord } from '../gen/damon/v1/damon.js';
 import { RECORDS_STREAM, recordOnSubject, recordsFilter } from '../common/subjects.js';
 import { decodeRecord } from '../common/record-wire.js';
 import { RecordGaps, describeGap } from '../common/record-gaps.js';
+import * as grpc from '@grpc/grpc-js';
+import { formatRange as rangeText } from '../common/actions.js';
+import { retryDelayMs } from '../common/retry-info.js';
+import { statusName } from '../common/grpc-server.js';
+import { parseBytes } from '../common/cli-values.js';
+import { SchemeAction, type ActionResult } from '../gen/damon/v1/damon.js';
+import { CONNECTION_OPTIONS, parseConnection, type ConnectionValues } from '../cli/connection-options.js';
+import { ControllerConnection } from '../cli/controller-connection.js';
+import { CliError } from '../cli/exit-codes.js';
+import { DEFAULT_RECLAIM, ReclaimPlanner, aggregationMs, type AskOutcome, type ReclaimAsk } from './reclaim-planner.js';
 
 export interface PlanOptions {
   /** Frequency (%) at or above which a range is hot: keep it in fast memory. */
   hotPct: number;
   /** Frequency (%) at or below which a range is cold... */
   coldPct: number;
-  /** ...once it has stayed that way for this many aggregation intervals: reclaim it. */
-  minAge: number;
+  /** ...once it has stayed that way this long ((age + 1) aggregation intervals): reclaim it. */
+  minAgeMs: number;
   /** How many hottest and coldest ranges to show. */
   top: number;
 }
 
-export const DEFAULT_PLAN: PlanOptions = { hotPct: 20, coldPct: 5, minAge: 2, top: 3 };
+export const DEFAULT_PLAN: PlanOptions = { hotPct: 20, coldPct: DEFAULT_RECLAIM.coldPct, minAgeMs: DEFAULT_RECLAIM.minAgeMs, top: 3 };
 
 export interface RangeView {
   start: bigint;
@@ -38,6 +53,8 @@ export interface RangeView {
   /** nr_accesses / max_nr_accesses, in percent. */
   frequencyPct: number;
   age: number;
+  /** How long it has had this frequency: (age + 1) aggregation intervals, ms. */
+  forMs: number;
 }
 
 export interface TargetPlan {
@@ -57,12 +74,14 @@ export function frequencyPct(nrAccesses: number, maxNrAccesses: number): number 
 
 /** The plan for one target from its latest record. */
 export function planTarget(rec: AggregationRecord, o: PlanOptions = DEFAULT_PLAN): TargetPlan {
+  const aggr = aggregationMs(rec);
   const ranges: RangeView[] = rec.regions.map((r) => ({
     start: r.start,
     end: r.end,
     bytes: r.end - r.start,
     frequencyPct: frequencyPct(r.nrAccesses, rec.maxNrAccesses),
     age: r.age,
+    forMs: (r.age + 1) * aggr,
   }));
   let keep = 0n;
   let reclaim = 0n;
@@ -70,7 +89,7 @@ export function planTarget(rec: AggregationRecord, o: PlanOptions = DEFAULT_PLAN
   for (const r of ranges) {
     total += r.bytes;
     if (r.frequencyPct >= o.hotPct) keep += r.bytes;
-    else if (r.frequencyPct <= o.coldPct && r.age >= o.minAge) reclaim += r.bytes;
+    else if (r.frequencyPct <= o.coldPct && r.forMs >= o.minAgeMs) reclaim += r.bytes;
   }
   const bigFirst = (a: RangeView, b: RangeView) => (a.bytes === b.bytes ? 0 : a.bytes > b.bytes ? -1 : 1);
   const hottest = [...ranges].sort((a, b) => b.frequencyPct - a.frequencyPct || bigFirst(a, b)).slice(0, o.top);
@@ -116,7 +135,7 @@ export function formatPlan(p: TargetPlan, o: PlanOptions = DEFAULT_PLAN): string
     '  coldest:',
     ...p.coldest.map((r) => `    ${formatRange(r)}`),
     `  plan: keep in fast memory ${formatBytes(p.keepBytes)} (${pct(p.keepBytes)}%, >= ${o.hotPct}%), ` +
-      `reclaim ${formatBytes(p.reclaimBytes)} (${pct(p.reclaimBytes)}%, <= ${o.coldPct}% for >= ${o.minAge} intervals), ` +
+      `reclaim ${formatBytes(p.reclaimBytes)} (${pct(p.reclaimBytes)}%, <= ${o.coldPct}% for >= ${o.minAgeMs / 1000} s), ` +
       `leave ${formatBytes(p.otherBytes)}`,
   ];
   return lines.join('\n');
@@ -126,9 +145,13 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`optimizer: ${msg}\n`);
   process.stderr.write(
     'usage: node dist/examples/optimizer.js --nats URL --nats-nkey FILE [--session ID] [--host NAME]\n' +
-      '         [--hot PCT] [--cold PCT] [--min-age N] [--top N] [--every MS] [--replay] [--count N]\n' +
+      '         [--controller HOST:PORT (--token-file FILE | --tls-cert F --tls-key F --tls-ca F | --insecure)]\n' +
+      '         [--min-age SECONDS] [--rate BYTES] [--min-bytes BYTES] [--dry-run]\n' +
+      '         [--hot PCT] [--cold PCT] [--top N] [--every MS] [--replay] [--count N]\n' +
       '         [--nats-ca FILE] [--nats-cert FILE --nats-key FILE]\n' +
-      '  --nats-nkey FILE: a reader\'s NATS seed (damon-fleet credentials --reader NAME)\n',
+      '  --nats-nkey FILE, --token-file FILE: an optimizer\'s (damon-fleet credentials --optimizer NAME=SESSION)\n' +
+      '  --controller: page out what stayed cold --min-age seconds (default 30) in the session\'s targets,\n' +
+      '                at most --rate bytes a second (default 64M); without it plans are only printed\n',
   );
   process.exit(msg ? 2 : 0);
 }
@@ -138,6 +161,39 @@ function numberOpt(v: string | undefined, name: string, dflt: number, min: numbe
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) usage(`--${name}: expected a number in [${min}, ${max}], got "${v}"`);
   return n;
+}
+
+function bytesOpt(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  try {
+    return parseBytes(`--${name}`, v);
+  } catch (err) {
+    usage((err as Error).message);
+  }
+}
+
+/** What a refused RequestAction means for the plan. */
+export function outcomeOfRefusal(err: unknown): AskOutcome {
+  const se = err instanceof CliError ? err.serviceError : undefined;
+  if (se?.code === grpc.status.NOT_FOUND) return { kind: 'gone' };
+  if (se?.code === grpc.status.RESOURCE_EXHAUSTED) return { kind: 'later', retryInMs: retryDelayMs(se.metadata) ?? 1000 };
+  return { kind: 'failed' };
+}
+
+/** One log line for an ask. */
+export function describeAsk(a: ReclaimAsk, dryRun: boolean): string {
+  return (
+    `ask ${dryRun ? 'dry-run ' : ''}pageout ${rangeText(a)} (${formatBytes(a.end - a.start)}, cold ${(a.coldForMs / 1000).toFixed(1)} s) ` +
+    `on ${a.host}:${a.pid} of session ${a.sessionId}`
+  );
+}
+
+/** One log line for what was done. */
+export function describeResult(r: ActionResult): string {
+  return (
+    `done ${r.dryRun ? 'dry-run ' : ''}action ${r.actionId} on ${r.host}:${r.pid}: ${formatBytes(r.bytesEligible)} eligible in ` +
+    `${r.ranges.length} range(s), ${formatBytes(r.bytesClipped)} clipped, ${formatBytes(r.bytesApplied)} paged out`
+  );
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -160,6 +216,17 @@ export async function main(argv: string[]): Promise<void> {
         every: { type: 'string' },
         replay: { type: 'boolean', default: false },
         count: { type: 'string' },
+        controller: CONNECTION_OPTIONS.controller,
+        'token-file': CONNECTION_OPTIONS['token-file'],
+        'tls-cert': CONNECTION_OPTIONS['tls-cert'],
+        'tls-key': CONNECTION_OPTIONS['tls-key'],
+        'tls-ca': CONNECTION_OPTIONS['tls-ca'],
+        'controller-tls-name': CONNECTION_OPTIONS['controller-tls-name'],
+        insecure: CONNECTION_OPTIONS.insecure,
+        timeout: { type: 'string', default: '70s' },
+        rate: { type: 'string' },
+        'min-bytes': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -172,12 +239,32 @@ export async function main(argv: string[]): Promise<void> {
   const plan: PlanOptions = {
     hotPct: numberOpt(values.hot, 'hot', DEFAULT_PLAN.hotPct, 0, 100),
     coldPct: numberOpt(values.cold, 'cold', DEFAULT_PLAN.coldPct, 0, 100),
-    minAge: numberOpt(values['min-age'], 'min-age', DEFAULT_PLAN.minAge, 0),
+    minAgeMs: 1000 * numberOpt(values['min-age'], 'min-age', DEFAULT_PLAN.minAgeMs / 1000, 0),
     top: numberOpt(values.top, 'top', DEFAULT_PLAN.top, 1),
   };
   if (plan.coldPct >= plan.hotPct) usage(`--cold (${plan.coldPct}) must be below --hot (${plan.hotPct})`);
-  const everyMs = numberOpt(values.every, 'every', 2000, 0);
+  const everyMs = numberOpt(values.every, 'every', 10_000, 0);
   const count = numberOpt(values.count, 'count', Infinity, 1);
+  const dryRun = values['dry-run'] ?? false;
+
+  let controller: ControllerConnection | undefined;
+  if (values.controller !== undefined) {
+    if (!values.session) usage('--controller needs --session: the session whose targets to reclaim');
+    try {
+      controller = new ControllerConnection(parseConnection(values as ConnectionValues, {}));
+    } catch (err) {
+      usage((err as Error).message);
+    }
+  }
+  const planner = new ReclaimPlanner(
+    {
+      minAgeMs: plan.minAgeMs,
+      coldPct: plan.coldPct,
+      rateBytesPerS: bytesOpt(values.rate, 'rate', DEFAULT_RECLAIM.rateBytesPerS),
+      minBytes: bytesOpt(values['min-bytes'], 'min-bytes', DEFAULT_RECLAIM.minBytes),
+    },
+    Date.now(),
+  );
 
   let tls;
   try {
@@ -199,11 +286,45 @@ export async function main(argv: string[]): Promise<void> {
     filter_subjects: filter,
     deliver_policy: values.replay ? DeliverPolicy.All : DeliverPolicy.New,
   });
-  process.stderr.write(`optimizer: following ${filter} on ${nc.getServer()}${values.replay ? ' (replaying)' : ''}\n`);
+  process.stderr.write(
+    `optimizer: following ${filter} on ${nc.getServer()}${values.replay ? ' (replaying)' : ''}` +
+      (controller
+        ? `; paging out what stays cold (<= ${plan.coldPct}%) ${plan.minAgeMs / 1000} s via ${controller.address}${dryRun ? ' (dry run)' : ''}\n`
+        : '; printing plans only (no --controller)\n'),
+  );
 
   const stop = () => void nc.close();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+
+  // Asks go one at a time, in the order planned; records keep being read meanwhile.
+  let asking = Promise.resolve();
+  const ask = (a: ReclaimAsk) =>
+    (asking = asking.then(async () => {
+      process.stdout.write(`optimizer: ${describeAsk(a, dryRun)}\n`);
+      try {
+        const r = await controller!.call('requestAction', {
+          sessionId: a.sessionId,
+          host: a.host,
+          pid: a.pid,
+          start: a.start,
+          end: a.end,
+          action: SchemeAction.SCHEME_ACTION_PAGEOUT,
+          dryRun,
+        });
+        planner.settle(a, { kind: 'done' }, Date.now());
+        process.stdout.write(`optimizer: ${describeResult(r)}\n`);
+      } catch (err) {
+        const outcome = outcomeOfRefusal(err);
+        planner.settle(a, outcome, Date.now());
+        const se = err instanceof CliError ? err.serviceError : undefined;
+        process.stdout.write(
+          `optimizer: refused ${rangeText(a)} on ${a.host}:${a.pid}: ${se ? statusName(se.code) : 'error'}: ${(err as Error).message}` +
+            (outcome.kind === 'gone' ? ' (target forgotten)' : outcome.kind === 'later' ? ` (again in ${outcome.retryInMs} ms)` : '') +
+            '\n',
+        );
+      }
+    }));
 
   const lastPrinted = new Map<string, number>();
   const gaps = new RecordGaps();
@@ -225,8 +346,14 @@ export async function main(argv: string[]): Promise<void> {
       lastPrinted.set(p.key, now);
       process.stdout.write(formatPlan(p, plan) + '\n');
     }
+    if (controller) {
+      planner.observe(rec);
+      for (const a of planner.plan(now)) void ask(a);
+    }
     if (seen >= count) break;
   }
+  await asking;
+  controller?.close();
   if (gaps.missing > 0n) process.stderr.write(`optimizer: ${gaps.missing} record(s) missing in all (${gaps.droppedByAgents} dropped by agents)\n`);
   await nc.close();
 }

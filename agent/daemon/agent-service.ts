@@ -1,7 +1,7 @@
 // The damon.v1.Agent service: what the controller drives on this host. Handlers only
 // translate; the session manager does the work.
 import type { AsyncHandlers } from '../../common/grpc-server.js';
-import type { AgentService, GetStateResponse, ObservedSession, SessionSpec } from '../../gen/damon/v1/damon.js';
+import type { ActionResult, AgentService, ApplyActionRequest, GetStateResponse, ObservedSession, SessionSpec } from '../../gen/damon/v1/damon.js';
 import { checkSessionId } from '../../common/session-schema.js';
 import type { EpochFence } from './epoch-fence.js';
 import { parseSpec, type RunSpec } from './spec.js';
@@ -21,10 +21,16 @@ export interface AgentIdentity {
   unavailable: string[];
 }
 
+/** Agent.ApplyAction's worker (action-runner.ts). */
+export interface ActionControl {
+  apply(req: ApplyActionRequest): Promise<ActionResult>;
+}
+
 export function agentHandlers(
   sessions: SessionControl,
   identity: AgentIdentity,
   fence: EpochFence,
+  actions: ActionControl,
 ): AsyncHandlers<typeof AgentService> {
   return {
     async applySession(req: { spec: SessionSpec | undefined; epoch: bigint }) {
@@ -51,6 +57,11 @@ export function agentHandlers(
         ...observedPage(all, req.pageToken),
         stateDigest: observedDigest(all),
       };
+    },
+    async applyAction(req: ApplyActionRequest) {
+      // A deposed leader's forwarding is refused like its dispatches.
+      fence.admit(req.epoch, `ApplyAction ${req.actionId}`);
+      return actions.apply(req);
     },
   };
 }

@@ -36,6 +36,7 @@ import { checkTrust, isWildcardHost, splitHostPort } from '../../common/trust.js
 import { startMetricsServer, type MetricsServer } from '../../common/metrics-server.js';
 import { DamonStatReporter } from './damon-stat-reporter.js';
 import { AgentMetrics } from './metrics.js';
+import { ActionRunner, type MadviseOps } from './action-runner.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7101';
 export const DEFAULT_DATA_DIR = '/var/lib/damon-fleet';
@@ -88,6 +89,8 @@ export interface AgentOptions {
   damonStatRefreshMs?: number;
   /** Overrides the host probe (tests). */
   hostOperations?: HostOperations;
+  /** Overrides process_madvise (tests). */
+  madvise?: MadviseOps;
   log?: Logger;
 }
 
@@ -179,6 +182,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   damonStat.start();
   const identity = { host, instanceId, operations: hostOps.operations, unavailable: hostOps.unavailable };
   const fence = new EpochFence(log);
+  const actions = new ActionRunner({ host, instanceId, observed: () => sessions.observed(), log: log.child('actions'), madvise: opts.madvise });
 
   // NATS in the background: records queue (bounded) until it is there. A refused credential
   // is fatal: no retry can fix it, and an agent silently holding records helps nobody.
@@ -219,6 +223,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
           if (!stopping && isNatsAuthRefusal(err)) failFatally(new NatsAuthError(opts.natsNkeyFile, { cause: err }));
         });
         publisher.setSink(jetStream(conn));
+        actions.setSink(jetStream(conn));
         damonStat.setSink(conn);
         return;
       } catch (err) {
@@ -255,7 +260,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       {
         name: SERVICE_NAMES.agent,
         definition: AgentService,
-        implementation: implement(AgentService, agentHandlers(sessions, identity, fence), {
+        implementation: implement(AgentService, agentHandlers(sessions, identity, fence, actions), {
           authorize: opts.insecure ? undefined : accessAuthorizer({ identities: callers, tls: opts.tls !== undefined }),
           log,
         }),

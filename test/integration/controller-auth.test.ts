@@ -11,10 +11,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { channelCredentials, readTokenFile, tokenMetadata, type Credentials } from '../../common/auth.js';
-import { ACCESS_POLICY, spiffeId } from '../../common/grpc-access.js';
+import { ACCESS_POLICY, IdentityTable, spiffeId } from '../../common/grpc-access.js';
 import { SERVICE_NAMES } from '../../common/grpc-server.js';
 import { ensureGrpcCredentials } from '../../common/grpc-credentials.js';
-import { AggregationRecord, SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
+import { AggregationRecord, SchemeAction, SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
 import { connectNats, jetStream } from '../../common/nats.js';
 import { recordsSubject } from '../../common/subjects.js';
 import { createTestCa, type TestCa } from './support/test-certs.js';
@@ -291,6 +291,54 @@ describe('controller mutual TLS', () => {
       noCert.close();
       foreignCert.close();
       plain.close();
+    }
+  });
+});
+
+describe('an optimizer by certificate', () => {
+  let ca: TestCa;
+  let env: ControllerEnv;
+  before(async () => {
+    ca = createTestCa();
+    env = await startEnv({
+      tls: ca.issue('controller', { id: spiffeId('controller') }),
+      clientCredentials: { tls: ca.issue('op', { id: spiffeId('operator') }) },
+      // Its certificate names it; the identities file grants it sessions (no token: none opens it).
+      identities: new IdentityTable([{ role: 'optimizer', name: 'reclaim', sessions: ['mine-*'] }]),
+    });
+    await env.agent('host-a', { credentials: { tls: ca.issue('host-a', { id: spiffeId('agent', 'host-a') }) } });
+    for (const id of ['mine-1', 'theirs']) {
+      await unary(env.client, 'createSession', { id, ...SESSION_REQ, targets: [{ host: 'host-a', pid: 5 }] });
+      await unary(env.client, 'turnOn', { id });
+    }
+  });
+  after(async () => {
+    await env.close();
+    ca.remove();
+  });
+
+  test('acts on the sessions the identities file grants its name, and reads only those', async () => {
+    const opt = controllerClient(env.controller.address, { tls: ca.issue('opt', { id: spiffeId('optimizer', 'reclaim') }) });
+    const stranger = controllerClient(env.controller.address, { tls: ca.issue('opt2', { id: spiffeId('optimizer', 'stranger') }) });
+    const action = (sessionId: string) => ({
+      sessionId, host: 'host-a', pid: 5, start: 0x1000n, end: 0x3000n, action: SchemeAction.SCHEME_ACTION_COLD, dryRun: false,
+    });
+    try {
+      const r = await unary(opt, 'requestAction', action('mine-1'));
+      assert.equal(r.bytesApplied, 0x2000n);
+      const forwarded = env.agents[0].calls.filter((c) => c.method === 'action');
+      assert.equal(forwarded.length, 1);
+      assert.equal(forwarded[0].method === 'action' && forwarded[0].request.requestedBy, 'optimizer "reclaim"');
+      await rejectsWith(unary(opt, 'requestAction', action('theirs')), PERMISSION_DENIED, /optimizer "reclaim" may not act on session "theirs"/);
+      await rejectsWith(unary(opt, 'getSession', { id: 'theirs' }), PERMISSION_DENIED, /may not read session "theirs"/);
+      assert.deepEqual((await unary(opt, 'listSessions', { pageSize: 0, pageToken: '' })).sessions.map((s) => s.id), ['mine-1']);
+      await rejectsWith(unary(opt, 'turnOff', { id: 'mine-1' }), PERMISSION_DENIED, /optimizer "reclaim" may not call TurnOff/);
+      // A certificate naming an optimizer the identities file does not grant anything.
+      await rejectsWith(unary(stranger, 'requestAction', action('mine-1')), PERMISSION_DENIED, /optimizer "stranger" may not act on session "mine-1"/);
+      assert.equal(env.agents[0].calls.filter((c) => c.method === 'action').length, 1, 'nothing refused reached the agent');
+    } finally {
+      opt.close();
+      stranger.close();
     }
   });
 });

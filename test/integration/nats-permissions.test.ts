@@ -18,17 +18,27 @@ import { EVENTS_STREAM, RECORDS_STREAM, SESSIONS_BUCKET, SESSIONS_STREAM, events
 import { FLEET_BIN } from './support/fleet-processes.js';
 import { Leadership } from '../../controller/leadership.js';
 import { silentLogger } from '../../common/log.js';
-import { DEFAULT_TEST_HOSTS, TEST_READER, startNatsServer, type NatsServer } from './support/nats-server.js';
+import { DEFAULT_TEST_HOSTS, TEST_READER, startNatsServer, testCredentials, type NatsServer } from './support/nats-server.js';
+import { ACTIONS_STREAM, actionsFilter, actionsSubject } from '../../common/subjects.js';
 
 let nats: NatsServer;
+const creds = testCredentials({ optimizers: [{ name: 'opt', sessions: ['*'] }] });
 const conns: NatsConnection[] = [];
 let operatorJsm: JetStreamManager;
 let controllerKv: KV;
 
+const connsByFile = new Map<string, NatsConnection>();
+
 async function as(nkeyFile: string | undefined): Promise<NatsConnection> {
   const nc = await connectNats({ servers: nats.url, nkeyFile });
   conns.push(nc);
+  if (nkeyFile && !connsByFile.has(nkeyFile)) connsByFile.set(nkeyFile, nc);
   return nc;
+}
+
+/** A connection as the identity of `nkeyFile`, made once. */
+async function conn(nkeyFile: string): Promise<NatsConnection> {
+  return connsByFile.get(nkeyFile) ?? as(nkeyFile);
 }
 
 /** What a refused operation must leave as it was: read by the operator. */
@@ -61,7 +71,7 @@ async function waitLog(from: number, re: RegExp): Promise<string> {
 const bytes = (s: string) => new TextEncoder().encode(s);
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ credentials: creds });
   const controller = await as(nats.credentials.controller);
   await ensureStreams(jetStream(controller));
   controllerKv = await new Kvm(jetStream(controller)).create(SESSIONS_BUCKET, { history: 1 });
@@ -75,6 +85,7 @@ before(async () => {
 after(async () => {
   await Promise.all(conns.map((c) => c.close()));
   await nats?.stop();
+  creds.remove();
 });
 
 describe('connecting', () => {
@@ -190,6 +201,36 @@ describe('an agent (h1)', () => {
     const ack = await jetStream(nc).publish(recordsSubject('s1', 'h1', 1), bytes('r2'), { msgID: 'rec-2' });
     assert.equal(ack.stream, RECORDS_STREAM);
     assert.equal(ack.seq, before + 1);
+  });
+});
+
+describe('action events (DAMON_ACTIONS)', () => {
+  test('only the agent of the host publishes them; an optimizer, a reader and the operator read them', async () => {
+    const agent = await as(nats.credentials.agent('h1'));
+    const ack = await jetStream(agent).publish(actionsSubject('s1', 'h1'), bytes('act-1'), { msgID: 'act-1' });
+    assert.equal(ack.stream, ACTIONS_STREAM);
+    await refused(() => jetStream(agent).publish(actionsSubject('s1', 'h2'), bytes('forged')), actionsSubject('s1', 'h2'));
+    for (const seed of [creds.optimizer('opt'), nats.credentials.reader(), nats.credentials.controller, nats.credentials.operator]) {
+      const js = jetStream(await conn(seed));
+      await refused(() => js.publish(actionsSubject('s1', 'h1'), bytes('forged')), actionsSubject('s1', 'h1'));
+    }
+    for (const seed of [creds.optimizer('opt'), nats.credentials.reader(), nats.credentials.operator]) {
+      const c = await jetStream(await conn(seed)).consumers.get(ACTIONS_STREAM, { filter_subjects: actionsFilter('s1'), deliver_policy: DeliverPolicy.All });
+      const m = await c.next({ expires: 2000 });
+      assert.equal(m && new TextDecoder().decode(m.data), 'act-1', seed);
+    }
+  });
+
+  test('an optimizer reads like a reader and writes nothing: no records, events, bucket or stream administration', async () => {
+    const js = jetStream(await conn(creds.optimizer('opt')));
+    await refused(() => js.publish(recordsSubject('s1', 'h1', 1), bytes('forged')), recordsSubject('s1', 'h1', 1));
+    await refused(() => js.publish(eventsSubject('s1'), bytes('forged')), eventsSubject('s1'));
+    await refused(() => js.publish(`$KV.${SESSIONS_BUCKET}.s1`, bytes('{}')), `$KV.${SESSIONS_BUCKET}.s1`);
+    const jsm = await js.jetstreamManager();
+    await refused(() => jsm.streams.purge(ACTIONS_STREAM), `$JS.API.STREAM.PURGE.${ACTIONS_STREAM}`);
+    const c = await js.consumers.get(RECORDS_STREAM, { filter_subjects: recordsFilter('s1'), deliver_policy: DeliverPolicy.All });
+    const m = await c.next({ expires: 2000 });
+    assert.equal(m && new TextDecoder().decode(m.data), 'r1');
   });
 });
 

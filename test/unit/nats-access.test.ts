@@ -92,7 +92,13 @@ const KEY = 'UAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const all = (id: NatsIdentity) => permissionsOf(id, KEY);
 
 test('permission table: allow-lists only; the bucket is the controller\'s; an agent publishes its own host only', () => {
-  const ids: NatsIdentity[] = [{ role: 'controller' }, { role: 'operator' }, { role: 'agent', host: 'db1.example.com' }, { role: 'reader', name: 'r' }];
+  const ids: NatsIdentity[] = [
+    { role: 'controller' },
+    { role: 'operator' },
+    { role: 'agent', host: 'db1.example.com' },
+    { role: 'reader', name: 'r' },
+    { role: 'optimizer', name: 'o' },
+  ];
   for (const id of ids) {
     const p = all(id);
     for (const s of [...p.publish, ...p.subscribe]) assert.ok(!/^[>*]$|^\$JS\.API\.>$|^\$JS\.>$/.test(s), `${id.role}: ${s} is too wide`);
@@ -104,7 +110,20 @@ test('permission table: allow-lists only; the bucket is the controller\'s; an ag
     // Only the bucket's owner changes its stream (its replica count).
     assert.equal(p.publish.includes(`$JS.API.STREAM.UPDATE.${SESSIONS_STREAM}`), id.role === 'controller', `${id.role}: UPDATE of the bucket`);
   }
-  assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).publish, ['damon.records.*.db1_example_com.*', 'damon.stat.*.db1_example_com']);
+  assert.deepEqual(all({ role: 'agent', host: 'db1.example.com' }).publish, [
+    'damon.records.*.db1_example_com.*',
+    'damon.stat.*.db1_example_com',
+    'damon.actions.*.db1_example_com',
+  ]);
+  // Action events: only the host's agent publishes them; readers, optimizers and the operator read them.
+  for (const id of ids) {
+    const p = all(id);
+    assert.equal(p.publish.some((s) => s.startsWith('damon.actions')), id.role === 'agent', `${id.role}: publishes action events`);
+    assert.equal(p.subscribe.includes('damon.actions.>'), ['reader', 'optimizer', 'operator'].includes(id.role), `${id.role}: reads action events`);
+    assert.equal(p.publish.includes('$JS.API.CONSUMER.MSG.NEXT.DAMON_ACTIONS.*'), id.role !== 'agent', `${id.role}: consumes DAMON_ACTIONS`);
+  }
+  // An optimizer reads what a reader reads, and publishes nothing a reader may not.
+  assert.deepEqual(all({ role: 'optimizer', name: 'o' }), all({ role: 'reader', name: 'r' }));
   assert.ok(!all({ role: 'controller' }).publish.some((s) => s.startsWith('damon.stat')), 'the controller publishes no DAMON_STAT');
   for (const role of ['reader', 'operator'] as const) {
     assert.ok(all(role === 'reader' ? { role, name: 'r' } : { role }).subscribe.includes('damon.stat.>'), `${role} reads DAMON_STAT`);
@@ -114,7 +133,7 @@ test('permission table: allow-lists only; the bucket is the controller\'s; an ag
   assert.ok(!all({ role: 'reader', name: 'r' }).publish.some((s) => /^damon\.|STREAM\.(PURGE|DELETE|UPDATE|CREATE|MSG)/.test(s)));
   assert.ok(all({ role: 'operator' }).publish.includes('$JS.API.STREAM.PURGE.DAMON_RECORDS'));
   assert.ok(!recordsSubject('s', 'db1.example.com', 1).includes('*'));
-  assert.deepEqual(Object.keys(NATS_PERMISSIONS).sort(), ['agent', 'controller', 'operator', 'reader']);
+  assert.deepEqual(Object.keys(NATS_PERMISSIONS).sort(), ['agent', 'controller', 'operator', 'optimizer', 'reader']);
 });
 
 test('NATS URLs: credentials in them are refused, and redacted in the message', () => {

@@ -21,6 +21,8 @@ export interface GrpcTestCredentials {
   operator: Credentials;
   /** Controller reads only. */
   reader(name?: string): Credentials;
+  /** An optimizer's token (one the credentials were made for). */
+  optimizer(name: string): Credentials;
   /** What host's agent presents to the controller. */
   agent(host: string): Credentials;
   /** What the controller presents to host's agent. */
@@ -43,6 +45,8 @@ export interface TestCredentials {
   agent(host: string): string;
   /** The reader's seed file (TEST_READER unless named). */
   reader(name?: string): string;
+  /** The optimizer's seed file. */
+  optimizer(name: string): string;
   grpc: GrpcTestCredentials;
   remove(): void;
 }
@@ -51,12 +55,16 @@ export interface TestCredentials {
  * Makes a credentials folder for `agents` (plus DEFAULT_TEST_HOSTS; each may register
  * 127.0.0.1 and its name) and `readers` (plus TEST_READER).
  */
-export function testCredentials(o: { agents?: readonly string[]; readers?: readonly string[] } = {}): TestCredentials {
+export function testCredentials(
+  o: { agents?: readonly string[]; readers?: readonly string[]; optimizers?: ReadonlyArray<{ name: string; sessions: string[] }> } = {},
+): TestCredentials {
   const dir = mkdtempSync(join(tmpdir(), 'damon-creds-'));
   const agents = [...new Set([...DEFAULT_TEST_HOSTS, ...(o.agents ?? [])])];
   const readers = [...new Set([TEST_READER, ...(o.readers ?? [])])];
-  const nats = ensureNatsCredentials(dir, { agents, readers });
-  ensureGrpcCredentials(dir, { agents: agents.map((host) => ({ host, addresses: ['127.0.0.1', host] })), readers });
+  const optimizers = o.optimizers ?? [];
+  const optimizerNames = optimizers.map((x) => x.name);
+  const nats = ensureNatsCredentials(dir, { agents, readers, optimizers: optimizerNames });
+  ensureGrpcCredentials(dir, { agents: agents.map((host) => ({ host, addresses: ['127.0.0.1', host] })), readers, optimizers: [...optimizers] });
   const layout = credentialsLayout(dir);
   const known = <T>(list: readonly string[], what: string, name: string, f: () => T): T => {
     if (!list.includes(name)) throw new Error(`test credentials: no ${what} "${name}" (name it when making them)`);
@@ -72,10 +80,12 @@ export function testCredentials(o: { agents?: readonly string[]; readers?: reado
     operator: layout.operator.natsSeed,
     agent: (host) => known(agents, 'agent', host, () => layout.agent(host).natsSeed),
     reader: (name = TEST_READER) => known(readers, 'reader', name, () => layout.reader(name).natsSeed),
+    optimizer: (name) => known(optimizerNames, 'optimizer', name, () => layout.optimizer(name).natsSeed),
     grpc: {
       operator: token(layout.operator.token),
       reader: (name = TEST_READER) => known(readers, 'reader', name, () => token(layout.reader(name).token)),
       agent: (host) => known(agents, 'agent', host, () => token(layout.agent(host).token)),
+      optimizer: (name) => known(optimizerNames, 'optimizer', name, () => token(layout.optimizer(name).token)),
       controllerToAgent: (host) => ({ token: agentCallToken(agentKey, host) }),
       controllerAccess: { identities: layout.controller.identities, agentKey },
       agentAccess: (host) => ({ token: readTokenFile(layout.agent(host).token), identities: layout.agent(host).identities }),

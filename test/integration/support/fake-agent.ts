@@ -10,6 +10,7 @@ import { RpcError, bindServer, implement, shutdownServer } from '../../../common
 import {
   AgentService,
   TargetState,
+  type ApplyActionRequest,
   type ObservedSession,
   type RegistryClient,
   type SessionSpec,
@@ -34,7 +35,9 @@ export type AgentCall =
   | { method: 'apply'; spec: SessionSpec; instanceId: string }
   | { method: 'stop'; sessionId: string; instanceId: string }
   /** Stopped by the agent itself, as a heartbeat's answer asked. */
-  | { method: 'stopped-itself'; sessionId: string; instanceId: string };
+  | { method: 'stopped-itself'; sessionId: string; instanceId: string }
+  /** ApplyAction: answered as if the whole range were mapped and advised. */
+  | { method: 'action'; request: ApplyActionRequest; instanceId: string };
 
 export class FakeAgent {
   readonly host: string;
@@ -95,6 +98,29 @@ export class FakeAgent {
             if (this.stopError) throw this.stopError;
             this.sessions.delete(req.sessionId);
             return {};
+          },
+          applyAction: async (req) => {
+            this.calls.push({ method: 'action', request: req, instanceId: this.instanceId });
+            const r = req.request!;
+            const bytes = r.end - r.start;
+            return {
+              actionId: req.actionId,
+              sessionId: r.sessionId,
+              host: r.host,
+              pid: r.pid,
+              action: r.action,
+              requested: { start: r.start, end: r.end },
+              ranges: [{ start: r.start, end: r.end }],
+              bytesEligible: bytes,
+              bytesClipped: 0n,
+              bytesApplied: r.dryRun ? 0n : bytes,
+              dryRun: r.dryRun,
+              error: '',
+              message: '',
+              timeMs: BigInt(Date.now()),
+              requestedBy: req.requestedBy,
+              durationUs: 0n,
+            };
           },
           getState: async (req) => ({
             host: this.host,
