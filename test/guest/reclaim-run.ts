@@ -9,6 +9,9 @@
 // Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,...]
 //          [--rounds 1] [--seconds 30]
 //        node dist/test/guest/reclaim-run.js --engine PID   (the engine way's own process)
+// The optimizer way needs the loopback interface up (the caller's command runs
+// `ip link set lo up`): nats-server, the controller and the agent start once, at its
+// first run, and serve every round.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -18,10 +21,18 @@ import { DamonContext } from '../../agent/engine/context.js';
 import { PageIdleOperations } from '../../agent/ops/page-idle.js';
 import { schemeFromMessage } from '../../agent/schemes/scheme.js';
 import { toProtoScheme } from '../../common/scheme-schema.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SessionState, type ControllerClient } from '../../gen/damon/v1/damon.js';
+import { controllerClient, unary, waitFor } from '../integration/support/grpc-client.js';
+import { testCredentials } from '../integration/support/credentials.js';
+import { freePort, startNatsServer, type NatsServer } from '../integration/support/nats-server.js';
+import { daemon, stop as stopDaemon, type Daemon } from './system-run.js';
 import { KDAMOND_PATHS } from '../../agent/daemon/ops-select.js';
 import { KdamondContext } from '../../agent/kdamond/kdamond-context.js';
 import type { SchemeStats } from '../../gen/damon/v1/damon.js';
-import { RECLAIM_WAYS, reclaimSchemes, workloadArgs, type ReclaimWay } from './reclaim-scenario.js';
+import { RECLAIM_SCHEME, RECLAIM_WAYS, reclaimSchemes, workloadArgs, type ReclaimWay } from './reclaim-scenario.js';
 import { WorkloadProcess } from './workload-process.js';
 
 /** How often the workload's memory is read. */
@@ -124,8 +135,10 @@ interface Monitor {
   stop(): Promise<void>;
 }
 
-async function startMonitor(way: ReclaimWay, pid: number): Promise<Monitor> {
+async function startMonitor(way: ReclaimWay, pid: number, round: number): Promise<Monitor> {
   switch (way) {
+    case 'optimizer':
+      return startOptimizerWay(pid, round);
     case 'baseline':
       return { describe: 'none', cpuUs: () => 0, schemeStats: async () => null, stop: async () => undefined };
     case 'kdamond': {
@@ -192,6 +205,114 @@ async function startMonitor(way: ReclaimWay, pid: number): Promise<Monitor> {
   }
 }
 
+const FLEET_HOST = 'guest-1';
+const OPTIMIZER = 'reclaimer';
+const OPTIMIZER_BIN = fileURLToPath(new URL('../../examples/optimizer.js', import.meta.url));
+const KDAMONDS = '/sys/kernel/mm/damon/admin/kdamonds';
+
+/** nats-server, controller and agent in the guest, as the system test runs them (system-run.ts). */
+interface Fleet {
+  nats: NatsServer;
+  controller: Daemon;
+  agent: Daemon;
+  listen: string;
+  client: ControllerClient;
+  creds: ReturnType<typeof testCredentials>;
+}
+
+let fleet: Fleet | undefined;
+
+async function startFleet(): Promise<Fleet> {
+  const creds = testCredentials({ agents: [FLEET_HOST], optimizers: [{ name: OPTIMIZER, sessions: ['reclaim-*'] }] });
+  const nats = await startNatsServer({ credentials: creds });
+  const listen = `127.0.0.1:${await freePort()}`;
+  // Minutes to load under emulation on a busy host; the guest's /tmp is too small for a 1 GiB records stream.
+  const controller = await daemon(
+    'controller',
+    ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
+      '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
+    /controller listening on /,
+    300_000,
+  );
+  const agent = await daemon(
+    'agent',
+    ['agent', '--host', FLEET_HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', creds.agent(FLEET_HOST),
+      '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')), '--token-file', creds.layout.agent(FLEET_HOST).token, '--identities', creds.layout.agent(FLEET_HOST).identities],
+    /serving damon\.v1\.Agent on /,
+    300_000,
+  );
+  const client = controllerClient(listen, creds.grpc.operator);
+  await waitFor('the agent registered and live', async () => (await unary(client, 'listAgents', {})).agents.find((a) => a.host === FLEET_HOST && a.live), 60_000);
+  return { nats, controller, agent, listen, client, creds };
+}
+
+async function stopFleet(): Promise<void> {
+  if (!fleet) return;
+  fleet.client.close();
+  await stopDaemon(fleet.agent);
+  await stopDaemon(fleet.controller);
+  await fleet.nats.stop();
+  fleet = undefined;
+}
+
+/**
+ * The optimizer way: a session on the workload (default operations: the agent picks the
+ * kdamond in this guest) publishes records on NATS; examples/optimizer.ts follows them and
+ * asks the controller to page out what stayed cold for the scheme's age (RequestAction),
+ * which the agent applies through process_madvise. CPU: agent + optimizer + kdamond.
+ */
+async function startOptimizerWay(pid: number, round: number): Promise<Monitor> {
+  fleet ??= await startFleet();
+  const f = fleet;
+  const session = `reclaim-${round}`;
+  await unary(f.client, 'createSession', {
+    id: session,
+    attrs: { samplingIntervalUs: BigInt(DEFAULT_ATTRS.samplingUs), aggregationIntervalUs: BigInt(DEFAULT_ATTRS.aggregationUs), updateIntervalUs: BigInt(DEFAULT_ATTRS.updateUs),
+      minNrRegions: DEFAULT_ATTRS.minNrRegions, maxNrRegions: DEFAULT_ATTRS.maxNrRegions, resultFile: '', resultFormat: '', schemes: [] },
+    attrsText: '', schemesText: '',
+    targets: [{ host: FLEET_HOST, pid }],
+    operations: '',
+    syntheticWorkload: '',
+  });
+  const opt = spawn(process.execPath, [OPTIMIZER_BIN,
+    '--nats', f.nats.url, '--nats-nkey', f.creds.optimizer(OPTIMIZER), '--session', session,
+    '--controller', f.listen, '--token-file', f.creds.layout.optimizer(OPTIMIZER).token,
+    '--min-age', String(RECLAIM_SCHEME.minAgeMs / 1000), '--rate', '1G', '--every', '600000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  opt.stdout!.setEncoding('utf8').on('data', (x: string) => (out = (out + x).slice(-20_000)));
+  opt.stderr!.setEncoding('utf8').on('data', (x: string) => (err = (err + x).slice(-20_000)));
+  try {
+    await waitFor('the optimizer following the records', () => new RegExp(`following damon\\.records\\.${session}\\.>`).test(err), 300_000, 200);
+    await unary(f.client, 'turnOn', { id: session });
+  } catch (e) {
+    opt.kill('SIGKILL');
+    throw new Error(`${(e as Error).message}; optimizer stderr: ${err.slice(-1000)}`);
+  }
+  const kdamondPid = Number(readFileSync(`${KDAMONDS}/0/pid`, 'utf8').trim());
+  const pids = [f.agent.child.pid!, opt.pid!, ...(kdamondPid > 0 ? [kdamondPid] : [])];
+  const cpu = () => pids.reduce((sum, p) => { try { return sum + taskCpuUs(p); } catch { return sum; } }, 0);
+  return {
+    describe: `optimizer pid ${opt.pid} via agent pid ${f.agent.child.pid}${kdamondPid > 0 ? `, kdamond pid ${kdamondPid}` : ''}`,
+    cpuUs: cpu,
+    schemeStats: async () => {
+      // What the optimizer reports as done, as a scheme's applied bytes.
+      const done = [...out.matchAll(/done action \S+ on \S+: .*?, ([0-9.]+) (B|KiB|MiB|GiB) paged out/g)];
+      const unit: Record<string, number> = { B: 1, KiB: 1024, MiB: 2 ** 20, GiB: 2 ** 30 };
+      const bytes = done.reduce((s, m) => s + Number(m[1]) * unit[m[2]!]!, 0);
+      return [{ nrTried: done.length, szTried: bytes, nrApplied: done.length, szApplied: bytes, qtExceeds: 0 }];
+    },
+    stop: async () => {
+      const gone = new Promise((r) => opt.once('exit', r));
+      opt.kill('SIGTERM');
+      await gone;
+      await unary(f.client, 'turnOff', { id: session }).catch(() => undefined);
+      await waitFor('the session off', async () => (await unary(f.client, 'getSession', { id: session })).state === SessionState.SESSION_STATE_OFF, 60_000).catch(() => undefined);
+      await unary(f.client, 'deleteSession', { id: session }).catch((e: Error) => log(`deleting ${session}: ${e.message}`));
+    },
+  };
+}
+
 /**
  * --engine PID: the agent's engine on PID with the page_idle operations, DAMON's default
  * attributes and the scheme; prints "started" once it runs, the schemes' statistics
@@ -229,7 +350,7 @@ async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: num
     sampler = setInterval(sample, SAMPLE_MS);
     let monitor: Monitor | undefined;
     try {
-      monitor = await startMonitor(way, w.pid);
+      monitor = await startMonitor(way, w.pid, round);
       run.monitor = monitor.describe;
       run.monitorStartMs = nowMs() - t0;
       const cpu0 = monitor.cpuUs();
@@ -297,6 +418,7 @@ async function main(): Promise<void> {
       report.runs.push(await runOnce(o.workload, way, round, o.seconds));
     }
   }
+  await stopFleet();
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 

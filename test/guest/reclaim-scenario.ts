@@ -12,9 +12,10 @@ const MiB = 2 ** 20;
 /**
  * baseline: no monitor (the throughput reference); kdamond: the kernel's own DAMOS (the
  * agent's kdamond operations hand the scheme over); engine: the agent's engine with the
- * page_idle operations applying the scheme through process_madvise.
+ * page_idle operations applying the scheme through process_madvise; optimizer: records on
+ * NATS -> examples/optimizer.ts -> RequestAction -> the agent's process_madvise.
  */
-export const RECLAIM_WAYS = ['baseline', 'kdamond', 'engine'] as const;
+export const RECLAIM_WAYS = ['baseline', 'kdamond', 'engine', 'optimizer'] as const;
 export type ReclaimWay = (typeof RECLAIM_WAYS)[number];
 
 export const WORKLOAD = Object.freeze({
