@@ -23,6 +23,8 @@ export interface RunFigures {
   finalOverHot: number;
   /** Of the cold part (mapping - hot set), the share still resident at the end. */
   coldResidentShare: number;
+  /** Major faults of the workload while the monitor ran: pages it needed back from swap (or, for file pages, from their file). */
+  majorFaults: number;
   /** Median passes/s of the hot loop over the windows that ended while the monitor ran. */
   medianPassesPerS: number;
   /** medianPassesPerS over the same round's baseline; null without a baseline in that round. */
@@ -67,6 +69,7 @@ export function runFigures(run: ReclaimRun, baseline: ReclaimRun | undefined): R
     t90Ms: t90 === undefined ? null : t90.tMs - run.monitorStartMs,
     finalOverHot: finalAnonBytes / WORKLOAD.hotBytes,
     coldResidentShare: Math.max(0, finalAnonBytes - WORKLOAD.hotBytes) / coldBytes,
+    majorFaults: (during.at(-1)?.majorFaults ?? 0) - (atStart?.majorFaults ?? 0),
     medianPassesPerS: rate,
     throughputVsBaseline: baseline === undefined ? null : rate / medianRate(baseline),
     monitorCpuShare: durationUs > 0 ? run.monitorCpuUs / durationUs : 0,
@@ -87,6 +90,7 @@ export interface WayFigures {
   finalAnonBytes: number;
   t90Ms: number | null;
   coldResidentShare: number;
+  majorFaults: number;
   throughputVsBaseline: number | null;
   monitorCpuShare: number;
   errors: string[];
@@ -107,6 +111,7 @@ export function wayFigures(figures: readonly RunFigures[]): WayFigures[] {
         finalAnonBytes: median(fs.map((f) => f.finalAnonBytes)),
         t90Ms: t90s.length === 0 ? null : median(t90s),
         coldResidentShare: median(fs.map((f) => f.coldResidentShare)),
+        majorFaults: median(fs.map((f) => f.majorFaults)),
         throughputVsBaseline: ratios.length === 0 ? null : median(ratios),
         monitorCpuShare: median(fs.map((f) => f.monitorCpuShare)),
         errors: fs.flatMap((f) => (f.error === undefined ? [] : [f.error])),

@@ -8,13 +8,13 @@
 //
 // Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,...]
 //          [--rounds 1] [--seconds 30]
-//        node dist/test/guest/reclaim-run.js --engine PID   (the engine way's own process)
+//        node dist/test/guest/reclaim-run.js --engine   (the engine way's own process; the pid comes on stdin)
 // The optimizer way needs the loopback interface up (the caller's command runs
 // `ip link set lo up`): nats-server, the controller and the agent start once, at its
 // first run, and serve every round.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ATTRS } from '../../agent/engine/attrs.js';
 import { DamonContext } from '../../agent/engine/context.js';
@@ -47,6 +47,8 @@ export interface MemorySample {
   rssKiB: number;
   rssAnonKiB: number;
   swapKiB: number;
+  /** Major faults of the workload so far (/proc/PID/stat): with zram swap, each one a page swapped back in. */
+  majorFaults: number;
 }
 
 /** One window of the hot loop: passes per second over `ms` ending at tMs. */
@@ -123,7 +125,14 @@ function memoryOf(pid: number): Omit<MemorySample, 'tMs'> | null {
     if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
     return Number(m[1]);
   };
-  return { rssKiB: kib('VmRSS'), rssAnonKiB: kib('RssAnon'), swapKiB: kib('VmSwap') };
+  let majorFaults: number;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    majorFaults = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[9]);
+  } catch {
+    return null;
+  }
+  return { rssKiB: kib('VmRSS'), rssAnonKiB: kib('RssAnon'), swapKiB: kib('VmSwap'), majorFaults };
 }
 
 /** A way of reclaiming, running on one workload. */
@@ -163,46 +172,68 @@ async function startMonitor(way: ReclaimWay, pid: number, round: number): Promis
       };
     }
     case 'engine': {
-      // The agent's engine in a process of its own (as in the agent), so that its CPU is its own.
-      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--engine', String(pid)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const lines = createInterface({ input: child.stdout! });
-      const next = () =>
-        new Promise<string>((resolve, reject) => {
-          const onLine = (l: string) => {
-            cleanup();
-            resolve(l);
-          };
-          const onExit = (code: number | null) => {
-            cleanup();
-            reject(new Error(`the engine process exited (${code}) before answering`));
-          };
-          const cleanup = () => {
-            lines.off('line', onLine);
-            child.off('exit', onExit);
-          };
-          lines.on('line', onLine);
-          child.on('exit', onExit);
-        });
-      const started = await next();
-      if (started !== 'started') throw new Error(`the engine process said ${started.slice(0, 200)}`);
-      let final: SchemeCounts[] | null = null;
-      return {
-        describe: `engine (page_idle) pid ${child.pid}`,
-        cpuUs: () => taskCpuUs(child.pid!),
-        schemeStats: async () => {
-          const answer = next();
-          child.kill('SIGUSR2');
-          final = (JSON.parse(await answer) as SchemeCounts[]);
-          return final;
-        },
-        stop: async () => {
-          const gone = new Promise((r) => child.once('exit', r));
-          child.kill('SIGTERM');
-          await gone;
-        },
-      };
+      const child = pending.engine;
+      if (!child) throw new Error('the engine process was not started before the workload');
+      pending.engine = undefined;
+      return engineMonitor(child, pid);
     }
   }
+}
+
+/** Processes a way starts before the workload, so that loading Node (a minute under emulation) is not part of the run. */
+const pending: { engine?: ChildProcess } = {};
+
+async function prepareMonitor(way: ReclaimWay): Promise<void> {
+  if (way === 'engine') {
+    pending.engine = spawn(process.execPath, [fileURLToPath(import.meta.url), '--engine'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await nextLine(pending.engine, createInterface({ input: pending.engine.stdout! }), 'loaded');
+  }
+}
+
+const readers = new WeakMap<ChildProcess, Interface>();
+
+/** The next line the child prints (failing if it exits first); `want`, when given, must be that line. */
+function nextLine(child: ChildProcess, lines?: Interface, want?: string): Promise<string> {
+  if (lines) readers.set(child, lines);
+  const rl = readers.get(child)!;
+  return new Promise<string>((resolve, reject) => {
+    const onLine = (l: string) => {
+      cleanup();
+      if (want !== undefined && l !== want) reject(new Error(`the engine process said ${l.slice(0, 200)}, expected ${want}`));
+      else resolve(l);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`the engine process exited (${code}) before answering`));
+    };
+    const cleanup = () => {
+      rl.off('line', onLine);
+      child.off('exit', onExit);
+    };
+    rl.on('line', onLine);
+    child.on('exit', onExit);
+  });
+}
+
+/** The agent's engine in a process of its own (as in the agent), so that its CPU is its own. */
+async function engineMonitor(child: ChildProcess, pid: number): Promise<Monitor> {
+  const started = nextLine(child, undefined, 'started');
+  child.stdin!.write(`${pid}\n`);
+  await started;
+  return {
+    describe: `engine (page_idle) pid ${child.pid}`,
+    cpuUs: () => taskCpuUs(child.pid!),
+    schemeStats: async () => {
+      const answer = nextLine(child);
+      child.kill('SIGUSR2');
+      return JSON.parse(await answer) as SchemeCounts[];
+    },
+    stop: async () => {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
 }
 
 const FLEET_HOST = 'guest-1';
@@ -314,12 +345,15 @@ async function startOptimizerWay(pid: number, round: number): Promise<Monitor> {
 }
 
 /**
- * --engine PID: the agent's engine on PID with the page_idle operations, DAMON's default
- * attributes and the scheme; prints "started" once it runs, the schemes' statistics
- * (SchemeCounts[]) on SIGUSR2, and stops on SIGTERM.
+ * --engine: the agent's engine with the page_idle operations, DAMON's default attributes
+ * and the scheme, on the pid read from stdin; prints "loaded" once its modules are, then
+ * "started" once it runs, the schemes' statistics (SchemeCounts[]) on SIGUSR2, and stops
+ * on SIGTERM.
  */
-async function engineMain(pid: number): Promise<void> {
+async function engineMain(): Promise<void> {
   const schemes = reclaimSchemes().map((s, i) => schemeFromMessage(toProtoScheme(s), i));
+  process.stdout.write('loaded\n');
+  const pid = Number((await createInterface({ input: process.stdin })[Symbol.asyncIterator]().next()).value);
   const ctx = new DamonContext({ attrs: { ...DEFAULT_ATTRS, schemes }, targetIds: [pid], ops: new PageIdleOperations() });
   const stopped = new Promise<void>((resolve) =>
     ctx.on('stopped', (reason, err?: Error) => {
@@ -336,6 +370,7 @@ async function engineMain(pid: number): Promise<void> {
 }
 
 async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: number): Promise<ReclaimRun> {
+  await prepareMonitor(way);
   const w = WorkloadProcess.start(bin, workloadArgs());
   const run: ReclaimRun = { way, round, monitorStartMs: 0, monitorEndMs: 0, samples: [], rates: [], monitorCpuUs: 0, monitor: 'none', schemeStats: null };
   let sampler: NodeJS.Timeout | undefined;
@@ -376,6 +411,8 @@ async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: num
   } finally {
     if (sampler) clearInterval(sampler);
     w.kill();
+    pending.engine?.kill();
+    pending.engine = undefined;
   }
 }
 
@@ -422,7 +459,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
-(process.argv[2] === '--engine' ? engineMain(Number(process.argv[3])) : main()).catch((e: Error) => {
+(process.argv[2] === '--engine' ? engineMain() : main()).catch((e: Error) => {
   process.stderr.write(`reclaim-run: ${e.stack ?? e.message}\n`);
   process.exit(1);
 });
