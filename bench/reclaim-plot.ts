@@ -27,8 +27,10 @@ export function drawReclaim(runs: readonly ReclaimRun[], subtitle: string): stri
   const tMin = 0;
   const tMax = Math.max(1, ...series.flatMap((s) => s.pts.map((x) => x.t)));
   const maxBytes = Math.max(WORKLOAD.sizeBytes, ...series.flatMap((s) => s.pts.map((x) => x.b)));
-  const yTicks = byteTicks(maxBytes, 6);
-  const top = yTicks[yTicks.length - 1]! < maxBytes ? yTicks[yTicks.length - 1]! * 2 : yTicks[yTicks.length - 1]!;
+  // One more step of the byte axis above the largest value (256.6 MiB: up to 320 MiB, not 512).
+  const yStep = byteTicks(maxBytes, 6)[1] ?? maxBytes;
+  const top = Math.ceil(maxBytes / yStep) * yStep;
+  const yTicks = Array.from({ length: top / yStep + 1 }, (_, i) => i * yStep);
   const X = (t: number) => p.x + ((t - tMin) / (tMax - tMin)) * p.width;
   const Y = (b: number) => p.y + p.height - (b / top) * p.height;
   const body: string[] = [
@@ -36,7 +38,7 @@ export function drawReclaim(runs: readonly ReclaimRun[], subtitle: string): stri
     text(p.x, 42, subtitle, 'font-size="11" fill="#333"'),
     `<rect x="${p.x}" y="${p.y}" width="${p.width}" height="${p.height}" fill="none" stroke="black"/>`,
   ];
-  for (const b of byteTicks(top, 6)) {
+  for (const b of yTicks) {
     body.push(`<line x1="${p.x - 5}" y1="${Y(b)}" x2="${p.x + p.width}" y2="${Y(b)}" stroke="#e0e0e0"/>`);
     body.push(text(p.x - 8, Y(b) + 4, formatBytes(b), 'font-size="11" text-anchor="end"'));
   }
