@@ -14,11 +14,17 @@ import { drawReclaim } from './reclaim-plot.js';
 import { svgToPng } from '../reports/render.js';
 import { reportFigures, wayFigures } from '../test/guest/reclaim-metrics.js';
 import type { ReclaimReport } from '../test/guest/reclaim-run.js';
-import { RECLAIM_SCHEME, RECLAIM_WAYS, WORKLOAD } from '../test/guest/reclaim-scenario.js';
+import { RECLAIM_SCHEME, WORKLOAD } from '../test/guest/reclaim-scenario.js';
 import { runInGuest } from '../test/guest/rig.js';
 import { buildWorkload } from '../test/guest/workload.js';
 
 const MiB = 2 ** 20;
+/**
+ * The ways measured. The optimizer way (reclaim-run.ts --ways ...,optimizer) is left out:
+ * its first run in the guest did not finish within the bench's 20 minutes (nats-server,
+ * controller, agent and optimizer loading under emulation, or a hang not yet found).
+ */
+const WAYS = ['baseline', 'kdamond', 'engine'] as const;
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 function tail(text: string, lines = 20): string {
@@ -33,9 +39,9 @@ async function run(b: BenchContext): Promise<BenchResult> {
   b.progress('booting the guest', 0, 1);
   const driver = fileURLToPath(new URL('../test/guest/reclaim-run.js', import.meta.url));
   // Each run: the workload's start and touch (256 MiB under emulation), the monitor's start, the window.
-  // The optimizer way first starts nats-server, the controller and the agent (minutes under emulation).
-  const budgetMs = 720_000 + rounds * RECLAIM_WAYS.length * (seconds + 90) * 1000;
-  const r = await runInGuest(`ip link set lo up && node ${driver} --workload ${buildWorkload()} --ways ${RECLAIM_WAYS.join(',')} --rounds ${rounds} --seconds ${seconds}`, {
+  // Each run: the workload's start and touch (256 MiB under emulation), the monitor's start, the window.
+  const budgetMs = 120_000 + rounds * WAYS.length * (seconds + 90) * 1000;
+  const r = await runInGuest(`node ${driver} --workload ${buildWorkload()} --ways ${WAYS.join(',')} --rounds ${rounds} --seconds ${seconds}`, {
     timeoutMs: budgetMs,
   });
   if (r.exitCode !== 0) throw new Error(`the reclaim runs in the guest failed (exit ${r.exitCode}); stderr tail:\n${tail(r.stderr)}`);
@@ -48,7 +54,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
   const dir = join(projectRoot, 'bench', 'reports');
   mkdirSync(dir, { recursive: true });
   const svg = drawReclaim(
-    RECLAIM_WAYS.flatMap((w) => report.runs.filter((x) => x.way === w && x.round === 0)),
+    WAYS.flatMap((w) => report.runs.filter((x) => x.way === w && x.round === 0)),
     `${WORKLOAD.hotBytes / MiB} MiB hot of ${WORKLOAD.sizeBytes / MiB} MiB; pageout what was not accessed for ${RECLAIM_SCHEME.minAgeMs / 1000} s; round 1 of ${rounds}; Linux ${report.kernel} under QEMU/TCG, zram swap`,
   );
   const svgPath = join(dir, `reclaim-${stamp}.svg`);
@@ -110,7 +116,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
       'major faults: of the workload while the monitor ran (/proc/PID/stat): with zram swap, each a page it needed back, so a hot page paged out shows here; the noise-free sign that the hot set stayed resident.',
       'throughput / baseline: median passes/s over the 1 s windows while the monitor ran, over the same figure of the unmonitored run of the same round (the ways interleave so a busy host slows them alike); medians over rounds.',
       'monitor CPU: utime + stime over the monitor\'s run, as a share of one CPU (10 ms resolution), of: the kdamond kernel thread (kdamond); the engine\'s process, every thread (engine); the agent process, the optimizer process and the kdamond the agent runs for the session (optimizer; the controller and nats-server are not counted).',
-      'optimizer: the session uses the agent\'s default operations (the kdamond in this guest) and no scheme; the optimizer (examples/optimizer.ts --min-age 2 --rate 1G) asks RequestAction pageout for ranges cold that long; its reclaimed bytes are what the agent answered it paged out. nats-server, controller and agent start at its first run and stay up (idle) for the later runs of every way.',
+      'optimizer (when run: reclaim-run.ts --ways ...,optimizer): the session uses the agent\'s default operations (the kdamond in this guest) and no scheme; the optimizer (examples/optimizer.ts --min-age 2 --rate 1G) asks RequestAction pageout for ranges cold that long; its reclaimed bytes are what the agent answered it paged out. nats-server, controller and agent start at its first run and stay up (idle) for the later runs of every way.',
       `Under QEMU's software emulation on ${cpus().length} shared host cores: absolute times are many times a real machine's; the ratios are the result.`,
     ],
     data: { report, figures, ways, plot: svgPath },
