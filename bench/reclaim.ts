@@ -110,7 +110,7 @@ async function run(b: BenchContext): Promise<BenchResult> {
       },
     ],
     notes: [
-      `Workload: ${WORKLOAD.sizeBytes / MiB} MiB anonymous, small pages, every page written once, then a busy loop reading one byte of each page of the ${WORKLOAD.hotBytes / MiB} MiB hot set (TLB flushed every 5 ms so that cleared Accessed bits are set again). Each run starts a fresh one.`,
+      `Workload: ${WORKLOAD.sizeBytes / MiB} MiB anonymous, small pages, every page written once, then a loop reading one byte of each page of the ${WORKLOAD.hotBytes / MiB} MiB hot set, sleeping ${WORKLOAD.pauseUs / 1000} ms after each pass (a busy loop starves the monitor on the guest's other emulated CPU) and flushing its TLB every 5 ms so that cleared Accessed bits are set again. Each run starts a fresh one.`,
       `Scheme: "${RECLAIM_SCHEME.text}" (DAMON's text form: min_age ${RECLAIM_SCHEME.minAgeAggregations} aggregations of DAMON's default 100 ms; no quota, no watermarks), DAMON's default attributes (5 ms, 100 ms, 1 s, 10..1000 regions).`,
       'reclaimed: RssAnon (/proc/PID/status) when the monitor started minus the median of its last 3 s; to 90%: from the monitor\'s start to the first sample (every 250 ms) with 90% of that done.',
       'major faults: of the workload while the monitor ran (/proc/PID/stat): with zram swap, each a page it needed back, so a hot page paged out shows here; the noise-free sign that the hot set stayed resident.',

@@ -6,7 +6,7 @@
 // Rounds interleave the ways, so that a busy host slows them alike. Prints one JSON
 // object (ReclaimReport); reclaim.test.ts and bench/reclaim.ts judge it on the host.
 //
-// Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,...]
+// Usage: node dist/test/guest/reclaim-run.js --workload BIN [--ways baseline,kdamond,engine[,optimizer]]
 //          [--rounds 1] [--seconds 30]
 //        node dist/test/guest/reclaim-run.js --engine   (the engine way's own process; the pid comes on stdin)
 // The optimizer way needs the loopback interface up (the caller's command runs
@@ -417,7 +417,7 @@ async function runOnce(bin: string, way: ReclaimWay, round: number, seconds: num
 }
 
 function parseArgs(argv: string[]): { workload: string; ways: ReclaimWay[]; rounds: number; seconds: number } {
-  const o = { workload: '', ways: [...RECLAIM_WAYS] as ReclaimWay[], rounds: 1, seconds: 30 };
+  const o = { workload: '', ways: ['baseline', 'kdamond', 'engine'] as ReclaimWay[], rounds: 1, seconds: 30 };
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`${argv[i]} needs a value`);
