@@ -9,7 +9,7 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 const PLOT = { x: 100, y: 70, width: 700, height: 360 };
 
 /** Binary powers for a byte axis: about `n` ticks of a round size. */
-function byteTicks(max: number, n: number): number[] {
+export function byteTicks(max: number, n: number): number[] {
   if (!(max > 0)) return [0];
   let step = 1;
   while (max / step > n) step *= 2;

@@ -40,6 +40,19 @@ mount -t tracefs tracefs /host/sys/kernel/tracing || fail "mounting tracefs"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mounting debugfs"
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup || fail "mounting cgroup2"
 
+# Swap on zram (CONFIG_ZRAM in kernel.config), so that reclaim (DAMOS pageout,
+# MADV_PAGEOUT) has somewhere to put anonymous pages. Sized as the guest's memory: zram
+# only holds what is swapped out, compressed. A kernel without zram runs without swap.
+if [ -e /sys/block/zram0/disksize ]; then
+	mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+	echo "${mem_kib}K" >/sys/block/zram0/disksize || fail "sizing the zram swap device"
+	mkswap /dev/zram0 >/dev/null || fail "mkswap /dev/zram0"
+	swapon /dev/zram0 || fail "swapon /dev/zram0"
+	echo "RIG-SWAP zram0 ${mem_kib}kB"
+else
+	echo "RIG-SWAP none: the kernel has no zram"
+fi
+
 echo "RIG-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 /bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -204,3 +204,26 @@ test('the workload moves its hot set in phases and reports each change with its 
     assert.ok(gap >= 149.99 && gap < 400, `phase lasted ${gap} ms, wanted 150`);
   }
 });
+
+test('the workload reports its hot loop throughput every --report-ms, each window timed exactly', () => {
+  const workload = buildWorkload();
+  const r = spawnSync(workload, ['--size', '8M', '--hot', '0+1M', '--report-ms', '100', '--duration', '1'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const events = parseWorkloadOutput(r.stdout);
+  const rates = events.filter((e) => e.event === 'rate');
+  const phase = events.find((e) => e.event === 'phase');
+  const exit = events.find((e) => e.event === 'exit');
+  assert.ok(phase?.event === 'phase' && exit?.event === 'exit');
+  assert.ok(rates.length >= 5 && rates.length <= 10, `${rates.length} rate events in 1 s at 100 ms`);
+  let previous = phase.monoMs;
+  let passes = 0;
+  for (const e of rates) {
+    assert.ok(e.event === 'rate');
+    assert.ok(e.ms >= 100 && e.passes > 0, JSON.stringify(e));
+    // Each window starts where the last one ended: nothing is counted twice or lost.
+    assert.ok(Math.abs(e.monoMs - e.ms - previous) < 1, `window ${JSON.stringify(e)} does not start at ${previous}`);
+    previous = e.monoMs;
+    passes += e.passes;
+  }
+  assert.ok(passes <= exit.passes && exit.passes - passes < exit.passes / 2, `rates sum to ${passes} of ${exit.passes} passes`);
+});

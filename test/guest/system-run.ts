@@ -52,13 +52,13 @@ function log(msg: string): void {
   process.stderr.write(`system-run: ${msg}\n`);
 }
 
-interface Daemon {
+export interface Daemon {
   child: ChildProcess;
   lines: string[];
 }
 
 /** Starts `damon-fleet <args>` and waits for a log line matching `ready`. */
-async function daemon(name: string, args: string[], ready: RegExp, timeoutMs: number): Promise<Daemon> {
+export async function daemon(name: string, args: string[], ready: RegExp, timeoutMs: number): Promise<Daemon> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const lines: string[] = [];
   let rest = '';
@@ -90,7 +90,7 @@ async function daemon(name: string, args: string[], ready: RegExp, timeoutMs: nu
   return { child, lines };
 }
 
-async function stop(d: Daemon | undefined): Promise<void> {
+export async function stop(d: Daemon | undefined): Promise<void> {
   if (d === undefined || d.child.exitCode !== null || d.child.signalCode !== null) return;
   const gone = new Promise((r) => d.child.once('exit', r));
   d.child.kill('SIGTERM');

@@ -10,7 +10,7 @@
 //
 // Usage: workload --size SIZE [--hot RANGES | --phase MS:RANGES ...] [--repeat]
 //                 [--duration SEC] [--thp hugepage|nohugepage|default] [--align SIZE]
-//                 [--access read|write] [--pause-us N] [--tlb-flush-ms N]
+//                 [--access read|write] [--pause-us N] [--tlb-flush-ms N] [--report-ms N]
 //   SIZE     bytes with an optional K, M or G suffix (binary units), page aligned
 //   RANGES   comma-separated OFFSET+LENGTH[@P] inside the mapping (sizes as above), or
 //            '-' for none; e.g. 0+16M,64M+4M@0.3. A range without @P is touched on every
@@ -41,7 +41,10 @@
 //            TLB) would otherwise never look accessed again to page_idle or DAMON. The
 //            flush changes the protection of a 128-page scratch mapping: more pages than
 //            the kernel's single-page flush ceiling (33), so it flushes the whole TLB.
-// Events: mapped, ready (all pages touched), phase, exit. Exit status 0, or 2 on bad
+//   --report-ms  print a "rate" event this often: the passes over the hot set since the
+//            last one and the exact time they took, so a test sees the hot loop's
+//            throughput over time (e.g. while a monitor reclaims the cold part); default 0
+// Events: mapped, ready (all pages touched), phase, rate, exit. Exit status 0, or 2 on bad
 // arguments, 1 on a system call failure; every error names what failed.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -103,7 +106,7 @@ static void usage_error(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nusage: workload --size SIZE [--hot RANGES | --phase MS:RANGES ...] [--repeat] "
 			"[--duration SEC] [--thp hugepage|nohugepage|default] [--align SIZE] "
-			"[--access read|write] [--pause-us N] [--tlb-flush-ms N]\n");
+			"[--access read|write] [--pause-us N] [--tlb-flush-ms N] [--report-ms N]\n");
 	exit(2);
 }
 
@@ -254,7 +257,7 @@ static long long anon_huge_bytes(uintptr_t start)
 
 int main(int argc, char **argv)
 {
-	uint64_t size = 0, align = 0, duration_s = 0, pause_us = 0, tlb_flush_ms = 5;
+	uint64_t size = 0, align = 0, duration_s = 0, pause_us = 0, tlb_flush_ms = 5, report_ms = 0;
 	int repeat = 0, have_hot = 0, write_access = 0;
 	const char *thp = "default";
 
@@ -278,6 +281,8 @@ int main(int argc, char **argv)
 			pause_us = parse_size_arg("--pause-us", arg);
 		else if (strcmp(opt, "--tlb-flush-ms") == 0)
 			tlb_flush_ms = parse_size_arg("--tlb-flush-ms", arg);
+		else if (strcmp(opt, "--report-ms") == 0)
+			report_ms = parse_size_arg("--report-ms", arg);
 		else if (strcmp(opt, "--hot") == 0) {
 			if (have_hot)
 				usage_error("--hot given twice (at '%s'); use --phase for a hot set that moves", arg);
@@ -378,6 +383,8 @@ int main(int argc, char **argv)
 	double end_ms = duration_s ? start_ms + duration_s * 1e3 : 0;
 	const char *reason = NULL; // why the run ended: phases-done, duration or signal
 	uint64_t passes = 0;
+	double last_report = start_ms;
+	uint64_t passes_at_report = 0;
 	volatile char sink = 0;
 	struct timespec pause = { .tv_sec = pause_us / 1000000, .tv_nsec = (pause_us % 1000000) * 1000 };
 	for (int p = 0; nr_phases > 0 && !reason; p = (p + 1) % nr_phases) {
@@ -421,6 +428,15 @@ int main(int argc, char **argv)
 				}
 			}
 			passes++;
+			if (report_ms && now - last_report >= (double)report_ms) {
+				printf("{\"event\":\"rate\",\"passes\":%" PRIu64 ",\"ms\":%.3f,", passes - passes_at_report,
+				       now - last_report);
+				print_times_at(now);
+				printf("}\n");
+				fflush(stdout);
+				last_report = now;
+				passes_at_report = passes;
+			}
 			if (tlb_flush_ms && now - last_flush >= (double)tlb_flush_ms) {
 				if (mprotect(scratch, SCRATCH_PAGES * page_size, PROT_READ) ||
 				    mprotect(scratch, SCRATCH_PAGES * page_size, PROT_READ | PROT_WRITE))

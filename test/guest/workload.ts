@@ -88,6 +88,8 @@ export type WorkloadEvent =
     } & Times)
   | ({ event: 'ready'; touchMs: number; anonHugeBytes: number } & Times)
   | ({ event: 'phase'; index: number; durationMs: number; access: 'read' | 'write'; hot: HotRange[] } & Times)
+  /** With --report-ms: `passes` over the hot set in the last `ms` milliseconds (ending at monoMs). */
+  | ({ event: 'rate'; passes: number; ms: number } & Times)
   | ({ event: 'exit'; reason: 'phases-done' | 'duration' | 'signal'; passes: number } & Times);
 
 /** Parses the workload's stdout; throws naming the line that is not one of its events. */
@@ -102,7 +104,7 @@ export function parseWorkloadOutput(text: string): WorkloadEvent[] {
       throw new Error(`workload output line ${i + 1} is not JSON: ${line}`);
     }
     const event = (value as { event?: unknown }).event;
-    if (event !== 'mapped' && event !== 'ready' && event !== 'phase' && event !== 'exit') {
+    if (event !== 'mapped' && event !== 'ready' && event !== 'phase' && event !== 'rate' && event !== 'exit') {
       throw new Error(`workload output line ${i + 1} is not a workload event: ${line}`);
     }
     events.push(value as WorkloadEvent);
