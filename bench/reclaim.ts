@@ -39,7 +39,6 @@ async function run(b: BenchContext): Promise<BenchResult> {
   b.progress('booting the guest', 0, 1);
   const driver = fileURLToPath(new URL('../test/guest/reclaim-run.js', import.meta.url));
   // Each run: the workload's start and touch (256 MiB under emulation), the monitor's start, the window.
-  // Each run: the workload's start and touch (256 MiB under emulation), the monitor's start, the window.
   const budgetMs = 120_000 + rounds * WAYS.length * (seconds + 90) * 1000;
   const r = await runInGuest(`node ${driver} --workload ${buildWorkload()} --ways ${WAYS.join(',')} --rounds ${rounds} --seconds ${seconds}`, {
     timeoutMs: budgetMs,
