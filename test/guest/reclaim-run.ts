@@ -256,24 +256,40 @@ async function startFleet(): Promise<Fleet> {
   const creds = testCredentials({ agents: [FLEET_HOST], optimizers: [{ name: OPTIMIZER, sessions: ['reclaim-*'] }] });
   const nats = await startNatsServer({ credentials: creds });
   const listen = `127.0.0.1:${await freePort()}`;
-  // Minutes to load under emulation on a busy host; the guest's /tmp is too small for a 1 GiB records stream.
-  const controller = await daemon(
-    'controller',
-    ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
-      '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
-    /controller listening on /,
-    300_000,
-  );
-  const agent = await daemon(
-    'agent',
-    ['agent', '--host', FLEET_HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', creds.agent(FLEET_HOST),
-      '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')), '--token-file', creds.layout.agent(FLEET_HOST).token, '--identities', creds.layout.agent(FLEET_HOST).identities],
-    /serving damon\.v1\.Agent on /,
-    300_000,
-  );
-  const client = controllerClient(listen, creds.grpc.operator);
-  await waitFor('the agent registered and live', async () => (await unary(client, 'listAgents', {})).agents.find((a) => a.host === FLEET_HOST && a.live), 60_000);
-  return { nats, controller, agent, listen, client, creds };
+  let controller: Daemon | undefined;
+  let agent: Daemon | undefined;
+  try {
+    // Minutes to load under emulation on a busy host; the guest's /tmp is too small for the
+    // streams' default sizes (1 GiB of records, 256 MiB of action events).
+    controller = await daemon(
+      'controller',
+      ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M', '--actions-max-bytes', '16M',
+        '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
+      /controller listening on /,
+      300_000,
+    );
+    agent = await daemon(
+      'agent',
+      ['agent', '--host', FLEET_HOST, '--listen', '127.0.0.1:0', '--controller', listen, '--nats', nats.url, '--nats-nkey', creds.agent(FLEET_HOST),
+        '--data-dir', mkdtempSync(join(tmpdir(), 'agent-')), '--token-file', creds.layout.agent(FLEET_HOST).token, '--identities', creds.layout.agent(FLEET_HOST).identities],
+      /serving damon\.v1\.Agent on /,
+      300_000,
+    );
+    const client = controllerClient(listen, creds.grpc.operator);
+    try {
+      await waitFor('the agent registered and live', async () => (await unary(client, 'listAgents', {})).agents.find((a) => a.host === FLEET_HOST && a.live), 60_000);
+    } catch (e) {
+      client.close();
+      throw e;
+    }
+    return { nats, controller, agent, listen, client, creds };
+  } catch (e) {
+    // What did start would keep this process alive after the failed round.
+    if (agent) await stopDaemon(agent);
+    if (controller) await stopDaemon(controller);
+    await nats.stop();
+    throw e;
+  }
 }
 
 async function stopFleet(): Promise<void> {

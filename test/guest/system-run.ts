@@ -125,7 +125,7 @@ async function run(bin: string, phaseMs: number): Promise<SystemRunReport> {
     // records stream of the default 1 GiB there.
     controller = await daemon(
       'controller',
-      ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M',
+      ['controller', '--listen', listen, '--nats', nats.url, '--nats-nkey', creds.controller, '--lease-ttl', '5s', '--heartbeat', '1s', '--records-max-bytes', '64M', '--actions-max-bytes', '16M',
         '--identities', creds.layout.controller.identities, '--agent-key-file', creds.layout.controller.agentKey],
       /controller listening on /,
       // Node loads the daemon's modules over 9p under emulation: on a busy host, minutes.
