@@ -190,7 +190,7 @@ export class SessionRunner {
       aggregationIntervalUs: BigInt(Math.round(this.intervals.aggregationUs)),
       ...(this.drift.checkCost === null
         ? {}
-        : { checkCostUs: this.drift.checkCost.perCheckUs, affordableRegions: this.drift.checkCost.affordableRegions, splitRule: this.drift.checkCost.splitRule }),
+        : { checkCostUs: this.drift.checkCost.perCheckUs, affordableRegions: this.drift.checkCost.affordableRegions }),
     };
   }
 

@@ -12,11 +12,7 @@
 // aggregations measured, but never below what the kernel's rule would check (the
 // context's splitFloor): the budget curbs only what the refined split adds beyond the
 // kernel's. On hardware where checks are cheap the bound is max_nr_regions as before.
-// The kernel's rule ('kernel' adjustment) is left as it is. And where the budget leaves the
-// refined split nothing beyond the kernel rule's share (budgetBound), the split follows the
-// kernel's rule itself: spread over as few regions as the kernel would check, the refined
-// split's exploration grid and edge slices found fewer hot bytes than the kernel's halving
-// in the guest (`npm run bench -- guest-families`), so it pays only where it has headroom.
+// The kernel's rule ('kernel' adjustment) is left as it is.
 //
 // The cost is measured by the operations that run the sampling intervals themselves
 // (sampleAggregation's busyUs: time spent checking, sleeps excluded); operations that
@@ -55,12 +51,4 @@ export class CheckCost {
     const afford = Math.floor((CHECK_TIME_SHARE * samplingUs) / this.usPerCheck);
     return Math.min(maxNrRegions, Math.max(floor, afford));
   }
-}
-
-/**
- * Whether the check budget leaves the refined split nothing beyond its floor (the kernel
- * rule's share): `affordable` regions, below `maxNrRegions`, and no more than `floor`.
- */
-export function budgetBound(affordable: number, floor: number, maxNrRegions: number): boolean {
-  return affordable < maxNrRegions && affordable <= floor;
 }

@@ -32,7 +32,7 @@ import {
   mergeAllTargets, regionSizeLimit, resetAggregated, splitPieces, splitRegions, type RandomSource,
 } from './adjust.js';
 import { refinedSplit } from './adjust-refined.js';
-import { CheckCost, budgetBound } from './check-budget.js';
+import { CheckCost } from './check-budget.js';
 import { tuneSamplingUs } from './intervals-tuning.js';
 import type { AggregationRecord } from '../records/record.js';
 import { StatsWindow } from './stats-window.js';
@@ -151,8 +151,6 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
   /** What a region check costs in real time, from the operations that measure it. */
   private readonly checkCost = new CheckCost();
   /** The bound the last refined split kept to (max_nr_regions before any). */
-  /** The rule the last split followed: 'kernel' when the refined split had no budget beyond the kernel rule's (check-budget.ts). */
-  private lastSplitRule: 'refined' | 'kernel';
   private lastAffordable: number;
   private readonly samplingWindow = new StatsWindow();
   private readonly aggregationWindow = new StatsWindow();
@@ -182,7 +180,6 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
     const adjust = o.adjust ?? 'refined';
     if (!ADJUST_MODES.includes(adjust)) throw new RangeError(`adjust: must be 'kernel' or 'refined', got ${String(adjust)}`);
     this.adjust = adjust;
-    this.lastSplitRule = adjust;
     const loop = o.loop ?? 'batched';
     if (!LOOP_MODES.includes(loop)) throw new RangeError(`loop: must be 'batched' or 'per-sample', got ${String(loop)}`);
     this.loop = loop;
@@ -348,7 +345,7 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       checkCost:
         this.checkCost.perCheckUs === undefined
           ? null
-          : { perCheckUs: this.checkCost.perCheckUs, affordableRegions: this.lastAffordable, splitRule: this.lastSplitRule },
+          : { perCheckUs: this.checkCost.perCheckUs, affordableRegions: this.lastAffordable },
     };
   }
 
@@ -573,14 +570,9 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
       total += t.regions.length;
     }
     if (this.adjust === 'refined') {
-      // Nothing measured yet: max_nr_regions, and the refined split.
-      this.lastAffordable = this.affordableRegions(total);
-      this.lastSplitRule = budgetBound(this.lastAffordable, this.splitFloor(total), this.attrs.maxNrRegions) ? 'kernel' : 'refined';
-    }
-    if (this.adjust === 'refined' && this.lastSplitRule === 'refined') {
       const split = refinedSplit(
         this._targets.map((t) => t.regions),
-        { maxNrRegions: this.lastAffordable, minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
+        { maxNrRegions: (this.lastAffordable = this.affordableRegions()), minNrRegions: this.attrs.minNrRegions, maxNrAccesses: maxNr },
         this.randomFn,
       );
       this._targets.forEach((t, i) => {
@@ -599,7 +591,9 @@ export class DamonContext extends EventEmitter<MonitorEvents> implements OpsCont
    * The most regions the refined split may leave: max_nr_regions, or fewer where checks
    * are slow (check-budget.ts), never below splitFloor.
    */
-  private affordableRegions(nr: number): number {
+  private affordableRegions(): number {
+    let nr = 0;
+    for (const t of this._targets) nr += t.regions.length;
     return this.checkCost.affordableRegions(this.samplingUs, this.attrs.maxNrRegions, this.splitFloor(nr));
   }
 

@@ -29,11 +29,10 @@ export interface DriftStats {
   /** Sampling slots skipped because the loop was more than one interval late (batched: windows restarted late). */
   missedSamples: number;
   /**
-   * Measured real time per region check, microseconds, the regions the split may leave at
-   * that cost, and the rule the last split followed (check-budget.ts); null where the
-   * engine does not measure it.
+   * Measured real time per region check, microseconds, and the regions the split may
+   * leave at that cost (check-budget.ts); null where the engine does not measure it.
    */
-  checkCost: { perCheckUs: number; affordableRegions: number; splitRule: 'refined' | 'kernel' } | null;
+  checkCost: { perCheckUs: number; affordableRegions: number } | null;
 }
 
 /** The intervals an engine runs with, in microseconds. */
