@@ -89,7 +89,7 @@ describe('proactive reclaim in the guest: a pageout scheme on a small hot set in
   });
 
   for (const way of ['kdamond', 'engine'] as const) {
-    test(`${way}: resident memory comes down to near the hot set, the hot loop keeps its throughput`, () => {
+    test(`${way}: resident memory comes down to near the hot set, and the hot set is not paged out as a whole (throughput printed)`, () => {
       const w = ways.find((x) => x.way === way);
       assert.ok(w, `no ${way} runs`);
       const detail = figures.filter((f) => f.way === way || f.way === 'baseline').map(describeRun).join('\n');
