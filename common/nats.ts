@@ -187,16 +187,26 @@ export function isJetStreamStarting(err: unknown): boolean {
 /**
  * Runs `f`, again while JetStream does not answer yet, for at most `forMs`: a cluster whose
  * nodes all restarted answers nothing until it has elected its stream leaders (seconds).
+ * A refusal to place the copies asked for is tried again for at most `placementMs` (servers
+ * of a cluster that starts with its clients may still be joining: Kubernetes starts them
+ * together), then thrown so that the caller can say the cluster is too small.
  * Any other error is thrown at once.
  */
-export async function whenJetStreamAnswers<T>(f: () => Promise<T>, forMs: number, log: Logger = silentLogger): Promise<T> {
-  const end = Date.now() + forMs;
-  for (let attempt = 1; ; attempt++) {
+export async function whenJetStreamAnswers<T>(f: () => Promise<T>, forMs: number, log: Logger = silentLogger, placementMs = 0): Promise<T> {
+  const start = Date.now();
+  let warned = false;
+  for (;;) {
     try {
       return await f();
     } catch (err) {
-      if (!isJetStreamStarting(err) || Date.now() >= end) throw err;
-      if (attempt === 1) log.warn(`nats: JetStream does not answer yet (${(err as Error).message}); trying again for up to ${Math.round(forMs / 1000)} s`);
+      const waited = Date.now() - start;
+      const placement = isPlacementRefusal(err);
+      if (!(isJetStreamStarting(err) || placement) || waited >= (placement ? placementMs : forMs)) throw err;
+      if (!warned) {
+        const why = placement ? 'cannot place the copies asked for yet' : 'does not answer yet';
+        log.warn(`nats: JetStream ${why} (${(err as Error).message}); trying again for up to ${Math.round((placement ? placementMs : forMs) / 1000)} s`);
+        warned = true;
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
@@ -268,8 +278,15 @@ export async function openBucket(js: JetStreamClient, bucket: string, replicas =
 }
 
 // JetStream's refusals of a replica count it cannot place: a single server (10074), not
-// enough peers in the cluster (10005 no suitable peers, 10023 insufficient resources).
-const REPLICA_REFUSALS = new Set([10074, 10005, 10023]);
+// enough peers in the cluster (10005 no suitable peers, 10023 insufficient resources); the
+// last two also while peers are still joining.
+const PEERS_SHORT = new Set([10005, 10023]);
+const REPLICA_REFUSALS = new Set([10074, ...PEERS_SHORT]);
+
+/** True when a cluster refused to place copies for want of peers: too few servers, or not joined yet. */
+export function isPlacementRefusal(err: unknown): boolean {
+  return err instanceof JetStreamApiError && PEERS_SHORT.has(err.code);
+}
 
 /**
  * When `err` is JetStream refusing to place `replicas` copies (fewer JetStream servers than

@@ -102,6 +102,9 @@ function raise(err: Error): never {
 // How long a starting controller waits for JetStream to answer (a NATS cluster that
 // restarted whole elects its stream leaders first) before it gives up.
 const JETSTREAM_START_WAIT_MS = 60_000;
+// How long it waits for enough servers to join to hold --nats-replicas copies: long enough
+// for nodes started beside it, short enough that a cluster too small is said soon.
+const JETSTREAM_PLACEMENT_WAIT_MS = 15_000;
 
 // NATS down or slow: the caller may retry (UNAVAILABLE), rather than an opaque INTERNAL.
 function natsUnavailable(err: unknown): RpcError | undefined {
@@ -189,7 +192,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       store = await whenJetStreamAnswers(async () => {
         await ensureStreams(js, o.streams, log);
         return SessionStore.open(js, Date.now, fence, replicas);
-      }, JETSTREAM_START_WAIT_MS, log);
+      }, JETSTREAM_START_WAIT_MS, log, JETSTREAM_PLACEMENT_WAIT_MS);
     } catch (err) {
       throw replicasRefusal(err, replicas, 'NATS replicas (--nats-replicas)') ?? err;
     }
@@ -322,6 +325,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         () => Leadership.open(js, { id: randomUUID(), address: advertise, ttlMs: o.leaderLeaseMs ?? 3000, log, onRole }, replicas),
         JETSTREAM_START_WAIT_MS,
         log,
+        JETSTREAM_PLACEMENT_WAIT_MS,
       );
       await leadership.start();
     } catch (err) {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats, ensureStreams, jetStream } from '../../common/nats.js';
+import { connectNats, ensureStreams, jetStream, whenJetStreamAnswers } from '../../common/nats.js';
 import { SessionStore } from '../../controller/session-store.js';
 import { ACTIONS_STREAM, EVENTS_STREAM, RECORDS_STREAM, SESSIONS_STREAM } from '../../common/subjects.js';
 import { SessionState, TargetState, type AgentClient, type ControllerClient, type Session } from '../../gen/damon/v1/damon.js';
@@ -229,8 +229,9 @@ describe('changing the replica count', () => {
       await waitFor('JetStream answering', () => ensureStreams(js, { replicas: 1 }).then(() => true), 30_000, 500);
       await SessionStore.open(js, Date.now, undefined, 1);
       for (const s of STREAMS) assert.equal((await streamPlacement(nc, s)).replicas, 1, s);
-      await ensureStreams(js, { replicas: 3 });
-      await SessionStore.open(js, Date.now, undefined, 3);
+      // As the controller does: a node may not have joined the metadata group yet.
+      await whenJetStreamAnswers(() => ensureStreams(js, { replicas: 3 }), 30_000, undefined, 30_000);
+      await whenJetStreamAnswers(() => SessionStore.open(js, Date.now, undefined, 3), 30_000, undefined, 30_000);
       for (const s of STREAMS) {
         await waitFor(`${s}: 3 copies, all current`, async () => {
           const p = await streamPlacement(nc!, s);
