@@ -5,7 +5,9 @@
 //                  page_idle operations and its default ('refined') region adjustment;
 //   kernel-adjust: the kernel's DAMON and the project's engine with the kernel's adjustment;
 //   agent:         the agent's session runner with default operations (the kdamond
-//                  operations on this kernel) and the project's engine with page_idle.
+//                  operations on this kernel) and the project's engine with page_idle;
+//   agent-page-idle: the kernel's DAMON and the agent's session runner with the page_idle
+//                  operations (the native sampler behind the agent's liveness wrapper).
 // Each part runs on a fresh workload, one after the other: two kdamonds cannot run at once
 // (the driver claims DAMON's sysfs only when it is unused), and more than two monitors
 // starve each other of the guest's two emulated CPUs.
@@ -20,7 +22,7 @@
 // from 1.00 to 0.39-0.78 and the kernel DAMON's to 0.86, as both ran late).
 //
 // Usage: node dist/test/guest/accuracy-run.js --workload BIN [--thp hugepage,nohugepage]
-//          [--parts direct,kernel-adjust,agent] [--phase-ms 60000] [--tlb-flush-ms 1] [--pause-us 1000]
+//          [--parts direct,kernel-adjust,agent,agent-page-idle] [--phase-ms 60000] [--tlb-flush-ms 1] [--pause-us 1000]
 // A phase ends once every monitor delivered PHASE_AGGREGATIONS records in it, or after
 // --phase-ms at most.
 // Prints one JSON line (AccuracyCase) per THP mode and part; progress goes to stderr.
@@ -44,7 +46,7 @@ import { WorkloadProcess } from './workload-process.js';
 
 export type { EngineRun } from './monitors.js';
 
-export const PARTS = ['direct', 'kernel-adjust', 'agent'] as const;
+export const PARTS = ['direct', 'kernel-adjust', 'agent', 'agent-page-idle'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface AccuracyCase {
@@ -64,8 +66,12 @@ function log(msg: string): void {
   process.stderr.write(`accuracy-run: ${msg}\n`);
 }
 
-/** A session of the agent's runner with default operations; its records as published. */
-function agentEngine(pid: number): Engine {
+/**
+ * A session of the agent's runner with `operations` ('' for the agent's choice); its records
+ * as published. Named agent_kdamond for the agent's choice (kdamond on this kernel), else
+ * agent_<operations>.
+ */
+function agentEngine(pid: number, operations = ''): Engine {
   const records: RecordJson[] = [];
   const hostOps = probeHostOperations();
   const spec = parseSpec({
@@ -80,16 +86,16 @@ function agentEngine(pid: number): Engine {
       resultFormat: '', schemes: [],
     },
     pids: [pid],
-    operations: '',
+    operations,
     syntheticWorkload: '',
     generation: 1n,
   });
-  const operations = new Set<string>();
+  const recordOperations = new Set<string>();
   const publisher = new RecordPublisher(
     {
       async publish(_subject, data) {
         const p = decodeRecord(data);
-        operations.add(p.operations);
+        recordOperations.add(p.operations);
         records.push({
           t: p.pid,
           s: p.startTimeNs.toString(),
@@ -127,13 +133,18 @@ function agentEngine(pid: number): Engine {
       await runner.stop();
     },
     result() {
-      const t = runner.observed().targets[0];
+      const o = runner.observed();
+      const t = o.targets[0];
       return {
-        name: 'agent_kdamond',
+        name: `agent_${operations || 'kdamond'}`,
         records,
         stopReason: t === undefined ? 'unknown' : TargetState[t.state],
         ...(t?.message ? { error: t.message } : {}),
-        info: { targetOperations: t?.operations, recordOperations: [...operations], hostOperations: hostOps.operations, kdamondProbe: hostOps.kdamond.message },
+        info: {
+          targetOperations: t?.operations, recordOperations: [...recordOperations], hostOperations: hostOps.operations, kdamondProbe: hostOps.kdamond.message,
+          checkCostUs: o.checkCostUs, affordableRegions: o.affordableRegions,
+          drift: { aggregation: { meanUs: o.aggregationIntervalMeanUs }, sampling: { meanUs: o.samplingIntervalMeanUs } },
+        },
       };
     },
   };
@@ -163,7 +174,9 @@ async function runCase(bin: string, thp: string, part: Part, o: RunOptions): Pro
         ? [kdamondEngine(w.pid), pageIdleEngine('page_idle', w.pid, 'refined')]
         : part === 'kernel-adjust'
           ? [kdamondEngine(w.pid), pageIdleEngine('page_idle_kernel_adjust', w.pid, 'kernel')]
-          : [agentEngine(w.pid), pageIdleEngine('page_idle', w.pid, 'refined')];
+          : part === 'agent'
+            ? [agentEngine(w.pid), pageIdleEngine('page_idle', w.pid, 'refined')]
+            : [kdamondEngine(w.pid), agentEngine(w.pid, 'page_idle')];
     // One after the other: the kdamond's setup writes must not queue behind the page_idle
     // engine's sampling steps in this process's event loop.
     for (const e of engines) await e.start();

@@ -12,7 +12,8 @@
 // most 0.01 below the kernel's or >= 0.98; steady cold coverage <= 1%; mean Jaccard of the two engines'
 // steady hot sets >= 0.9. The engine with the kernel's adjustment is measured and reported
 // beside it. The kdamond operations behind the agent (its session runner, default
-// operations) must publish kdamond records that serve as the reference just as well.
+// operations) must publish kdamond records that serve as the reference just as well, and
+// the agent's runner on page_idle is held to the engine's bar next to the kernel's DAMON.
 // A case that misses the comparison bar is run once more in a fresh guest, and the bar must
 // hold there: an emulated guest on a busy host starves the user-space engine (not the
 // kdamond) in some runs. Both rounds' figures are printed.
@@ -150,6 +151,23 @@ describe('accuracy in the guest: the page_idle engine and the kernel\'s DAMON on
 
     test(`THP ${thp === 'hugepage' ? 'on' : 'off'}: the kdamond operations behind the agent publish kdamond records that the same bar holds against`, { timeout: 1_000_000 }, async (t) => {
       await barHolds(t, thp, 'agent', (c) => agentCase(t, thp, c), `${thp}: against the agent's kdamond records (the guest's report: ${REPORT})`);
+    });
+
+    test(`THP ${thp === 'hugepage' ? 'on' : 'off'}: the agent's session runner on page_idle runs the native sampler and meets the bar next to the kernel's DAMON`, { timeout: 1_000_000 }, async (t) => {
+      await barHolds(t, thp, 'agent-page-idle', (c) => {
+        const s = scoreCase(t, c, ['kdamond', 'agent_page_idle']);
+        const agent = engine(c, 'agent_page_idle');
+        assert.equal(agent.info.targetOperations, 'page_idle');
+        assert.deepEqual(agent.info.recordOperations, ['page_idle'], 'every published record says page_idle');
+        assert.equal(agent.stopReason, 'TARGET_STATE_EXITED', `the target ends EXITED when the workload exits (${agent.error ?? ''})`);
+        // Measured only by the native sampler: a per-sample JavaScript loop leaves it unset.
+        const cost = agent.info.checkCostUs as number | undefined;
+        assert.ok(cost !== undefined && cost > 0, `the agent reports no check cost (${String(cost)}): its page_idle sessions did not run the native sampler`);
+        t.diagnostic(`${thp}/agent-page-idle: ${cost.toFixed(1)} us per check, ${String(agent.info.affordableRegions)} affordable regions`);
+        const agree = compareHotSets(s.get('agent_page_idle')!, s.get('kdamond')!);
+        t.diagnostic(`${thp}/agent-page-idle: Jaccard of the steady hot sets: mean ${agree.meanJaccard?.toFixed(3)}, min ${agree.minJaccard?.toFixed(3)} over ${agree.pairs} pairs`);
+        return comparisonFailures(s.get('agent_page_idle')!, s.get('kdamond')!, agree, KERNEL_COMPARISON_BAR);
+      }, `${thp}: the agent on page_idle misses the bar (the guest's report: ${REPORT})`);
     });
   }
 
